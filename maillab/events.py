@@ -1,0 +1,181 @@
+"""The lab's typed events and the in-process bus that carries them.
+
+Every part of the engine reports what it does as a small frozen dataclass
+published on one `EventBus`: a line of an SMTP dialogue, a DNS query, a
+message queued, a delivery attempt, a delivery, a bounce.  The maillog writer
+and (later) the TUI subscribe to the same stream.
+
+Invariants: publishing never blocks and never fails; each subscription keeps
+at most `maxlen` events (the oldest are dropped and counted), so a flood can
+not grow memory without bound.  Events carry lab-clock times (`time.time()`
+scale, seconds since the epoch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+Direction = Literal["client", "server", "note"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpened(Event):
+    session: str          # unique id, e.g. "smtp1.syr.edu/smtp/17"
+    protocol: str         # "smtp", "submission", "smtp-out", ...
+    host: str             # the lab host that serves (or, outbound, sends)
+    peer: str             # "ip:port" of the other end
+    peer_name: str = ""   # PTR name of the peer, when known
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLine(Event):
+    session: str
+    host: str
+    direction: Direction  # who spoke: "client", "server"; "note": the lab's own remark
+    text: str             # one line, without its line ending
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed(Event):
+    session: str
+    host: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DnsQuery(Event):
+    client: str           # "ip:port"
+    transport: str        # "udp" or "tcp"
+    name: str
+    rdtype: str
+    rcode: str
+    answers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Connected(Event):
+    host: str
+    queue_id: str
+    client_name: str
+    client_ip: str
+
+
+@dataclass(frozen=True, slots=True)
+class Queued(Event):
+    host: str
+    queue_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    size: int
+    client: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered(Event):
+    """One recipient reached its final step at this host (sent on, stored)."""
+    host: str
+    queue_id: str
+    recipient: str
+    relay: str            # "local" or "mx.gmail.com[127.0.0.4]:2525"
+    delay: float
+    dsn: str              # enhanced status, "2.0.0"
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred(Event):
+    host: str
+    queue_id: str
+    recipient: str
+    relay: str
+    delay: float
+    dsn: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bounced(Event):
+    host: str
+    queue_id: str
+    recipient: str
+    relay: str
+    delay: float
+    dsn: str
+    detail: str
+    notice_id: str = ""   # queue id of the DSN sent back, "" if none (null sender)
+
+
+@dataclass(frozen=True, slots=True)
+class Removed(Event):
+    host: str
+    queue_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice(Event):
+    """A line for the maillog that belongs to no other kind: start, stop, warnings."""
+    host: str
+    program: str
+    text: str
+    queue_id: str = ""
+
+
+class Subscription:
+    """A bounded queue of events for one consumer."""
+
+    def __init__(self, bus: "EventBus", maxlen: int, accept: Callable[[Event], bool] | None) -> None:
+        self._bus = bus
+        self._items: deque[Event] = deque(maxlen=maxlen)
+        self._accept = accept
+        self._wakeup = asyncio.Event()
+        self.dropped = 0
+
+    def _push(self, event: Event) -> None:
+        if self._accept is not None and not self._accept(event):
+            return
+        if len(self._items) == self._items.maxlen:
+            self.dropped += 1
+        self._items.append(event)
+        self._wakeup.set()
+
+    def drain(self) -> list[Event]:
+        """Everything queued so far, oldest first; empties the queue."""
+        items = list(self._items)
+        self._items.clear()
+        self._wakeup.clear()
+        return items
+
+    async def next_batch(self) -> list[Event]:
+        """Wait until at least one event is queued, then drain."""
+        while not self._items:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+        return self.drain()
+
+    def close(self) -> None:
+        self._bus._subs.discard(self)
+
+
+@dataclass
+class EventBus:
+    """Fan-out of events to bounded subscriptions; loop-thread only."""
+
+    _subs: set[Subscription] = field(default_factory=set)
+
+    def publish(self, event: Event) -> None:
+        for sub in self._subs:
+            sub._push(event)
+
+    def subscribe(self, maxlen: int = 10_000,
+                  accept: Callable[[Event], bool] | None = None) -> Subscription:
+        sub = Subscription(self, maxlen, accept)
+        self._subs.add(sub)
+        return sub

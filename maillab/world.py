@@ -1,0 +1,262 @@
+"""Worlds: the domains, hosts, users and DNS zones a lab runs.
+
+A world is a folder with `lab.toml` and one BIND-syntax zone file per domain
+(see `worlds/default`).  `load_world(path)` reads and validates it and returns
+an immutable `World`; any mistake raises `WorldError` with one line that names
+the file and, where it can be known, the line.
+
+Invariants of a loaded world: host names and addresses are unique; every MX
+target is a host of the world and its A record agrees with `lab.toml`; every
+user address is unique and every alias points at a user of its domain.  The
+reverse zone (`in-addr.arpa`, PTR for every host) is made here from the hosts,
+so it can never disagree with them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import dns.exception
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.zone
+
+DEFAULT_PASSWORD = "maillab"
+
+
+class WorldError(Exception):
+    """A world folder that can not be loaded; str() is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    name: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    local: str
+    domain: str
+    display: str = ""
+    password: str = DEFAULT_PASSWORD
+
+    @property
+    def address(self) -> str:
+        return f"{self.local}@{self.domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    name: str
+    mx: tuple[tuple[int, str], ...]       # (preference, host name), best first
+    users: tuple[User, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()   # (local part, target local part)
+
+    @property
+    def mailbox_host(self) -> str:
+        """The host that keeps the mailboxes: the most preferred MX."""
+        return self.mx[0][1]
+
+
+@dataclass(frozen=True)
+class World:
+    name: str
+    description: str
+    path: Path
+    hosts: dict[str, Host]
+    domains: dict[str, Domain]
+    zones: dict[str, dns.zone.Zone]        # origin (absolute, with dot) -> zone
+    reject_unknown_recipients: bool = False
+    message_size_limit: int = 10 * 1024 * 1024
+    _by_address: dict[str, Host] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_address.update({h.address: h for h in self.hosts.values()})
+
+    def host_at(self, address: str) -> Host | None:
+        return self._by_address.get(address)
+
+    def mailbox_domains(self, host: str) -> list[Domain]:
+        """Domains whose mailboxes (and submission, IMAP, POP3) live on `host`."""
+        return [d for d in self.domains.values() if d.mailbox_host == host]
+
+    def mx_preference(self, domain: str, host: str) -> int | None:
+        d = self.domains.get(domain)
+        if d is None:
+            return None
+        for pref, name in d.mx:
+            if name == host:
+                return pref
+        return None
+
+
+def default_world_path() -> Path:
+    return Path(str(resources.files("maillab.worlds") / "default"))
+
+
+def _line_of(text: str, needle: str) -> int:
+    for number, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return number
+    return 1
+
+
+def _load_zone(path: Path, origin: str) -> dns.zone.Zone:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise WorldError(f"{path}: cannot read zone file: {e.strerror}") from None
+    try:
+        return dns.zone.from_text(text, origin=origin, relativize=False, filename=str(path))
+    except dns.exception.SyntaxError as e:
+        # dnspython already says "file:line: what"
+        raise WorldError(f"{e}") from None
+    except dns.exception.DNSException as e:
+        raise WorldError(f"{path}: {e}") from None
+
+
+def _reverse_zone(hosts: dict[str, Host]) -> dns.zone.Zone:
+    lines = ["$TTL 300",
+             "@ IN SOA ns.in-addr.arpa. hostmaster.in-addr.arpa. ( 1 3600 600 604800 300 )",
+             "@ IN NS localhost."]
+    for host in hosts.values():
+        lines.append(f"{ipaddress.ip_address(host.address).reverse_pointer}. IN PTR {host.name}.")
+    return dns.zone.from_text("\n".join(lines) + "\n", origin="in-addr.arpa.", relativize=False)
+
+
+def load_world(path: Path | str | None = None) -> World:
+    """Load and validate the world folder at `path` (the default world if None)."""
+    folder = Path(path) if path is not None else default_world_path()
+    toml_path = folder / "lab.toml"
+    try:
+        text = toml_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WorldError(f"{toml_path}: no such file (a world folder needs lab.toml)") from None
+    except OSError as e:
+        raise WorldError(f"{toml_path}: cannot read: {e.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise WorldError(f"{toml_path}: {e}") from None
+
+    def fail(needle: str, message: str) -> WorldError:
+        return WorldError(f"{toml_path}:{_line_of(text, needle)}: {message}")
+
+    lab = data.get("lab", {})
+    hosts: dict[str, Host] = {}
+    seen_addresses: dict[str, str] = {}
+    for entry in data.get("host", []):
+        name = str(entry.get("name", "")).lower().rstrip(".")
+        address = str(entry.get("address", ""))
+        if not name:
+            raise fail("[[host]]", "a [[host]] has no name")
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise fail(name, f"host {name}: address {address!r} is not an IPv4 address") from None
+        if name in hosts:
+            raise fail(name, f"host {name} is declared twice")
+        if address in seen_addresses:
+            raise fail(address, f"address {address} is reused by {seen_addresses[address]} and {name}")
+        seen_addresses[address] = name
+        hosts[name] = Host(name, address)
+    if not hosts:
+        raise WorldError(f"{toml_path}: the world declares no [[host]]")
+
+    zones: dict[str, dns.zone.Zone] = {}
+    zone_files: dict[str, Path] = {}
+
+    def add_zone(origin: str, filename: str, needle: str) -> dns.zone.Zone:
+        if not filename:
+            raise fail(needle, f"zone {origin} names no zone file")
+        origin_abs = origin.rstrip(".") + "."
+        if origin_abs in zones:
+            raise fail(needle, f"zone {origin} is declared twice")
+        zone_path = folder / filename
+        zones[origin_abs] = _load_zone(zone_path, origin_abs)
+        zone_files[origin_abs] = zone_path
+        return zones[origin_abs]
+
+    domains: dict[str, Domain] = {}
+    for entry in data.get("domain", []):
+        dname = str(entry.get("name", "")).lower().rstrip(".")
+        if not dname:
+            raise fail("[[domain]]", "a [[domain]] has no name")
+        if dname in domains:
+            raise fail(f'"{dname}"', f"domain {dname} is declared twice")
+        zone = add_zone(dname, str(entry.get("zone", "")), f'"{dname}"')
+        zone_path = zone_files[dname + "."]
+        zone_text = zone_path.read_text(encoding="utf-8")
+        mx: list[tuple[int, str]] = []
+        rdataset = zone.get_rdataset(dname + ".", dns.rdatatype.MX)
+        for rdata in rdataset or ():
+            target = rdata.exchange.to_text(omit_final_dot=True).lower()
+            if target not in hosts:
+                raise WorldError(f"{zone_path}:{_line_of(zone_text, rdata.exchange.to_text())}: "
+                                 f"MX {target} is not a [[host]] of {toml_path.name}")
+            mx.append((rdata.preference, target))
+        if not mx:
+            raise WorldError(f"{zone_path}: domain {dname} has no MX record at its apex")
+        mx.sort()
+        users: list[User] = []
+        seen_users: set[str] = set()
+        for u in entry.get("users", []):
+            local = str(u.get("name", "")).lower()
+            if not local or "@" in local or "/" in local or local.startswith("."):
+                raise fail(f'"{local}"', f"domain {dname}: bad user name {local!r}")
+            if local in seen_users:
+                raise fail(f'"{local}"', f"duplicate user {local}@{dname}")
+            seen_users.add(local)
+            users.append(User(local, dname, str(u.get("display", "")),
+                              str(u.get("password", DEFAULT_PASSWORD))))
+        aliases: list[tuple[str, str]] = []
+        for alias, target in dict(entry.get("aliases", {})).items():
+            alias, target = alias.lower(), str(target).lower()
+            if alias in seen_users:
+                raise fail(alias, f"alias {alias}@{dname} reuses the address of a user")
+            if target not in seen_users:
+                raise fail(alias, f"alias {alias}@{dname} points at {target}, not a user of {dname}")
+            aliases.append((alias, target))
+        domains[dname] = Domain(dname, tuple(mx), tuple(users), tuple(aliases))
+
+    for entry in data.get("zone", []):
+        zname = str(entry.get("name", "")).lower()
+        add_zone(zname, str(entry.get("file", "")), f'"{zname}"')
+
+    # Every host must be reachable by name, at the address lab.toml gives it.
+    for host in hosts.values():
+        found = False
+        for origin, zone in zones.items():
+            if not (host.name + ".").endswith("." + origin) and host.name + "." != origin:
+                continue
+            rdataset = zone.get_rdataset(host.name + ".", dns.rdatatype.A)
+            if rdataset is None:
+                continue
+            found = True
+            addresses = {r.address for r in rdataset}
+            if host.address not in addresses:
+                text_z = zone_files[origin].read_text(encoding="utf-8")
+                short = host.name[: -len(origin)].rstrip(".") if host.name.endswith(origin[:-1]) else host.name
+                raise WorldError(f"{zone_files[origin]}:{_line_of(text_z, short.split('.')[0])}: "
+                                 f"A record of {host.name} is {', '.join(sorted(addresses))}, "
+                                 f"but lab.toml gives {host.address}")
+        if not found:
+            raise fail(host.name, f"host {host.name} has no A record in any zone of the world")
+
+    zones["in-addr.arpa."] = _reverse_zone(hosts)
+    return World(
+        name=str(lab.get("name", folder.name)),
+        description=str(lab.get("description", "")),
+        path=folder,
+        hosts=hosts,
+        domains=domains,
+        zones=zones,
+        reject_unknown_recipients=bool(lab.get("reject_unknown_recipients", False)),
+        message_size_limit=int(lab.get("message_size_limit", 10 * 1024 * 1024)),
+    )
