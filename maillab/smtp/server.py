@@ -1,0 +1,275 @@
+"""The SMTP server of an MTA host: aiosmtpd, adapted to the lab.
+
+`LabSMTP` is aiosmtpd's protocol with what the lab needs and aiosmtpd lacks:
+- a transcript: every line in and out becomes a `SessionLine` event (the
+  message body as one note), every session a `SessionOpened`/`SessionClosed`;
+- ENHANCEDSTATUSCODES on every reply (`codes.enhance`) and PIPELINING in EHLO;
+- a DATA reader of its own (`DataReader`): bare-LF lines and a bare-LF "."
+  end the message, and the body is read in large chunks, not line by line;
+- a 421 before closing a session that timed out (RFC 5321 §4.5.3.2).
+
+`MtaHandler` holds the policy hooks: address checks, relay rules, AUTH against
+the directory, and DATA, which stamps the Received header and hands the
+message to the host's spool — the 250 goes out only once it is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
+
+from ..events import SessionClosed, SessionLine, SessionOpened
+from .codes import enhance
+from .datareader import DataReader, DataStatus
+from .policy import check_address, check_rcpt
+from .received import protocol_name, received_header
+from .transcript import ClientLines, printable
+
+if TYPE_CHECKING:
+    from ..mta import Mta
+
+# aiosmtpd logs every connection at INFO and warns about plaintext AUTH on each
+# one: that is ours to report, through events.
+logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+logging.getLogger("mail.log").propagate = False
+warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS", module="aiosmtpd")
+
+_session_numbers = itertools.count(1)
+MAX_RECIPIENTS = 1000   # RFC 5321 §4.5.3.1.8 asks for at least 100
+
+
+class LabSMTP(SMTP):
+    # The StreamReader limit: command lines are still held to 512 octets
+    # (aiosmtpd's check, answered 500), but the body is read in 64 KiB steps.
+    line_length_limit = 64 * 1024
+
+    def __init__(self, mta: "Mta", service: str, **kwargs: Any) -> None:
+        self.mta = mta
+        self.service = service
+        self.session_id = f"{mta.host.name}/{service}/{next(_session_numbers)}"
+        self._client_lines = ClientLines()
+        self._raw_replies = False
+        self._opened = False
+        self._ptr_task: asyncio.Task[str | None] | None = None
+        super().__init__(MtaHandler(mta, service), hostname=mta.host.name, ident="ESMTP maillab",
+                         data_size_limit=mta.ctx.world.message_size_limit, enable_SMTPUTF8=True,
+                         timeout=mta.ctx.session_timeout, auth_required=(service == "submission"),
+                         auth_require_tls=False, authenticator=self._check_login,
+                         auth_exclude_mechanism=() if mta.mailbox_domains else ("PLAIN", "LOGIN"),
+                         **kwargs)
+
+    # --- transcript ---------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._opened:
+            return  # connection_made runs again after STARTTLS
+        self._opened = True
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.peer_ip, self.peer_port = str(peer[0]), peer[1]
+        self._ptr_task = asyncio.ensure_future(self.mta.reverse_name(self.peer_ip))
+
+    async def _handle_client(self) -> None:
+        # As Postfix does, look up the client's name before the banner.
+        name = await self.client_name()
+        self.mta.ctx.bus.publish(SessionOpened(self.mta.ctx.clock.now(), self.session_id, self.service,
+                                               self.mta.host.name, f"{self.peer_ip}:{self.peer_port}",
+                                               name or "unknown"))
+        await super()._handle_client()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        if self._ptr_task is not None and not self._ptr_task.done():
+            self._ptr_task.cancel()
+        reason = f"lost: {error}" if error else "closed"
+        self.mta.ctx.bus.publish(SessionClosed(self.mta.ctx.clock.now(), self.session_id,
+                                               self.mta.host.name, reason))
+
+    def data_received(self, data: bytes) -> None:
+        now = self.mta.ctx.clock.now()
+        bus, host = self.mta.ctx.bus, self.mta.host.name
+        for kind, text in self._client_lines.feed(data):
+            bus.publish(SessionLine(now, self.session_id, host, kind, text))
+        super().data_received(data)
+
+    async def push(self, status: str | bytes) -> None:
+        text = status if isinstance(status, str) else status.decode("utf-8", "replace")
+        if not self._raw_replies:
+            text = enhance(text)
+        self.mta.ctx.bus.publish(SessionLine(self.mta.ctx.clock.now(), self.session_id,
+                                             self.mta.host.name, "server", printable(text.encode())))
+        if text.startswith("354"):
+            self._client_lines.body_started()
+        await super().push(text)
+
+    def _timeout_cb(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            line = f"421 4.4.2 {self.hostname} Error: timeout exceeded"
+            self.mta.ctx.bus.publish(SessionLine(self.mta.ctx.clock.now(), self.session_id,
+                                                 self.mta.host.name, "server", line))
+            self.transport.write(line.encode() + b"\r\n")
+        super()._timeout_cb()
+
+    # --- commands whose replies carry no enhanced code (RFC 2034 §3) --------
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._raw_replies = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._raw_replies = False
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._raw_replies = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._raw_replies = False
+
+    # --- DATA ----------------------------------------------------------------
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        reader = DataReader(self.data_size_limit or 10 * 1024 * 1024)
+        try:
+            await self._read_body(reader)
+        except asyncio.IncompleteReadError:
+            return  # the client went away: nothing was accepted
+        if reader.status is DataStatus.TOO_BIG:
+            status = "552 5.3.4 Error: message file too big"
+        elif reader.status is DataStatus.LINE_TOO_LONG:
+            status = "500 5.5.2 Error: line too long (RFC 5321 §4.5.3.1.6: 1000 octets with CRLF)"
+        else:
+            self.envelope.original_content = self.envelope.content = reader.message()
+            status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
+
+    async def _read_body(self, data: DataReader) -> None:
+        """Feed `data` until the end-of-data line, without reading past it.
+
+        Large steps: `readuntil(b"\\n.")` jumps to the next line that starts
+        with a dot; only such lines (and the first line) are read on their own.
+        """
+        reader = self._reader
+        at_line_start = True
+        while not data.done:
+            self._reset_timeout()
+            if at_line_start:
+                first = await reader.readexactly(1)
+                if first == b".":
+                    data.feed(first + await self._read_line())
+                else:
+                    data.feed(first)
+                    at_line_start = first == b"\n"
+                continue
+            try:
+                chunk = await reader.readuntil(b"\n.")
+            except asyncio.LimitOverrunError as e:
+                data.feed(await reader.readexactly(e.consumed))
+                continue
+            data.feed(chunk[:-1])
+            data.feed(b"." + await self._read_line())
+            at_line_start = True
+
+    async def _read_line(self) -> bytes:
+        parts = []
+        while True:
+            try:
+                parts.append(await self._reader.readuntil(b"\n"))
+                return b"".join(parts)
+            except asyncio.LimitOverrunError as e:
+                parts.append(await self._reader.readexactly(e.consumed))
+                if sum(map(len, parts)) > 2 * self.line_length_limit:
+                    return b"".join(parts)   # the DataReader marks it too long
+
+    # --- AUTH ----------------------------------------------------------------
+    def _check_login(self, server: SMTP, session: Session, envelope: Envelope,
+                      mechanism: str, auth_data: Any) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login = auth_data.login.decode("utf-8", "surrogateescape")
+        password = auth_data.password.decode("utf-8", "surrogateescape")
+        account = self.mta.ctx.directory.authenticate(login, password, self.mta.mailbox_domains)
+        if account is None or account.domain not in self.mta.mailbox_domains:
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=account.address)
+
+    async def client_name(self) -> str | None:
+        return await self._ptr_task if self._ptr_task is not None else None
+
+
+class MtaHandler:
+    """aiosmtpd hooks: the policy of one host and service."""
+
+    def __init__(self, mta: "Mta", service: str) -> None:
+        self.mta = mta
+        self.service = service
+
+    async def handle_EHLO(self, server: LabSMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        lines = [r[4:] for r in responses if r[4:] not in ("HELP",) and r[4:] != "AUTH "]
+        lines.insert(1, "PIPELINING")
+        lines.insert(lines.index("8BITMIME") + 1, "ENHANCEDSTATUSCODES")
+        return [f"250-{x}" for x in lines[:-1]] + [f"250 {lines[-1]}"]
+
+    async def handle_MAIL(self, server: LabSMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        address = "" if address in ("<>", "") else address
+        error = check_address(address, allow_empty=True)
+        if error:
+            return error
+        envelope.mail_from = address or "<>"
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server: LabSMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        error = check_address(address)
+        if error:
+            return error
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Error: too many recipients"
+        verdict = check_rcpt(self.mta.ctx.world, self.mta.host.name, address,
+                             authenticated=bool(session.authenticated),
+                             mailbox_exists=lambda a: self.mta.ctx.mda.account_for(a) is not None)
+        if verdict.accept:
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        return verdict.reply
+
+    async def handle_DATA(self, server: LabSMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.content
+        assert isinstance(content, bytes)
+        sender = "" if envelope.mail_from == "<>" else (envelope.mail_from or "")
+        qid = self.mta.new_queue_id()
+        proto = protocol_name(esmtp=session.extended_smtp, tls=session.ssl is not None,
+                              auth=bool(session.authenticated), utf8=envelope.smtp_utf8)
+        client_name = await server.client_name()
+        stamp = received_header(helo=session.host_name or "unknown", client_name=client_name,
+                                client_ip=server.peer_ip, by=self.mta.host.name, protocol=proto,
+                                queue_id=qid, recipients=list(envelope.rcpt_tos),
+                                when=self.mta.ctx.clock.now())
+        try:
+            await self.mta.accept(qid, sender, tuple(envelope.rcpt_tos), stamp + content,
+                                  client=f"{client_name or 'unknown'}[{server.peer_ip}]",
+                                  extra={"auth": session.auth_data or "", "protocol": proto,
+                                         "helo": session.host_name or ""})
+        except OSError as e:
+            return f"451 4.3.0 Error: queue file write error ({e.strerror})"
+        return f"250 2.0.0 Ok: queued as {qid}"

@@ -1,0 +1,92 @@
+"""DATA reading, bytes in: end-of-data with CRLF and bare LF, unstuffing, limits."""
+
+from hypothesis import given, settings, strategies as st
+
+from maillab.smtp.datareader import DataReader, DataStatus
+
+
+def read_all(chunks, max_size=10_000_000):
+    r = DataReader(max_size)
+    for c in chunks:
+        r.feed(c)
+    return r
+
+
+def test_crlf_message_ends_at_dot_line():
+    r = read_all([b"Subject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n"])
+    assert r.done and r.status is DataStatus.OK
+    assert r.message() == b"Subject: hi\r\n\r\nbody\r\n"
+    assert r.leftover == b"QUIT\r\n"
+
+
+def test_bare_lf_as_typed_in_nc_ends_and_is_normalised():
+    r = read_all([b"Subject: hi\n", b"\n", b"You are on the naughty list\n", b".\n"])
+    assert r.done
+    assert r.message() == b"Subject: hi\r\n\r\nYou are on the naughty list\r\n"
+
+
+def test_transparency_dots_are_removed():
+    r = read_all([b"..hidden\r\n...\r\n.x\r\n.\r\n"])
+    assert r.message() == b".hidden\r\n..\r\nx\r\n"
+
+
+def test_empty_message():
+    r = read_all([b".\r\n"])
+    assert r.done and r.message() == b""
+
+
+def test_dot_inside_a_line_is_not_the_end():
+    r = read_all([b"a.\r\n", b" .\r\n", b".\r\n"])
+    assert r.message() == b"a.\r\n .\r\n"
+
+
+def test_not_done_without_final_dot():
+    r = read_all([b"line\r\n.", b"x\r\n"])
+    assert not r.done
+    r.feed(b".\r\n")
+    assert r.done and r.message() == b"line\r\nx\r\n"
+
+
+def test_too_big_keeps_scanning_but_stores_nothing():
+    r = read_all([b"x" * 500 + b"\r\n"] * 10 + [b".\r\n"], max_size=2000)
+    assert r.done and r.status is DataStatus.TOO_BIG and r.message() == b""
+
+
+def test_line_of_998_octets_is_fine_999_is_too_long():
+    ok = read_all([b"a" * 998 + b"\r\n.\r\n"])
+    assert ok.status is DataStatus.OK
+    bad = read_all([b"a" * 999 + b"\r\n.\r\n"])
+    assert bad.done and bad.status is DataStatus.LINE_TOO_LONG
+
+
+def test_endless_line_keeps_memory_bounded_and_still_finds_the_end():
+    r = DataReader(10_000_000)
+    for _ in range(1000):
+        r.feed(b"z" * 10_000)
+        assert len(r._carry) <= 1002
+    r.feed(b"\r\nnext\r\n.\r\n")
+    assert r.done and r.status is DataStatus.LINE_TOO_LONG
+
+
+def test_nul_and_invalid_utf8_pass_through_as_bytes():
+    r = read_all([b"\x00\xff\xfe\r\n.\r\n"])
+    assert r.message() == b"\x00\xff\xfe\r\n"
+
+
+BODY = (b"From: a@b\r\n\r\n..stuffed\r\nplain\nbare lf\r\n\r\n.. \r\n"
+        + b"y" * 900 + b"\r\n.\r\nRSET\r\n")
+
+
+@settings(max_examples=300)
+@given(st.lists(st.integers(min_value=0, max_value=len(BODY)), max_size=12))
+def test_any_split_gives_the_same_message(cuts):
+    points = sorted(set(cuts))
+    chunks, last = [], 0
+    for p in points + [len(BODY)]:
+        chunks.append(BODY[last:p])
+        last = p
+    r = read_all(chunks)
+    assert r.done
+    assert r.message() == (b"From: a@b\r\n\r\n.stuffed\r\nplain\r\nbare lf\r\n\r\n. \r\n"
+                           + b"y" * 900 + b"\r\n")
+    assert r.leftover == b"RSET\r\n"
