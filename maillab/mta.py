@@ -85,7 +85,8 @@ class Mta:
                 proto = LabSMTP(self, service, loop=loop)
                 self._protocols.add(proto)
                 return proto
-            server = await loop.create_server(factory, self.host.address, port, reuse_address=True)
+            server = await loop.create_server(factory, self.host.address, port, reuse_address=True,
+                                              backlog=1024)
             self._servers.append(server)
             self.endpoints.append(Endpoint(service, self.host.name, self.host.address, port))
 

@@ -1,6 +1,6 @@
 """SMTP reply codes and their RFC 3463 enhanced status codes.
 
-The lab offers ENHANCEDSTATUSCODES (RFC 2034), so every reply but the greeting,
+The lab offers ENHANCEDSTATUSCODES (RFC 2034), so every reply but the 220 greeting,
 the answer to HELO/EHLO and the intermediate 3xx replies carries an enhanced
 code after the basic one.  aiosmtpd writes plain replies ("503 Error: need
 MAIL command"); `enhance()` adds the code that fits, in one place, so every
@@ -27,7 +27,7 @@ _DEFAULTS: dict[str, str] = {
 def enhance(reply: str) -> str:
     """Give `reply` (one line, no CRLF) an enhanced code if it lacks one and may have one."""
     code = reply[:3]
-    if code[:1] not in ("2", "4", "5") or _HAS_ENHANCED.match(reply):
+    if code[:1] not in ("2", "4", "5") or code == "220" or _HAS_ENHANCED.match(reply):
         return reply
     enhanced = _DEFAULTS.get(code)
     if enhanced is None:

@@ -1,0 +1,142 @@
+"""Fixtures that start real labs on loopback: in-process (`lab`) or as `maillab serve` (`served`).
+
+Every lab gets its own state folder and a port offset whose ports are free, so
+the tests run while another lab (or another test run) is up.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+from maillab.clock import Clock
+from maillab.lab import Lab, LabError
+from maillab.ports import Ports
+from maillab.state import StateDir
+from maillab.world import load_world
+
+HOST_ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6",
+                  "127.0.0.7", "127.0.0.66")
+
+
+def _ports_free(ports: Ports) -> bool:
+    checks = [("127.0.0.1", ports.dns, socket.SOCK_DGRAM)]
+    checks += [(a, p, socket.SOCK_STREAM) for a in HOST_ADDRESSES
+               for p in (ports.smtp, ports.submission, ports.dns)]
+    for address, port, kind in checks:
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((address, port))
+            except OSError:
+                return False
+    return True
+
+
+def free_offset() -> int:
+    """A port offset whose lab ports are all free right now."""
+    for _ in range(100):
+        offset = random.randrange(20, 600) * 100
+        if _ports_free(Ports(offset)):
+            return offset
+    raise RuntimeError("no free port offset found")
+
+
+@pytest.fixture
+async def lab(tmp_path):
+    """A running lab of the default world, in this test's event loop."""
+    for _ in range(5):
+        the_lab = Lab(world=load_world(), state=StateDir(tmp_path / "state"), ports=Ports(free_offset()),
+                      clock=Clock(), session_timeout=30)
+        try:
+            await the_lab.start()
+            break
+        except LabError:
+            continue   # a port was taken between the check and the bind: try another offset
+    else:
+        pytest.fail("could not start a lab")
+    yield the_lab
+    await the_lab.stop()
+
+
+def maildir_messages(state: Path, address: str) -> list[Message]:
+    local, domain = address.split("@")
+    new = state / "mail" / domain / local / "new"
+    if not new.exists():
+        return []
+    return [email.message_from_bytes(p.read_bytes()) for p in sorted(new.iterdir())]
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll `predicate` (a plain function) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+async def async_wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
+    import asyncio
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(interval)
+
+
+class Served:
+    """`maillab serve` in a subprocess, as a user runs it."""
+
+    def __init__(self, state: Path, offset: int, extra: list[str] | None = None) -> None:
+        self.state, self.ports = state, Ports(offset)
+        self.log = open(state.parent / f"serve-{offset}.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "maillab", "serve", "--state", str(state),
+             "--port-offset", str(offset), *(extra or [])],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        ok = wait_for(lambda: self.proc.poll() is not None or b"ready" in self.output_bytes(), 20)
+        if self.proc.poll() is not None or not ok:
+            raise RuntimeError(f"maillab serve did not start:\n{self.output()}")
+
+    def output_bytes(self) -> bytes:
+        self.log.flush()
+        return Path(self.log.name).read_bytes()
+
+    def output(self) -> str:
+        return self.output_bytes().decode("utf-8", "replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        os.killpg(self.proc.pid, sig)
+        return self.proc.wait(15)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            return self.kill(signal.SIGTERM)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A factory of `maillab serve` processes; all are stopped at the end."""
+    procs: list[Served] = []
+
+    def start(state: Path | None = None, offset: int | None = None, extra: list[str] | None = None) -> Served:
+        s = Served(state or tmp_path / "state", offset if offset is not None else free_offset(), extra)
+        procs.append(s)
+        return s
+    yield start
+    for s in procs:
+        if s.proc.poll() is None:
+            s.kill()
