@@ -115,10 +115,29 @@ def _load_zone(path: Path, origin: str) -> dns.zone.Zone:
     try:
         return dns.zone.from_text(text, origin=origin, relativize=False, filename=str(path))
     except dns.exception.SyntaxError as e:
-        # dnspython already says "file:line: what"
-        raise WorldError(f"{e}") from None
+        raise WorldError(_zone_error(path, text, origin, str(e))) from None
     except dns.exception.DNSException as e:
         raise WorldError(f"{path}: {e}") from None
+
+
+def _zone_error(path: Path, text: str, origin: str, message: str) -> str:
+    """dnspython says "file:N: what", with N one past the line when the error is in the
+    record data (it has read the line ending by then): find the real line and show it."""
+    prefix = f"{path}:"
+    head, _, what = message[len(prefix):].partition(": ") if message.startswith(prefix) else ("", "", message)
+    if not head.isdigit():
+        return f"{path}: {message}"
+    lines = text.splitlines()
+    number = int(head)
+    if number > 1:
+        try:
+            dns.zone.from_text("\n".join(lines[:number - 1]) + "\n", origin=origin, relativize=False)
+        except dns.exception.SyntaxError:
+            number -= 1       # the first N-1 lines already fail: the culprit is line N-1
+        except dns.exception.DNSException:
+            pass
+    shown = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+    return f"{path}:{number}: {what}" + (f" ({shown})" if shown else "")
 
 
 def _reverse_zone(hosts: dict[str, Host]) -> dns.zone.Zone:

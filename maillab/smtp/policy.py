@@ -41,12 +41,12 @@ def check_address(address: str, *, allow_empty: bool = False) -> str | None:
     if any(0xDC80 <= ord(c) <= 0xDCFF for c in address):
         return "501 5.6.7 Bad address syntax: address is not valid UTF-8"
     if len(address.encode("utf-8", "surrogateescape")) > 254:
-        return "501 5.1.3 Bad address syntax: path too long (RFC 5321 §4.5.3.1.3)"
+        return "501 5.1.3 Bad address syntax: path too long (RFC 5321 section 4.5.3.1.3)"
     local, at, domain = address.rpartition("@")
     if not at or not local:
         return "501 5.1.3 Bad address syntax: need user@domain"
     if len(local.encode()) > 64:
-        return "501 5.1.3 Bad address syntax: local part over 64 octets (RFC 5321 §4.5.3.1.1)"
+        return "501 5.1.3 Bad address syntax: local part over 64 octets (RFC 5321 section 4.5.3.1.1)"
     try:
         ascii_domain = domain if domain.isascii() else domain.encode("idna").decode()
     except UnicodeError:

@@ -152,7 +152,7 @@ class LabSMTP(SMTP):
         if reader.status is DataStatus.TOO_BIG:
             status = "552 5.3.4 Error: message file too big"
         elif reader.status is DataStatus.LINE_TOO_LONG:
-            status = "500 5.5.2 Error: line too long (RFC 5321 §4.5.3.1.6: 1000 octets with CRLF)"
+            status = "500 5.5.2 Error: line too long (RFC 5321 section 4.5.3.1.6: 1000 octets with CRLF)"
         else:
             self.envelope.original_content = self.envelope.content = reader.message()
             status = await self._call_handler_hook("DATA")

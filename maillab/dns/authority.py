@@ -1,0 +1,278 @@
+"""Authoritative DNS answers for the lab's zones, without any I/O.
+
+`Authority.respond(wire, max_udp)` takes one query as bytes and returns the
+reply as bytes, with a `QueryInfo` summary for the DNS log.  The asyncio
+adapters in `server.py` only move those bytes; tests feed bytes directly.
+
+What it answers (RFC 1034 §4.3.2, the authoritative part of the algorithm):
+the longest matching zone, else REFUSED; AA on every authoritative answer;
+CNAME chains followed inside our zones; wildcards (RFC 4592); referrals at
+zone cuts below an apex; NXDOMAIN or NODATA with the zone's SOA in authority
+(RFC 2308 §3), empty non-terminals being NODATA (RFC 8020); A/AAAA for MX and
+NS targets in the additional section; QTYPE ANY gives every rdataset at the
+node; EDNS0 echoed when the query had it (RFC 6891 §7).
+
+Invariants: `respond` never raises.  Input shorter than a header, or a
+response, gives (None, None); an unparseable query whose header is readable a
+header-only FORMERR (RFC 1035 §4.1.1); our own bug a SERVFAIL.  Replies fit the
+transport: over UDP 512 octets without EDNS, else the client's payload (capped
+by `max_udp`, never below 512), truncated with TC set when an answer or
+authority record does not fit (RFC 2181 §9); over TCP up to 65535.  Rendered
+replies are cached by the query bytes after the 2-byte ID, bounded in entries
+and in entry size; `set_zones()` clears the cache, and whoever edits a zone in
+place must call `clear_cache()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.node
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.rrset
+import dns.zone
+
+CACHE_SIZE = 10_000
+MAX_CNAME_CHAIN = 8
+OUR_PAYLOAD = 1232          # the DNS flag day 2020 size; what we advertise
+_TCP_MAX = 65535
+_CACHE_QUERY_MAX = 512      # cache entries stay small: 10,000 of them take < 50 MB
+_CACHE_REPLY_MAX = 4096
+_ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
+_QR = 0x8000
+
+
+@dataclass(frozen=True, slots=True)
+class QueryInfo:
+    """What the DNS log shows of one query: the question and the outcome."""
+    name: str       # as asked, without the final dot ("." for the root)
+    rdtype: str     # "MX", "A", ...
+    rcode: str      # "NOERROR", "NXDOMAIN", ...
+    answers: int    # records in the answer section
+
+
+class Authority:
+    """Answers queries for a set of zones (origin text with final dot -> zone)."""
+
+    def __init__(self, zones: Mapping[str, dns.zone.Zone], cache_size: int = CACHE_SIZE) -> None:
+        self._cache_size = cache_size
+        self._cache: dict[tuple[bytes, int | None], tuple[bytes, QueryInfo]] = {}
+        self.hits = 0
+        self.misses = 0
+        self.set_zones(zones)
+
+    # -- configuration -----------------------------------------------------
+
+    def set_zones(self, zones: Mapping[str, dns.zone.Zone]) -> None:
+        """Serve these zones from now on (and forget every cached reply)."""
+        by_origin: dict[dns.name.Name, dns.zone.Zone] = {}
+        names: dict[dns.name.Name, set[dns.name.Name]] = {}
+        for text, zone in zones.items():
+            if zone.relativize:
+                raise ValueError(f"zone {text}: load it with relativize=False")
+            origin = dns.name.from_text(text)
+            by_origin[origin] = zone
+            # every owner name and its ancestors up to the apex: what "exists"
+            existing: set[dns.name.Name] = set()
+            for owner in zone.nodes:
+                while owner not in existing and owner.is_subdomain(origin):
+                    existing.add(owner)
+                    if owner == origin:
+                        break
+                    owner = owner.parent()
+            names[origin] = existing
+        self._zones = by_origin
+        self._names = names
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    # -- the one entry point -------------------------------------------------
+
+    def respond(self, wire: bytes, max_udp: int | None) -> tuple[bytes | None, QueryInfo | None]:
+        """Answer one query; `max_udp` is the UDP ceiling, None over TCP."""
+        if len(wire) < 12 or wire[2] & 0x80:     # no header, or a response: ignore
+            return None, None
+        key = (wire[2:], max_udp)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self.hits += 1
+            return wire[:2] + cached[0][2:], cached[1]
+        self.misses += 1
+        try:
+            reply, info, cacheable = self._respond(wire, max_udp)
+        except Exception:        # a bug of ours must not kill the server
+            return _header_only(wire, dns.rcode.SERVFAIL), QueryInfo("", "", "SERVFAIL", 0)
+        if cacheable and len(wire) <= _CACHE_QUERY_MAX and len(reply) <= _CACHE_REPLY_MAX:
+            if len(self._cache) >= self._cache_size:
+                del self._cache[next(iter(self._cache))]     # oldest first
+            self._cache[key] = (reply, info)
+        return reply, info
+
+    # -- internals -----------------------------------------------------------
+
+    def _respond(self, wire: bytes, max_udp: int | None) -> tuple[bytes, QueryInfo, bool]:
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.message.UnknownTSIGKey:
+            return _header_only(wire, dns.rcode.REFUSED), QueryInfo("", "", "REFUSED", 0), False
+        except Exception:
+            return _header_only(wire, dns.rcode.FORMERR), QueryInfo("", "", "FORMERR", 0), False
+        if len(query.question) != 1:
+            return _header_only(wire, dns.rcode.FORMERR), QueryInfo("", "", "FORMERR", 0), False
+        question = query.question[0]
+        qname, qtype = question.name, question.rdtype
+        response = dns.message.make_response(query, our_payload=OUR_PAYLOAD)
+        if query.opcode() != dns.opcode.QUERY:
+            response.set_rcode(dns.rcode.NOTIMP)
+        elif query.edns > 0:
+            response.set_rcode(dns.rcode.BADVERS)                 # RFC 6891 §6.1.3
+        elif question.rdclass not in (dns.rdataclass.IN, dns.rdataclass.ANY):
+            response.set_rcode(dns.rcode.REFUSED)
+        elif qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
+            response.set_rcode(dns.rcode.REFUSED)                 # no zone transfers
+        else:
+            self._answer(response, qname, qtype)
+
+        if max_udp is None:
+            limit = _TCP_MAX
+        elif query.edns >= 0:
+            limit = min(max(query.payload, 512), max_udp)         # RFC 6891 §6.2.5
+        else:
+            limit = min(512, max_udp)                             # RFC 1035 §4.2.1
+        reply = response.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
+        name = qname.to_text(omit_final_dot=True) or "."
+        info = QueryInfo(name, dns.rdatatype.to_text(qtype), dns.rcode.to_text(response.rcode()),
+                         int.from_bytes(reply[6:8], "big"))           # ANCOUNT as sent
+        return reply, info, True
+
+    def _zone_for(self, name: dns.name.Name) -> dns.name.Name | None:
+        """The origin of the longest matching zone (RFC 1034 §4.3.2 step 2)."""
+        while True:
+            if name in self._zones:
+                return name
+            if name == dns.name.root:
+                return None
+            name = name.parent()
+
+    def _answer(self, response: dns.message.Message, qname: dns.name.Name, qtype: int) -> None:
+        origin = self._zone_for(qname)
+        if origin is None:
+            response.set_rcode(dns.rcode.REFUSED)
+            return
+        response.flags |= dns.flags.AA
+        name, seen = qname, {qname}
+        for _ in range(MAX_CNAME_CHAIN + 1):
+            zone = self._zones[origin]
+            cut = self._delegation(origin, name)
+            if cut is not None:
+                if name == qname:
+                    response.flags &= ~dns.flags.AA               # a referral is not authoritative
+                ns = zone.nodes[cut].get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS)
+                response.authority.append(_rrset(cut, ns))
+                self._add_addresses(response, [r.target for r in ns])
+                return
+            node = self._find_node(origin, name)
+            if node is None:
+                if name not in self._names[origin]:
+                    response.set_rcode(dns.rcode.NXDOMAIN)        # RFC 6604: rcode of the last name
+                self._add_soa(response, origin)
+                return
+            if qtype == dns.rdatatype.ANY:
+                for rds in node.rdatasets:
+                    response.answer.append(_rrset(name, rds))
+                self._add_additionals(response)
+                return
+            rds = node.get_rdataset(dns.rdataclass.IN, qtype)
+            if rds is not None:
+                response.answer.append(_rrset(name, rds))
+                self._add_additionals(response)
+                return
+            cname = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
+            if cname is None:
+                self._add_soa(response, origin)                   # NODATA
+                return
+            response.answer.append(_rrset(name, cname))
+            name = cname[0].target
+            origin = self._zone_for(name)
+            if origin is None or name in seen:                    # left our zones, or a loop
+                return
+            seen.add(name)
+
+    def _delegation(self, origin: dns.name.Name, name: dns.name.Name) -> dns.name.Name | None:
+        """The highest zone cut (NS below the apex) at or above `name`, if any."""
+        zone = self._zones[origin]
+        labels = len(name) - len(origin)
+        for depth in range(1, labels + 1):
+            _, cut = name.split(len(origin) + depth)
+            node = zone.nodes.get(cut)
+            if node is not None and node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS):
+                return cut
+        return None
+
+    def _find_node(self, origin: dns.name.Name, name: dns.name.Name) -> dns.node.Node | None:
+        """The node at `name`, or the wildcard that synthesizes it (RFC 4592 §3.3.1)."""
+        zone = self._zones[origin]
+        node = zone.nodes.get(name)
+        if node is not None or name in self._names[origin]:
+            return node
+        encloser = name.parent()
+        while encloser not in self._names[origin]:
+            encloser = encloser.parent()
+        return zone.nodes.get(dns.name.Name((b"*",) + encloser.labels))
+
+    def _add_soa(self, response: dns.message.Message, origin: dns.name.Name) -> None:
+        soa = self._zones[origin].nodes[origin].get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
+        if soa is None:
+            return
+        rrset = _rrset(origin, soa)
+        rrset.ttl = min(soa.ttl, soa[0].minimum)                  # RFC 2308 §3
+        response.authority.append(rrset)
+
+    def _add_additionals(self, response: dns.message.Message) -> None:
+        targets: list[dns.name.Name] = []
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.MX:
+                targets.extend(r.exchange for r in rrset)
+            elif rrset.rdtype == dns.rdatatype.NS:
+                targets.extend(r.target for r in rrset)
+            elif rrset.rdtype == dns.rdatatype.SRV:
+                targets.extend(r.target for r in rrset)
+        self._add_addresses(response, targets)
+
+    def _add_addresses(self, response: dns.message.Message, targets: list[dns.name.Name]) -> None:
+        """A and AAAA of the targets that are in our zones (RFC 1035 §3.3.9)."""
+        present = {(r.name, r.rdtype) for r in response.answer + response.additional}
+        for target in targets:
+            origin = self._zone_for(target)
+            if origin is None:
+                continue
+            node = self._zones[origin].nodes.get(target)
+            if node is None:
+                continue
+            for rdtype in _ADDRESS_TYPES:
+                rds = node.get_rdataset(dns.rdataclass.IN, rdtype)
+                if rds is not None and (target, rdtype) not in present:
+                    present.add((target, rdtype))
+                    response.additional.append(_rrset(target, rds))
+
+
+def _rrset(name: dns.name.Name, rds: dns.rdataset.Rdataset) -> dns.rrset.RRset:
+    """The rdataset under `name`, in canonical order (MX by preference, A by address)."""
+    return dns.rrset.from_rdata_list(name, rds.ttl, sorted(rds))
+
+
+def _header_only(wire: bytes, rcode: int) -> bytes:
+    """A reply of just a header: same ID, opcode and RD, QR set, no records."""
+    flags = int.from_bytes(wire[2:4], "big")
+    flags = _QR | (flags & 0x7900) | (rcode & 0xF)               # keep opcode and RD
+    return wire[:2] + flags.to_bytes(2, "big") + bytes(8)

@@ -1,0 +1,114 @@
+"""How the lab's MTAs resolve names: real DNS queries to the lab server.
+
+`LabResolver` asks the lab DNS server over UDP (falling back to TCP when the
+reply is truncated, RFC 1035 §4.2.1), from the lab host's own address when
+`source` is given, so the DNS log shows which host asked.
+
+Invariants: it never consults the system resolver (this machine's resolv.conf
+points off the box) and caches nothing, so every look-up reaches the DNS log.
+Every failure is a `LookupFailed`: `temporary=True` for what may heal (timeout,
+SERVFAIL, network error), `temporary=False` for a definite answer (NXDOMAIN,
+REFUSED for a name outside the lab, no usable record).
+"""
+
+from __future__ import annotations
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.reversename
+import dns.rrset
+
+_EDNS_PAYLOAD = 1232
+
+
+class LookupFailed(Exception):
+    def __init__(self, reason: str, temporary: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.temporary = temporary
+
+
+class LabResolver:
+    def __init__(self, server: str = "127.0.0.1", port: int = 1053, timeout: float = 3.0) -> None:
+        self.server = server
+        self.port = port
+        self.timeout = timeout
+
+    async def mx(self, domain: str, source: str | None = None) -> list[tuple[int, str]]:
+        """Mail exchangers of `domain`, best first (RFC 5321 §5.1), names lowercase, no dot."""
+        records = await self._records(domain, dns.rdatatype.MX, source)
+        if records is None:
+            if await self._records(domain, dns.rdatatype.A, source) is None:
+                raise LookupFailed(f"{domain}: no MX and no A record", temporary=False)
+            return [(0, _host(domain))]                 # the implicit MX, RFC 5321 §5.1
+        if any(r.exchange == dns.name.root for r in records):
+            raise LookupFailed(f"{domain}: null MX, the domain accepts no mail (RFC 7505)",
+                               temporary=False)
+        return sorted((r.preference, _host(r.exchange.to_text())) for r in records)
+
+    async def a(self, name: str, source: str | None = None) -> list[str]:
+        """IPv4 addresses of `name`; no A record at all is a (permanent) `LookupFailed`."""
+        records = await self._records(name, dns.rdatatype.A, source)
+        if records is None:
+            raise LookupFailed(f"{name}: no A record", temporary=False)
+        return [r.address for r in records]
+
+    async def ptr(self, address: str, source: str | None = None) -> str | None:
+        """The PTR name of `address`, or None when it has none."""
+        try:
+            qname = dns.reversename.from_address(address)
+        except (dns.exception.SyntaxError, ValueError):
+            raise LookupFailed(f"{address!r} is not an IP address", temporary=False) from None
+        try:
+            records = await self._records(qname, dns.rdatatype.PTR, source)
+        except LookupFailed as e:
+            if e.temporary:
+                raise
+            return None                                  # NXDOMAIN, or not a lab address
+        return _host(records[0].target.to_text()) if records else None
+
+    async def _records(self, name: str | dns.name.Name, rdtype: dns.rdatatype.RdataType,
+                       source: str | None) -> dns.rrset.RRset | None:
+        """The records of `name` (CNAMEs followed), None for NODATA; raises on errors."""
+        try:
+            qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
+        except dns.exception.DNSException as e:
+            raise LookupFailed(f"{name!r} is not a valid domain name: {e}", temporary=False) from None
+        query = dns.message.make_query(qname, rdtype, use_edns=0, payload=_EDNS_PAYLOAD)
+        query.flags &= ~dns.flags.RD                     # the lab server is authoritative only
+        shown = qname.to_text(omit_final_dot=True)
+        try:
+            response, _ = await dns.asyncquery.udp_with_fallback(
+                query, self.server, timeout=self.timeout, port=self.port, source=source)
+        except dns.exception.Timeout:
+            raise LookupFailed(f"{shown}: DNS timeout ({self.server}:{self.port})", temporary=True) from None
+        except (OSError, dns.exception.DNSException) as e:
+            raise LookupFailed(f"{shown}: DNS error: {e or type(e).__name__}", temporary=True) from None
+        rcode = response.rcode()
+        if rcode == dns.rcode.NXDOMAIN:
+            raise LookupFailed(f"{shown}: no such domain (NXDOMAIN)", temporary=False)
+        if rcode == dns.rcode.REFUSED:
+            raise LookupFailed(f"{shown}: not a lab domain (REFUSED)", temporary=False)
+        if rcode != dns.rcode.NOERROR:
+            raise LookupFailed(f"{shown}: DNS answered {dns.rcode.to_text(rcode)}", temporary=True)
+        for _ in range(9):                               # follow the CNAME chain in the answer
+            try:
+                return response.find_rrset(response.answer, qname, query.question[0].rdclass, rdtype)
+            except KeyError:
+                pass
+            try:
+                cname = response.find_rrset(response.answer, qname, query.question[0].rdclass,
+                                            dns.rdatatype.CNAME)
+            except KeyError:
+                return None
+            qname = cname[0].target
+        return None
+
+
+def _host(name: str) -> str:
+    return name.rstrip(".").lower()

@@ -1,0 +1,326 @@
+"""Authoritative answers, bytes in and bytes out, against the default world's zones."""
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import dns.zone
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from maillab.dns.authority import Authority, QueryInfo
+from maillab.world import load_world
+
+
+@pytest.fixture(scope="module")
+def authority():
+    return Authority(load_world().zones)
+
+
+def ask(authority, name, rdtype, max_udp=4096, **query_args):
+    query = dns.message.make_query(name, rdtype, **query_args)
+    wire, info = authority.respond(query.to_wire(), max_udp)
+    assert wire is not None
+    reply = dns.message.from_wire(wire)
+    assert reply.id == query.id and reply.flags & dns.flags.QR
+    return reply, info
+
+
+def records(section, rdtype=None):
+    return sorted((rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype), rd.to_text())
+                  for rrset in section for rd in rrset
+                  if rdtype is None or rrset.rdtype == dns.rdatatype.from_text(rdtype))
+
+
+def zone(origin, text):
+    return dns.zone.from_text(text, origin=origin, relativize=False)
+
+
+SOA = "@ IN SOA ns hostmaster 1 3600 600 604800 60\n@ IN NS ns\nns IN A 127.0.0.1\n"
+
+
+def test_mx_has_both_exchangers_and_their_addresses(authority):
+    reply, info = ask(authority, "syr.edu", "MX")
+    assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
+    assert records(reply.answer) == [("syr.edu.", "MX", "10 smtp1.syr.edu."),
+                                     ("syr.edu.", "MX", "20 smtp2.syr.edu.")]
+    assert records(reply.additional) == [("smtp1.syr.edu.", "A", "127.0.0.1"),
+                                         ("smtp2.syr.edu.", "A", "127.0.0.2")]
+    assert [mx.preference for mx in reply.answer[0]] == [10, 20]        # best first on the wire
+    assert info == QueryInfo("syr.edu", "MX", "NOERROR", 2)
+
+
+def test_a_record(authority):
+    reply, _ = ask(authority, "mx.gmail.com", "A")
+    assert records(reply.answer) == [("mx.gmail.com.", "A", "127.0.0.4")]
+
+
+def test_names_are_case_insensitive_and_echoed_as_asked(authority):
+    reply, info = ask(authority, "MX.Gmail.COM", "A")
+    assert records(reply.answer, "A")[0][2] == "127.0.0.4"
+    assert reply.question[0].name.to_text() == "MX.Gmail.COM."
+    assert info.name == "MX.Gmail.COM"
+
+
+def test_ptr_of_smtp1(authority):
+    reply, info = ask(authority, "1.0.0.127.in-addr.arpa", "PTR")
+    assert records(reply.answer) == [("1.0.0.127.in-addr.arpa.", "PTR", "smtp1.syr.edu.")]
+    assert reply.flags & dns.flags.AA and info.answers == 1
+
+
+def test_spf_txt(authority):
+    reply, _ = ask(authority, "syr.edu", "TXT")
+    assert records(reply.answer) == [("syr.edu.", "TXT", '"v=spf1 ip4:127.0.0.1 ip4:127.0.0.2 -all"')]
+
+
+def test_cname_is_chased_to_its_target(authority):
+    reply, info = ask(authority, "mail.syr.edu", "A")
+    assert records(reply.answer) == [("mail.syr.edu.", "CNAME", "smtp1.syr.edu."),
+                                     ("smtp1.syr.edu.", "A", "127.0.0.1")]
+    assert info.answers == 2
+
+
+def test_cname_query_returns_the_cname_only(authority):
+    reply, _ = ask(authority, "mail.syr.edu", "CNAME")
+    assert records(reply.answer) == [("mail.syr.edu.", "CNAME", "smtp1.syr.edu.")]
+
+
+def test_nxdomain_is_authoritative_with_soa(authority):
+    reply, info = ask(authority, "nobody.syr.edu", "A")
+    assert reply.rcode() == dns.rcode.NXDOMAIN and reply.flags & dns.flags.AA
+    assert not reply.answer
+    assert [(r.name.to_text(), r.rdtype) for r in reply.authority] == [("syr.edu.", dns.rdatatype.SOA)]
+    assert reply.authority[0].ttl == 300          # min(SOA TTL, minimum), RFC 2308 §3
+    assert info == QueryInfo("nobody.syr.edu", "A", "NXDOMAIN", 0)
+
+
+def test_nodata_has_soa_and_noerror(authority):
+    reply, info = ask(authority, "smtp1.syr.edu", "MX")
+    assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
+    assert not reply.answer and reply.authority[0].rdtype == dns.rdatatype.SOA
+    assert info.rcode == "NOERROR" and info.answers == 0
+
+
+def test_empty_non_terminal_is_nodata_not_nxdomain(authority):
+    reply, _ = ask(authority, "0.0.127.in-addr.arpa", "PTR")      # RFC 8020
+    assert reply.rcode() == dns.rcode.NOERROR and not reply.answer
+
+
+def test_foreign_zone_is_refused_without_aa(authority):
+    reply, info = ask(authority, "example.com", "A")
+    assert reply.rcode() == dns.rcode.REFUSED and not reply.flags & dns.flags.AA
+    assert info.rcode == "REFUSED"
+
+
+def test_any_gives_every_rdataset(authority):
+    reply, _ = ask(authority, "syr.edu", "ANY")
+    types = {dns.rdatatype.to_text(r.rdtype) for r in reply.answer}
+    assert types == {"SOA", "NS", "MX", "TXT"}
+
+
+def test_ns_target_in_additional(authority):
+    reply, _ = ask(authority, "northpole.org", "NS")
+    assert records(reply.additional) == [("ns.northpole.org.", "A", "127.0.0.1")]
+
+
+def test_dnsbl_listing(authority):
+    reply, _ = ask(authority, "66.0.0.127.dnsbl.lab", "A")
+    assert records(reply.answer) == [("66.0.0.127.dnsbl.lab.", "A", "127.0.0.2")]
+    reply, _ = ask(authority, "1.0.0.127.dnsbl.lab", "A")
+    assert reply.rcode() == dns.rcode.NXDOMAIN
+
+
+def test_edns_is_answered_with_edns():
+    authority = Authority(load_world().zones)
+    reply, _ = ask(authority, "syr.edu", "MX", use_edns=0, payload=1400)
+    assert reply.edns == 0 and reply.payload > 512
+    reply, _ = ask(authority, "syr.edu", "MX")
+    assert reply.edns == -1
+
+
+def test_unknown_edns_version_is_badvers(authority):
+    reply, info = ask(authority, "syr.edu", "MX", use_edns=1)
+    assert reply.rcode() == dns.rcode.BADVERS and info.rcode == "BADVERS"
+
+
+@pytest.fixture(scope="module")
+def big():
+    text = SOA + "".join(f'big IN TXT "{i:03d} {"x" * 200}"\n' for i in range(40))
+    text += "".join(f'mid IN TXT "{i:03d} {"x" * 200}"\n' for i in range(3))
+    return Authority({"big.test.": zone("big.test.", text)})
+
+
+def test_udp_without_edns_is_truncated_to_512(big):
+    query = dns.message.make_query("big.big.test", "TXT")
+    wire, info = big.respond(query.to_wire(), 4096)
+    assert len(wire) <= 512
+    assert dns.message.from_wire(wire).flags & dns.flags.TC
+
+
+def test_udp_honours_the_edns_payload_and_the_server_ceiling(big):
+    def udp(max_udp, **edns):
+        query = dns.message.make_query("mid.big.test", "TXT", **edns)
+        wire, _ = big.respond(query.to_wire(), max_udp)
+        return len(wire), bool(dns.message.from_wire(wire).flags & dns.flags.TC)
+
+    size, truncated = udp(4096, use_edns=0, payload=1232)
+    assert 512 < size <= 1232 and not truncated
+    assert udp(4096)[1]                                   # no EDNS: 512
+    size, truncated = udp(600, use_edns=0, payload=1232)  # our ceiling is lower
+    assert size <= 600 and truncated
+
+
+def test_tcp_carries_the_whole_answer(big):
+    query = dns.message.make_query("big.big.test", "TXT")
+    wire, info = big.respond(query.to_wire(), None)
+    reply = dns.message.from_wire(wire)
+    assert len(wire) > 4096 and not reply.flags & dns.flags.TC
+    assert info.answers == 40 and len(reply.answer[0]) == 40
+
+
+def test_additional_that_does_not_fit_is_dropped_without_tc():
+    labels = [f"mx{i}-{'x' * 33}" for i in range(8)]      # long, so they do not compress
+    mx = "".join(f"@ IN MX {i} {label}\n" for i, label in enumerate(labels))
+    hosts = "".join(f"{label} IN A 127.0.1.{i}\n" for i, label in enumerate(labels))
+    authority = Authority({"many.test.": zone("many.test.", SOA + mx + hosts)})
+    query = dns.message.make_query("many.test", "MX")
+    wire, _ = authority.respond(query.to_wire(), 4096)
+    reply = dns.message.from_wire(wire)
+    assert len(wire) <= 512 and not reply.flags & dns.flags.TC      # RFC 2181 §9
+    assert len(reply.answer[0]) == 8 and 0 < len(reply.additional) < 8
+
+
+def test_wildcard_synthesis_and_cname_across_zones():
+    a = zone("a.test.", SOA + "* IN A 10.0.0.1\nalias IN CNAME www.b.test.\n"
+             "loop IN CNAME loop\nout IN CNAME elsewhere.example.\n")
+    b = zone("b.test.", SOA + "www IN A 10.0.0.2\n")
+    authority = Authority({"a.test.": a, "b.test.": b})
+    reply, _ = ask(authority, "anything.a.test", "A")
+    assert records(reply.answer) == [("anything.a.test.", "A", "10.0.0.1")]
+    reply, _ = ask(authority, "alias.a.test", "A")
+    assert records(reply.answer) == [("alias.a.test.", "CNAME", "www.b.test."),
+                                     ("www.b.test.", "A", "10.0.0.2")]
+    reply, _ = ask(authority, "loop.a.test", "A")
+    assert records(reply.answer) == [("loop.a.test.", "CNAME", "loop.a.test.")]
+    reply, _ = ask(authority, "out.a.test", "A")
+    assert reply.rcode() == dns.rcode.NOERROR and len(reply.answer) == 1
+
+
+def test_delegation_below_the_apex_is_a_referral():
+    a = zone("a.test.", SOA + "sub IN NS ns.sub\nns.sub IN A 10.0.0.9\n")
+    reply, _ = ask(Authority({"a.test.": a}), "host.sub.a.test", "A")
+    assert not reply.flags & dns.flags.AA and not reply.answer
+    assert records(reply.authority) == [("sub.a.test.", "NS", "ns.sub.a.test.")]
+    assert records(reply.additional) == [("ns.sub.a.test.", "A", "10.0.0.9")]
+
+
+def test_longest_matching_zone_wins():
+    parent = zone("a.test.", SOA + "x.sub IN A 10.0.0.1\n")
+    child = zone("sub.a.test.", SOA + "x IN A 10.0.0.2\n")
+    reply, _ = ask(Authority({"a.test.": parent, "sub.a.test.": child}), "x.sub.a.test", "A")
+    assert records(reply.answer) == [("x.sub.a.test.", "A", "10.0.0.2")]
+
+
+def test_other_opcodes_are_not_implemented(authority):
+    query = dns.message.make_query("syr.edu", "SOA")
+    query.set_opcode(dns.opcode.NOTIFY)
+    wire, _ = authority.respond(query.to_wire(), 512)
+    assert dns.message.from_wire(wire).rcode() == dns.rcode.NOTIMP
+
+
+def test_zone_transfer_is_refused(authority):
+    reply, _ = ask(authority, "syr.edu", "AXFR", max_udp=None)
+    assert reply.rcode() == dns.rcode.REFUSED
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00", b"hello world", bytes(11),
+                                     b"\x12\x34\x01\x00\x00\x01" + bytes(6) + b"\x07truncat",
+                                     b"\xff" * 600])
+def test_garbage_never_raises(authority, garbage):
+    wire, info = authority.respond(garbage, 512)
+    if wire is not None:
+        reply = dns.message.from_wire(wire)
+        assert reply.id == int.from_bytes(garbage[:2], "big")
+        assert reply.rcode() == dns.rcode.FORMERR and info.rcode == "FORMERR"
+
+
+def test_responses_are_ignored(authority):
+    reply, _ = ask(authority, "syr.edu", "MX")
+    assert authority.respond(reply.to_wire(), 512) == (None, None)
+
+
+def test_two_questions_are_formerr(authority):
+    query = dns.message.make_query("syr.edu", "MX")
+    query.question.append(dns.rrset.RRset(dns.name.from_text("gmail.com"), 1, dns.rdatatype.MX))
+    wire, info = authority.respond(query.to_wire(), 512)
+    assert dns.message.from_wire(wire).rcode() == dns.rcode.FORMERR
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_never_raises(data):
+    authority = Authority(load_world().zones, cache_size=16)
+    wire, info = authority.respond(data, 512)
+    assert wire is None or (len(wire) >= 12 and info is not None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=1, max_size=40))
+def test_fuzz_mutated_query_never_raises(noise):
+    base = bytearray(dns.message.make_query("syr.edu", "MX", use_edns=0).to_wire())
+    for i, b in enumerate(noise):
+        base[(i * 7 + b) % len(base)] ^= b
+    wire, _ = Authority(load_world().zones).respond(bytes(base), 512)
+    assert wire is None or len(wire) >= 12
+
+
+def test_cache_hit_returns_the_callers_id():
+    authority = Authority(load_world().zones)
+    first = dns.message.make_query("syr.edu", "MX")
+    first.id = 0x1111
+    second = dns.message.make_query("syr.edu", "MX")
+    second.id = 0xBEEF
+    wire1, info1 = authority.respond(first.to_wire(), 512)
+    wire2, info2 = authority.respond(second.to_wire(), 512)
+    assert authority.hits == 1 and authority.misses == 1
+    assert wire2[:2] == b"\xbe\xef" and wire1[2:] == wire2[2:] and info1 == info2
+    assert dns.message.from_wire(wire2).id == 0xBEEF
+
+
+def test_cache_keeps_udp_and_tcp_apart(big):
+    query = dns.message.make_query("big.big.test", "TXT").to_wire()
+    udp, _ = big.respond(query, 4096)
+    tcp, _ = big.respond(query, None)
+    assert len(udp) <= 512 < len(tcp)
+
+
+def test_big_replies_are_not_cached(big):
+    query = dns.message.make_query("big.big.test", "TXT").to_wire()
+    hits = big.hits
+    big.respond(query, None)
+    big.respond(query, None)
+    assert big.hits == hits
+
+
+def test_set_zones_clears_the_cache():
+    authority = Authority({"a.test.": zone("a.test.", SOA + "www IN A 10.0.0.1\n")})
+    reply, _ = ask(authority, "www.a.test", "A")
+    assert records(reply.answer)[0][2] == "10.0.0.1"
+    authority.set_zones({"a.test.": zone("a.test.", SOA + "www IN A 10.0.0.2\n")})
+    reply, _ = ask(authority, "www.a.test", "A")
+    assert records(reply.answer)[0][2] == "10.0.0.2"
+
+
+def test_cache_is_bounded():
+    authority = Authority(load_world().zones, cache_size=5)
+    for i in range(20):
+        ask(authority, f"host{i}.syr.edu", "A")
+    assert len(authority._cache) == 5
+
+
+def test_relativized_zones_are_rejected():
+    with pytest.raises(ValueError):
+        Authority({"a.test.": dns.zone.from_text(SOA, origin="a.test.")})
