@@ -76,7 +76,9 @@ class Mta:
 
     # --- life cycle ----------------------------------------------------------
     async def start(self) -> None:
+        """Listen on this host's address (again, after a `stop()`)."""
         loop = asyncio.get_running_loop()
+        self._servers, self.endpoints = [], []
         services = [("smtp", self.ctx.ports.smtp)]
         if self.mailbox_domains:
             services.append(("submission", self.ctx.ports.submission))

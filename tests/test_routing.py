@@ -1,0 +1,91 @@
+"""Routing by MX preference: the next MX when one is down, deferral, and a world that rejects at RCPT."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from pathlib import Path
+
+from maillab.events import Deferred, Delivered
+from maillab.lab import Lab
+from maillab.ports import Ports
+from maillab.state import StateDir
+from maillab.world import load_world
+
+from conftest import async_wait_for, free_offset, maildir_messages
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def send(address: str, port: int, sender: str, rcpt: str, subject: str, login: bool = False):
+    with smtplib.SMTP(address, port, timeout=10) as s:
+        if login:
+            s.login(sender, "maillab")
+        return s.sendmail(sender, [rcpt], f"Subject: {subject}\r\n\r\nx\r\n".encode())
+
+
+async def test_primary_down_mail_goes_to_the_next_mx_and_waits_for_it(lab):
+    sub = lab.bus.subscribe()
+    primary = lab.mta("mx1.luxsci.net")
+    await primary.stop()
+    assert await asyncio.to_thread(send, "127.0.0.4", lab.ports.submission, "tim.jorgensen@gmail.com",
+                                   "bob@luxsci.net", "while mx1 is down", True) == {}
+    # mx.gmail.com could not reach mx1 (pref 10) and handed the message to mx2 (pref 20)
+    seen: list = []
+
+    def events(kind, host):
+        seen.extend(sub.drain())
+        return [e for e in seen if isinstance(e, kind) and e.host == host]
+
+    handed = await async_wait_for(lambda: events(Delivered, "mx.gmail.com"))
+    assert handed[0].relay == f"mx2.luxsci.net[127.0.0.6]:{lab.ports.smtp}"
+    # mx2 is a backup: it may only pass the message on to mx1, which is down, so it defers
+    deferred = await async_wait_for(lambda: events(Deferred, "mx2.luxsci.net"))
+    assert deferred[0].recipient == "bob@luxsci.net" and "Connection refused" in deferred[0].detail
+    assert lab.mta("mx2.luxsci.net").spool.pending()
+    assert maildir_messages(lab.state.root, "bob@luxsci.net") == []
+    await primary.start()
+    lab.mta("mx2.luxsci.net").flush()
+    msgs = await async_wait_for(lambda: maildir_messages(lab.state.root, "bob@luxsci.net"))
+    received = msgs[0].get_all("Received")
+    assert "by mx1.luxsci.net" in received[0] and "from mx2.luxsci.net" in received[0]
+    assert "by mx2.luxsci.net" in received[1] and "from mx.gmail.com" in received[1]
+    await lab.wait_idle()
+    assert lab.mta("mx2.luxsci.net").spool.pending() == []
+
+
+async def test_a_deferred_message_survives_a_restart_and_is_replayed(tmp_path):
+    state, offset = StateDir(tmp_path / "state"), free_offset()
+    first = Lab(world=load_world(), state=state, ports=Ports(offset))
+    await first.start()
+    await first.mta("mail.northpole.org").stop()
+    assert await asyncio.to_thread(send, "127.0.0.1", offset + 2587, "mafudge@syr.edu",
+                                   "santa@northpole.org", "replay me", True) == {}
+    await async_wait_for(lambda: first.mta("smtp1.syr.edu")._timers)   # deferred, waiting for a retry
+    await first.stop()
+    second = Lab(world=load_world(), state=state, ports=Ports(offset))
+    await second.start()
+    try:
+        msgs = await async_wait_for(lambda: maildir_messages(state.root, "santa@northpole.org"))
+        assert msgs[0]["Subject"] == "replay me"
+    finally:
+        await second.stop()
+
+
+async def test_world_setting_rejects_unknown_mailboxes_at_rcpt(tmp_path):
+    world = load_world(FIXTURES / "worlds" / "reject-unknown")
+    the_lab = Lab(world=world, state=StateDir(tmp_path / "state"), ports=Ports(free_offset()))
+    await the_lab.start()
+
+    def rcpts():
+        with smtplib.SMTP("127.0.0.1", the_lab.ports.smtp, timeout=10) as s:
+            s.ehlo("x.example")
+            s.mail("santa@northpole.org")
+            return s.rcpt("nobody@syr.edu"), s.rcpt("postmaster@syr.edu")
+
+    try:
+        unknown, alias = await asyncio.to_thread(rcpts)
+    finally:
+        await the_lab.stop()
+    assert unknown[0] == 550 and unknown[1].startswith(b"5.1.1 <nobody@syr.edu>: Recipient address rejected")
+    assert alias[0] == 250
