@@ -13,6 +13,7 @@ from .dns.client import LabResolver
 from .events import EventBus
 from .mda import Mda
 from .ports import Ports
+from .queue.records import RetryPolicy
 from .state import StateDir
 from .world import World
 
@@ -28,4 +29,6 @@ class LabContext:
     mda: Mda
     resolver: LabResolver
     session_timeout: float = 300.0       # RFC 5321 §4.5.3.2.7: server timeout, 5 minutes
-    retry_delay: float = 300.0           # first retry of a deferred message (Postfix: 5 min)
+    retry: RetryPolicy = RetryPolicy()
+    smtp_timeout: float = 30.0           # each read of an outbound SMTP hop
+    greylist_delay: float = 60.0         # lab seconds before a greylisted triple is let through

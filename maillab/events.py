@@ -114,6 +114,22 @@ class Bounced(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class QueueMoved(Event):
+    """A message changed queue: incoming, active, deferred or hold."""
+    host: str
+    queue_id: str
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostChanged(Event):
+    """A host went down or came up, or its chaos setting changed."""
+    host: str
+    state: str            # "up", "down (refuse)", "down (421)", ...
+    chaos: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Removed(Event):
     host: str
     queue_id: str
@@ -126,6 +142,53 @@ class Notice(Event):
     program: str
     text: str
     queue_id: str = ""
+
+
+# The mail store's changes (maillab/store), published after each commit to disk.
+# `user` is the account address, `mailbox` the IMAP name (modified UTF-7).
+
+@dataclass(frozen=True, slots=True)
+class MessagesAdded(Event):
+    """New messages: delivery, APPEND, COPY/MOVE into the mailbox, or files found on disk."""
+    user: str
+    mailbox: str
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsChanged(Event):
+    """Flags of these messages changed; read the new ones from the store."""
+    user: str
+    mailbox: str
+    uids: tuple[int, ...]
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpunged(Event):
+    user: str
+    mailbox: str
+    uids: tuple[int, ...]
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCreated(Event):
+    user: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxDeleted(Event):
+    user: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxRenamed(Event):
+    user: str
+    mailbox: str          # the old name
+    new_name: str
 
 
 class Subscription:

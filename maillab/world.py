@@ -26,6 +26,9 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
+from .clock import parse_duration
+from .queue.records import RetryPolicy
+
 DEFAULT_PASSWORD = "maillab"
 
 
@@ -74,6 +77,7 @@ class World:
     zones: dict[str, dns.zone.Zone]        # origin (absolute, with dot) -> zone
     reject_unknown_recipients: bool = False
     message_size_limit: int = 10 * 1024 * 1024
+    retry: RetryPolicy = RetryPolicy()
     _by_address: dict[str, Host] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -269,6 +273,15 @@ def load_world(path: Path | str | None = None) -> World:
             raise fail(host.name, f"host {host.name} has no A record in any zone of the world")
 
     zones["in-addr.arpa."] = _reverse_zone(hosts)
+    queue = data.get("queue", {})
+    try:
+        retry = RetryPolicy(**{key: parse_duration(str(queue[key])) for key in
+                               ("first_retry", "max_backoff", "lifetime", "warn_after") if key in queue})
+    except ValueError as e:
+        raise fail("[queue]", f"[queue]: {e}") from None
+    unknown = set(queue) - {"first_retry", "max_backoff", "lifetime", "warn_after"}
+    if unknown:
+        raise fail("[queue]", f"[queue]: unknown setting {sorted(unknown)[0]}")
     return World(
         name=str(lab.get("name", folder.name)),
         description=str(lab.get("description", "")),
@@ -278,4 +291,5 @@ def load_world(path: Path | str | None = None) -> World:
         zones=zones,
         reject_unknown_recipients=bool(lab.get("reject_unknown_recipients", False)),
         message_size_limit=int(lab.get("message_size_limit", 10 * 1024 * 1024)),
+        retry=retry,
     )

@@ -115,7 +115,7 @@ async def test_a_bounce_is_never_bounced(lab):
     bounced = await async_wait_for(lambda: [e for e in sub.drain() if isinstance(e, Bounced)])
     assert bounced[0].recipient == "ghost@syr.edu" and bounced[0].notice_id == ""
     await lab.wait_idle()
-    assert lab.mta("smtp1.syr.edu").spool.pending() == []
+    assert lab.mta("smtp1.syr.edu").queue.entries == {}
 
 
 async def test_aliases_reach_their_target(lab):

@@ -27,7 +27,7 @@ def send(address: str, port: int, sender: str, rcpt: str, subject: str, login: b
 async def test_primary_down_mail_goes_to_the_next_mx_and_waits_for_it(lab):
     sub = lab.bus.subscribe()
     primary = lab.mta("mx1.luxsci.net")
-    await primary.stop()
+    await primary.down("refuse")
     assert await asyncio.to_thread(send, "127.0.0.4", lab.ports.submission, "tim.jorgensen@gmail.com",
                                    "bob@luxsci.net", "while mx1 is down", True) == {}
     # mx.gmail.com could not reach mx1 (pref 10) and handed the message to mx2 (pref 20)
@@ -42,30 +42,35 @@ async def test_primary_down_mail_goes_to_the_next_mx_and_waits_for_it(lab):
     # mx2 is a backup: it may only pass the message on to mx1, which is down, so it defers
     deferred = await async_wait_for(lambda: events(Deferred, "mx2.luxsci.net"))
     assert deferred[0].recipient == "bob@luxsci.net" and "Connection refused" in deferred[0].detail
-    assert lab.mta("mx2.luxsci.net").spool.pending()
+    assert lab.mta("mx2.luxsci.net").queue.entries
     assert maildir_messages(lab.state.root, "bob@luxsci.net") == []
-    await primary.start()
-    lab.mta("mx2.luxsci.net").flush()
+    await primary.up()
+    lab.mta("mx2.luxsci.net").queue.flush()
     msgs = await async_wait_for(lambda: maildir_messages(lab.state.root, "bob@luxsci.net"))
     received = msgs[0].get_all("Received")
     assert "by mx1.luxsci.net" in received[0] and "from mx2.luxsci.net" in received[0]
     assert "by mx2.luxsci.net" in received[1] and "from mx.gmail.com" in received[1]
     await lab.wait_idle()
-    assert lab.mta("mx2.luxsci.net").spool.pending() == []
+    assert lab.mta("mx2.luxsci.net").queue.entries == {}
 
 
 async def test_a_deferred_message_survives_a_restart_and_is_replayed(tmp_path):
     state, offset = StateDir(tmp_path / "state"), free_offset()
     first = Lab(world=load_world(), state=state, ports=Ports(offset))
     await first.start()
-    await first.mta("mail.northpole.org").stop()
+    await first.mta("mail.northpole.org").down("refuse")
     assert await asyncio.to_thread(send, "127.0.0.1", offset + 2587, "mafudge@syr.edu",
                                    "santa@northpole.org", "replay me", True) == {}
-    await async_wait_for(lambda: first.mta("smtp1.syr.edu")._timers)   # deferred, waiting for a retry
+    await async_wait_for(lambda: len(first.mta("smtp1.syr.edu").queue.scheduler))   # deferred, waiting for a retry
     await first.stop()
     second = Lab(world=load_world(), state=state, ports=Ports(offset))
     await second.start()
     try:
+        # still deferred, with its attempt remembered, until its retry time or a flush
+        [entry] = second.queue_listing()
+        assert entry["queue"] == "deferred" and entry["recipients"][0]["attempts"] == 1
+        assert "Connection refused" in entry["last_result"]
+        assert second.mta("smtp1.syr.edu").queue.flush() == 1
         msgs = await async_wait_for(lambda: maildir_messages(state.root, "santa@northpole.org"))
         assert msgs[0]["Subject"] == "replay me"
     finally:

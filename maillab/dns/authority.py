@@ -44,6 +44,7 @@ CACHE_SIZE = 10_000
 MAX_CNAME_CHAIN = 8
 OUR_PAYLOAD = 1232          # the DNS flag day 2020 size; what we advertise
 _TCP_MAX = 65535
+FAULT_MODES = ("servfail", "nxdomain", "timeout")
 _CACHE_QUERY_MAX = 512      # cache entries stay small: 10,000 of them take < 50 MB
 _CACHE_REPLY_MAX = 4096
 _ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
@@ -65,6 +66,7 @@ class Authority:
     def __init__(self, zones: Mapping[str, dns.zone.Zone], cache_size: int = CACHE_SIZE) -> None:
         self._cache_size = cache_size
         self._cache: dict[tuple[bytes, int | None], tuple[bytes, QueryInfo]] = {}
+        self.faults: dict[dns.name.Name, str] = {}
         self.hits = 0
         self.misses = 0
         self.set_zones(zones)
@@ -96,6 +98,19 @@ class Authority:
     def clear_cache(self) -> None:
         self._cache.clear()
 
+    def set_fault(self, zone: str, mode: str | None) -> None:
+        """Make a zone fail: "servfail", "nxdomain" (every name), "timeout" (no answer); None heals it."""
+        origin = dns.name.from_text(zone)
+        if origin not in self._zones:
+            raise KeyError(f"no zone {zone} in this world")
+        if mode is None:
+            self.faults.pop(origin, None)
+        elif mode in FAULT_MODES:
+            self.faults[origin] = mode
+        else:
+            raise ValueError(f"unknown DNS fault {mode!r}; choose one of {', '.join(FAULT_MODES)}")
+        self.clear_cache()
+
     # -- the one entry point -------------------------------------------------
 
     def respond(self, wire: bytes, max_udp: int | None) -> tuple[bytes | None, QueryInfo | None]:
@@ -112,6 +127,8 @@ class Authority:
             reply, info, cacheable = self._respond(wire, max_udp)
         except Exception:        # a bug of ours must not kill the server
             return _header_only(wire, dns.rcode.SERVFAIL), QueryInfo("", "", "SERVFAIL", 0)
+        if not reply:
+            return None, info    # a "timeout" fault: say nothing
         if cacheable and len(wire) <= _CACHE_QUERY_MAX and len(reply) <= _CACHE_REPLY_MAX:
             if len(self._cache) >= self._cache_size:
                 del self._cache[next(iter(self._cache))]     # oldest first
@@ -140,6 +157,14 @@ class Authority:
             response.set_rcode(dns.rcode.REFUSED)
         elif qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
             response.set_rcode(dns.rcode.REFUSED)                 # no zone transfers
+        elif self.faults and self._zone_for(qname) in self.faults:
+            fault = self.faults[self._zone_for(qname)]
+            info = QueryInfo(qname.to_text(omit_final_dot=True), dns.rdatatype.to_text(qtype),
+                             f"{fault.upper()} (simulated fault)", 0)
+            if fault == "timeout":
+                return b"", info, False
+            response.set_rcode(dns.rcode.SERVFAIL if fault == "servfail" else dns.rcode.NXDOMAIN)
+            return response.to_wire(), info, False
         else:
             self._answer(response, qname, qtype)
 

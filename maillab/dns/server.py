@@ -97,6 +97,8 @@ class DnsServer:
                 wire = await asyncio.wait_for(reader.readexactly(length), IDLE_TIMEOUT)
                 reply, info = self.authority.respond(wire, None)
                 if reply is None:
+                    if info is not None:
+                        self._publish(info, peer, "tcp")
                     continue
                 writer.write(len(reply).to_bytes(2, "big") + reply)
                 await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT)
@@ -122,6 +124,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         reply, info = self.server.authority.respond(data, UDP_MAX)
         if reply is None or self.transport is None:
+            if info is not None:
+                self.server._publish(info, addr, "udp")
             return
         self.transport.sendto(reply, addr)
         if info is not None:

@@ -1,16 +1,21 @@
-"""The spool of one MTA host: accepted messages on disk until every recipient is done.
+"""The spool of one MTA host: message files plus an append-only queue journal.
 
 Layout of `<state>/spool/<host>/`:
 
     <ID>.msg    line 1: the envelope as JSON; then the message, CRLF, as accepted
-    <ID>.done   append-only: one JSON line per recipient that reached a final state
+    journal     JSON lines: every change to a queue record since the last compaction
 
-Invariants: a `.msg` file appears only whole (written to a temp name, fsynced,
-renamed, folder fsynced) — so when `accept()` returns, a 250 may be sent.
-A recipient is marked done (appended and fsynced) only after its delivery
-or bounce is itself durable, so a crash at any point leads to delivery at
-least once; `remove()` happens when all recipients are done.  On start,
-`pending()` lists what to replay.
+Invariants:
+- a `.msg` file appears only whole (temp name, fsync, rename, folder fsync):
+  when `accept()` returns, the 250 may be sent;
+- a recipient is recorded final ("sent"/"bounced") only after its delivery or
+  its bounce is itself durable; that record is fsynced when other recipients
+  remain, and otherwise the `.msg` file is removed — so a crash anywhere means
+  delivery at least once, and a duplicate only for a message caught between
+  its delivery and its removal (its queue id tells the copies apart);
+- deferral records are not fsynced: losing one only brings a retry forward;
+- `load()` rebuilds every entry from the journal and the `.msg` files, and
+  rewrites the journal compacted (temp file, rename).
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ import json
 import os
 import secrets
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..fsutil import write_all, write_durable
+from ..fsutil import fsync_dir, write_all, write_durable
+from .records import PENDING, Entry, Recipient
 
 _ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
 
@@ -37,79 +42,136 @@ def new_queue_id(now: float | None = None) -> str:
     return "".join(reversed(out)) + "".join(secrets.choice(_ALPHABET) for _ in range(5))
 
 
-@dataclass
-class SpooledMessage:
-    id: str
-    sender: str
-    recipients: tuple[str, ...]
-    arrival: float
-    size: int
-    client: str = ""                       # "name[ip]" of the client that handed it over
-    extra: dict = field(default_factory=dict)
-    done: set[str] = field(default_factory=set)
+def _envelope(entry: Entry) -> dict:
+    return {"id": entry.id, "sender": entry.sender, "recipients": list(entry.recipients),
+            "arrival": entry.arrival, "size": entry.size, "client": entry.client, "extra": entry.extra}
 
-    @property
-    def pending(self) -> list[str]:
-        return [r for r in self.recipients if r not in self.done]
+
+def _entry_from(env: dict) -> Entry:
+    entry = Entry(env["id"], env["sender"], env["arrival"], env["size"], env.get("client", ""),
+                  env.get("extra", {}))
+    entry.recipients = {r: Recipient(r) for r in env["recipients"]}
+    return entry
 
 
 class Spool:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
+        self._journal_path = folder / "journal"
+        self._journal = os.open(self._journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._journaled: set[str] = set()    # ids whose envelope is in the journal
+
+    def close(self) -> None:
+        os.close(self._journal)
 
     def _msg(self, qid: str) -> Path:
         return self.folder / f"{qid}.msg"
 
-    def _done(self, qid: str) -> Path:
-        return self.folder / f"{qid}.done"
+    # --- writes (blocking: call them in a thread) -----------------------------
+    def accept(self, entry: Entry, message: bytes) -> None:
+        head = json.dumps(_envelope(entry), separators=(",", ":")).encode()
+        write_durable(self._msg(entry.id), head + b"\n" + message, tmp=self.folder / f".{entry.id}.tmp")
 
-    def accept(self, msg: SpooledMessage, message: bytes) -> None:
-        """Write the message durably. Blocking: run it in a thread."""
-        head = json.dumps({"id": msg.id, "sender": msg.sender, "recipients": list(msg.recipients),
-                           "arrival": msg.arrival, "size": msg.size, "client": msg.client,
-                           "extra": msg.extra}, separators=(",", ":")).encode()
-        write_durable(self._msg(msg.id), head + b"\n" + message, tmp=self.folder / f".{msg.id}.tmp")
-
-    def mark_done(self, qid: str, recipient: str, outcome: str) -> None:
-        """Record that `recipient` reached a final state. Blocking."""
-        line = json.dumps({"rcpt": recipient, "outcome": outcome}).encode() + b"\n"
-        fd = os.open(self._done(qid), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            write_all(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    def record(self, entry: Entry, recipients: list[Recipient], durable: bool = False,
+               **flags: bool) -> None:
+        """Journal the current state of `recipients` (and message flags: held, warned)."""
+        lines = []
+        if entry.id not in self._journaled:
+            lines.append({"q": entry.id, "env": _envelope(entry)})
+            self._journaled.add(entry.id)
+        for r in recipients:
+            lines.append({"q": entry.id, "r": r.address, "s": r.status, "a": r.attempts,
+                          "n": r.next_attempt, "l": r.last_attempt, "x": r.last_result})
+        for name, value in flags.items():
+            lines.append({"q": entry.id, name: value})
+        self._append(lines, durable)
 
     def remove(self, qid: str) -> None:
-        for path in (self._msg(qid), self._done(qid)):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-
-    def load(self, qid: str) -> tuple[SpooledMessage, bytes]:
-        data = self._msg(qid).read_bytes()
-        head, _, message = data.partition(b"\n")
-        env = json.loads(head)
-        msg = SpooledMessage(env["id"], env["sender"], tuple(env["recipients"]), env["arrival"],
-                             env["size"], env.get("client", ""), env.get("extra", {}))
         try:
-            for line in self._done(qid).read_bytes().splitlines():
-                try:
-                    msg.done.add(json.loads(line)["rcpt"])
-                except (ValueError, KeyError):
-                    continue  # a torn last line after a crash: that recipient is redone
+            self._msg(qid).unlink()
         except FileNotFoundError:
             pass
-        return msg, message
+        if qid in self._journaled:
+            self._journaled.discard(qid)
+            self._append([{"q": qid, "gone": True}], durable=False)
 
-    def pending(self) -> list[str]:
-        """Queue ids on disk, oldest first; leftover temp files are removed."""
-        ids = []
-        for entry in os.scandir(self.folder):
-            if entry.name.endswith(".tmp"):
-                os.unlink(entry.path)   # never acknowledged: the client got no 250
-            elif entry.name.endswith(".msg"):
-                ids.append(entry.name[:-4])
-        return sorted(ids)
+    def _append(self, lines: list[dict], durable: bool) -> None:
+        write_all(self._journal, b"".join(json.dumps(x, separators=(",", ":")).encode() + b"\n"
+                                          for x in lines))
+        if durable:
+            os.fsync(self._journal)
+
+    # --- reads ---------------------------------------------------------------
+    def read_message(self, qid: str) -> bytes:
+        with open(self._msg(qid), "rb") as f:
+            f.readline()
+            return f.read()
+
+    def load(self) -> list[Entry]:
+        """Every queued message, oldest first; compacts the journal."""
+        state: dict[str, Entry] = {}
+        try:
+            data = self._journal_path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        for raw in data.splitlines():
+            try:
+                item = json.loads(raw)
+                qid = item["q"]
+            except (ValueError, KeyError, TypeError):
+                continue    # a torn last line after a crash
+            if "env" in item:
+                state[qid] = _entry_from(item["env"])
+                continue
+            entry = state.get(qid)
+            if entry is None:
+                continue
+            if item.get("gone"):
+                del state[qid]
+            elif "r" in item and item["r"] in entry.recipients:
+                entry.recipients[item["r"]] = Recipient(item["r"], item["s"], item["a"], item["n"],
+                                                        item["l"], item["x"])
+            elif "held" in item:
+                entry.held = bool(item["held"])
+            elif "warned" in item:
+                entry.warned = bool(item["warned"])
+        entries = []
+        for dirent in os.scandir(self.folder):
+            name = dirent.name
+            if name.endswith(".tmp"):
+                os.unlink(dirent.path)     # never acknowledged: its client got no 250
+            elif name.endswith(".msg"):
+                entry = state.get(name[:-4])
+                if entry is None:
+                    with open(dirent.path, "rb") as f:
+                        entry = _entry_from(json.loads(f.readline()))
+                if entry.pending:
+                    entries.append(entry)
+                else:                      # all final, crashed before removal
+                    os.unlink(dirent.path)
+        entries.sort(key=lambda e: (e.arrival, e.id))
+        self._compact(entries, state)
+        return entries
+
+    def _compact(self, entries: list[Entry], journaled: dict[str, Entry]) -> None:
+        lines = []
+        self._journaled = set()
+        for entry in entries:
+            if entry.id not in journaled:
+                continue
+            self._journaled.add(entry.id)
+            lines.append({"q": entry.id, "env": _envelope(entry)})
+            for r in entry.recipients.values():
+                if r.status != PENDING or r.attempts:
+                    lines.append({"q": entry.id, "r": r.address, "s": r.status, "a": r.attempts,
+                                  "n": r.next_attempt, "l": r.last_attempt, "x": r.last_result})
+            if entry.held:
+                lines.append({"q": entry.id, "held": True})
+            if entry.warned:
+                lines.append({"q": entry.id, "warned": True})
+        data = b"".join(json.dumps(x, separators=(",", ":")).encode() + b"\n" for x in lines)
+        os.close(self._journal)
+        write_durable(self._journal_path, data, tmp=self.folder / ".journal.tmp")
+        self._journal = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND, 0o600)
+        fsync_dir(self.folder)

@@ -79,10 +79,18 @@ class LabSMTP(SMTP):
         self.mta.ctx.bus.publish(SessionOpened(self.mta.ctx.clock.now(), self.session_id, self.service,
                                                self.mta.host.name, f"{self.peer_ip}:{self.peer_port}",
                                                name or "unknown"))
+        if self.mta.fault == "421":
+            await self.push(f"421 4.3.2 {self.hostname} Service not available, closing transmission channel")
+            assert self.transport is not None
+            self.transport.close()
+            return
+        if self.mta.fault == "silent":
+            return   # say nothing; the session timeout closes the connection
         await super()._handle_client()
 
     def connection_lost(self, error: Exception | None) -> None:
         super().connection_lost(error)
+        self.mta.forget(self)
         if self._ptr_task is not None and not self._ptr_task.done():
             self._ptr_task.cancel()
         reason = f"lost: {error}" if error else "closed"
@@ -231,7 +239,7 @@ class MtaHandler:
     async def handle_MAIL(self, server: LabSMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
         address = "" if address in ("<>", "") else address
-        error = check_address(address, allow_empty=True)
+        error = check_address(address, allow_empty=True) or self.mta.chaos_reply("MAIL")
         if error:
             return error
         envelope.mail_from = address or "<>"
@@ -240,9 +248,11 @@ class MtaHandler:
 
     async def handle_RCPT(self, server: LabSMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
-        error = check_address(address)
+        error = check_address(address) or self.mta.chaos_reply("RCPT")
         if error:
             return error
+        if self.mta.greylisted(server.peer_ip, envelope.mail_from or "", address):
+            return f"450 4.2.0 <{address}>: Recipient address rejected: Greylisted, try again later"
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Error: too many recipients"
         verdict = check_rcpt(self.mta.ctx.world, self.mta.host.name, address,
@@ -256,8 +266,12 @@ class MtaHandler:
     async def handle_DATA(self, server: LabSMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content
         assert isinstance(content, bytes)
+        chaos = self.mta.chaos_reply("DATA")
+        if chaos:
+            return chaos
         sender = "" if envelope.mail_from == "<>" else (envelope.mail_from or "")
-        qid = self.mta.new_queue_id()
+        queue = self.mta.queue
+        qid = queue.new_queue_id()
         proto = protocol_name(esmtp=session.extended_smtp, tls=session.ssl is not None,
                               auth=bool(session.authenticated), utf8=envelope.smtp_utf8)
         client_name = await server.client_name()
@@ -266,7 +280,7 @@ class MtaHandler:
                                 queue_id=qid, recipients=list(envelope.rcpt_tos),
                                 when=self.mta.ctx.clock.now())
         try:
-            await self.mta.accept(qid, sender, tuple(envelope.rcpt_tos), stamp + content,
+            await queue.accept(qid, sender, tuple(envelope.rcpt_tos), stamp + content,
                                   client=f"{client_name or 'unknown'}[{server.peer_ip}]",
                                   extra={"auth": session.auth_data or "", "protocol": proto,
                                          "helo": session.host_name or ""})

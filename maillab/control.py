@@ -1,0 +1,125 @@
+"""The control socket: how admin commands talk to a running lab.
+
+A running lab listens on `<state>/control.sock` (a Unix socket, so only the
+user who runs the lab can reach it; `socket_path` picks a short stand-in
+under the temp folder when the state path is too long for AF_UNIX).  One request per connection: a JSON
+object `{"command": "queue.list", "args": {...}}` on one line; the answer is
+one JSON line, `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.
+
+The server side dispatches to handlers the lab registers; the client side is
+plain blocking sockets, for the CLI.  Requests are bounded (64 KiB) and time
+out, so a stuck client can not hold the lab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+MAX_REQUEST = 64 * 1024
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def socket_path(state_root: Path) -> Path:
+    """`<state>/control.sock`, or a short stand-in when that path is too long for AF_UNIX."""
+    path = state_root.resolve() / "control.sock"
+    if len(str(path).encode()) < 100:
+        return path
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"maillab-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"{digest}.sock"
+
+
+class ControlError(Exception):
+    """A request the lab refused or could not serve; str() is one line for the user."""
+
+
+class NotRunning(ControlError):
+    """No lab answers on this state folder."""
+
+
+class ControlServer:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handlers: dict[str, Handler] = {}
+        self._server: asyncio.AbstractServer | None = None
+
+    def register(self, command: str, handler: Handler) -> None:
+        self.handlers[command] = handler
+
+    async def start(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+        self.path.chmod(0o600)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self.path.unlink(missing_ok=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10)
+            answer = await self._dispatch(line)
+        except (asyncio.TimeoutError, ConnectionError):
+            answer = {"ok": False, "error": "request timed out"}
+        except ValueError:
+            answer = {"ok": False, "error": "request too long"}
+        try:
+            writer.write(json.dumps(answer, default=str).encode() + b"\n")
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def _dispatch(self, line: bytes) -> dict[str, Any]:
+        if len(line) > MAX_REQUEST:
+            return {"ok": False, "error": "request too long"}
+        try:
+            request = json.loads(line)
+            command, args = request["command"], request.get("args", {})
+        except (ValueError, KeyError, TypeError):
+            return {"ok": False, "error": "malformed request"}
+        handler = self.handlers.get(command)
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {command!r}"}
+        try:
+            return {"ok": True, "result": await handler(args)}
+        except ControlError as e:
+            return {"ok": False, "error": str(e)}
+
+
+def call(path: Path, command: str, timeout: float = 30.0, **args: Any) -> Any:
+    """Send one request to the lab on `path`; raise NotRunning or ControlError."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise NotRunning("no lab is running on this state folder") from None
+        sock.sendall(json.dumps({"command": command, "args": args}).encode() + b"\n")
+        data = bytearray()
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise ControlError("the lab sent no answer") from None
+    if not answer.get("ok"):
+        raise ControlError(answer.get("error", "request failed"))
+    return answer.get("result")

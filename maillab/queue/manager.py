@@ -1,0 +1,234 @@
+"""The queue manager of one MTA host (Postfix's qmgr): what is queued, and when it is tried.
+
+It owns the host's queue records (`Entry`, one `Recipient` each), runs
+deliveries through a `deliver` function it is given, and turns their outcomes
+into state: sent and bounced recipients are final; deferred ones wait for the
+retry policy's next attempt (the `Scheduler` wakes only for due work); past
+the lifetime they bounce with "delivery time expired"; after `warn_after` the
+sender gets one delayed-delivery DSN.  Permanent failures bounce at once,
+through the normal mail path; a bounce is never bounced.
+
+Admin operations (flush, hold, release, delete, requeue) and every change of
+queue are events on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable
+
+from ..context import LabContext
+from ..dsn import DsnRecipient, build_dsn, is_bounce
+from ..events import Bounced, Deferred, Delivered, Notice, Queued, QueueMoved, Removed
+from ..routing import Outcome
+from ..smtp.received import local_received_header
+from .records import BOUNCED, PENDING, SENT, Entry, Recipient
+from .scheduler import Scheduler
+from .spool import Spool, new_queue_id
+
+Deliver = Callable[[Entry, bytes, list[str]], Awaitable[list[Outcome]]]
+MAX_PARALLEL_DELIVERIES = 32
+
+
+class QueueError(Exception):
+    """An admin request about an unknown or unsuitable message."""
+
+
+class QueueManager:
+    def __init__(self, host: str, ctx: LabContext, spool: Spool, deliver: Deliver) -> None:
+        self.host = host
+        self.ctx = ctx
+        self.spool = spool
+        self.deliver = deliver
+        self.entries: dict[str, Entry] = {}
+        self.scheduler = Scheduler(ctx.clock, self.kick)
+        ctx.clock.on_change(self.scheduler.reschedule)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_PARALLEL_DELIVERIES)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    # --- intake and start-up ------------------------------------------------
+    def new_queue_id(self) -> str:
+        return new_queue_id(self.ctx.clock.now())
+
+    async def accept(self, qid: str, sender: str, recipients: tuple[str, ...], message: bytes,
+                     client: str = "", extra: dict | None = None) -> None:
+        """Spool a message durably, then schedule its delivery; raises OSError if not stored."""
+        entry = Entry(qid, sender, self.ctx.clock.now(), len(message), client, extra or {})
+        entry.recipients = {r: Recipient(r) for r in dict.fromkeys(recipients)}
+        await asyncio.to_thread(self.spool.accept, entry, message)
+        self.entries[qid] = entry
+        self.ctx.bus.publish(Queued(entry.arrival, self.host, qid, sender, tuple(entry.recipients),
+                                    len(message), client))
+        self.kick(qid)
+
+    def replay(self) -> int:
+        """Load what an earlier run left in the spool; due messages are tried now."""
+        entries = self.spool.load()
+        for entry in entries:
+            self.entries[entry.id] = entry
+            if not entry.held:
+                self.scheduler.at(entry.id, entry.next_attempt)
+        return len(entries)
+
+    # --- running deliveries --------------------------------------------------
+    def kick(self, qid: str) -> None:
+        """Try `qid` now, unless it is held, gone or already being delivered."""
+        entry = self.entries.get(qid)
+        if entry is None or entry.held or entry.active:
+            return
+        self.scheduler.cancel(qid)
+        entry.active = True
+        self._moved(entry)
+        task = asyncio.ensure_future(self._run(entry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, entry: Entry) -> None:
+        try:
+            async with self._slots:
+                message = await asyncio.to_thread(self.spool.read_message, entry.id)
+                pending = [r.address for r in entry.pending]
+                outcomes = await self.deliver(entry, message, pending)
+                await self._settle(entry, message, outcomes)
+        except FileNotFoundError:
+            self.entries.pop(entry.id, None)     # deleted by the admin meanwhile
+        except Exception as e:   # a bug must not lose the message: it stays queued
+            self._notice(f"delivery failed unexpectedly ({type(e).__name__}: {e}); message left in queue",
+                         entry.id)
+            entry.active = False
+            self.scheduler.at(entry.id, self.ctx.clock.now() + self.ctx.retry.first_retry)
+        finally:
+            entry.active = False
+
+    async def _settle(self, entry: Entry, message: bytes, outcomes: list[Outcome]) -> None:
+        now = self.ctx.clock.now()
+        policy = self.ctx.retry
+        expired = now - entry.arrival >= policy.lifetime
+        for o in outcomes:
+            if o.kind == "defer" and expired:
+                o.kind, o.dsn = "bounce", "4.4.7"
+                o.detail = f"message delivery time expired: {o.detail}"
+        bounces = [o for o in outcomes if o.kind == "bounce"]
+        notice_id = ""
+        if bounces and not is_bounce(entry.sender):
+            notice_id = await self._send_dsn(entry, message, bounces, "failed")
+        changed: list[Recipient] = []
+        for o in outcomes:
+            r = entry.recipients[o.recipient]
+            r.attempts += 1
+            r.last_attempt = now
+            r.last_result = f"{o.dsn} {o.detail}"
+            if o.kind == "defer":
+                r.next_attempt = now + policy.delay_after(r.attempts)
+            else:
+                r.status = SENT if o.kind == "sent" else BOUNCED
+            changed.append(r)
+        pending = entry.pending
+        warn = bool(pending) and not entry.warned and not is_bounce(entry.sender) \
+            and now - entry.arrival >= policy.warn_after
+        if warn:
+            delayed = [o for o in outcomes if o.kind == "defer"]
+            await self._send_dsn(entry, message, delayed, "delayed")
+            entry.warned = True
+        if pending:
+            await asyncio.to_thread(self.spool.record, entry, changed, any(r.status != PENDING for r in changed),
+                                    **({"warned": True} if warn else {}))
+        else:
+            await asyncio.to_thread(self.spool.remove, entry.id)
+        self._report(entry, outcomes, now, notice_id)
+        if pending:
+            entry.active = False
+            if entry.id in self.entries and not entry.held:
+                self.scheduler.at(entry.id, entry.next_attempt)
+            self._moved(entry)
+        else:
+            self.entries.pop(entry.id, None)
+            self.ctx.bus.publish(Removed(now, self.host, entry.id))
+
+    def _report(self, entry: Entry, outcomes: list[Outcome], now: float, notice_id: str) -> None:
+        delay = max(now - entry.arrival, 0.0)
+        bus = self.ctx.bus
+        for o in outcomes:
+            kind = {"sent": Delivered, "defer": Deferred}.get(o.kind)
+            if kind is not None:
+                bus.publish(kind(now, self.host, entry.id, o.recipient, o.relay, delay, o.dsn, o.detail))
+            else:
+                bus.publish(Bounced(now, self.host, entry.id, o.recipient, o.relay, delay, o.dsn, o.detail,
+                                    notice_id))
+
+    async def _send_dsn(self, entry: Entry, message: bytes, outcomes: list[Outcome], action: str) -> str:
+        qid = self.new_queue_id()
+        now = self.ctx.clock.now()
+        dsn = build_dsn(reporting_host=self.host, original_sender=entry.sender, original=message,
+                        queue_id=entry.id, arrival=entry.arrival, now=now, action=action,
+                        recipients=[DsnRecipient(o.recipient, o.dsn, o.diagnostic, o.remote_mta)
+                                    for o in outcomes])
+        stamp = local_received_header(by=self.host, queue_id=qid, when=now)
+        await self.accept(qid, "", (entry.sender,), stamp + dsn, client="local")
+        what = "non-delivery" if action == "failed" else "delay"
+        self._notice(f"sender {what} notification: {qid}", entry.id, "bounce")
+        return qid
+
+    # --- admin ---------------------------------------------------------------
+    def _entry(self, qid: str) -> Entry:
+        entry = self.entries.get(qid.upper())
+        if entry is None:
+            raise QueueError(f"no message {qid} in the queue of {self.host}")
+        return entry
+
+    def flush(self) -> int:
+        """Try every deferred message now (like `postqueue -f`)."""
+        ids = self.scheduler.all_ids()
+        for qid in ids:
+            self.kick(qid)
+        return len(ids)
+
+    async def hold(self, qid: str) -> None:
+        entry = self._entry(qid)
+        entry.held = True
+        self.scheduler.cancel(entry.id)
+        await asyncio.to_thread(self.spool.record, entry, [], True, held=True)
+        self._moved(entry)
+
+    async def release(self, qid: str) -> None:
+        entry = self._entry(qid)
+        if not entry.held:
+            raise QueueError(f"message {entry.id} is not on hold")
+        entry.held = False
+        await asyncio.to_thread(self.spool.record, entry, [], True, held=False)
+        self._moved(entry)
+        self.kick(entry.id)
+
+    async def requeue(self, qid: str) -> None:
+        """Forget the past attempts' schedule and try again now (like `postsuper -r`)."""
+        entry = self._entry(qid)
+        for r in entry.pending:
+            r.next_attempt = 0.0
+        self.kick(entry.id)
+
+    async def delete(self, qid: str) -> None:
+        entry = self._entry(qid)
+        self.scheduler.cancel(entry.id)
+        self.entries.pop(entry.id, None)
+        await asyncio.to_thread(self.spool.remove, entry.id)
+        self._notice("removed by the administrator", entry.id, "postsuper")
+        self.ctx.bus.publish(Removed(self.ctx.clock.now(), self.host, entry.id))
+
+    def listing(self) -> list[dict]:
+        return [e.to_json() | {"host": self.host} for e in self.entries.values()]
+
+    async def stop(self) -> None:
+        self.scheduler.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _moved(self, entry: Entry) -> None:
+        self.ctx.bus.publish(QueueMoved(self.ctx.clock.now(), self.host, entry.id, entry.queue))
+
+    def _notice(self, text: str, qid: str = "", program: str = "qmgr") -> None:
+        self.ctx.bus.publish(Notice(self.ctx.clock.now(), self.host, program, text, qid))

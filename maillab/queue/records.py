@@ -1,0 +1,89 @@
+"""Queue records: one per message, one per recipient, and the retry policy.
+
+A message is in one of Postfix's queues, derived from its recipients and
+flags: `hold` (set aside by the admin), `active` (a delivery is running),
+`deferred` (waiting for its next attempt), `incoming` (just arrived).  Each
+recipient keeps its attempts, next and last attempt, and last result.
+
+The retry policy is Postfix's by default: first retry after 5 minutes
+(minimal_backoff_time 300 s), doubling up to 4000 s (maximal_backoff_time),
+a lifetime of 5 days (maximal_queue_lifetime) and a delay warning after 4 hours
+(delay_warning_time).  All times are lab-clock seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PENDING = "pending"      # not yet final: waiting for (another) attempt
+SENT = "sent"
+BOUNCED = "bounced"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    first_retry: float = 300.0
+    max_backoff: float = 4000.0
+    lifetime: float = 5 * 86400.0
+    warn_after: float = 4 * 3600.0
+
+    def delay_after(self, attempts: int) -> float:
+        """Seconds to wait after the `attempts`-th failed attempt (1, 2, ...)."""
+        return min(self.first_retry * 2 ** max(attempts - 1, 0), self.max_backoff)
+
+
+@dataclass(slots=True)
+class Recipient:
+    address: str
+    status: str = PENDING
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_attempt: float = 0.0
+    last_result: str = ""        # "4.4.1 connect to ...: Connection refused"
+
+    def to_json(self) -> dict:
+        return {"address": self.address, "status": self.status, "attempts": self.attempts,
+                "next_attempt": self.next_attempt, "last_attempt": self.last_attempt,
+                "last_result": self.last_result}
+
+
+@dataclass(slots=True)
+class Entry:
+    id: str
+    sender: str
+    arrival: float
+    size: int
+    client: str = ""
+    extra: dict = field(default_factory=dict)
+    recipients: dict[str, Recipient] = field(default_factory=dict)
+    held: bool = False
+    warned: bool = False
+    active: bool = False
+
+    @property
+    def pending(self) -> list[Recipient]:
+        return [r for r in self.recipients.values() if r.status == PENDING]
+
+    @property
+    def next_attempt(self) -> float:
+        pending = self.pending
+        return min((r.next_attempt for r in pending), default=0.0)
+
+    @property
+    def queue(self) -> str:
+        if self.held:
+            return "hold"
+        if self.active:
+            return "active"
+        if any(r.attempts for r in self.pending):
+            return "deferred"
+        return "incoming"
+
+    def to_json(self) -> dict:
+        pending = self.pending
+        last = max(pending, key=lambda r: r.last_attempt, default=None)
+        return {"id": self.id, "queue": self.queue, "sender": self.sender, "arrival": self.arrival,
+                "size": self.size, "client": self.client,
+                "recipients": [r.to_json() for r in self.recipients.values()],
+                "next_attempt": self.next_attempt if pending else None,
+                "last_result": last.last_result if last else ""}
