@@ -1,4 +1,4 @@
-"""The `maillab` command line: the TUI (default), `serve`, `reset`.
+"""The `maillab` command line: the TUI (default), `serve`, `reset`, and the admin commands.
 
 Every command has --help; every error is one line on stderr and a non-zero
 exit.  Options shared by commands that run a lab: --world, --state,
@@ -13,6 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
+from .admin import cmd_clock, cmd_dns, cmd_hosts, cmd_queue
+from .clock import Clock
+from .control import ControlError
 from .lab import Lab, LabError
 from .ports import Ports
 from .state import StateDir, StateError, default_state_path
@@ -28,6 +31,13 @@ def _lab_options(p: argparse.ArgumentParser) -> None:
                    help=f"state folder: spool, Maildirs, directory, logs (default: {default_state_path()})")
     p.add_argument("--port-offset", metavar="N", type=int, default=0,
                    help="add N to every port (DNS 1053, SMTP 2525, ...), to run beside another lab")
+    p.add_argument("--clock-speed", metavar="X", type=float, default=1.0,
+                   help="run the lab clock X times faster (600: a day in under 2.5 minutes)")
+
+
+def _state_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state", metavar="DIR", type=Path,
+                   help=f"state folder of the lab (default: {default_state_path()})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +58,45 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Delete the state folder: queued mail, Maildirs, accounts, logs.")
     reset.add_argument("--state", metavar="DIR", type=Path, help="state folder to delete")
     reset.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    queue = sub.add_parser("queue", help="list the queues; flush, hold, release, delete, requeue",
+                           description="Like mailq and postsuper: list every queued message (works on a "
+                                       "stopped lab too), or act on one by its queue ID.")
+    queue.add_argument("action", nargs="?", choices=["list", "flush", "hold", "release", "delete", "requeue"])
+    queue.add_argument("id", nargs="?", help="queue ID (for hold, release, delete, requeue)")
+    _state_option(queue)
+
+    hosts = sub.add_parser("hosts", help="list hosts; take one down or up; set chaos",
+                           description="Simulate outages of an MTA host: down --mode refuse (connection "
+                                       "refused), 421 (service not available), silent (accepts, never "
+                                       "speaks), greylist (450 at the first try); up ends it. chaos makes "
+                                       "MAIL, RCPT or DATA fail with a probability (seeded: runs replay).")
+    hosts.add_argument("action", nargs="?", choices=["list", "down", "up", "chaos"])
+    hosts.add_argument("host", nargs="?", help="host name, like smtp1.syr.edu")
+    hosts.add_argument("--mode", default="refuse", choices=["refuse", "421", "silent", "greylist"],
+                       help="how the host is down (default: refuse)")
+    hosts.add_argument("--stage", default="RCPT", type=str.upper, choices=["MAIL", "RCPT", "DATA"],
+                       help="chaos: the command that fails (default RCPT)")
+    hosts.add_argument("--probability", type=float, default=0.5, help="chaos: chance of failure (default 0.5)")
+    hosts.add_argument("--code", type=int, default=451, help="chaos: the reply code (default 451)")
+    hosts.add_argument("--seed", type=int, default=0, help="chaos: random seed (default 0)")
+    hosts.add_argument("--off", action="store_true", help="chaos: turn it off")
+    _state_option(hosts)
+
+    clock = sub.add_parser("clock", help="show the lab clock, fast-forward it, change its speed",
+                           description="The lab clock drives retries, lifetimes and timestamps. "
+                                       "'advance 1d' jumps a day ahead; 'speed 600' makes a day pass "
+                                       "in under 2.5 minutes.")
+    clock.add_argument("action", nargs="?", choices=["show", "advance", "speed"])
+    clock.add_argument("value", nargs="?", help="a duration (90s, 5m, 4h, 1d) or a speed factor")
+    _state_option(clock)
+
+    dns = sub.add_parser("dns", help="make a zone fail: servfail, nxdomain, timeout, off",
+                         description="Simulate a DNS fault for one zone of the world.")
+    dns.add_argument("action", choices=["fault"])
+    dns.add_argument("zone", help="zone, like syr.edu")
+    dns.add_argument("mode", choices=["servfail", "nxdomain", "timeout", "off"])
+    _state_option(dns)
     return parser
 
 
@@ -60,8 +109,10 @@ def _make_lab(args: argparse.Namespace, echo: bool) -> Lab:
     world = load_world(args.world)
     if not 0 <= args.port_offset <= 60000:
         raise LabError("--port-offset must be between 0 and 60000")
+    if args.clock_speed <= 0:
+        raise LabError("--clock-speed must be positive")
     return Lab(world=world, state=StateDir(args.state), ports=Ports(args.port_offset),
-               echo=sys.stdout if echo else None)
+               clock=Clock(args.clock_speed), echo=sys.stdout if echo else None)
 
 
 async def _serve(lab: Lab) -> None:
@@ -120,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["tui", *(argv if argv is not None else sys.argv[1:])])
     try:
-        return {"serve": cmd_serve, "tui": cmd_tui, "reset": cmd_reset}[command](args)
-    except (WorldError, StateError, LabError) as e:
+        return {"serve": cmd_serve, "tui": cmd_tui, "reset": cmd_reset, "queue": cmd_queue,
+                "hosts": cmd_hosts, "clock": cmd_clock, "dns": cmd_dns}[command](args)
+    except (WorldError, StateError, LabError, ControlError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:
         return 130

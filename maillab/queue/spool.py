@@ -108,8 +108,9 @@ class Spool:
             f.readline()
             return f.read()
 
-    def load(self) -> list[Entry]:
-        """Every queued message, oldest first; compacts the journal."""
+    def load(self, compact: bool = True) -> list[Entry]:
+        """Every queued message, oldest first; compacts the journal and clears leftovers
+        (with `compact=False`, only reads: for `maillab queue` on a stopped lab)."""
         state: dict[str, Entry] = {}
         try:
             data = self._journal_path.read_bytes()
@@ -140,7 +141,8 @@ class Spool:
         for dirent in os.scandir(self.folder):
             name = dirent.name
             if name.endswith(".tmp"):
-                os.unlink(dirent.path)     # never acknowledged: its client got no 250
+                if compact:
+                    os.unlink(dirent.path)     # never acknowledged: its client got no 250
             elif name.endswith(".msg"):
                 entry = state.get(name[:-4])
                 if entry is None:
@@ -148,10 +150,11 @@ class Spool:
                         entry = _entry_from(json.loads(f.readline()))
                 if entry.pending:
                     entries.append(entry)
-                else:                      # all final, crashed before removal
+                elif compact:              # all final, crashed before removal
                     os.unlink(dirent.path)
         entries.sort(key=lambda e: (e.arrival, e.id))
-        self._compact(entries, state)
+        if compact:
+            self._compact(entries, state)
         return entries
 
     def _compact(self, entries: list[Entry], journaled: dict[str, Entry]) -> None:

@@ -1,0 +1,146 @@
+"""Admin commands against a running lab (or its state folder): queue, hosts, clock, dns.
+
+Each `cmd_*` takes the parsed arguments, talks to the lab over the control
+socket (`control.call`) and prints a human table.  `maillab queue` also works
+on a stopped lab: it reads the spool folders without changing them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from .clock import parse_duration
+from .control import ControlError, NotRunning, call, socket_path
+from .queue.spool import Spool
+from .state import StateDir
+
+
+def _stamp(when: float | None) -> str:
+    if not when:
+        return "now"
+    return time.strftime("%b %d %H:%M:%S", time.localtime(when))
+
+
+def _sock(args: argparse.Namespace) -> Path:
+    return socket_path(StateDir(args.state).root)
+
+
+def _offline_queue(state: StateDir) -> list[dict]:
+    items = []
+    spool_root = state.root / "spool"
+    if spool_root.is_dir():
+        for folder in sorted(spool_root.iterdir()):
+            spool = Spool(folder)
+            try:
+                items += [e.to_json() | {"host": folder.name} for e in spool.load(compact=False)]
+            finally:
+                spool.close()
+    return sorted(items, key=lambda item: (item["arrival"], item["id"]))
+
+
+def format_queue(items: list[dict]) -> str:
+    if not items:
+        return "Mail queue is empty"
+    lines = [f"{'QUEUE ID':<13} {'HOST':<21} {'STATE':<9} {'SIZE':>7}  {'ARRIVAL':<15}  "
+             f"{'NEXT ATTEMPT':<15}  SENDER"]
+    total = 0
+    for item in items:
+        total += item["size"]
+        nxt = _stamp(item["next_attempt"]) if item["queue"] == "deferred" else "-"
+        lines.append(f"{item['id']:<13} {item['host']:<21} {item['queue']:<9} {item['size']:>7}  "
+                     f"{_stamp(item['arrival']):<15}  {nxt:<15}  {item['sender'] or '<>'}")
+        if item["last_result"]:
+            lines.append(f"{'':14}({item['last_result']})")
+        for r in item["recipients"]:
+            if r["status"] == "pending":
+                tries = f"  attempts {r['attempts']}" if r["attempts"] else ""
+                lines.append(f"{'':14}{r['address']}{tries}")
+    n = len(items)
+    lines.append(f"-- {n} request{'s' if n != 1 else ''}, {total} bytes")
+    return "\n".join(lines)
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    action = args.action or "list"
+    sock = _sock(args)
+    if action == "list":
+        try:
+            items = call(sock, "queue.list")
+        except NotRunning:
+            items = _offline_queue(StateDir(args.state))
+            print("(the lab is not running: read from the state folder)")
+        print(format_queue(items))
+        return 0
+    if action == "flush":
+        n = call(sock, "queue.flush")
+        print(f"flushing {n} deferred message{'s' if n != 1 else ''}")
+        return 0
+    if not args.id:
+        raise ControlError(f"queue {action} needs a queue ID (see: maillab queue)")
+    done = call(sock, f"queue.{action}", id=args.id)
+    verb = {"hold": "put on hold", "release": "released", "delete": "deleted", "requeue": "requeued"}[action]
+    print(f"{done}: {verb}")
+    return 0
+
+
+def cmd_hosts(args: argparse.Namespace) -> int:
+    sock = _sock(args)
+    action = args.action or "list"
+    if action == "list":
+        hosts = call(sock, "hosts.list")
+        print(f"{'HOST':<21} {'ADDRESS':<11} {'STATE':<17} {'QUEUED':>6}  SERVICES / MAILBOXES / CHAOS")
+        for h in hosts:
+            extra = " ".join(h["services"])
+            if h["domains"]:
+                extra += f"  mailboxes: {', '.join(h['domains'])}"
+            if h["chaos"]:
+                extra += f"  chaos: {h['chaos']}"
+            print(f"{h['name']:<21} {h['address']:<11} {h['state']:<17} {h['queued']:>6}  {extra}")
+        return 0
+    if not args.host:
+        raise ControlError(f"hosts {action} needs a host name (see: maillab hosts)")
+    if action == "down":
+        print(f"{args.host}: {call(sock, 'hosts.down', host=args.host, mode=args.mode)}")
+    elif action == "up":
+        print(f"{args.host}: {call(sock, 'hosts.up', host=args.host)}")
+    else:
+        result = call(sock, "hosts.chaos", host=args.host, off=args.off, stage=args.stage,
+                      probability=args.probability, code=args.code, seed=args.seed)
+        print(f"{args.host}: chaos {result}")
+    return 0
+
+
+def cmd_clock(args: argparse.Namespace) -> int:
+    sock = _sock(args)
+    if args.action == "advance":
+        if not args.value:
+            raise ControlError("clock advance needs a duration, like 1d or 4h")
+        try:
+            seconds = parse_duration(args.value)
+        except ValueError as e:
+            raise ControlError(str(e)) from None
+        state = call(sock, "clock.advance", seconds=seconds)
+    elif args.action == "speed":
+        if not args.value:
+            raise ControlError("clock speed needs a factor, like 600")
+        try:
+            speed = float(args.value)
+        except ValueError:
+            raise ControlError(f"not a speed factor: {args.value!r}") from None
+        state = call(sock, "clock.speed", speed=speed)
+    else:
+        state = call(sock, "clock.show")
+    print(f"lab time {time.strftime('%a %b %d %H:%M:%S %Y', time.localtime(state['now']))}, "
+          f"speed x{state['speed']:g}")
+    return 0
+
+
+def cmd_dns(args: argparse.Namespace) -> int:
+    faults = call(_sock(args), "dns.fault", zone=args.zone, mode=args.mode)
+    if faults:
+        print("DNS faults: " + ", ".join(f"{z} {m}" for z, m in faults.items()))
+    else:
+        print("DNS faults: none")
+    return 0
