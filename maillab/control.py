@@ -96,6 +96,8 @@ class ControlServer:
             return {"ok": True, "result": await handler(args)}
         except ControlError as e:
             return {"ok": False, "error": str(e)}
+        except Exception as e:   # a bug of ours: say so, keep the lab running
+            return {"ok": False, "error": f"internal error in {command}: {type(e).__name__}: {e}"}
 
 
 def call(path: Path, command: str, timeout: float = 30.0, **args: Any) -> Any:

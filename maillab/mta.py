@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .context import LabContext
 from .dns.client import LookupFailed
@@ -45,12 +45,13 @@ class Endpoint:
         return f"{self.service:<11} {self.host:<22} {self.address}:{self.port}"
 
 
-@dataclass(slots=True)
+@dataclass
 class Chaos:
     stage: str
     probability: float
     code: int
     seed: int
+    rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
