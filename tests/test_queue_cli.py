@@ -177,3 +177,16 @@ def test_kill_9_torture_every_accepted_message_arrives_once(served, tmp_path):
     assert len(duplicates) <= 4 * 6, f"{len(duplicates)} duplicates over 4 kills"
     print(f"torture: {len(accepted)} accepted, {len(got)} delivered, {len(duplicates)} duplicates")
     lab.stop()
+
+
+def test_dns_servfail_defers_and_healing_lets_it_through(served):
+    lab = served()
+    r = cli(lab, "dns", "fault", "syr.edu", "servfail")
+    assert r.returncode == 0 and r.stdout.strip() == "DNS faults: syr.edu. servfail"
+    submit(lab, "127.0.0.3", "santa@northpole.org", "tajorgen@syr.edu", "dns trouble")
+    assert wait_for(lambda: "Name service error" in cli(lab, "queue").stdout, 15)
+    assert "4.4.3" in cli(lab, "queue").stdout
+    assert "SERVFAIL (simulated fault)" in lab.output()
+    assert cli(lab, "dns", "fault", "syr.edu", "off").stdout.strip() == "DNS faults: none"
+    cli(lab, "queue", "flush")
+    assert wait_for(lambda: maildir_messages(lab.state, "tajorgen@syr.edu"), 15)
