@@ -15,6 +15,7 @@ from .mda import Mda
 from .ports import Ports
 from .queue.records import RetryPolicy
 from .state import StateDir
+from .store import MailStore
 from .world import World
 
 
@@ -26,6 +27,7 @@ class LabContext:
     clock: Clock
     bus: EventBus
     directory: Directory
+    store: MailStore
     mda: Mda
     resolver: LabResolver
     session_timeout: float = 300.0       # RFC 5321 §4.5.3.2.7: server timeout, 5 minutes

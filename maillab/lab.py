@@ -24,8 +24,10 @@ from .dns.server import DnsServer
 from .events import EventBus, Notice
 from .maillog import MailLog
 from .mda import Mda
-from .mta import CHAOS_STAGES, Chaos, Endpoint, Mta
-from .ports import Ports
+from .access import AccessAgent, access_agents
+from .mta import CHAOS_STAGES, Chaos, Mta
+from .ports import Endpoint, Ports
+from .store import MailStore
 from .queue.manager import QueueError
 from .queue.records import RetryPolicy
 from .state import StateDir
@@ -57,6 +59,7 @@ class Lab:
         self._authority: Authority | None = None
         self._log: MailLog | None = None
         self._control: ControlServer | None = None
+        self._agents: list[AccessAgent] = []
         self.ctx: LabContext | None = None
 
     async def start(self) -> None:
@@ -72,8 +75,9 @@ class Lab:
         directory.seed(self.world)
         self._log = MailLog(self.bus, self.state.maillog, self.echo)
         self._log.start()
+        store = MailStore(self.state, self.bus, self.clock)
         self.ctx = LabContext(world=self.world, state=self.state, ports=self.ports, clock=self.clock,
-                              bus=self.bus, directory=directory, mda=Mda(self.state, directory),
+                              bus=self.bus, directory=directory, store=store, mda=Mda(directory, store),
                               resolver=LabResolver(DNS_ADDRESS, self.ports.dns),
                               session_timeout=self.session_timeout, smtp_timeout=self.smtp_timeout,
                               retry=self.retry or self.world.retry)
@@ -93,6 +97,14 @@ class Lab:
                 raise LabError(f"cannot listen on {host.address} for {host.name}: {e.strerror}"
                                f" (is another lab running? try --port-offset)") from None
             self.endpoints += mta.endpoints
+            for agent in access_agents(self.ctx, host, mta.mailbox_domains) if mta.mailbox_domains else ():
+                self._agents.append(agent)
+                try:
+                    await agent.start()
+                except OSError as e:
+                    raise LabError(f"cannot listen on {host.address} for {host.name}: {e.strerror}"
+                                   f" (is another lab running? try --port-offset)") from None
+                self.endpoints += agent.endpoints
         self._control = ControlServer(socket_path(self.state.root))
         self._register_commands(self._control)
         await self._control.start()
@@ -105,6 +117,8 @@ class Lab:
     async def stop(self) -> None:
         if self._control is not None:
             await self._control.stop()
+        for agent in self._agents:
+            await agent.stop()
         for mta in self.mtas.values():
             await mta.stop()
         if self._dns is not None:

@@ -25,6 +25,7 @@ from .dns.client import LookupFailed
 from .events import HostChanged
 from .queue.manager import QueueManager
 from .queue.records import Entry
+from .ports import Endpoint
 from .queue.spool import Spool
 from .routing import Outcome, deliver_local, relay
 from .smtp.server import LabSMTP
@@ -32,17 +33,6 @@ from .world import Host
 
 FAULT_MODES = ("refuse", "421", "silent", "greylist")
 CHAOS_STAGES = ("MAIL", "RCPT", "DATA")
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    service: str
-    host: str
-    address: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.service:<11} {self.host:<22} {self.address}:{self.port}"
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The lab's port plan: SPEC.md's defaults, shifted by one offset.
+"""The lab's port plan (SPEC.md's defaults, shifted by one offset) and its endpoints.
 
 A test (or a second lab) passes `offset` to move every port at once, so two labs
 can share the loopback addresses.  Every host binds its own address, so the
@@ -45,3 +45,15 @@ class Ports:
     @property
     def pop3s(self) -> int:
         return 1995 + self.offset
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One listening service of one host, as `maillab serve` prints it."""
+    service: str
+    host: str
+    address: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.service:<11} {self.host:<22} {self.address}:{self.port}"

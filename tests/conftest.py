@@ -69,11 +69,12 @@ async def lab(tmp_path):
 
 
 def maildir_messages(state: Path, address: str) -> list[Message]:
+    """The messages in a user's INBOX Maildir (new/ and cur/), oldest first."""
     local, domain = address.split("@")
-    new = state / "mail" / domain / local / "new"
-    if not new.exists():
-        return []
-    return [email.message_from_bytes(p.read_bytes()) for p in sorted(new.iterdir())]
+    root = state / "mail" / domain / local
+    files = [p for sub in ("new", "cur") if (root / sub).exists() for p in (root / sub).iterdir()]
+    files.sort(key=lambda p: p.name)
+    return [email.message_from_bytes(p.read_bytes()) for p in files]
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):

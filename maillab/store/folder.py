@@ -1,0 +1,613 @@
+"""One mail folder (an IMAP mailbox): its index in memory and every change to it.
+
+A `Folder` is shared by all sessions of its user; there is one per (user,
+mailbox name) while the folder exists.  The Maildir files are the truth about
+which messages exist and their flags; `maillab-uidlist` (uidlist.py) is the
+truth about UIDs and MODSEQs; the index in memory joins the two:
+
+    _by_uid   uid → Message        _uids   the UIDs in ascending order
+    _by_base  Maildir base → uid   _total  sum of sizes (POP3 STAT)
+
+Invariants:
+- every change goes: files on disk → uidlist appended and fsynced → index in
+  memory → event on the bus.  A reader (IMAP, POP3, the TUI) never hears of a
+  UID that a restart could take back;
+- UIDs ascend in the order messages are first seen and are never reused;
+  UIDNEXT and HIGHESTMODSEQ never go down; each commit that changes anything
+  takes one new MODSEQ, shared by the messages it changed (RFC 7162 §3.1);
+- `refresh()` reconciles with what other programs did (mutt, an outside MDA):
+  files new in `new/` are moved to `cur/` with an empty `:2,` info (as IMAP
+  servers do), renamed files are flag changes, missing files are expunges;
+- all mutation happens under the user's lock (`UserStore.lock`, an RLock), so
+  callers may use any thread; reads of a message's bytes take no lock and
+  retry once after a refresh if another program renamed the file.
+
+Blocking: everything that touches the disk.  `messages()`, `get()`,
+`status()` and the counters only read memory once the folder is loaded (it is
+loaded by `UserStore.folder()`), so they are cheap enough for the loop thread;
+`refresh()` on an unchanged folder costs two stat() calls.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Literal, TypeVar
+
+from ..events import FlagsChanged, MessagesAdded, MessagesExpunged
+from ..fsutil import fsync_dir
+from . import maildir
+from .errors import MessageGone, NoSuchMailbox
+from .flags import DELETED, SEEN, letters_for, normalize_flags, split_info
+from .message import Changes, FolderStatus, Message, StoreResult
+from .uidlist import Record, UidList, add_line, gone_line, rename_line
+
+if TYPE_CHECKING:
+    from .user import UserStore
+
+StoreMode = Literal["set", "add", "remove"]
+T = TypeVar("T")
+
+# A directory whose mtime is this much older than our last scan of it can be
+# trusted: any later change gives it a different mtime (timestamps are coarse).
+_MTIME_SLACK_NS = 100_000_000
+
+
+class Folder:
+    def __init__(self, user: "UserStore", name: str, path: Path, special_use: str | None) -> None:
+        self.user = user
+        self.name = name                    # IMAP wire name, normalised
+        self.path = path
+        self.special_use = special_use      # "\\Sent", ... or None
+        self.lock = user.lock
+        self._list = UidList(path)
+        self._loaded = False
+        self._closed = False
+        self._uidvalidity = 0
+        self._uidnext = 1
+        self._highestmodseq = 1
+        self._by_uid: dict[int, Message] = {}
+        self._uids: list[int] = []
+        self._by_base: dict[str, int] = {}
+        self._total = 0
+        self._snapshot: tuple[Message, ...] | None = None
+        self._recent: set[int] = set()                  # UIDs no session has claimed as \\Recent
+        self._marks: tuple[int, int] | None = None     # (new/, cur/) mtimes at the last full scan
+        self._scanned_at = 0                            # time.time_ns() when that scan began
+
+    # ---- reading the index (memory only, once loaded) -------------------------------
+
+    @property
+    def uidvalidity(self) -> int:
+        return self._uidvalidity
+
+    @property
+    def uidnext(self) -> int:
+        return self._uidnext
+
+    @property
+    def highestmodseq(self) -> int:
+        return self._highestmodseq
+
+    @property
+    def exists(self) -> int:
+        """Number of messages (IMAP EXISTS, POP3 STAT count)."""
+        return len(self._uids)
+
+    @property
+    def total_size(self) -> int:
+        """Sum of RFC822.SIZE over all messages (POP3 STAT octets)."""
+        return self._total
+
+    @property
+    def closed(self) -> bool:
+        """True once the mailbox was deleted or renamed; every operation then raises NoSuchMailbox."""
+        return self._closed
+
+    def messages(self) -> tuple[Message, ...]:
+        """All messages in UID order (a snapshot; sequence number n is index n-1 for a fresh session)."""
+        self._check()
+        snap = self._snapshot
+        if snap is None:
+            with self.lock:
+                snap = self._snapshot = tuple(self._by_uid[u] for u in self._uids)
+        return snap
+
+    def take_recent(self) -> frozenset[int]:
+        """Claim the \\Recent messages (RFC 3501 §2.3.2): the first session to ask gets them.
+
+        A message is recent from the moment the store first sees it (delivery,
+        APPEND, COPY/MOVE target, a file found on disk) until one session takes
+        it; one still in `new/` at load time counts as recent, which is what
+        Maildir's `new/` means.  Kept in memory, and on disk only that way:
+        taking them refreshes the folder, which moves `new/` into `cur/`.
+        """
+        self._check()
+        with self.lock:
+            self._scan(force=False)
+            taken = frozenset(self._recent)
+            self._recent.clear()
+            return taken
+
+    @property
+    def recent(self) -> int:
+        """How many messages no session has claimed yet (STATUS RECENT)."""
+        return len(self._recent)
+
+    def uids(self) -> tuple[int, ...]:
+        return tuple(m.uid for m in self.messages())
+
+    def get(self, uid: int) -> Message | None:
+        return self._by_uid.get(uid)
+
+    def status(self) -> FolderStatus:
+        msgs = self.messages()
+        unseen = sum(1 for m in msgs if SEEN not in m.flags)
+        deleted = sum(1 for m in msgs if DELETED in m.flags)
+        return FolderStatus(len(msgs), self._uidnext, self._uidvalidity, unseen,
+                            self._highestmodseq, self._total, deleted)
+
+    # ---- reading messages (no lock) ---------------------------------------------------
+
+    def path_of(self, uid: int) -> Path:
+        """The current file of a message; it may be renamed at any moment by flag changes."""
+        m = self._by_uid.get(uid)
+        if m is None:
+            raise MessageGone(f"message UID {uid} is gone")
+        return self.path / m.relpath
+
+    def read(self, uid: int, crlf: bool = False) -> bytes:
+        """The whole message: stored form (LF), or with `crlf` the wire form IMAP and POP3 send."""
+        data = self._with_file(uid, lambda p: p.read_bytes())
+        return maildir.to_crlf(data) if crlf else data
+
+    def read_header(self, uid: int, crlf: bool = False) -> bytes:
+        """The header block including its ending blank line; reads only that far."""
+        data = self._with_file(uid, maildir.read_header)
+        return maildir.to_crlf(data) if crlf else data
+
+    def _with_file(self, uid: int, fn: Callable[[Path], T]) -> T:
+        try:
+            return fn(self.path_of(uid))
+        except FileNotFoundError:
+            self.refresh(force=True)        # renamed or moved by another program?
+        try:
+            return fn(self.path_of(uid))
+        except FileNotFoundError:
+            raise MessageGone(f"message UID {uid} is gone") from None
+
+    # ---- loading and reconciling with the disk ---------------------------------------
+
+    def _check(self) -> None:
+        if self._closed:
+            raise NoSuchMailbox(f"mailbox {self.name} does not exist any more")
+        if not self._loaded:
+            self._load()
+
+    def _load(self) -> None:
+        with self.lock:
+            if self._loaded:
+                return
+            loaded = self._list.load()
+            self._by_uid, self._by_base, self._total, self._snapshot = {}, {}, 0, None
+            self._recent = set()
+            if loaded is None:
+                self._uidvalidity = self.user.next_uidvalidity()
+                self._uidnext, self._highestmodseq = 1, 1
+                self._list.needs_rewrite = True
+                records: Iterable[Record] = ()
+            else:
+                self._uidvalidity, self._uidnext = loaded.uidvalidity, loaded.uidnext
+                self._highestmodseq = loaded.highestmodseq
+                records = [loaded.records[u] for u in sorted(loaded.records)]
+            parse = self.user.flags_of
+            by_uid, by_base, total = self._by_uid, self._by_base, 0
+            for r in records:
+                base, _, info = r.relpath[4:].partition(":")
+                by_uid[r.uid] = Message(r.uid, base, parse(info[2:] if info[:2] == "2," else None),
+                                        r.modseq, r.size, r.date, r.relpath, {})
+                by_base[base] = r.uid
+                total += r.size
+                if r.relpath[0] == "n":     # "new/...": never looked at by a reader
+                    self._recent.add(r.uid)
+            self._total = total
+            self._uids = list(self._by_uid)
+            (self.path / "tmp").mkdir(exist_ok=True)
+            self._marks = None
+            self._loaded = True
+            try:
+                self._scan()
+            except BaseException:
+                self._loaded = False
+                raise
+
+    def refresh(self, force: bool = False) -> Changes:
+        """Catch up with changes other programs made on disk; publishes their events.
+
+        Cheap when nothing changed (two stat() calls); otherwise one listing of
+        new/ and cur/.  `force` skips the mtime shortcut.
+        """
+        self._check()
+        with self.lock:
+            self._check()
+            return self._scan(force)
+
+    def _scan(self, force: bool = True) -> Changes:
+        new_dir, cur_dir = self.path / "new", self.path / "cur"
+        started = time.time_ns()
+        try:
+            marks = (os.stat(new_dir).st_mtime_ns, os.stat(cur_dir).st_mtime_ns)
+        except FileNotFoundError:
+            marks = self._missing_dirs()
+        if not force and marks == self._marks and self._scanned_at - max(marks) > _MTIME_SLACK_NS:
+            return Changes()
+        cur_names = os.listdir(cur_dir)
+        new_names = [n for n in os.listdir(new_dir) if n[0] != "."]
+        disk = {"cur/" + n for n in cur_names if n[0] != "."}
+        if new_names:
+            cur_bases = {n.partition(":")[0] for n in cur_names}
+            new_s, cur_s = str(new_dir), str(cur_dir)       # plain strings: pathlib is slow in bulk
+            for n in new_names:
+                if "\n" in n or n.partition(":")[0] in cur_bases:
+                    continue                # a duplicate of a message in cur/: leave it be
+                target = n if ":" in n else n + ":2,"
+                try:
+                    os.rename(f"{new_s}/{n}", f"{cur_s}/{target}")
+                except FileNotFoundError:
+                    continue                # someone else took it; the next scan sees where
+                disk.add("cur/" + target)
+        self._marks, self._scanned_at = marks, started
+        known = {m.relpath for m in self._by_uid.values()}
+        if disk == known:
+            if self._list.needs_rewrite:
+                self._persist([])
+            return Changes()
+        return self._reconcile(disk - known, known - disk)
+
+    def _missing_dirs(self) -> tuple[int, int]:
+        if not self.path.is_dir():
+            self._close()
+            raise NoSuchMailbox(f"mailbox {self.name} does not exist any more")
+        for sub in ("cur", "new", "tmp"):
+            (self.path / sub).mkdir(exist_ok=True)
+        return (os.stat(self.path / "new").st_mtime_ns, os.stat(self.path / "cur").st_mtime_ns)
+
+    def _reconcile(self, appeared: set[str], vanished: set[str]) -> Changes:
+        """Turn the differences between disk and index into UIDs, flag changes and expunges."""
+        by_base, by_uid = self._by_base, self._by_uid
+        seen_now: dict[str, str] = {}
+        for rel in sorted(appeared):
+            if "\n" not in rel:
+                seen_now.setdefault(rel[4:].partition(":")[0], rel)
+        gone: list[int] = []
+        moved: list[tuple[Message, frozenset[str]]] = []
+        for rel in vanished:
+            base = rel[4:].partition(":")[0]
+            uid = by_base[base]
+            now = seen_now.pop(base, None)
+            if now is None:
+                gone.append(uid)
+            else:
+                moved.append((by_uid[uid], self.user.flags_of(split_info(now[4:])[1])))
+                seen_now[base] = now        # a known base: not fresh, below
+        fresh = [(base, rel) for base, rel in seen_now.items() if base not in by_base]
+        if not (gone or fresh or moved):    # only duplicates of known messages changed
+            if self._list.needs_rewrite:
+                self._persist([])
+            return Changes()
+        modseq = self._highestmodseq + 1
+        lines: list[str] = []
+        flag_uids: list[int] = []
+        for m, flags in moved:
+            rel = seen_now[m.key]
+            if flags != m.flags:
+                flag_uids.append(m.uid)
+                by_uid[m.uid] = m._replace(flags=flags, modseq=modseq, relpath=rel)
+            else:
+                by_uid[m.uid] = m._replace(relpath=rel)
+            lines.append(rename_line(m.uid, by_uid[m.uid].modseq, rel))
+        for uid in gone:
+            lines.append(gone_line(uid, modseq))
+            self._forget(uid)
+        if gone:
+            gone_set = set(gone)
+            self._uids = [u for u in self._uids if u not in gone_set]
+        added: list[int] = []
+        folder = str(self.path)
+        for base, rel in sorted(fresh, key=lambda f: f[0]):
+            path = f"{folder}/{rel}"
+            try:
+                date = int(os.stat(path).st_mtime)
+                size = maildir.size_of(path, base)
+            except FileNotFoundError:
+                continue                    # vanished while we looked: never existed for us
+            m = self._remember(base, rel, size, date, modseq)
+            lines.append(add_line(self._record(m)))
+            added.append(m.uid)
+        if flag_uids or gone or added:
+            self._highestmodseq = modseq
+        self._snapshot = None
+        self._persist(lines)
+        changes = Changes(tuple(added), tuple(gone), tuple(flag_uids))
+        self._announce(changes, modseq)
+        return changes
+
+    def _announce(self, changes: Changes, modseq: int) -> None:
+        emit = self.user.emit
+        if changes.expunged:
+            emit(MessagesExpunged, mailbox=self.name, uids=changes.expunged, modseq=modseq)
+        if changes.flags:
+            emit(FlagsChanged, mailbox=self.name, uids=changes.flags, modseq=modseq)
+        if changes.added:
+            emit(MessagesAdded, mailbox=self.name, uids=changes.added)
+
+    # ---- the index and the uid list --------------------------------------------------
+
+    def _remember(self, base: str, rel: str, size: int, date: int, modseq: int) -> Message:
+        """Give a file the next UID (memory only; the caller persists)."""
+        uid = self._uidnext
+        self._uidnext += 1
+        m = Message(uid, base, self.user.flags_of(split_info(rel[4:])[1]), modseq, size, date, rel, {})
+        self._by_uid[uid] = m
+        self._by_base[base] = uid
+        self._uids.append(uid)
+        self._total += size
+        self._recent.add(uid)
+        return m
+
+    def _forget(self, uid: int) -> None:
+        m = self._by_uid.pop(uid)
+        self._by_base.pop(m.key, None)
+        self._recent.discard(uid)
+        self._total -= m.size
+
+    @staticmethod
+    def _record(m: Message) -> Record:
+        return Record(m.uid, m.modseq, m.size, m.internaldate, m.relpath)
+
+    def _persist(self, lines: list[str]) -> None:
+        """Make the index durable: append `lines`, or rewrite the list when due.
+
+        On failure the index in memory is dropped (reloaded from disk on next
+        use) and the error propagates: nobody has been told of the change yet.
+        """
+        try:
+            if self._list.should_compact(len(self._by_uid)):
+                self._rewrite()
+            elif lines:
+                try:
+                    self._list.append(lines)
+                except FileNotFoundError:
+                    self._rewrite()
+        except BaseException:
+            self._loaded = False
+            self._snapshot = None
+            raise
+
+    def _rewrite(self) -> None:
+        self._list.rewrite(self._uidvalidity, self._uidnext, self._highestmodseq,
+                           (self._record(self._by_uid[u]) for u in self._uids))
+
+    def _close(self) -> None:
+        self._closed = True
+        self._snapshot = ()
+
+    # ---- changing messages -------------------------------------------------------------
+
+    def append(self, data: bytes, flags: Iterable[str] = (), internaldate: float | None = None) -> Message:
+        """Store a message (RFC 3501 §6.3.11): CRLF becomes LF; the file goes to cur/ with its flags.
+
+        Returns the new Message (UIDPLUS: APPENDUID uidvalidity uid).
+        """
+        wanted = normalize_flags(flags, self.user.keywords)
+        letters = letters_for(wanted, self.user.keywords)
+        return self._add(maildir.to_lf(data), letters, internaldate, "cur")
+
+    def _add(self, stored: bytes, letters: str | None, internaldate: float | None, sub: str,
+             keep_unindexed: bool = False) -> Message:
+        """Write one message file (tmp, fsync, rename into `sub`, fsync) and index it.
+
+        If indexing fails the file is removed and the error raised — unless
+        `keep_unindexed` (delivery: the message is safe, a later refresh indexes
+        it), which returns a Message with uid 0 instead.
+        """
+        self._check()
+        date = int(internaldate if internaldate is not None else self.user.now())
+        unique = maildir.unique_name()
+        size = maildir.crlf_size(stored)
+        name = maildir.filename(unique, len(stored), size, letters)
+        key, rel = name.partition(":")[0], f"{sub}/{name}"
+        tmp: Path | None = maildir.write_tmp(self.path, unique, stored, date)
+        try:
+            with self.lock:
+                self._check()
+                os.rename(tmp, self.path / rel)
+                tmp = None
+                fsync_dir(self.path / sub)
+                try:
+                    modseq = self._highestmodseq + 1
+                    m = self._remember(key, rel, size, date, modseq)
+                    self._highestmodseq = modseq
+                    self._snapshot = None
+                    self._persist([add_line(self._record(m))])
+                except OSError:
+                    if keep_unindexed:
+                        return Message(0, key, frozenset(), 0, size, date, rel, {})
+                    (self.path / rel).unlink(missing_ok=True)
+                    raise
+                self.user.emit(MessagesAdded, mailbox=self.name, uids=(m.uid,))
+                return m
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+
+    def store(self, uids: Iterable[int], flags: Iterable[str], mode: StoreMode = "add",
+              unchanged_since: int | None = None) -> StoreResult:
+        """Set, add or remove flags (RFC 3501 §6.4.6) by renaming each file (atomic).
+
+        `unchanged_since` is CONDSTORE's UNCHANGEDSINCE: messages with a higher
+        MODSEQ are left alone and returned in `modified`.  Unknown UIDs are skipped.
+        """
+        if mode not in ("set", "add", "remove"):
+            raise ValueError(f"bad store mode {mode!r}")
+        wanted = normalize_flags(flags, self.user.keywords)
+        if mode != "remove":
+            letters_for(wanted, self.user.keywords)       # allot keyword letters first (KeywordLimit)
+        self._check()
+        with self.lock:
+            self._check()
+            modseq = self._highestmodseq + 1
+            changed: list[Message] = []
+            modified: list[int] = []
+            lines: list[str] = []
+            vanished = False
+            folder = str(self.path)
+            for uid in sorted(set(uids)):
+                m = self._by_uid.get(uid)
+                if m is None:
+                    continue
+                if unchanged_since is not None and m.modseq > unchanged_since:
+                    modified.append(uid)
+                    continue
+                new = wanted if mode == "set" else m.flags | wanted if mode == "add" else m.flags - wanted
+                if new == m.flags:
+                    continue
+                _base, old_letters = split_info(m.relpath[4:])
+                rel = f"cur/{m.key}:2,{letters_for(new, self.user.keywords, keep=old_letters or '')}"
+                try:
+                    os.rename(f"{folder}/{m.relpath}", f"{folder}/{rel}")
+                except FileNotFoundError:
+                    vanished = True
+                    continue
+                n = m._replace(flags=new, modseq=modseq, relpath=rel)
+                self._by_uid[uid] = n
+                changed.append(n)
+                lines.append(rename_line(uid, modseq, rel))
+            if changed:
+                fsync_dir(self.path / "cur")
+                self._highestmodseq = modseq
+                self._snapshot = None
+                self._persist(lines)
+                self.user.emit(FlagsChanged, mailbox=self.name, uids=tuple(m.uid for m in changed),
+                               modseq=modseq)
+            if vanished:
+                self._scan()
+            return StoreResult(tuple(changed), tuple(modified), modseq if changed else 0)
+
+    def expunge(self, uids: Iterable[int] | None = None) -> tuple[int, ...]:
+        """Remove the messages flagged \\Deleted (only among `uids` if given: UID EXPUNGE, RFC 4315)."""
+        self._check()
+        with self.lock:
+            self._check()
+            allowed = None if uids is None else set(uids)
+            doomed = [u for u in self._uids if DELETED in self._by_uid[u].flags
+                      and (allowed is None or u in allowed)]
+            return self._remove(doomed)
+
+    def remove(self, uids: Iterable[int]) -> tuple[int, ...]:
+        """Remove messages whatever their flags (POP3 DELE at QUIT); returns the UIDs removed."""
+        self._check()
+        with self.lock:
+            self._check()
+            return self._remove(sorted(u for u in set(uids) if u in self._by_uid))
+
+    def _remove(self, doomed: list[int]) -> tuple[int, ...]:
+        if not doomed:
+            return ()
+        subs = set()
+        folder = str(self.path)
+        for uid in doomed:
+            rel = self._by_uid[uid].relpath
+            subs.add(rel[:3])
+            try:
+                os.unlink(f"{folder}/{rel}")
+            except FileNotFoundError:
+                pass                        # gone already: the same outcome
+        for sub in subs:
+            fsync_dir(self.path / sub)
+        self._drop(doomed)
+        return tuple(doomed)
+
+    def _drop(self, doomed: list[int]) -> None:
+        """Index side of removing messages whose files are gone: persist, then announce."""
+        modseq = self._highestmodseq + 1
+        for uid in doomed:
+            self._forget(uid)
+        gone = set(doomed)
+        self._uids = [u for u in self._uids if u not in gone]
+        self._highestmodseq = modseq
+        self._snapshot = None
+        self._persist([gone_line(uid, modseq) for uid in doomed])
+        self.user.emit(MessagesExpunged, mailbox=self.name, uids=tuple(doomed), modseq=modseq)
+
+    def copy(self, uids: Iterable[int], dest: "Folder") -> list[tuple[int, int]]:
+        """COPY (RFC 3501 §6.4.7): hard links (or copies) into dest's cur/, flags and date kept.
+
+        Returns (source UID, new UID) pairs in source order (UIDPLUS COPYUID).
+        """
+        return self._transfer(uids, dest, move=False)
+
+    def move(self, uids: Iterable[int], dest: "Folder") -> list[tuple[int, int]]:
+        """MOVE (RFC 6851): rename the files into dest, then expunge them here."""
+        return self._transfer(uids, dest, move=True)
+
+    def _transfer(self, uids: Iterable[int], dest: "Folder", move: bool) -> list[tuple[int, int]]:
+        if dest.user is not self.user:
+            raise ValueError("messages can only be copied between folders of one user")
+        self._check()
+        dest._check()
+        with self.lock:
+            self._check()
+            dest._check()
+            placed: list[tuple[Message, str]] = []
+            for uid in sorted(set(uids)):
+                m = self._by_uid.get(uid)
+                if m is None:
+                    continue
+                name = self._transfer_one(m, dest, move)
+                if name is not None:
+                    placed.append((m, name))
+            if not placed:
+                return []
+            fsync_dir(dest.path / "cur")
+            modseq = dest._highestmodseq + 1
+            pairs: list[tuple[int, int]] = []
+            lines: list[str] = []
+            for m, name in placed:
+                n = dest._remember(name.partition(":")[0], "cur/" + name, m.size, m.internaldate, modseq)
+                pairs.append((m.uid, n.uid))
+                lines.append(add_line(dest._record(n)))
+            dest._highestmodseq = modseq
+            dest._snapshot = None
+            dest._persist(lines)
+            dest.user.emit(MessagesAdded, mailbox=dest.name, uids=tuple(n for _, n in pairs))
+            if move:
+                for sub in {m.relpath[:3] for m, _ in placed}:
+                    fsync_dir(self.path / sub)
+                self._drop([m.uid for m, _ in placed])
+            return pairs
+
+    def _transfer_one(self, m: Message, dest: "Folder", move: bool) -> str | None:
+        """Put one message's file into dest/cur under a new base; None if it vanished."""
+        src = self.path / m.relpath
+        stored, _w = maildir.sizes_in_name(m.key)
+        unique = maildir.unique_name()
+        letters = split_info(m.relpath[4:])[1] or ""
+        try:
+            if stored is None:
+                stored = os.stat(src).st_size
+            name = maildir.filename(unique, stored, m.size, letters)
+            target = dest.path / "cur" / name
+            if move:
+                os.rename(src, target)
+            else:
+                try:
+                    os.link(src, target)
+                except FileNotFoundError:
+                    raise
+                except OSError:             # another file system, or no hard links here
+                    os.rename(maildir.write_tmp(dest.path, unique, src.read_bytes(), m.internaldate), target)
+        except FileNotFoundError:
+            return None
+        return name

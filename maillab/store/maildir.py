@@ -1,0 +1,118 @@
+"""Maildir files: unique names, sizes in the name, durable writes, header reads.
+
+One message is one file, never changed after it is written (only renamed), so
+a reader needs no lock.  File names follow the MDA's and Dovecot's shape:
+
+    <secs>.M<usec>P<pid>Q<n>R<random>.<host>,S=<stored size>,W=<CRLF size>:2,<flags>
+
+The part before ":" is the *base*, stable for the life of a message in one
+folder; `,S=` is the size on disk (LF line endings, as stored), `,W=` the
+RFC822.SIZE that IMAP and POP3 report (every LF counted as CRLF), cached in the
+name so that neither needs to read the file.  Files dropped in by other
+programs may lack them; `size_of` then reads the file once.
+
+Writes follow the Maildir rule: write into `tmp/`, fsync (`write_tmp`), then
+the caller renames into `new/` or `cur/` and fsyncs that folder once per operation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+
+from ..fsutil import write_all
+
+_counter = itertools.count(1)
+_counter_lock = threading.Lock()
+_HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+_SIZE_FIELD = re.compile(r",([SW])=(\d+)")
+_BLANK_LINE = re.compile(rb"(?:^|\n)\r?\n")
+
+
+def unique_name() -> str:
+    """A new unique part of a file name: unique per host, process and call (the Maildir recipe)."""
+    with _counter_lock:
+        n = next(_counter)
+    now = time.time()
+    return f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{n}R{secrets.token_hex(4)}.{_HOST}"
+
+
+def filename(unique: str, stored_size: int, crlf: int, letters: str | None) -> str:
+    """`unique,S=..,W=..` (the base) plus `:2,letters` (None: no info, as in new/)."""
+    name = f"{unique},S={stored_size},W={crlf}"
+    return name if letters is None else f"{name}:2,{letters}"
+
+
+def sizes_in_name(base: str) -> tuple[int | None, int | None]:
+    """(S=, W=) from a base name; None where absent."""
+    found = dict(_SIZE_FIELD.findall(base))
+    s, w = found.get("S"), found.get("W")
+    return (int(s) if s else None), (int(w) if w else None)
+
+
+def to_lf(data: bytes) -> bytes:
+    """The stored form: CRLF line endings become LF (bare CR is left alone)."""
+    return data.replace(b"\r\n", b"\n")
+
+
+def to_crlf(data: bytes) -> bytes:
+    """The wire form: every line ends in CRLF (RFC 5322 §2.1)."""
+    if b"\r\n" in data:
+        data = data.replace(b"\r\n", b"\n")
+    return data.replace(b"\n", b"\r\n")
+
+
+def crlf_size(data: bytes) -> int:
+    """len(to_crlf(data)) without building it."""
+    return len(data) + data.count(b"\n") - data.count(b"\r\n")
+
+
+def size_of(path: str | Path, base: str) -> int:
+    """RFC822.SIZE of a message file: from its name's W=, else by reading it."""
+    _s, w = sizes_in_name(base)
+    if w is not None:
+        return w
+    with open(path, "rb") as f:
+        return crlf_size(f.read())
+
+
+def write_tmp(folder: Path, unique: str, data: bytes, mtime: float) -> Path:
+    """Write `data` to `folder/tmp/<unique>`, set its mtime (the internal date) and fsync it.
+
+    The caller renames it into `new/` or `cur/` and fsyncs that directory.
+    """
+    tmp = folder / "tmp" / unique
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        write_all(fd, data)
+        os.utime(fd, (mtime, mtime))
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def read_header(path: Path, chunk: int = 8192) -> bytes:
+    """The header of a message file, up to and including the blank line that ends it.
+
+    Reads only as far as needed; a message without a body is returned whole.
+    """
+    data = b""
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                return data
+            data += block
+            m = _BLANK_LINE.search(data)
+            if m is not None:
+                return data[:m.end()]
