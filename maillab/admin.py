@@ -13,53 +13,27 @@ from pathlib import Path
 
 from .clock import parse_duration
 from .control import ControlError, NotRunning, call, socket_path
+from .queue.listing import format_queue
 from .queue.spool import Spool
 from .state import StateDir
-
-
-def _stamp(when: float | None) -> str:
-    if not when:
-        return "now"
-    return time.strftime("%b %d %H:%M:%S", time.localtime(when))
 
 
 def _sock(args: argparse.Namespace) -> Path:
     return socket_path(StateDir(args.state).root)
 
 
-def _offline_queue(state: StateDir) -> list[dict]:
-    items = []
+def _offline_queue(state: StateDir) -> str:
+    rows = []
     spool_root = state.root / "spool"
     if spool_root.is_dir():
         for folder in sorted(spool_root.iterdir()):
             spool = Spool(folder)
             try:
-                items += [e.to_json() | {"host": folder.name} for e in spool.load(compact=False)]
+                rows += [(folder.name, e) for e in spool.load(compact=False)]
             finally:
                 spool.close()
-    return sorted(items, key=lambda item: (item["arrival"], item["id"]))
-
-
-def format_queue(items: list[dict]) -> str:
-    if not items:
-        return "Mail queue is empty"
-    lines = [f"{'QUEUE ID':<13} {'HOST':<21} {'STATE':<9} {'SIZE':>7}  {'ARRIVAL':<15}  "
-             f"{'NEXT ATTEMPT':<15}  SENDER"]
-    total = 0
-    for item in items:
-        total += item["size"]
-        nxt = _stamp(item["next_attempt"]) if item["queue"] == "deferred" else "-"
-        lines.append(f"{item['id']:<13} {item['host']:<21} {item['queue']:<9} {item['size']:>7}  "
-                     f"{_stamp(item['arrival']):<15}  {nxt:<15}  {item['sender'] or '<>'}")
-        if item["last_result"]:
-            lines.append(f"{'':14}({item['last_result']})")
-        for r in item["recipients"]:
-            if r["status"] == "pending":
-                tries = f"  attempts {r['attempts']}" if r["attempts"] else ""
-                lines.append(f"{'':14}{r['address']}{tries}")
-    n = len(items)
-    lines.append(f"-- {n} request{'s' if n != 1 else ''}, {total} bytes")
-    return "\n".join(lines)
+    rows.sort(key=lambda row: (row[1].arrival, row[1].id))
+    return format_queue(rows)
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -67,11 +41,11 @@ def cmd_queue(args: argparse.Namespace) -> int:
     sock = _sock(args)
     if action == "list":
         try:
-            items = call(sock, "queue.list")
+            text = call(sock, "queue.text")
         except NotRunning:
-            items = _offline_queue(StateDir(args.state))
+            text = _offline_queue(StateDir(args.state))
             print("(the lab is not running: read from the state folder)")
-        print(format_queue(items))
+        print(text)
         return 0
     if action == "flush":
         n = call(sock, "queue.flush")

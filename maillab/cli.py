@@ -12,14 +12,14 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .admin import cmd_clock, cmd_dns, cmd_hosts, cmd_queue
-from .clock import Clock
-from .control import ControlError
-from .lab import Lab, LabError
-from .ports import Ports
-from .state import StateDir, StateError, default_state_path
-from .world import WorldError, load_world
+from .errors import UserError
+from .state import StateDir, default_state_path
+
+if TYPE_CHECKING:
+    from .lab import Lab
 
 EXIT_ERROR = 1
 
@@ -105,7 +105,12 @@ def _fail(message: str) -> int:
     return EXIT_ERROR
 
 
-def _make_lab(args: argparse.Namespace, echo: bool) -> Lab:
+def _make_lab(args: argparse.Namespace, echo: bool) -> "Lab":
+    # The engine is imported only by the commands that run it: admin commands start fast.
+    from .clock import Clock
+    from .lab import Lab, LabError
+    from .ports import Ports
+    from .world import load_world
     world = load_world(args.world)
     if not 0 <= args.port_offset <= 60000:
         raise LabError("--port-offset must be between 0 and 60000")
@@ -115,7 +120,7 @@ def _make_lab(args: argparse.Namespace, echo: bool) -> Lab:
                clock=Clock(args.clock_speed), echo=sys.stdout if echo else None)
 
 
-async def _serve(lab: Lab) -> None:
+async def _serve(lab: "Lab") -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -138,7 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    from .tui.app import MailLabApp   # Textual is imported only for the TUI
+    from .tui.app import MailLabApp  # Textual is imported only for the TUI
     lab = _make_lab(args, echo=False)
     app = MailLabApp(lab)
     app.run()
@@ -173,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"serve": cmd_serve, "tui": cmd_tui, "reset": cmd_reset, "queue": cmd_queue,
                 "hosts": cmd_hosts, "clock": cmd_clock, "dns": cmd_dns}[command](args)
-    except (WorldError, StateError, LabError, ControlError) as e:
+    except UserError as e:
         return _fail(str(e))
     except KeyboardInterrupt:
         return 130

@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from .errors import UserError
+
 MAX_REQUEST = 64 * 1024
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -37,7 +39,7 @@ def socket_path(state_root: Path) -> Path:
     return folder / f"{digest}.sock"
 
 
-class ControlError(Exception):
+class ControlError(UserError):
     """A request the lab refused or could not serve; str() is one line for the user."""
 
 

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from .access import AccessAgent, access_agents
 from .clock import Clock
 from .context import LabContext
 from .control import ControlError, ControlServer, socket_path
@@ -21,22 +22,23 @@ from .directory import Directory
 from .dns.authority import Authority
 from .dns.client import LabResolver
 from .dns.server import DnsServer
+from .errors import UserError
 from .events import EventBus, Notice
 from .maillog import MailLog
 from .mda import Mda
-from .access import AccessAgent, access_agents
 from .mta import CHAOS_STAGES, Chaos, Mta
 from .ports import Endpoint, Ports
-from .store import MailStore
+from .queue.listing import format_queue
 from .queue.manager import QueueError
 from .queue.records import RetryPolicy
 from .state import StateDir
+from .store import MailStore
 from .world import World
 
 DNS_ADDRESS = "127.0.0.1"
 
 
-class LabError(Exception):
+class LabError(UserError):
     """The lab can not start; str() is one line for the user."""
 
 
@@ -169,6 +171,11 @@ class Lab:
         async def queue_list(args: dict[str, Any]) -> Any:
             return self.queue_listing()
 
+        async def queue_text(args: dict[str, Any]) -> Any:
+            rows = [(mta.host.name, e) for mta in self.mtas.values() for e in mta.queue.entries.values()]
+            rows.sort(key=lambda row: (row[1].arrival, row[1].id))
+            return format_queue(rows)
+
         async def queue_flush(args: dict[str, Any]) -> Any:
             return sum(mta.queue.flush() for mta in self.mtas.values())
 
@@ -235,7 +242,7 @@ class Lab:
             return {z.to_text(): m for z, m in self._authority.faults.items()}
 
         for name, handler in {
-            "queue.list": queue_list, "queue.flush": queue_flush,
+            "queue.list": queue_list, "queue.text": queue_text, "queue.flush": queue_flush,
             "queue.hold": per_message("hold"), "queue.release": per_message("release"),
             "queue.delete": per_message("delete"), "queue.requeue": per_message("requeue"),
             "hosts.list": hosts_list, "hosts.down": hosts_down, "hosts.up": hosts_up,

@@ -19,8 +19,10 @@ import os
 import shutil
 from pathlib import Path
 
+from .errors import UserError
 
-class StateError(Exception):
+
+class StateError(UserError):
     """A state folder that can not be used; str() is one line for the user."""
 
 

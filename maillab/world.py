@@ -27,12 +27,13 @@ import dns.rdatatype
 import dns.zone
 
 from .clock import parse_duration
+from .errors import UserError
 from .queue.records import RetryPolicy
 
 DEFAULT_PASSWORD = "maillab"
 
 
-class WorldError(Exception):
+class WorldError(UserError):
     """A world folder that can not be loaded; str() is one line for the user."""
 
 
