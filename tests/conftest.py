@@ -72,9 +72,14 @@ def maildir_messages(state: Path, address: str) -> list[Message]:
     """The messages in a user's INBOX Maildir (new/ and cur/), oldest first."""
     local, domain = address.split("@")
     root = state / "mail" / domain / local
-    files = [p for sub in ("new", "cur") if (root / sub).exists() for p in (root / sub).iterdir()]
-    files.sort(key=lambda p: p.name)
-    return [email.message_from_bytes(p.read_bytes()) for p in files]
+    for _ in range(10):   # the store may move a file from new/ to cur/ while we read
+        files = [p for sub in ("new", "cur") if (root / sub).exists() for p in (root / sub).iterdir()]
+        files.sort(key=lambda p: p.name)
+        try:
+            return [email.message_from_bytes(p.read_bytes()) for p in files]
+        except FileNotFoundError:
+            continue
+    raise RuntimeError(f"{root}: files keep moving")
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):

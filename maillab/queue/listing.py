@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Iterable
 
-from .records import PENDING, Entry
+from .records import Entry
 
 HEADER = (f"{'QUEUE ID':<13} {'HOST':<21} {'STATE':<9} {'SIZE':>7}  {'ARRIVAL':<15}  "
           f"{'NEXT ATTEMPT':<15}  SENDER")
@@ -33,20 +33,18 @@ def format_queue(rows: Iterable[tuple[str, Entry]]) -> str:
     lines = [HEADER]
     stamps: dict[int, str] = {}
     total = count = 0
+    pad = " " * 14
     for host, entry in rows:
         count += 1
         total += entry.size
-        pending = entry.pending
-        queue = entry.queue
-        nxt = _stamp(entry.next_attempt, stamps) if queue == "deferred" else "-"
+        queue, pending, next_attempt, last = entry.summary()
+        nxt = _stamp(next_attempt, stamps) if queue == "deferred" else "-"
         lines.append(f"{entry.id:<13} {host:<21} {queue:<9} {entry.size:>7}  "
                      f"{_stamp(entry.arrival, stamps):<15}  {nxt:<15}  {entry.sender or '<>'}")
-        last = max(pending, key=lambda r: r.last_attempt, default=None)
-        if last is not None and last.last_result:
-            lines.append(f"{'':14}({last.last_result})")
+        if last:
+            lines.append(f"{pad}({last})")
         for r in pending:
-            if r.status == PENDING:
-                lines.append(f"{'':14}{r.address}  attempts {r.attempts}" if r.attempts else f"{'':14}{r.address}")
+            lines.append(f"{pad}{r.address}  attempts {r.attempts}" if r.attempts else pad + r.address)
     if count == 0:
         return "Mail queue is empty"
     lines.append(f"-- {count} request{'s' if count != 1 else ''}, {total} bytes")

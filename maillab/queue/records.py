@@ -66,24 +66,30 @@ class Entry:
 
     @property
     def next_attempt(self) -> float:
-        pending = self.pending
-        return min((r.next_attempt for r in pending), default=0.0)
+        return self.summary()[2]
 
     @property
     def queue(self) -> str:
-        if self.held:
-            return "hold"
-        if self.active:
-            return "active"
-        if any(r.attempts for r in self.pending):
-            return "deferred"
-        return "incoming"
+        return self.summary()[0]
+
+    def summary(self) -> tuple[str, list[Recipient], float, str]:
+        """(queue, pending recipients, next attempt, last result), in one pass."""
+        pending = [r for r in self.recipients.values() if r.status == PENDING]
+        next_attempt: float | None = None
+        last, last_time, tried = "", -1.0, False
+        for r in pending:
+            due = r.next_attempt if r.attempts else 0.0     # never tried: due now
+            if next_attempt is None or due < next_attempt:
+                next_attempt = due
+            tried = tried or r.attempts > 0
+            if r.last_attempt > last_time:
+                last, last_time = r.last_result, r.last_attempt
+        queue = "hold" if self.held else "active" if self.active else "deferred" if tried else "incoming"
+        return queue, pending, next_attempt or 0.0, last
 
     def to_json(self) -> dict:
-        pending = self.pending
-        last = max(pending, key=lambda r: r.last_attempt, default=None)
-        return {"id": self.id, "queue": self.queue, "sender": self.sender, "arrival": self.arrival,
+        queue, pending, next_attempt, last = self.summary()
+        return {"id": self.id, "queue": queue, "sender": self.sender, "arrival": self.arrival,
                 "size": self.size, "client": self.client,
                 "recipients": [r.to_json() for r in self.recipients.values()],
-                "next_attempt": self.next_attempt if pending else None,
-                "last_result": last.last_result if last else ""}
+                "next_attempt": next_attempt if pending else None, "last_result": last}
