@@ -126,6 +126,8 @@ class Lab:
         if self._dns is not None:
             await self._dns.stop()
         if self.ctx is not None:
+            self.ctx.resolver.close()
+        if self.ctx is not None:
             self.bus.publish(Notice(self.clock.now(), "maillab", "master", "daemon stopped, queue kept"))
             self.ctx.directory.close()
         if self._log is not None:

@@ -2,7 +2,9 @@
 
 `LabResolver` asks the lab DNS server over UDP (falling back to TCP when the
 reply is truncated, RFC 1035 §4.2.1), from the lab host's own address when
-`source` is given, so the DNS log shows which host asked.
+`source` is given, so the DNS log shows which host asked.  Each source address
+keeps one UDP socket, and replies are matched to queries by ID and question
+(RFC 5452 §9.1), so a busy MTA does not open a socket per look-up.
 
 Invariants: it never consults the system resolver (this machine's resolv.conf
 points off the box) and caches nothing, so every look-up reaches the DNS log.
@@ -12,6 +14,9 @@ REFUSED for a name outside the lab, no usable record).
 """
 
 from __future__ import annotations
+
+import asyncio
+import secrets
 
 import dns.asyncquery
 import dns.exception
@@ -33,11 +38,78 @@ class LookupFailed(Exception):
         self.temporary = temporary
 
 
+class _UdpChannel(asyncio.DatagramProtocol):
+    """One UDP socket to the lab server, shared by every query from one source address."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.waiting: dict[int, tuple[dns.message.Message, asyncio.Future[dns.message.Message]]] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) < 2:
+            return
+        pending = self.waiting.get(int.from_bytes(data[:2], "big"))
+        if pending is None:
+            return
+        query, future = pending
+        try:
+            response = dns.message.from_wire(data)
+        except dns.exception.DNSException:
+            return
+        if query.is_response(response) and not future.done():
+            future.set_result(response)
+
+    def error_received(self, exc: Exception) -> None:
+        for _, future in self.waiting.values():
+            if not future.done():
+                future.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
 class LabResolver:
     def __init__(self, server: str = "127.0.0.1", port: int = 1053, timeout: float = 3.0) -> None:
         self.server = server
         self.port = port
         self.timeout = timeout
+        self._channels: dict[str | None, _UdpChannel] = {}
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            if channel.transport is not None:
+                channel.transport.close()
+        self._channels.clear()
+
+    async def _udp(self, query: dns.message.Message, source: str | None) -> dns.message.Message:
+        channel = self._channels.get(source)
+        if channel is None or channel.transport is None:
+            loop = asyncio.get_running_loop()
+            _, channel = await loop.create_datagram_endpoint(
+                _UdpChannel, remote_addr=(self.server, self.port),
+                local_addr=(source, 0) if source else None)
+            self._channels[source] = channel
+        while True:
+            query.id = secrets.randbelow(65536)
+            if query.id not in channel.waiting:
+                break
+        future: asyncio.Future[dns.message.Message] = asyncio.get_running_loop().create_future()
+        channel.waiting[query.id] = (query, future)
+        try:
+            assert channel.transport is not None
+            channel.transport.sendto(query.to_wire())
+            response = await asyncio.wait_for(future, self.timeout)
+        except asyncio.TimeoutError:
+            raise dns.exception.Timeout() from None
+        finally:
+            channel.waiting.pop(query.id, None)
+        if response.flags & dns.flags.TC:                # too big for UDP: ask again over TCP
+            response = await dns.asyncquery.tcp(query, self.server, timeout=self.timeout, port=self.port,
+                                                source=source)
+        return response
 
     async def mx(self, domain: str, source: str | None = None) -> list[tuple[int, str]]:
         """Mail exchangers of `domain`, best first (RFC 5321 §5.1), names lowercase, no dot."""
@@ -83,8 +155,7 @@ class LabResolver:
         query.flags &= ~dns.flags.RD                     # the lab server is authoritative only
         shown = qname.to_text(omit_final_dot=True)
         try:
-            response, _ = await dns.asyncquery.udp_with_fallback(
-                query, self.server, timeout=self.timeout, port=self.port, source=source)
+            response = await self._udp(query, source)
         except dns.exception.Timeout:
             raise LookupFailed(f"{shown}: DNS timeout ({self.server}:{self.port})", temporary=True) from None
         except (OSError, dns.exception.DNSException) as e:

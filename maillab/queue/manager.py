@@ -138,7 +138,7 @@ class QueueManager:
             await asyncio.to_thread(self.spool.record, entry, changed, any(r.status != PENDING for r in changed),
                                     **({"warned": True} if warn else {}))
         else:
-            self.spool.remove(entry.id)   # on the loop, at once: the window for a duplicate stays small
+            await asyncio.to_thread(self.spool.remove, entry.id)
         self._report(entry, outcomes, now, notice_id)
         if pending:
             entry.active = False

@@ -53,6 +53,7 @@ class LabSMTP(SMTP):
         self.service = service
         self.session_id = f"{mta.host.name}/{service}/{next(_session_numbers)}"
         self._client_lines = ClientLines()
+        self._out: list[bytes] = []
         self._raw_replies = False
         self._opened = False
         self._ptr_task: asyncio.Task[str | None] | None = None
@@ -112,7 +113,14 @@ class LabSMTP(SMTP):
                                              self.mta.host.name, "server", printable(text.encode())))
         if text.startswith("354"):
             self._client_lines.body_started()
-        await super().push(text)
+        # The lines of a multi-line reply ("250-...") go out in one write with its last line.
+        self._out.append(text.encode("utf-8", "surrogateescape") + b"\r\n")
+        if text[3:4] == "-":
+            return
+        data = b"".join(self._out)
+        self._out.clear()
+        self._writer.write(data)
+        await self._writer.drain()
 
     def _timeout_cb(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
