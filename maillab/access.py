@@ -12,6 +12,7 @@ from typing import Protocol
 
 from .context import LabContext
 from .ports import Endpoint
+from .pop3.server import Pop3Server
 from .world import Host
 
 
@@ -25,5 +26,4 @@ class AccessAgent(Protocol):
 
 def access_agents(ctx: LabContext, host: Host, domains: tuple[str, ...]) -> list[AccessAgent]:
     """The IMAP and POP3 servers for `host`, which keeps the mailboxes of `domains`."""
-    agents: list[AccessAgent] = []
-    return agents
+    return [Pop3Server(ctx, host, domains)]

@@ -1,0 +1,252 @@
+"""The POP3 server of a mailbox host: `Pop3Connection` on asyncio streams, the directory and the store.
+
+`Pop3Server` listens on the host's own address, port `ctx.ports.pop3` (1110
+by default), and runs one task per connection.  The adapter owns only I/O:
+reading (at most one 64 KiB chunk past what the protocol has taken, so
+memory stays bounded), writing, the autologout timer, and answering the
+protocol's events with the directory and the store:
+
+    Authenticate -> Directory.authenticate (a bare local part is tried in the
+                    host's `domains`; accounts of other domains are refused),
+                    then MailStore.lock_maildrop (RFC 1939 §8; a second session
+                    gets -ERR [IN-USE]), then INBOX opened and refreshed
+    Retrieve     -> Folder.read / read_header, CRLF form
+    Update       -> Folder.store(\\Seen) for retrieved messages, Folder.remove
+                    for deleted ones (RFC 1939 §6: only at QUIT)
+
+Invariants: the maildrop lock is held from a good login to the end of the
+session, however it ends (QUIT, EOF, timeout, error, `stop()`); store calls
+that may block run in worker threads (`asyncio.to_thread`), as the store's
+docs ask; every line of the dialogue becomes a `SessionLine` (protocol
+"pop3"), between one `SessionOpened` and one `SessionClosed`; logins and
+logouts also go to the maillog as `Notice`s in Dovecot's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+
+from ..context import LabContext
+from ..events import Notice, SessionClosed, SessionLine, SessionOpened
+from ..ports import Endpoint
+from ..smtp.transcript import printable
+from ..store import INBOX, SEEN, Folder, MaildropBusy, MaildropLock, Message, MessageGone, StoreError
+from ..world import Host
+from .protocol import (NEED_DATA, PAUSED, Authenticate, Closed, Pop3Connection, Retrieve, StartTls,
+                       Update)
+
+READ_CHUNK = 64 * 1024
+MAX_SESSIONS = 1000             # per host; more get -ERR [SYS/TEMP] and are closed
+
+_session_numbers = itertools.count(1)
+
+
+class _Session:
+    def __init__(self, server: "Pop3Server", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.reader, self.writer = reader, writer
+        self.id = f"{server.host.name}/pop3/{next(_session_numbers)}"
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer_ip, self.peer_port = str(peer[0]), peer[1]
+        self.conn = Pop3Connection(server.host.name)
+        self.idle = False                   # waiting for the client's next command
+        self.lock: MaildropLock | None = None
+        self.folder: Folder | None = None
+        self.reason = "closed"
+
+
+class Pop3Server:
+    """POP3 for the mailboxes of `domains`, kept on `host` (RFC 1939)."""
+
+    def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...]) -> None:
+        self.ctx = ctx
+        self.host = host
+        self.domains = tuple(d.lower() for d in domains)
+        self.endpoints: list[Endpoint] = []
+        self._server: asyncio.Server | None = None
+        self._sessions: dict[asyncio.Task[None], _Session] = {}
+
+    @property
+    def sessions(self) -> int:
+        return len(self._sessions)
+
+    async def start(self) -> None:
+        port = self.ctx.ports.pop3
+        self._server = await asyncio.start_server(self._accept, self.host.address, port,
+                                                  reuse_address=True, backlog=1024)
+        self.endpoints = [Endpoint("pop3", self.host.name, self.host.address, port)]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._sessions)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    # ---- one connection --------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._sessions) >= MAX_SESSIONS:
+            with contextlib.suppress(OSError):
+                writer.write(b"-ERR [SYS/TEMP] too many POP3 sessions on this host, try again later\r\n")
+                writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        session = self._sessions[task] = _Session(self, reader, writer)
+        try:
+            await self._run(session)
+        except asyncio.CancelledError:
+            pass        # stop() cancelled us; asyncio's stream callback would log a cancelled task as an error
+        finally:
+            del self._sessions[task]
+
+    def _publish(self, s: _Session) -> None:
+        now, bus, host = self.ctx.clock.now(), self.ctx.bus, self.host.name
+        for direction, text in s.conn.transcript():
+            bus.publish(SessionLine(now, s.id, host, direction, text))
+
+    def _notice(self, text: str) -> None:
+        self.ctx.bus.publish(Notice(self.ctx.clock.now(), self.host.name, "pop3", text))
+
+    async def _flush(self, s: _Session) -> None:
+        self._publish(s)
+        data = s.conn.data_to_send()
+        if data:
+            s.writer.write(data)
+            async with asyncio.timeout(self.ctx.session_timeout):
+                await s.writer.drain()
+
+    async def _run(self, s: _Session) -> None:
+        self.ctx.bus.publish(SessionOpened(self.ctx.clock.now(), s.id, "pop3", self.host.name,
+                                           f"{s.peer_ip}:{s.peer_port}"))
+        conn = s.conn
+        try:
+            conn.greet()
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    await self._flush(s)
+                    s.idle = True                      # (stays True if cancelled while reading)
+                    try:
+                        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (stop())
+                        async with asyncio.timeout(self.ctx.session_timeout):
+                            data = await s.reader.read(READ_CHUNK)
+                    except TimeoutError:
+                        s.idle = False
+                        conn.timed_out()
+                        continue
+                    s.idle = False
+                    conn.receive_data(data)
+                elif isinstance(event, Authenticate):
+                    await self._login(s, event)
+                elif isinstance(event, Retrieve):
+                    await self._retrieve(s, event)
+                elif isinstance(event, Update):
+                    await self._update(s, event)
+                elif isinstance(event, StartTls):      # the seam: STLS is not offered until TLS exists
+                    conn.abort("STLS without TLS support", "TLS is not available")
+                elif isinstance(event, Closed):
+                    s.reason = event.reason
+                    self._release(s)                   # before the last reply: a client may reconnect at once
+                    await self._flush(s)
+                    return
+                elif event is PAUSED:                  # every event above is answered before looping
+                    raise AssertionError("POP3 protocol paused with no event in hand")
+        except TimeoutError:
+            s.reason = "timeout while sending"
+        except (ConnectionError, OSError) as e:
+            s.reason = f"lost: {e}"
+        except asyncio.CancelledError:
+            s.reason = "server stopped"
+            if s.idle:                              # not in the middle of a reply
+                conn.abort("server stopped", "server shutting down")
+                with contextlib.suppress(Exception):
+                    s.writer.write(conn.data_to_send())
+            raise
+        finally:
+            self._publish(s)
+            self._release(s)
+            with contextlib.suppress(Exception):
+                s.writer.close()
+            self.ctx.bus.publish(SessionClosed(self.ctx.clock.now(), s.id, self.host.name, s.reason))
+
+    def _release(self, s: _Session) -> None:
+        """Give the maildrop back (once) and log the logout, Dovecot-style."""
+        if s.lock is None:
+            return
+        s.lock.release()
+        s.lock = None
+        st, quit_ = s.conn.stats, s.reason == "QUIT"
+        self._notice(f"Disconnected: {s.reason}: user=<{s.conn.login}>, "
+                     f"top={st['top']}/{st['top_bytes']}, retr={st['retr']}/{st['retr_bytes']}, "
+                     f"del={st['dele'] if quit_ else 0}/{st['dele_bytes'] if quit_ else 0} ({s.id})")
+
+    # ---- answering the protocol's events ------------------------------------------------------
+
+    async def _login(self, s: _Session, ev: Authenticate) -> None:
+        account = await asyncio.to_thread(self.ctx.directory.authenticate, ev.login, ev.password, self.domains)
+        shown = printable(ev.login.encode("utf-8", "replace"), 80)
+        if account is None or account.domain not in self.domains:
+            self._notice(f"Login failed: user=<{shown}>, method={ev.mechanism}, rip={s.peer_ip}, "
+                         f"reason=bad login or password ({s.id})")
+            s.conn.login_failed("AUTH", "invalid login or password")
+            return
+        try:
+            s.lock = self.ctx.store.lock_maildrop(account.address)
+        except MaildropBusy:
+            self._notice(f"Login refused: user=<{account.address}>, method={ev.mechanism}, rip={s.peer_ip}, "
+                         f"reason=maildrop in use ({s.id})")
+            s.conn.login_failed("IN-USE", "maildrop already locked: another POP3 session has it open")
+            return
+        try:
+            s.folder, messages = await asyncio.to_thread(self._open_inbox, account.address)
+        except (StoreError, OSError) as e:
+            s.lock.release()
+            s.lock = None
+            s.conn.login_failed("SYS/TEMP", f"cannot open the maildrop: {e}")
+            return
+        self._notice(f"Login: user=<{account.address}>, method={ev.mechanism}, rip={s.peer_ip}, "
+                     f"lip={self.host.address}, messages={len(messages)} ({s.id})")
+        s.conn.login_ok(messages, account.address)
+
+    def _open_inbox(self, address: str) -> tuple[Folder, tuple[Message, ...]]:
+        """Blocking: the user's INBOX, caught up with the disk; its messages are the maildrop."""
+        folder = self.ctx.store.user(address).folder(INBOX)
+        folder.refresh()
+        return folder, folder.messages()
+
+    async def _retrieve(self, s: _Session, ev: Retrieve) -> None:
+        assert s.folder is not None
+        read = s.folder.read_header if ev.lines == 0 else s.folder.read
+        try:
+            data = await asyncio.to_thread(read, ev.uid, True)
+        except MessageGone:
+            s.conn.message_failed(None, f"message {ev.number} was removed by another session")
+        except (StoreError, OSError) as e:
+            s.conn.message_failed("SYS/TEMP", f"cannot read message {ev.number}: {e}")
+        else:
+            s.conn.message(data)
+
+    async def _update(self, s: _Session, ev: Update) -> None:
+        assert s.folder is not None
+        folder = s.folder
+
+        def apply() -> None:
+            if ev.seen:
+                folder.store(ev.seen, [SEEN], "add")
+            if ev.delete:
+                folder.remove(ev.delete)
+        try:
+            await asyncio.to_thread(apply)
+        except (StoreError, OSError) as e:
+            s.conn.update_done(str(e))
+        else:
+            s.conn.update_done()
