@@ -12,6 +12,7 @@ from typing import Protocol
 
 from .context import LabContext
 from .ports import Endpoint
+from .imap.server import ImapServer
 from .pop3.server import Pop3Server
 from .world import Host
 
@@ -26,4 +27,4 @@ class AccessAgent(Protocol):
 
 def access_agents(ctx: LabContext, host: Host, domains: tuple[str, ...]) -> list[AccessAgent]:
     """The IMAP and POP3 servers for `host`, which keeps the mailboxes of `domains`."""
-    return [Pop3Server(ctx, host, domains)]
+    return [ImapServer(ctx, host, domains), Pop3Server(ctx, host, domains)]

@@ -1,0 +1,311 @@
+"""The IMAP server of a mailbox host: `ImapConnection` on asyncio streams, the directory and the store.
+
+`ImapServer` listens on the host's own address, port `ctx.ports.imap` (1143
+by default), and runs one task per connection.  The adapter owns only I/O
+and time: reading (one 64 KiB chunk at a time, and only when the protocol
+says NEED_DATA, so memory stays bounded), writing with back-pressure, the
+timers, and answering the protocol's events:
+
+    Authenticate -> Directory.authenticate in a worker thread (a bare local
+                    part is tried in the host's `domains`; accounts of other
+                    domains are refused), then MailStore.user
+    Execute      -> conn.execute(), in a worker thread when it may block,
+                    sending each chunk it produces
+    StartTls     -> the seam: STARTTLS is not offered until TLS exists
+
+IDLE (RFC 2177): one bus subscription per server takes the store's change
+events and wakes the idling sessions of that user, which then ask the
+protocol for their updates (`idle_poll`); every `IDLE_REFRESH` seconds an
+idling session also looks at its Maildir for changes other programs made.
+
+Timers: `login_timeout` (ctx.session_timeout) before login, the autologout
+(RFC 3501 §5.4: at least 30 minutes) after it.  At most `max_sessions`
+connections per host; more get `* BYE [UNAVAILABLE]` and are closed.
+
+Every line of the dialogue becomes a `SessionLine` (protocol "imap") between
+one `SessionOpened` and one `SessionClosed`; logins and logouts also go to
+the maillog as `Notice`s in Dovecot's shape (programs imap-login and imap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+
+from ..context import LabContext
+from ..events import (FlagsChanged, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged,
+                      Notice, SessionClosed, SessionLine, SessionOpened)
+from ..ports import Endpoint
+from ..smtp.transcript import printable
+from ..store import StoreError
+from ..world import Host
+from .protocol import (NEED_DATA, PAUSED, Authenticate, Closed, Execute, ImapConnection, StartTls,
+                       State)
+
+READ_CHUNK = 64 * 1024
+MAX_SESSIONS = 1000             # per host
+AUTOLOGOUT = 30 * 60.0          # RFC 3501 §5.4: at least 30 minutes once authenticated
+IDLE_REFRESH = 2.0              # seconds between looks at the Maildir while idling
+
+_STORE_EVENTS = (MessagesAdded, FlagsChanged, MessagesExpunged, MailboxDeleted, MailboxRenamed)
+_session_numbers = itertools.count(1)
+
+
+class _Session:
+    def __init__(self, server: "ImapServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.id = f"{server.host.name}/imap/{next(_session_numbers)}"
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer_ip, self.peer_port = str(peer[0]), peer[1]
+        self.conn = ImapConnection(server.host.name)
+        self.wake = asyncio.Event()                 # the store changed something of this user
+        self.read_task: asyncio.Future[bytes] | None = None
+        self.waiting_input = False                  # between commands: safe to say BYE
+        self.in_thread = False                      # conn is being used by a worker thread
+        self.reason = "Connection closed"
+
+
+class ImapServer:
+    """IMAP4rev1 for the mailboxes of `domains`, kept on `host` (RFC 3501)."""
+
+    def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...], *,
+                 max_sessions: int = MAX_SESSIONS, autologout: float | None = None) -> None:
+        self.ctx = ctx
+        self.host = host
+        self.domains = tuple(d.lower() for d in domains)
+        self.max_sessions = max_sessions
+        self.login_timeout = ctx.session_timeout
+        self.autologout = autologout if autologout is not None else max(AUTOLOGOUT, ctx.session_timeout)
+        self.endpoints: list[Endpoint] = []
+        self._server: asyncio.Server | None = None
+        self._sessions: dict[asyncio.Task[None], _Session] = {}
+        self._by_user: dict[str, set[_Session]] = {}
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    @property
+    def sessions(self) -> int:
+        return len(self._sessions)
+
+    async def start(self) -> None:
+        port = self.ctx.ports.imap
+        self._server = await asyncio.start_server(self._accept, self.host.address, port,
+                                                  reuse_address=True, backlog=1024)
+        self.endpoints = [Endpoint("imap", self.host.name, self.host.address, port)]
+        self._dispatcher = asyncio.ensure_future(self._dispatch())
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._sessions)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+            self._dispatcher = None
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _dispatch(self) -> None:
+        """Wake the sessions of the user whose mail changed (IDLE answers at once)."""
+        by_user = self._by_user
+        sub = self.ctx.bus.subscribe(maxlen=10_000,
+                                     accept=lambda e: isinstance(e, _STORE_EVENTS) and e.user in by_user)
+        try:
+            while True:
+                for event in await sub.next_batch():
+                    for s in by_user.get(event.user, ()):     # type: ignore[attr-defined]
+                        s.wake.set()
+        finally:
+            sub.close()
+
+    # ---- one connection --------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._sessions) >= self.max_sessions:
+            with contextlib.suppress(OSError):
+                writer.write(b"* BYE [UNAVAILABLE] Too many IMAP sessions on this host, try again later\r\n")
+                writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        session = self._sessions[task] = _Session(self, reader, writer)
+        try:
+            await self._run(session)
+        except asyncio.CancelledError:
+            pass        # stop() cancelled us; asyncio's stream callback would log a cancelled task as an error
+        finally:
+            del self._sessions[task]
+
+    def _publish(self, s: _Session) -> None:
+        now, bus, host = self.ctx.clock.now(), self.ctx.bus, self.host.name
+        for direction, text in s.conn.transcript():
+            bus.publish(SessionLine(now, s.id, host, direction, text))
+
+    def _notice(self, program: str, text: str) -> None:
+        self.ctx.bus.publish(Notice(self.ctx.clock.now(), self.host.name, program, text))
+
+    async def _flush(self, s: _Session) -> None:
+        self._publish(s)
+        data = s.conn.data_to_send()
+        if data:
+            s.writer.write(data)
+            async with asyncio.timeout(self.ctx.session_timeout):
+                await s.writer.drain()
+
+    async def _run(self, s: _Session) -> None:
+        self.ctx.bus.publish(SessionOpened(self.ctx.clock.now(), s.id, "imap", self.host.name,
+                                           f"{s.peer_ip}:{s.peer_port}"))
+        conn = s.conn
+        try:
+            conn.greet()
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    await self._flush(s)
+                    data = await self._receive(s)
+                    if data is not None:
+                        conn.receive_data(data)
+                elif isinstance(event, Execute):
+                    await self._execute(s, event)
+                elif isinstance(event, Authenticate):
+                    await self._login(s, event)
+                elif isinstance(event, StartTls):     # the seam: STARTTLS is not offered until TLS exists
+                    conn.abort("STARTTLS without TLS support", "TLS is not available")
+                elif isinstance(event, Closed):
+                    s.reason = event.reason
+                    await self._flush(s)
+                    return
+                elif event is PAUSED:                 # every event above is answered before looping
+                    raise AssertionError("IMAP protocol paused with no event in hand")
+        except TimeoutError:
+            s.reason = "Timeout while sending"
+        except (ConnectionError, OSError) as e:
+            s.reason = f"Connection lost: {e}"
+        except asyncio.CancelledError:
+            s.reason = "Server shutting down"
+            if s.waiting_input and not s.in_thread:
+                conn.abort("server stopped", "Server shutting down")
+                with contextlib.suppress(Exception):
+                    s.writer.write(conn.data_to_send())
+            raise
+        except Exception as e:                         # our bug: this session ends, the server lives on
+            s.reason = f"Internal error: {type(e).__name__}: {e}"
+            self._notice("imap", f"Error: {s.reason} ({s.id})")
+            if not s.in_thread:
+                with contextlib.suppress(Exception):
+                    conn.abort("internal error", "[SERVERBUG] Internal error, closing the connection")
+                    s.writer.write(conn.data_to_send())
+        finally:
+            if s.read_task is not None:
+                s.read_task.cancel()
+            if not s.in_thread:
+                self._publish(s)
+            self._logout(s)
+            with contextlib.suppress(Exception):
+                s.writer.close()
+            self.ctx.bus.publish(SessionClosed(self.ctx.clock.now(), s.id, self.host.name, s.reason))
+
+    async def _receive(self, s: _Session) -> bytes | None:
+        """The next chunk from the client (b"" at EOF); None when the session timed out.
+
+        While the session idles, store events and the refresh timer are served too."""
+        conn = s.conn
+        loop = asyncio.get_running_loop()
+        limit = self.login_timeout if conn.state is State.NOT_AUTHENTICATED else self.autologout
+        deadline = loop.time() + limit
+        s.waiting_input = True
+        try:
+            while True:
+                if s.read_task is None:
+                    s.read_task = asyncio.ensure_future(s.reader.read(READ_CHUNK))
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    conn.timed_out()
+                    return None
+                if not conn.idling:
+                    await asyncio.wait({s.read_task}, timeout=remaining)
+                else:
+                    wake = asyncio.ensure_future(s.wake.wait())
+                    await asyncio.wait({s.read_task, wake}, timeout=min(remaining, IDLE_REFRESH),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    wake.cancel()
+                    if not s.read_task.done():
+                        if not s.wake.is_set():
+                            await self._refresh(s)
+                        s.wake.clear()
+                        conn.idle_poll()
+                        await self._flush(s)
+                        continue
+                if s.read_task.done():
+                    task, s.read_task = s.read_task, None
+                    return task.result()
+        finally:
+            s.waiting_input = False
+
+    async def _refresh(self, s: _Session) -> None:
+        """Look for changes other programs made in the idling session's mailbox."""
+        view = s.conn.view
+        if view is not None and not view.folder.closed:
+            s.in_thread = True
+            try:
+                await asyncio.to_thread(view.folder.refresh)
+            except (StoreError, OSError):
+                pass                    # the mailbox went away: idle_poll reports it
+            finally:
+                s.in_thread = False
+
+    async def _execute(self, s: _Session, event: Execute) -> None:
+        conn = s.conn
+        while True:
+            if event.blocking:
+                s.in_thread = True
+                try:
+                    more = await asyncio.to_thread(conn.execute)
+                finally:
+                    s.in_thread = False
+            else:
+                more = conn.execute()
+            if not more:
+                return
+            await self._flush(s)
+
+    # ---- logins --------------------------------------------------------------------------------
+
+    async def _login(self, s: _Session, ev: Authenticate) -> None:
+        account = await asyncio.to_thread(self.ctx.directory.authenticate, ev.login, ev.password, self.domains)
+        shown = printable(ev.login.encode("utf-8", "replace"), 80)
+        if account is None or account.domain not in self.domains:
+            self._notice("imap-login", f"Login failed: user=<{shown}>, method={ev.mechanism}, rip={s.peer_ip}, "
+                                       f"lip={self.host.address}, reason=bad login or password ({s.id})")
+            s.conn.login_failed()
+            return
+        try:
+            user = await asyncio.to_thread(self.ctx.store.user, account.address)
+        except (StoreError, OSError) as e:
+            s.conn.login_failed(f"Cannot open the mailbox: {e}", "UNAVAILABLE")
+            return
+        s.conn.login_ok(user, account.address)
+        self._by_user.setdefault(account.address, set()).add(s)
+        self._notice("imap-login", f"Login: user=<{account.address}>, method={ev.mechanism}, rip={s.peer_ip}, "
+                                   f"lip={self.host.address}, session=<{s.id}>")
+
+    def _logout(self, s: _Session) -> None:
+        """Forget the session's user and log the logout, Dovecot-style."""
+        login = s.conn.login
+        if login is None:
+            return
+        sessions = self._by_user.get(login)
+        if sessions is not None:
+            sessions.discard(s)
+            if not sessions:
+                del self._by_user[login]
+        st = s.conn.stats
+        self._notice("imap", f"Disconnected: {s.reason} user=<{login}>, in={st['in']} out={s.conn.out.octets} "
+                             f"fetched={st['fetched']} deleted={st['deleted']} expunged={st['expunged']} "
+                             f"appended={st['appended']} ({s.id})")
