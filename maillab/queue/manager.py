@@ -28,6 +28,9 @@ from .spool import Spool, new_queue_id
 
 Deliver = Callable[[Entry, bytes, list[str]], Awaitable[list[Outcome]]]
 MAX_PARALLEL_DELIVERIES = 32
+# A message just accepted goes to its first attempt from memory, not from the
+# spool, while the bytes so held in waiting stay under this bound.
+MAX_HELD_BYTES = 32 * 1024 * 1024
 
 
 class QueueError(Exception):
@@ -45,6 +48,7 @@ class QueueManager:
         ctx.clock.on_change(self.scheduler.reschedule)
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_PARALLEL_DELIVERIES)
+        self._held_bytes = 0
 
     @property
     def busy(self) -> bool:
@@ -63,7 +67,7 @@ class QueueManager:
         self.entries[qid] = entry
         self.ctx.bus.publish(Queued(entry.arrival, self.host, qid, sender, tuple(entry.recipients),
                                     len(message), client))
-        self.kick(qid)
+        self.kick(qid, message if self._held_bytes + len(message) <= MAX_HELD_BYTES else None)
 
     def replay(self) -> int:
         """Load what an earlier run left in the spool; due messages are tried now."""
@@ -75,22 +79,32 @@ class QueueManager:
         return len(entries)
 
     # --- running deliveries --------------------------------------------------
-    def kick(self, qid: str) -> None:
-        """Try `qid` now, unless it is held, gone or already being delivered."""
+    def kick(self, qid: str, message: bytes | None = None) -> None:
+        """Try `qid` now, unless it is held, gone or already being delivered.
+
+        `message`: its bytes, when the caller has them (read from the spool otherwise).
+        """
         entry = self.entries.get(qid)
         if entry is None or entry.held or entry.active:
             return
         self.scheduler.cancel(qid)
         entry.active = True
         self._moved(entry)
-        task = asyncio.ensure_future(self._run(entry))
+        task = asyncio.ensure_future(self._run(entry, message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, entry: Entry) -> None:
+    async def _run(self, entry: Entry, message: bytes | None) -> None:
+        held = len(message) if message is not None else 0
+        self._held_bytes += held
         try:
             async with self._slots:
-                message = await asyncio.to_thread(self.spool.read_message, entry.id)
+                self._held_bytes -= held
+                held = 0
+                if self.entries.get(entry.id) is not entry or entry.held:
+                    return      # deleted or put on hold while it waited for a slot
+                if message is None:
+                    message = await asyncio.to_thread(self.spool.read_message, entry.id)
                 pending = [r.address for r in entry.pending]
                 outcomes = await self.deliver(entry, message, pending)
                 await self._settle(entry, message, outcomes)
@@ -102,6 +116,7 @@ class QueueManager:
             entry.active = False
             self.scheduler.at(entry.id, self.ctx.clock.now() + self.ctx.retry.first_retry)
         finally:
+            self._held_bytes -= held
             entry.active = False
 
     async def _settle(self, entry: Entry, message: bytes, outcomes: list[Outcome]) -> None:

@@ -33,13 +33,20 @@ _ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
 
 
 def new_queue_id(now: float | None = None) -> str:
-    """A Postfix-like queue id: time-ordered, 12 characters, unique in practice."""
-    micros = int((now if now is not None else time.time()) * 1_000_000)
+    """A Postfix-like queue id: time-ordered, 12 characters, unique in practice.
+
+    Seven digits of microseconds since the epoch, then five random ones.
+    """
+    return _digits(int((now if now is not None else time.time()) * 1_000_000), 7) + \
+        _digits(secrets.randbits(32), 5)       # one getrandom(2) for the five
+
+
+def _digits(n: int, count: int) -> str:
     out = []
-    for _ in range(7):
-        micros, digit = divmod(micros, len(_ALPHABET))
+    for _ in range(count):
+        n, digit = divmod(n, len(_ALPHABET))
         out.append(_ALPHABET[digit])
-    return "".join(reversed(out)) + "".join(secrets.choice(_ALPHABET) for _ in range(5))
+    return "".join(reversed(out))
 
 
 def _envelope(entry: Entry) -> dict:

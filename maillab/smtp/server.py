@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,10 @@ logging.getLogger("mail.log").propagate = False
 warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS", module="aiosmtpd")
 
 _session_numbers = itertools.count(1)
+# The everyday path: <dot-atom@domain> then parameters. Anything else (quoted
+# local parts, source routes, comments) goes through aiosmtpd's full RFC 5322 parser.
+_SIMPLE_PATH = re.compile(r"\s*<((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\.)*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+                          r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)>(?=\s|$)\s*(.*)", re.S)
 MAX_RECIPIENTS = 1000   # RFC 5321 §4.5.3.1.8 asks for at least 100
 
 
@@ -63,6 +68,12 @@ class LabSMTP(SMTP):
                          auth_require_tls=False, authenticator=self._check_login,
                          auth_exclude_mechanism=() if mta.mailbox_domains else ("PLAIN", "LOGIN"),
                          **kwargs)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        simple = _SIMPLE_PATH.fullmatch(arg)
+        if simple is not None:
+            return simple.group(1), simple.group(2)
+        return super()._getaddr(arg)
 
     # --- transcript ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

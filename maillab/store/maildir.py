@@ -30,6 +30,8 @@ from ..fsutil import write_all
 
 _counter = itertools.count(1)
 _counter_lock = threading.Lock()
+_pid = os.getpid()          # getpid(2) is a real system call on every call: ask once per process
+os.register_at_fork(after_in_child=lambda: globals().__setitem__("_pid", os.getpid()))
 _HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
 _BLANK_LINE = re.compile(rb"(?:^|\n)\r?\n")
@@ -40,7 +42,7 @@ def unique_name() -> str:
     with _counter_lock:
         n = next(_counter)
     now = time.time()
-    return f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{n}R{secrets.token_hex(4)}.{_HOST}"
+    return f"{int(now)}.M{int(now % 1 * 1e6)}P{_pid}Q{n}R{secrets.token_hex(4)}.{_HOST}"
 
 
 def filename(unique: str, stored_size: int, crlf: int, letters: str | None) -> str:
