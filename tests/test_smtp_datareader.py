@@ -1,8 +1,10 @@
 """DATA reading, bytes in: end-of-data with CRLF and bare LF, unstuffing, limits."""
 
+import re
+
 from hypothesis import given, settings, strategies as st
 
-from maillab.smtp.datareader import DataReader, DataStatus
+from maillab.smtp.datareader import DataReader, DataStatus, _end_line
 
 
 def read_all(chunks, max_size=10_000_000):
@@ -90,3 +92,14 @@ def test_any_split_gives_the_same_message(cuts):
     assert r.message() == (b"From: a@b\r\n\r\n.stuffed\r\nplain\r\nbare lf\r\n\r\n. \r\n"
                            + b"y" * 900 + b"\r\n")
     assert r.leftover == b"RSET\r\n"
+
+
+_LONE_DOT_LINE = re.compile(rb"^\.\r?\n", re.M)   # the oracle: slow but plainly right
+
+
+@given(st.lists(st.sampled_from([b".", b"..", b".x", b"x", b"x.", b"", b". ", b"\r."]), max_size=10),
+       st.sampled_from([b"\n", b"\r\n"]))
+def test_end_line_finds_the_first_lone_dot_line_like_a_multiline_regex(lines, newline):
+    block = b"".join(line + newline for line in lines)
+    m = _LONE_DOT_LINE.search(block)
+    assert _end_line(block) == ((m.start(), m.end()) if m else None)

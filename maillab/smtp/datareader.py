@@ -20,9 +20,23 @@ import re
 
 MAX_LINE = 1000  # octets including CRLF, RFC 5321 §4.5.3.1.6
 
-_END = re.compile(rb"^\.\r?\n", re.M)
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _STUFFED = re.compile(rb"^\.", re.M)
+
+
+def _end_line(block: bytes) -> tuple[int, int] | None:
+    """Where the first lone "." line of `block` (whole lines) starts and ends, if it has one.
+
+    `bytes.find` jumps from one line that starts with a dot to the next (a
+    multi-line regex would try every position).
+    """
+    i = 0 if block.startswith(b".") else block.find(b"\n.") + 1 or -1
+    while i >= 0:
+        for end in (b".\n", b".\r\n"):
+            if block.startswith(end, i):
+                return i, i + len(end)
+        i = block.find(b"\n.", i) + 1 or -1
+    return None
 
 
 class DataStatus(enum.Enum):
@@ -63,11 +77,11 @@ class DataReader:
             self._skipping = True
         if not complete:
             return
-        end = _END.search(complete)
+        end = _end_line(complete)
         if end is not None:
-            self.leftover = complete[end.end():] + self._carry
+            self.leftover = complete[end[1]:] + self._carry
             self._carry = b""
-            complete = complete[:end.start()]
+            complete = complete[:end[0]]
             self.done = True
         self._take(complete)
 
