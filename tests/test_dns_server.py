@@ -267,3 +267,11 @@ async def test_dig_big_answer_retries_over_tcp(dns_lab):
     assert "flags: qr aa tc" in out and "ANSWER: 0," in out
     out = await dig(dns_lab, "many.big.test", "A", "+short", "+noedns")
     assert len(out.split()) == 100                                       # dig retried over TCP
+
+
+async def test_every_lookup_reaches_the_server_even_when_its_reply_was_seen_before(dns_lab):
+    first = await dns_lab.resolver.mx("syr.edu")
+    again = await asyncio.gather(*(dns_lab.resolver.mx("syr.edu") for _ in range(5)))
+    assert all(answer == first for answer in again)
+    asked = [q for q in dns_lab.queries() if q.name.rstrip(".") == "syr.edu" and q.rdtype == "MX"]
+    assert len(asked) == 6 and all(q.rcode == "NOERROR" and q.answers == 2 for q in asked)

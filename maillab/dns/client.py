@@ -6,6 +6,11 @@ reply is truncated, RFC 1035 §4.2.1), from the lab host's own address when
 keeps one UDP socket, and replies are matched to queries by ID and question
 (RFC 5452 §9.1), so a busy MTA does not open a socket per look-up.
 
+Every look-up goes on the wire, but the CPU work around it is memoized: the
+wire form of a question is built once (only the ID changes), and a reply is
+parsed once per distinct reply (the same octets after the ID parse the same).
+Both memos are bounded and keyed by exact content, so they never go stale.
+
 Invariants: it never consults the system resolver (this machine's resolv.conf
 points off the box) and caches nothing, so every look-up reaches the DNS log.
 Every failure is a `LookupFailed`: `temporary=True` for what may heal (timeout,
@@ -29,6 +34,13 @@ import dns.reversename
 import dns.rrset
 
 _EDNS_PAYLOAD = 1232
+_MEMO_SIZE = 512
+
+
+def _remember(memo: dict, key: object, value: object) -> None:
+    if len(memo) >= _MEMO_SIZE:
+        del memo[next(iter(memo))]            # the oldest entry
+    memo[key] = value
 
 
 class LookupFailed(Exception):
@@ -41,9 +53,10 @@ class LookupFailed(Exception):
 class _UdpChannel(asyncio.DatagramProtocol):
     """One UDP socket to the lab server, shared by every query from one source address."""
 
-    def __init__(self) -> None:
+    def __init__(self, parsed: dict[bytes, tuple[dns.message.Message, list]]) -> None:
         self.transport: asyncio.DatagramTransport | None = None
         self.waiting: dict[int, tuple[dns.message.Message, asyncio.Future[dns.message.Message]]] = {}
+        self.parsed = parsed           # reply octets after the ID -> (parsed reply, question it answers)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -55,11 +68,19 @@ class _UdpChannel(asyncio.DatagramProtocol):
         if pending is None:
             return
         query, future = pending
-        try:
-            response = dns.message.from_wire(data)
-        except dns.exception.DNSException:
-            return
-        if query.is_response(response) and not future.done():
+        known = self.parsed.get(data[2:])
+        if known is None:
+            try:
+                response = dns.message.from_wire(data)
+            except dns.exception.DNSException:
+                return
+            query.id = response.id                  # the ID matched: `waiting` is keyed by it
+            if not query.is_response(response):
+                return
+            known = (response, query.question)
+            _remember(self.parsed, data[2:], known)
+        response, answered = known
+        if answered == query.question and not future.done():
             future.set_result(response)
 
     def error_received(self, exc: Exception) -> None:
@@ -77,6 +98,9 @@ class LabResolver:
         self.port = port
         self.timeout = timeout
         self._channels: dict[str | None, _UdpChannel] = {}
+        self._questions: dict[tuple[dns.name.Name, dns.rdatatype.RdataType],
+                              tuple[dns.message.Message, bytes]] = {}
+        self._parsed: dict[bytes, tuple[dns.message.Message, list]] = {}
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -84,30 +108,42 @@ class LabResolver:
                 channel.transport.close()
         self._channels.clear()
 
-    async def _udp(self, query: dns.message.Message, source: str | None) -> dns.message.Message:
+    def _question(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> tuple[dns.message.Message, bytes]:
+        """The query for `qname`/`rdtype` and its wire form; each use sends it with an ID of its own."""
+        key = (qname, rdtype)
+        question = self._questions.get(key)
+        if question is None:
+            query = dns.message.make_query(qname, rdtype, use_edns=0, payload=_EDNS_PAYLOAD)
+            query.flags &= ~dns.flags.RD                 # the lab server is authoritative only
+            question = (query, query.to_wire())
+            _remember(self._questions, key, question)
+        return question
+
+    async def _udp(self, query: dns.message.Message, wire: bytes, source: str | None) -> dns.message.Message:
         channel = self._channels.get(source)
         if channel is None or channel.transport is None:
             loop = asyncio.get_running_loop()
             _, channel = await loop.create_datagram_endpoint(
-                _UdpChannel, remote_addr=(self.server, self.port),
+                lambda: _UdpChannel(self._parsed), remote_addr=(self.server, self.port),
                 local_addr=(source, 0) if source else None)
             self._channels[source] = channel
         while True:
-            query.id = secrets.randbelow(65536)
-            if query.id not in channel.waiting:
+            qid = secrets.randbelow(65536)
+            if qid not in channel.waiting:
                 break
         future: asyncio.Future[dns.message.Message] = asyncio.get_running_loop().create_future()
-        channel.waiting[query.id] = (query, future)
+        channel.waiting[qid] = (query, future)
         try:
             assert channel.transport is not None
-            channel.transport.sendto(query.to_wire())
+            channel.transport.sendto(qid.to_bytes(2, "big") + wire[2:])
             response = await asyncio.wait_for(future, self.timeout)
         except asyncio.TimeoutError:
             raise dns.exception.Timeout() from None
         finally:
-            channel.waiting.pop(query.id, None)
+            channel.waiting.pop(qid, None)
         if response.flags & dns.flags.TC:                # too big for UDP: ask again over TCP
-            response = await dns.asyncquery.tcp(query, self.server, timeout=self.timeout, port=self.port,
+            tcp_query = dns.message.from_wire(secrets.randbelow(65536).to_bytes(2, "big") + wire[2:])
+            response = await dns.asyncquery.tcp(tcp_query, self.server, timeout=self.timeout, port=self.port,
                                                 source=source)
         return response
 
@@ -151,11 +187,10 @@ class LabResolver:
             qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
         except dns.exception.DNSException as e:
             raise LookupFailed(f"{name!r} is not a valid domain name: {e}", temporary=False) from None
-        query = dns.message.make_query(qname, rdtype, use_edns=0, payload=_EDNS_PAYLOAD)
-        query.flags &= ~dns.flags.RD                     # the lab server is authoritative only
+        query, wire = self._question(qname, rdtype)
         shown = qname.to_text(omit_final_dot=True)
         try:
-            response = await self._udp(query, source)
+            response = await self._udp(query, wire, source)
         except dns.exception.Timeout:
             raise LookupFailed(f"{shown}: DNS timeout ({self.server}:{self.port})", temporary=True) from None
         except (OSError, dns.exception.DNSException) as e:
