@@ -460,7 +460,7 @@ def parse_args(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
         cur.end()
     except ParseError as e:
         e.tag = tag
-        e.text = f"{name} {e.text[0].lower()}{e.text[1:]}" if e.text else name
+        e.text = f"Error in IMAP command {name}: {e.text}"
         raise
     return Command(tag, name, uid, args)
 

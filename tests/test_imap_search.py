@@ -1,0 +1,124 @@
+"""SEARCH (RFC 3501 §6.4.4, RFC 7162 MODSEQ): every key family, decoded text, UID SEARCH, charsets."""
+
+from __future__ import annotations
+
+import calendar
+
+import pytest
+
+from maillab.state import StateDir
+from maillab.store import MailStore
+
+from imap_support import USER, session
+
+
+def day(y: int, m: int, d: int) -> float:
+    return calendar.timegm((y, m, d, 12, 0, 0))
+
+
+MESSAGES = [
+    # (stored message, flags, internal date)
+    (b"From: Santa Claus <santa@northpole.org>\nTo: mafudge@syr.edu\nSubject: Christmas list\n"
+     b"Date: Sun, 24 Dec 2023 23:00:00 -0500\n\nToys, please.\n", ("\\Seen",), day(2023, 12, 25)),
+    (b"From: =?utf-8?q?Bj=C3=B6rn?= <bjorn@luxsci.net>\nTo: mafudge@syr.edu\nCc: bob@luxsci.net\n"
+     b"Subject: =?utf-8?q?Caf=C3=A9?= tonight\nDate: Mon, 15 Jan 2024 10:00:00 +0000\nX-Priority: 1\n"
+     b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n"
+     b"VGhlIHNlY3JldCB3b3JkIGlzIGJhbmFuYS4K\n", ("\\Flagged", "$Work"), day(2024, 1, 15)),
+    (b"From: promo@cheap-pills.biz\nTo: mafudge@syr.edu\nSubject: Deals\nDate: Tue, 16 Jan 2024 10:00:00 +0000\n"
+     b"Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/html; charset=utf-8\n"
+     b"Content-Transfer-Encoding: quoted-printable\n\n<p>=C3=9Cber cheap PILLS</p>\n--b--\n" + b"pad\n" * 500,
+     ("\\Deleted",), day(2024, 1, 16)),
+    (b"From: tajorgen@syr.edu\nTo: mafudge@syr.edu\nSubject: lunch?\n\nno date header here\n", (), day(2024, 2, 1)),
+]
+
+
+@pytest.fixture
+def client(tmp_path):
+    store = MailStore(StateDir(tmp_path / "state"))
+    inbox = store.user(USER).folder("INBOX")
+    for data, flags, when in MESSAGES:
+        inbox.append(data, flags, when)
+    return session(store)
+
+
+def hits(client, keys: str, uid: bool = False) -> list[int]:
+    [line] = client.ok(f"s {'UID ' if uid else ''}SEARCH {keys}")
+    assert line.startswith("* SEARCH")
+    return [int(n) for n in line[len("* SEARCH"):].split()]
+
+
+@pytest.mark.parametrize("keys, expected", [
+    ("ALL", [1, 2, 3, 4]),
+    ("SEEN", [1]), ("UNSEEN", [2, 3, 4]),
+    ("FLAGGED", [2]), ("UNFLAGGED", [1, 3, 4]),
+    ("DELETED", [3]), ("UNDELETED", [1, 2, 4]),
+    ("ANSWERED", []), ("UNANSWERED", [1, 2, 3, 4]), ("DRAFT", []), ("UNDRAFT", [1, 2, 3, 4]),
+    ("KEYWORD $work", [2]), ("UNKEYWORD $Work", [1, 3, 4]),
+    ("RECENT", [1, 2, 3, 4]), ("NEW", [2, 3, 4]), ("OLD", []),
+])
+def test_flag_keys(client, keys, expected):
+    assert hits(client, keys) == expected
+
+
+@pytest.mark.parametrize("keys, expected", [
+    ("FROM santa", [1]), ("FROM NORTHPOLE.ORG", [1]), ("FROM björn", [2]), ("FROM claus", [1]),
+    ('SUBJECT "café"', [2]), ("SUBJECT CAFÉ", [2]), ("SUBJECT list", [1]), ("SUBJECT nothing", []),
+    ("TO mafudge", [1, 2, 3, 4]), ("CC bob", [2]), ("BCC anyone", []),
+    ("HEADER X-Priority 1", [2]), ("HEADER x-priority \"\"", [2]), ("HEADER Date 2024", [2, 3]),
+    ("BODY banana", [2]), ("BODY über", [3]), ("BODY pills", [3]), ("BODY Christmas", []),
+    ("TEXT christmas", [1]), ("TEXT banana", [2]), ("TEXT zebra", []),
+])
+def test_text_keys_decode_encoded_words_transfer_encodings_and_case(client, keys, expected):
+    assert hits(client, f"CHARSET UTF-8 {keys}") == expected
+
+
+@pytest.mark.parametrize("keys, expected", [
+    ("SINCE 15-Jan-2024", [2, 3, 4]), ("BEFORE 15-Jan-2024", [1]), ("ON 16-Jan-2024", [3]),
+    ("SENTSINCE 15-Jan-2024", [2, 3]), ("SENTBEFORE 1-Jan-2024", [1]), ("SENTON 24-Dec-2023", [1]),
+    ("LARGER 1000", [3]), ("SMALLER 143", [4]), ("SMALLER 144", [1, 4]), ("LARGER 143", [2, 3]),
+])
+def test_date_and_size_keys(client, keys, expected):
+    assert hits(client, keys) == expected
+
+
+@pytest.mark.parametrize("keys, expected", [
+    ("1,3", [1, 3]), ("2:*", [2, 3, 4]), ("*", [4]), ("UID 2:3", [2, 3]), ("UID 3:*", [3, 4]),
+    ("1:4294967295", [1, 2, 3, 4]),
+    ("OR SEEN FLAGGED", [1, 2]), ("NOT SEEN", [2, 3, 4]), ("NOT (SEEN OR FLAGGED DELETED)", [1, 2, 3, 4]), ("NOT (OR SEEN OR FLAGGED DELETED)", [4]),
+    ("(UNSEEN UNDELETED) FROM syr.edu", [4]), ("OR (FROM santa) OR (SUBJECT deals) (BODY banana)", [1, 2, 3]),
+    ("UNDELETED NOT NOT FLAGGED", [2]),
+])
+def test_sets_and_boolean_keys(client, keys, expected):
+    assert hits(client, keys) == expected
+
+
+def test_uid_search_answers_uids(client):
+    client.ok("e STORE 1 +FLAGS (\\Deleted)")
+    assert client.ok("x EXPUNGE") == ["* 3 EXPUNGE", "* 1 EXPUNGE"]
+    assert hits(client, "ALL") == [1, 2]
+    assert hits(client, "ALL", uid=True) == [2, 4]
+    assert hits(client, "UID 4 FROM syr.edu", uid=True) == [4]
+    assert hits(client, "2", uid=True) == [4]
+
+
+def test_modseq_key_reports_the_highest_modseq(client):
+    client.ok("a STORE 4 +FLAGS (\\Answered)")
+    [line] = client.ok("s SEARCH ANSWERED MODSEQ 1")
+    modseq = client.conn.view.folder.get(4).modseq
+    assert line == f"* SEARCH 4 (MODSEQ {modseq})"
+    assert client.conn.condstore
+    assert client.ok(f"t SEARCH MODSEQ {modseq + 1}") == ["* SEARCH"]
+
+
+def test_unknown_charset_and_bad_keys(client):
+    assert client.lines("a SEARCH CHARSET KOI8-R FROM x") == [
+        "a NO [BADCHARSET (US-ASCII UTF-8)] Unsupported charset KOI8-R"]
+    assert client.lines("b SEARCH CHARSET US-ASCII FROM santa") == ["* SEARCH 1", "b OK SEARCH completed"]
+    assert client.lines("c SEARCH SINCE 32-Jan-2024")[-1].startswith("c BAD")
+    assert client.lines("d SEARCH 9")[-1] == "d OK SEARCH completed"      # a search by number is not an error
+
+
+def test_search_caches_decoded_headers_on_the_message(client):
+    hits(client, "SUBJECT tonight")
+    m = client.conn.view.folder.get(2)
+    assert m.cache[("h", "subject")] == "café tonight"
