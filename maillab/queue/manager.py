@@ -149,11 +149,15 @@ class QueueManager:
             delayed = [o for o in outcomes if o.kind == "defer"]
             await self._send_dsn(entry, message, delayed, "delayed")
             entry.warned = True
-        if pending:
-            await asyncio.to_thread(self.spool.record, entry, changed, any(r.status != PENDING for r in changed),
-                                    **({"warned": True} if warn else {}))
+        # Only fsyncs go to a worker thread: a thread hop costs more than an
+        # unlink or an unsynced append (about 0.25 ms against 0.01 ms here).
+        flags = {"warned": True} if warn else {}
+        if not pending:
+            self.spool.remove(entry.id)
+        elif any(r.status != PENDING for r in changed):
+            await asyncio.to_thread(self.spool.record, entry, changed, True, **flags)
         else:
-            await asyncio.to_thread(self.spool.remove, entry.id)
+            self.spool.record(entry, changed, False, **flags)
         self._report(entry, outcomes, now, notice_id)
         if pending:
             entry.active = False
@@ -229,7 +233,7 @@ class QueueManager:
         entry = self._entry(qid)
         self.scheduler.cancel(entry.id)
         self.entries.pop(entry.id, None)
-        await asyncio.to_thread(self.spool.remove, entry.id)
+        self.spool.remove(entry.id)
         self._notice("removed by the administrator", entry.id, "postsuper")
         self.ctx.bus.publish(Removed(self.ctx.clock.now(), self.host, entry.id))
 
