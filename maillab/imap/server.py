@@ -219,34 +219,35 @@ class ImapServer:
         loop = asyncio.get_running_loop()
         limit = self.login_timeout if conn.state is State.NOT_AUTHENTICATED else self.autologout
         deadline = loop.time() + limit
-        s.waiting_input = True
-        try:
-            while True:
-                if s.read_task is None:
-                    s.read_task = asyncio.ensure_future(s.reader.read(READ_CHUNK))
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    conn.timed_out()
-                    return None
-                if not conn.idling:
-                    await asyncio.wait({s.read_task}, timeout=remaining)
-                else:
-                    wake = asyncio.ensure_future(s.wake.wait())
+        s.waiting_input = True              # (stays True if cancelled while waiting: stop() says BYE)
+        while True:
+            if s.read_task is None:
+                s.read_task = asyncio.ensure_future(s.reader.read(READ_CHUNK))
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                s.waiting_input = False
+                conn.timed_out()
+                return None
+            if not conn.idling:
+                await asyncio.wait({s.read_task}, timeout=remaining)
+            else:
+                wake = asyncio.ensure_future(s.wake.wait())
+                try:
                     await asyncio.wait({s.read_task, wake}, timeout=min(remaining, IDLE_REFRESH),
                                        return_when=asyncio.FIRST_COMPLETED)
+                finally:
                     wake.cancel()
-                    if not s.read_task.done():
-                        if not s.wake.is_set():
-                            await self._refresh(s)
-                        s.wake.clear()
-                        conn.idle_poll()
-                        await self._flush(s)
-                        continue
-                if s.read_task.done():
-                    task, s.read_task = s.read_task, None
-                    return task.result()
-        finally:
-            s.waiting_input = False
+                if not s.read_task.done():
+                    if not s.wake.is_set():
+                        await self._refresh(s)
+                    s.wake.clear()
+                    conn.idle_poll()
+                    await self._flush(s)
+                    continue
+            if s.read_task.done():
+                s.waiting_input = False
+                task, s.read_task = s.read_task, None
+                return task.result()
 
     async def _refresh(self, s: _Session) -> None:
         """Look for changes other programs made in the idling session's mailbox."""
