@@ -8,6 +8,7 @@ on a stopped lab: it reads the spool folders without changing them.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -41,11 +42,13 @@ def cmd_queue(args: argparse.Namespace) -> int:
     sock = _sock(args)
     if action == "list":
         try:
-            text = call(sock, "queue.text")
+            sys.stdout.flush()
+            text = call(sock, "queue.text", out=sys.stdout.buffer)   # streamed: None, already written
+            if text is not None:
+                sys.stdout.write(text)
         except NotRunning:
-            text = _offline_queue(StateDir(args.state))
             print("(the lab is not running: read from the state folder)")
-        print(text)
+            sys.stdout.write(_offline_queue(StateDir(args.state)))
         return 0
     if action == "flush":
         n = call(sock, "queue.flush")

@@ -5,6 +5,11 @@ user who runs the lab can reach it; `socket_path` picks a short stand-in
 under the temp folder when the state path is too long for AF_UNIX).  One request per connection: a JSON
 object `{"command": "queue.list", "args": {...}}` on one line; the answer is
 one JSON line, `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.
+A handler may instead return a `Streamed` text (the queue listing of 100,000
+messages is 20 MB): the answer is then `{"ok": true, "stream": true}` and the
+text itself as UTF-8 up to the end of the connection, sent piece by piece so
+that the lab goes on with other work in between and the client prints as it
+receives.
 
 The server side dispatches to handlers the lab registers; the client side is
 plain blocking sockets, for the CLI.  Requests are bounded (64 KiB) and time
@@ -20,7 +25,8 @@ import os
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Awaitable, BinaryIO, Callable, Iterable
 
 from .errors import UserError
 
@@ -37,6 +43,12 @@ def socket_path(state_root: Path) -> Path:
     folder = Path(tempfile.gettempdir()) / f"maillab-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
     return folder / f"{digest}.sock"
+
+
+@dataclass
+class Streamed:
+    """A long text answer, as pieces rendered one at a time."""
+    pieces: Iterable[str]
 
 
 class ControlError(UserError):
@@ -76,12 +88,28 @@ class ControlServer:
         except ValueError:
             answer = {"ok": False, "error": "request too long"}
         try:
-            writer.write(json.dumps(answer, default=str).encode() + b"\n")
+            result = answer.get("result")
+            if isinstance(result, Streamed):
+                writer.write(b'{"ok": true, "stream": true}\n')
+                await self._stream(writer, result)
+            else:
+                writer.write(json.dumps(answer, default=str).encode() + b"\n")
             await writer.drain()
         except ConnectionError:
             pass
         finally:
             writer.close()
+
+    @staticmethod
+    async def _stream(writer: asyncio.StreamWriter, result: Streamed) -> None:
+        try:
+            for piece in result.pieces:
+                writer.write(piece.encode("utf-8", "surrogateescape"))
+                await writer.drain()         # lets the loop serve others between pieces
+        except ConnectionError:
+            raise
+        except Exception as e:   # a bug of ours: the reader sees it at the end of the text
+            writer.write(f"\nmaillab: internal error, text cut short: {type(e).__name__}: {e}\n".encode())
 
     async def _dispatch(self, line: bytes) -> dict[str, Any]:
         if len(line) > MAX_REQUEST:
@@ -102,8 +130,12 @@ class ControlServer:
             return {"ok": False, "error": f"internal error in {command}: {type(e).__name__}: {e}"}
 
 
-def call(path: Path, command: str, timeout: float = 30.0, **args: Any) -> Any:
-    """Send one request to the lab on `path`; raise NotRunning or ControlError."""
+def call(path: Path, command: str, timeout: float = 30.0, out: BinaryIO | None = None, **args: Any) -> Any:
+    """Send one request to the lab on `path`; raise NotRunning or ControlError.
+
+    A streamed answer is copied to `out` as it arrives (and None returned);
+    without `out` it is read whole and returned as text.
+    """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -113,17 +145,30 @@ def call(path: Path, command: str, timeout: float = 30.0, **args: Any) -> Any:
             raise NotRunning("no lab is running on this state folder") from None
         sock.sendall(json.dumps({"command": command, "args": args}).encode() + b"\n")
         data = bytearray()
-        while not data.endswith(b"\n"):
+        while b"\n" not in data:
             chunk = sock.recv(1 << 16)
             if not chunk:
                 break
             data += chunk
+        line, _, rest = bytes(data).partition(b"\n")
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise ControlError("the lab sent no answer") from None
+        if not answer.get("ok"):
+            raise ControlError(answer.get("error", "request failed"))
+        if not answer.get("stream"):
+            return answer.get("result")
+        return _receive_stream(sock, rest, out)
     finally:
         sock.close()
-    try:
-        answer = json.loads(data)
-    except ValueError:
-        raise ControlError("the lab sent no answer") from None
-    if not answer.get("ok"):
-        raise ControlError(answer.get("error", "request failed"))
-    return answer.get("result")
+
+
+def _receive_stream(sock: socket.socket, first: bytes, out: BinaryIO | None) -> str | None:
+    pieces: list[bytes] = []
+    keep = pieces.append if out is None else out.write
+    chunk = first
+    while chunk:
+        keep(chunk)
+        chunk = sock.recv(1 << 18)
+    return b"".join(pieces).decode("utf-8", "surrogateescape") if out is None else None

@@ -13,7 +13,7 @@ render a queue of 100,000 messages well within a second.
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .records import Entry
 
@@ -30,22 +30,34 @@ def _stamp(when: float, cache: dict[int, str]) -> str:
 
 
 def format_queue(rows: Iterable[tuple[str, Entry]]) -> str:
+    return "".join(queue_chunks(rows))
+
+
+def queue_chunks(rows: Iterable[tuple[str, Entry]], per_chunk: int = 2000) -> Iterator[str]:
+    """The text of `format_queue` in pieces of `per_chunk` messages, each ending in a newline
+    (the lab sends a piece, then lets other work run, then renders the next)."""
     lines = [HEADER]
     stamps: dict[int, str] = {}
     total = count = 0
     pad = " " * 14
+    append = lines.append
     for host, entry in rows:
         count += 1
         total += entry.size
         queue, pending, next_attempt, last = entry.summary()
-        nxt = _stamp(next_attempt, stamps) if queue == "deferred" else "-"
-        lines.append(f"{entry.id:<13} {host:<21} {queue:<9} {entry.size:>7}  "
-                     f"{_stamp(entry.arrival, stamps):<15}  {nxt:<15}  {entry.sender or '<>'}")
+        arrival = stamps.get(int(entry.arrival)) or _stamp(entry.arrival, stamps)
+        nxt = (stamps.get(int(next_attempt)) or _stamp(next_attempt, stamps)) if queue == "deferred" else "-"
+        append(f"{entry.id:<13} {host:<21} {queue:<9} {entry.size:>7}  {arrival:<15}  {nxt:<15}  "
+               f"{entry.sender or '<>'}")
         if last:
-            lines.append(f"{pad}({last})")
+            append(f"{pad}({last})")
         for r in pending:
-            lines.append(f"{pad}{r.address}  attempts {r.attempts}" if r.attempts else pad + r.address)
+            append(f"{pad}{r.address}  attempts {r.attempts}" if r.attempts else pad + r.address)
+        if count % per_chunk == 0:
+            yield "\n".join(lines) + "\n"
+            lines.clear()
     if count == 0:
-        return "Mail queue is empty"
-    lines.append(f"-- {count} request{'s' if count != 1 else ''}, {total} bytes")
-    return "\n".join(lines)
+        yield "Mail queue is empty\n"
+        return
+    append(f"-- {count} request{'s' if count != 1 else ''}, {total} bytes")
+    yield "\n".join(lines) + "\n"
