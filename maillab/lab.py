@@ -10,16 +10,17 @@ listener and session with the spool kept on disk.  It owns no protocol logic.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Awaitable, Callable, TextIO
 
 from .access import AccessAgent, access_agents
 from .clock import Clock
 from .context import LabContext
 from .control import ControlError, ControlServer, socket_path
 from .directory import Directory
-from .dns.authority import Authority
+from .dns.authority import Authority, Record
 from .dns.client import LabResolver
 from .dns.server import DnsServer
 from .errors import UserError
@@ -32,10 +33,11 @@ from .queue.listing import format_queue
 from .queue.manager import QueueError
 from .queue.records import RetryPolicy
 from .state import StateDir
-from .store import MailStore
+from .store import INBOX, MailStore, StoreError
 from .world import World
 
 DNS_ADDRESS = "127.0.0.1"
+QUEUE_ACTIONS = ("hold", "release", "delete", "requeue")
 
 
 class LabError(UserError):
@@ -146,9 +148,52 @@ class Lab:
             await asyncio.sleep(0.01)
 
     # --- admin, shared by the control socket and the TUI ------------------------
+    # Each method raises ControlError with one line for the user; the control
+    # socket passes that line on, the TUI shows it.
+
     def queue_listing(self) -> list[dict]:
         return sorted((item for mta in self.mtas.values() for item in mta.queue.listing()),
                       key=lambda item: (item["arrival"], item["id"]))
+
+    def queue_text(self) -> str:
+        rows = [(mta.host.name, e) for mta in self.mtas.values() for e in mta.queue.entries.values()]
+        rows.sort(key=lambda row: (row[1].arrival, row[1].id))
+        return format_queue(rows)
+
+    def queue_depth(self) -> int:
+        return sum(len(mta.queue.entries) for mta in self.mtas.values())
+
+    def queue_page(self, start: int = 0, count: int = 200, host: str | None = None) -> tuple[int, list[dict]]:
+        """(total, rows): `count` queued messages from position `start`, host by host, each
+        in arrival order; rows in `queue_listing`'s shape.  Costs O(start + count), not O(queue)."""
+        mtas = [self._host(host)] if host else list(self.mtas.values())
+        total = sum(len(m.queue.entries) for m in mtas)
+        rows: list[dict] = []
+        skip = max(start, 0)
+        for m in mtas:
+            n = len(m.queue.entries)
+            if skip >= n:
+                skip -= n
+                continue
+            for entry in itertools.islice(m.queue.entries.values(), skip, skip + count - len(rows)):
+                rows.append(entry.to_json() | {"host": m.host.name})
+            skip = 0
+            if len(rows) >= count:
+                break
+        return total, rows
+
+    def queue_flush(self) -> int:
+        return sum(mta.queue.flush() for mta in self.mtas.values())
+
+    async def queue_action(self, action: str, qid: str) -> str:
+        """hold, release, delete or requeue one message, by queue ID."""
+        if action not in QUEUE_ACTIONS:
+            raise ControlError(f"unknown queue action {action!r}; choose one of {', '.join(QUEUE_ACTIONS)}")
+        try:
+            await getattr(self._find(qid).queue, action)(qid)
+        except QueueError as e:
+            raise ControlError(str(e)) from None
+        return qid.upper()
 
     def _find(self, qid: str) -> Mta:
         for mta in self.mtas.values():
@@ -165,88 +210,184 @@ class Lab:
     def hosts_listing(self) -> list[dict]:
         return [{"name": m.host.name, "address": m.host.address, "state": m.state,
                  "chaos": m.chaos.describe() if m.chaos else "",
-                 "services": [f"{e.service}:{e.port}" for e in m.endpoints],
+                 "services": [f"{e.service}:{e.port}" for e in self._endpoints_of(m.host.name)],
                  "domains": list(m.mailbox_domains), "queued": len(m.queue.entries)}
                 for m in self.mtas.values()]
+
+    def _endpoints_of(self, host: str) -> list[Endpoint]:
+        return [e for e in self.endpoints if e.host == host]
+
+    async def host_down(self, name: str, mode: str = "refuse") -> str:
+        mta = self._host(name)
+        try:
+            await mta.down(mode)
+        except ValueError as e:
+            raise ControlError(str(e)) from None
+        return mta.state
+
+    async def host_up(self, name: str) -> str:
+        mta = self._host(name)
+        await mta.up()
+        return mta.state
+
+    def host_chaos(self, name: str, stage: str = "RCPT", probability: float = 0.5, code: int = 451,
+                   seed: int = 0, off: bool = False) -> str:
+        """Make MAIL, RCPT or DATA fail at `name` with `probability`; `off` ends it."""
+        mta = self._host(name)
+        if off:
+            mta.set_chaos(None)
+            return "off"
+        stage = stage.upper()
+        if stage not in CHAOS_STAGES or not 400 <= code <= 599 or not 0 <= probability <= 1:
+            raise ControlError(f"chaos needs a stage ({', '.join(CHAOS_STAGES)}), a 4xx or 5xx code "
+                               "and a probability between 0 and 1")
+        mta.set_chaos(Chaos(stage, probability, code, seed))
+        return mta.chaos.describe() if mta.chaos else "off"
+
+    def clock_status(self) -> dict:
+        return {"now": self.clock.now(), "speed": self.clock.speed}
+
+    def clock_advance(self, seconds: float) -> dict:
+        try:
+            self.clock.advance(seconds)
+        except ValueError as e:
+            raise ControlError(str(e)) from None
+        return self.clock_status()
+
+    def clock_speed(self, speed: float) -> dict:
+        try:
+            self.clock.set_speed(speed)
+        except ValueError as e:
+            raise ControlError(str(e)) from None
+        return self.clock_status()
+
+    def _authority_or_fail(self) -> Authority:
+        if self._authority is None:
+            raise ControlError("the lab DNS is not running")
+        return self._authority
+
+    def dns_fault(self, zone: str, mode: str | None) -> dict[str, str]:
+        """Make `zone` fail (servfail, nxdomain, timeout); None or "off" heals it."""
+        authority = self._authority_or_fail()
+        try:
+            authority.set_fault(zone, None if mode in (None, "off") else mode)
+        except (KeyError, ValueError) as e:
+            raise ControlError(str(e).strip("'\"")) from None
+        return {z.to_text(): m for z, m in authority.faults.items()}
+
+    def dns_faults(self) -> dict[str, str]:
+        """Zones with a simulated fault (name without the final dot) -> mode."""
+        return {z.to_text(omit_final_dot=True): m for z, m in self._authority_or_fail().faults.items()}
+
+    def dns_records(self) -> list[Record]:
+        return self._authority_or_fail().records()
+
+    def dns_edit(self, zone: str, name: str, rdtype: str, old: str, new: str,
+                 ttl: int | None = None) -> Record:
+        """Replace one record of the lab DNS; the next look-up (and so routing) sees it."""
+        try:
+            record = self._authority_or_fail().replace_record(zone, name, rdtype, old, new, ttl)
+        except (KeyError, ValueError) as e:
+            raise ControlError(str(e).strip("'\"")) from None
+        self.bus.publish(Notice(self.clock.now(), "ns.lab", "dns",
+                                f"zone {record.zone} changed: {record.name} {record.ttl} IN {record.rdtype} "
+                                f"{record.data} (was {old})"))
+        return record
+
+    def mailbox_summary(self) -> list[dict]:
+        """Every account with its mailbox host, message count and size (blocking: run it
+        in a thread).  Users who never got mail show zeros; nothing is created for them."""
+        if self.ctx is None:
+            return []
+        out = []
+        for account in sorted(self.ctx.directory.accounts(), key=lambda a: (a.domain, a.local)):
+            domain = self.world.domains.get(account.domain)
+            row = {"address": account.address, "display": account.display, "enabled": account.enabled,
+                   "host": domain.mailbox_host if domain else "", "folders": 0, "messages": 0,
+                   "unseen": 0, "size": 0}
+            if self.state.maildir(account.domain, account.local).is_dir():
+                user = self.ctx.store.user(account.address)
+                for name in user.names():
+                    try:
+                        status = user.status(name)
+                    except StoreError:
+                        continue           # deleted or renamed meanwhile
+                    row["folders"] += 1
+                    row["messages"] += status.messages
+                    row["unseen"] += status.unseen
+                    row["size"] += status.size
+            out.append(row)
+        return out
+
+    def delivered_message(self, recipient: str, queue_id: str, scan: int = 2000) -> bytes | None:
+        """The header of the message delivered to `recipient` under `queue_id` (its newest
+        Received header names that ID), from the newest `scan` messages of the INBOX; None if
+        not found.  Blocking: run it in a thread."""
+        if self.ctx is None:
+            return None
+        account = self.ctx.directory.resolve(recipient)
+        if account is None or not self.state.maildir(account.domain, account.local).is_dir():
+            return None
+        needle = f" id {queue_id}".encode()
+        try:
+            folder = self.ctx.store.user(account.address).folder(INBOX)
+            folder.refresh()
+            for uid in reversed(folder.uids()[-scan:]):
+                try:
+                    header = folder.read_header(uid)
+                except StoreError:
+                    continue
+                if needle in header:
+                    return header
+        except StoreError:
+            return None
+        return None
 
     def _register_commands(self, control: ControlServer) -> None:
         async def queue_list(args: dict[str, Any]) -> Any:
             return self.queue_listing()
 
         async def queue_text(args: dict[str, Any]) -> Any:
-            rows = [(mta.host.name, e) for mta in self.mtas.values() for e in mta.queue.entries.values()]
-            rows.sort(key=lambda row: (row[1].arrival, row[1].id))
-            return format_queue(rows)
+            return self.queue_text()
 
         async def queue_flush(args: dict[str, Any]) -> Any:
-            return sum(mta.queue.flush() for mta in self.mtas.values())
+            return self.queue_flush()
 
-        def per_message(action: str):
+        def per_message(action: str) -> Callable[[dict[str, Any]], Awaitable[Any]]:
             async def handler(args: dict[str, Any]) -> Any:
-                qid = str(args.get("id", ""))
-                try:
-                    await getattr(self._find(qid).queue, action)(qid)
-                except QueueError as e:
-                    raise ControlError(str(e)) from None
-                return qid.upper()
+                return await self.queue_action(action, str(args.get("id", "")))
             return handler
 
         async def hosts_list(args: dict[str, Any]) -> Any:
             return self.hosts_listing()
 
         async def hosts_down(args: dict[str, Any]) -> Any:
-            mta = self._host(str(args.get("host", "")))
-            try:
-                await mta.down(str(args.get("mode", "refuse")))
-            except ValueError as e:
-                raise ControlError(str(e)) from None
-            return mta.state
+            return await self.host_down(str(args.get("host", "")), str(args.get("mode", "refuse")))
 
         async def hosts_up(args: dict[str, Any]) -> Any:
-            mta = self._host(str(args.get("host", "")))
-            await mta.up()
-            return mta.state
+            return await self.host_up(str(args.get("host", "")))
 
         async def hosts_chaos(args: dict[str, Any]) -> Any:
-            mta = self._host(str(args.get("host", "")))
-            if args.get("off"):
-                mta.set_chaos(None)
-                return "off"
-            stage, code = str(args.get("stage", "RCPT")).upper(), int(args.get("code", 451))
-            probability = float(args.get("probability", 0.5))
-            if stage not in CHAOS_STAGES or not 400 <= code <= 599 or not 0 <= probability <= 1:
-                raise ControlError(f"chaos needs a stage ({', '.join(CHAOS_STAGES)}), a 4xx or 5xx code "
-                                   "and a probability between 0 and 1")
-            mta.set_chaos(Chaos(stage, probability, code, int(args.get("seed", 0))))
-            return mta.chaos.describe() if mta.chaos else "off"
+            return self.host_chaos(str(args.get("host", "")), str(args.get("stage", "RCPT")),
+                                   float(args.get("probability", 0.5)), int(args.get("code", 451)),
+                                   int(args.get("seed", 0)), bool(args.get("off")))
 
         async def clock_show(args: dict[str, Any]) -> Any:
-            return {"now": self.clock.now(), "speed": self.clock.speed}
+            return self.clock_status()
 
         async def clock_advance(args: dict[str, Any]) -> Any:
-            self.clock.advance(float(args.get("seconds", 0)))
-            return {"now": self.clock.now(), "speed": self.clock.speed}
+            return self.clock_advance(float(args.get("seconds", 0)))
 
         async def clock_speed(args: dict[str, Any]) -> Any:
-            try:
-                self.clock.set_speed(float(args.get("speed", 1)))
-            except ValueError as e:
-                raise ControlError(str(e)) from None
-            return {"now": self.clock.now(), "speed": self.clock.speed}
+            return self.clock_speed(float(args.get("speed", 1)))
 
         async def dns_fault(args: dict[str, Any]) -> Any:
-            assert self._authority is not None
             mode = args.get("mode")
-            try:
-                self._authority.set_fault(str(args.get("zone", "")), None if mode in (None, "off") else str(mode))
-            except (KeyError, ValueError) as e:
-                raise ControlError(str(e).strip("'\"")) from None
-            return {z.to_text(): m for z, m in self._authority.faults.items()}
+            return self.dns_fault(str(args.get("zone", "")), None if mode is None else str(mode))
 
         for name, handler in {
             "queue.list": queue_list, "queue.text": queue_text, "queue.flush": queue_flush,
-            "queue.hold": per_message("hold"), "queue.release": per_message("release"),
-            "queue.delete": per_message("delete"), "queue.requeue": per_message("requeue"),
+            **{f"queue.{action}": per_message(action) for action in QUEUE_ACTIONS},
             "hosts.list": hosts_list, "hosts.down": hosts_down, "hosts.up": hosts_up,
             "hosts.chaos": hosts_chaos, "clock.show": clock_show, "clock.advance": clock_advance,
             "clock.speed": clock_speed, "dns.fault": dns_fault,

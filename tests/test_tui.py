@@ -1,52 +1,153 @@
-"""The TUI embeds the lab on its own loop: a student's session shows up live."""
+"""The TUI's shell: the lab on the app's loop, header, tabs, help, palette, themes, presenter mode,
+error containment, and a clean quit with the spool kept.  Real servers on loopback, driven by Pilot."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
-
-from textual.widgets import Log
+from textual.command import CommandPalette
+from textual.widgets import DataTable, RichLog, TabbedContent
 
 from maillab.lab import Lab
 from maillab.ports import Ports
 from maillab.state import StateDir
 from maillab.tui.app import MailLabApp
+from maillab.tui.forms import HelpScreen
+from maillab.tui.panels import PANELS
 from maillab.world import load_world
 
 from conftest import free_offset
+from test_tui_support import course_session, in_thread, richlog_text, running_app, screen_text, until
 
 
-def type_session(port: int) -> None:
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    f = s.makefile("rb")
-    f.readline()
-    for line in (b"helo northpole.org", b"mail from: santa@northpole.org", b"rcpt to: mafudge@syr.edu"):
-        s.sendall(line + b"\n")
-        f.readline()
-    s.sendall(b"quit\n")
-    f.readline()
-    s.close()
+async def test_the_lab_runs_inside_the_app_and_a_typed_session_appears(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        assert app.title == "maillab · world default"
+        assert "lab clock" in app.sub_title and "×1" in app.sub_title
+        qid = await in_thread(course_session, app.lab.ports.smtp)
+        transcript = app.query_one("#transcript", RichLog)
+        await until(pilot, lambda: "221" in richlog_text(transcript))
+        text = richlog_text(transcript)
+        assert "C: HELO northpole.org" in text and "S: 250 2.1.5 Ok" in text
+        assert f"queued as {qid}" in text
+        rows = app.query_one("#sessions", DataTable)
+        assert rows.row_count == 1 and "smtp1.syr.edu" in str(rows.get_row_at(0))
 
 
-async def test_a_typed_session_appears_in_the_dialogues_panel(tmp_path):
-    lab = Lab(world=load_world(), state=StateDir(tmp_path / "state"), ports=Ports(free_offset()))
+async def test_number_keys_switch_panels_and_give_them_the_keyboard(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        tabs = app.query_one(TabbedContent)
+        for n, panel in enumerate(PANELS, 1):
+            await pilot.press(str(n))
+            await until(pilot, lambda: tabs.active == panel.TITLE.lower())
+            assert tabs.active == panel.TITLE.lower()
+            assert app.focused is not None and app.active_panel in app.focused.ancestors_with_self
+
+
+async def test_help_screen_explains_every_panel(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        markdown = app.screen.markdown
+        for panel in PANELS:
+            assert f"· {panel.TITLE}" in markdown
+        assert f"telnet 127.0.0.1 {app.lab.ports.smtp}" in markdown
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
+
+
+async def test_every_action_is_in_the_command_palette(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for panel in PANELS:
+            assert f"Show {panel.TITLE}" in titles
+            for title, _help, _action in panel.COMMANDS:
+                assert title in titles
+        assert {"Clock: faster", "Clock: slower", "Clock: jump ahead", "Toggle dark / light theme",
+                "Presenter mode", "Help"} <= titles
+        # and one really runs from the palette: it switches panel and acts there
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"Clock: faster")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.lab.clock.speed == 10)
+        assert app.lab.clock.speed == 10
+
+
+async def test_theme_toggle_and_presenter_mode(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        assert app.current_theme.dark
+        await pilot.press("t")
+        assert not app.current_theme.dark
+        await pilot.press("t")
+        assert app.current_theme.dark
+        await pilot.press("2")
+        await pilot.press("p")
+        await until(pilot, lambda: app.query_one(TabbedContent).active == "dialogues")
+        panel = app.query_one("#dialogues-panel")
+        assert panel.has_class("-presenter") and not app.query_one("#sessions").display
+        await in_thread(course_session, app.lab.ports.smtp)
+        transcript = app.query_one("#transcript", RichLog)
+        await until(pilot, lambda: "221" in richlog_text(transcript))
+        text = richlog_text(transcript)
+        assert "CLIENT › HELO northpole.org" in text
+        assert "354: start mail input" in text          # presenter mode explains every line
+        await pilot.press("p")
+        assert not panel.has_class("-presenter") and app.query_one("#sessions").display
+
+
+async def test_a_crashing_panel_shows_its_error_and_the_lab_keeps_running(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        queue = app.query_one("#queue-panel")
+
+        def broken() -> None:
+            raise RuntimeError("simulated bug in the queue panel")
+        queue.tick = broken                       # type: ignore[method-assign]
+        await pilot.press("2")
+        banner = queue.query_one(".panel-error")
+        await until(pilot, lambda: banner.has_class("-shown"))
+        assert "simulated bug" in str(banner.render())
+        assert "simulated bug" in (app.lab.state.log_dir / "tui-errors.log").read_text()
+        # the lab and the other panels go on
+        qid = await in_thread(course_session, app.lab.ports.smtp)
+        assert qid
+        await pilot.press("1")
+        transcript = app.query_one("#transcript", RichLog)
+        await until(pilot, lambda: qid in richlog_text(transcript))
+        assert app.is_running and app.lab_running
+
+
+async def test_usable_at_80x24(tmp_path):
+    async with running_app(tmp_path, size=(80, 24)) as (app, pilot):
+        await in_thread(course_session, app.lab.ports.smtp)
+        transcript = app.query_one("#transcript", RichLog)
+        await until(pilot, lambda: "221" in richlog_text(transcript))
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        lines = text.splitlines()
+        assert app.size == (80, 24) and max(len(x) for x in lines) <= 80
+        assert "maillab · world default" in lines[0]
+        for title in ("Dialogues", "Queue", "Hosts", "DNS", "Journey", "Mailboxes", "Log", "Monitor"):
+            assert title in lines[1]
+        assert "221 2.0.0 Bye" in text
+        assert "Quit" in lines[-1] and "Help" in lines[-1]
+
+
+async def test_quitting_stops_the_servers_and_keeps_the_spool(tmp_path):
+    offset = free_offset()
+    lab = Lab(world=load_world(), state=StateDir(tmp_path / "state"), ports=Ports(offset), smtp_timeout=5)
     app = MailLabApp(lab)
     async with app.run_test(size=(120, 40)) as pilot:
-        for _ in range(100):
-            if lab.ctx is not None:
-                break
-            await pilot.pause(0.05)
-        await asyncio.to_thread(type_session, lab.ports.smtp)
-        dialogues = app.query_one("#dialogues", Log)
-        for _ in range(60):
-            await pilot.pause(0.05)
-            text = "\n".join(dialogues.lines)
-            if "221" in text:
-                break
-        assert ">>> helo northpole.org" in text
-        assert "<<< 250 2.1.5 Ok" in text
-        assert "smtp1.syr.edu/smtp/" in text
-        maillog = "\n".join(app.query_one("#maillog", Log).lines)
-        assert "connect from smtp1.syr.edu[127.0.0.1]" in maillog
+        await until(pilot, lambda: app.lab_running)
+        await lab.host_down("smtp1.syr.edu")          # mail for syr.edu now waits at the backup MX
+        qid = await in_thread(course_session, lab.ports.smtp, "127.0.0.2")
+        await until(pilot, lambda: any(e["id"] == qid and e["queue"] == "deferred" for e in lab.queue_listing()))
         await pilot.press("q")
-    assert lab.ctx is not None and not lab.state.in_use()
+    assert not app.lab_running and not lab.state.in_use()
+    spooled = [p for p in (tmp_path / "state" / "spool" / "smtp2.syr.edu").rglob("*") if qid in p.name]
+    assert spooled, "the deferred message must stay in the spool"
+    again = Lab(world=load_world(), state=StateDir(tmp_path / "state"), ports=Ports(offset))
+    await again.start()
+    try:
+        assert any(e["id"] == qid for e in again.queue_listing())
+    finally:
+        await again.stop()

@@ -21,6 +21,11 @@ authority record does not fit (RFC 2181 §9); over TCP up to 65535.  Rendered
 replies are cached by the query bytes after the 2-byte ID, bounded in entries
 and in entry size; `set_zones()` clears the cache, and whoever edits a zone in
 place must call `clear_cache()`.
+
+At run time `replace_record()` changes one record (say, an MX preference, so a
+class watches routing change): it bumps the zone's SOA serial and clears the
+cache, so the next query sees the new data.  `records()` lists every record
+for display.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ import dns.message
 import dns.name
 import dns.node
 import dns.opcode
+import dns.exception
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
@@ -49,6 +56,16 @@ _CACHE_QUERY_MAX = 512      # cache entries stay small: 10,000 of them take < 50
 _CACHE_REPLY_MAX = 4096
 _ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 _QR = 0x8000
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One resource record of a zone, as text (what the DNS panel shows and edits)."""
+    zone: str       # origin without the final dot
+    name: str       # owner, absolute, without the final dot
+    ttl: int
+    rdtype: str
+    data: str       # presentation form, names absolute ("10 smtp1.syr.edu.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +127,68 @@ class Authority:
         else:
             raise ValueError(f"unknown DNS fault {mode!r}; choose one of {', '.join(FAULT_MODES)}")
         self.clear_cache()
+
+    def records(self) -> list[Record]:
+        """Every record of every zone: zones in name order, SOA and NS first in each."""
+        out: list[Record] = []
+        for origin in sorted(self._zones, key=lambda n: n.to_text()):
+            zone_text = origin.to_text(omit_final_dot=True)
+            for name, ttl, rdata in self._zones[origin].iterate_rdatas():
+                out.append(Record(zone_text, name.to_text(omit_final_dot=True), ttl,
+                                  dns.rdatatype.to_text(rdata.rdtype), rdata.to_text()))
+        first = {"SOA": 0, "NS": 1}
+        out.sort(key=lambda r: (r.zone, r.name != r.zone, r.name, first.get(r.rdtype, 2), r.rdtype, r.data))
+        return out
+
+    def replace_record(self, zone: str, name: str, rdtype: str, old: str, new: str,
+                       ttl: int | None = None) -> Record:
+        """Replace the record `name rdtype old` of `zone` by `new` (and `ttl`, if given).
+
+        Names in `new` are relative to the zone unless they end with a dot.
+        KeyError for an unknown zone or record, ValueError for bad data.
+        """
+        origin = dns.name.from_text(zone)
+        z = self._zones.get(origin)
+        if z is None:
+            raise KeyError(f"no zone {zone} in this world")
+        owner = dns.name.from_text(name)
+        try:
+            kind = dns.rdatatype.from_text(rdtype)
+        except dns.exception.DNSException:
+            raise ValueError(f"unknown record type {rdtype!r}") from None
+        if kind == dns.rdatatype.SOA:
+            raise ValueError("the SOA record is the lab's own: edit another record")
+        rds = z.get_rdataset(owner, kind)
+        current = next((r for r in rds or () if r.to_text() == old), None)
+        if rds is None or current is None:
+            raise KeyError(f"no record {name} {rdtype} {old} in zone {zone}")
+        try:
+            replacement = dns.rdata.from_text(dns.rdataclass.IN, kind, new.strip(), origin=origin,
+                                              relativize=False)
+        except (dns.exception.DNSException, ValueError) as e:
+            raise ValueError(f"not valid {rdtype} data {new!r}: {e}") from None
+        if ttl is not None and not 0 <= ttl <= 2**31 - 1:
+            raise ValueError(f"TTL {ttl} out of range (RFC 2181 §8)")
+        updated = dns.rdataset.Rdataset(dns.rdataclass.IN, kind)
+        updated.update_ttl(rds.ttl if ttl is None else ttl)
+        for r in rds:
+            updated.add(replacement if r is current else r)
+        z.replace_rdataset(owner, updated)
+        self._bump_serial(origin)
+        self.clear_cache()
+        return Record(origin.to_text(omit_final_dot=True), owner.to_text(omit_final_dot=True),
+                      updated.ttl, dns.rdatatype.to_text(kind), replacement.to_text())
+
+    def _bump_serial(self, origin: dns.name.Name) -> None:
+        """A changed zone gets a higher SOA serial (RFC 1034 §4.3.5, RFC 1982 arithmetic)."""
+        z = self._zones[origin]
+        soa = z.get_rdataset(origin, dns.rdatatype.SOA)
+        if soa is None:
+            return
+        bumped = dns.rdataset.Rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
+        bumped.update_ttl(soa.ttl)
+        bumped.add(soa[0].replace(serial=(soa[0].serial + 1) % 2**32))
+        z.replace_rdataset(origin, bumped)
 
     # -- the one entry point -------------------------------------------------
 

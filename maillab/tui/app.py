@@ -1,99 +1,313 @@
-"""The Textual app: the lab on the same event loop, with live dialogues and maillog.
+"""The Textual app: the whole lab on the app's own event loop, in eight live panels.
 
-This first version shows the two streams a student watches most: every line
-of every SMTP dialogue as it happens, and the maillog.  Events reach the UI
-through a bounded bus subscription drained every 50 ms, so a flood of mail
-never floods the screen's work queue.
+`MailLabApp(lab)` starts the lab after the first frame, in a worker on the
+same loop, and stops it on quit (servers closed, spool kept).  It owns the
+shared models — `SessionBook` (dialogues), `JourneyIndex` (what happened to
+each queue ID), `Monitor` (per-second counts) — and one bus subscription.
+
+Events are coalesced per frame: a timer drains the bounded subscription
+`PUMP_HZ` times a second, folds the batch into the models once, hands it to
+every panel (`Panel.feed`) and redraws only the panel on screen
+(`Panel.flush`); a second timer moves the lab clock in the header, closes the
+monitor's second and refreshes countdowns.  A flood drops the oldest events
+of the subscription (counted on the Monitor panel), never the lab's.
+
+Every action is a key binding, a command palette entry (Ctrl+P) and a line
+of the help screen (?); panels declare theirs in `COMMANDS`.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
+from functools import partial
+from typing import Any, Iterable
 
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Vertical
-from textual.widgets import Footer, Header, Log, Static
+from textual.screen import Screen
+from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from ..events import SessionClosed, SessionLine, SessionOpened
-from ..lab import Lab, LabError
-from ..maillog import format_event
-from ..state import StateError
+from ..clock import parse_duration
+from ..errors import UserError
+from ..lab import Lab
+from .fmt import duration, long_stamp
+from .forms import Field, FormScreen, HelpScreen
+from .journey import JourneyIndex
+from .metrics import Monitor, disk_usage
+from .panel import Batch, Panel
+from .panels import PANELS
+from .sessions import SessionBook
 
-_ARROW = {"client": ">>>", "server": "<<<", "note": "..."}
+PUMP_HZ = 15
+SUBSCRIPTION = 50_000            # events buffered between two frames, at most
+DISK_EVERY = 10                  # seconds between two samples of the disk usage
+SPEEDS = (1.0, 10.0, 60.0, 600.0, 3600.0)
+
+INTRO = """\
+# maillab — the lab you can watch
+
+A small Internet of mail runs inside this window, on the loopback interface:
+a DNS server for every domain of the world, one MTA per host, Maildirs, POP3.
+Everything you do from another terminal — `telnet 127.0.0.1 {smtp}`, `swaks`,
+`dig @127.0.0.1 -p {dns} syr.edu MX` — shows up here as it happens.
+
+| key | does |
+|---|---|
+| `1` … `8` | show a panel (also: click its tab) |
+| `Ctrl+P` | the command palette: every action, searchable |
+| `?` / `F1` | this help |
+| `t` | dark / light theme |
+| `p` | presenter mode: bigger, simpler, explained — for a projector |
+| `>` `<` `a` | lab clock faster, slower, jump ahead (days of retries in minutes) |
+| `q` | quit: the servers stop, queued mail stays in the spool |
+"""
+
+
+def _panel_id(panel: type[Panel]) -> str:
+    return panel.TITLE.lower()
 
 
 class MailLabApp(App[None]):
     TITLE = "maillab"
     CSS = """
-    #dialogues { height: 2fr; border: round $accent; }
-    #maillog { height: 1fr; border: round $secondary; }
-    #endpoints { height: auto; color: $text-muted; }
+    #tabs { height: 1fr; }
+    TabPane { padding: 0; }
+    Screen.-presenter Tab { text-style: bold; }
     """
     BINDINGS = [
         Binding("q", "quit", "Quit"),
-        Binding("c", "clear", "Clear panels"),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("t", "toggle_theme", "Theme"),
+        Binding("p", "toggle_presenter", "Presenter"),
+        *(Binding(str(n), f"show_panel('{_panel_id(p)}')", p.TITLE, show=False)
+          for n, p in enumerate(PANELS, 1)),
+        Binding("greater_than_sign", "clock_faster", "Clock faster", show=False),
+        Binding("less_than_sign", "clock_slower", "Clock slower", show=False),
+        Binding("a", "clock_advance", "Clock ahead", show=False),
     ]
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, presenter: bool = False) -> None:
         super().__init__()
         self.lab = lab
         self.startup_error = ""
-        self._sub = lab.bus.subscribe(maxlen=20_000)
+        self.lab_running = False
+        self.presenter = presenter
+        self.sessions = SessionBook()
+        self.journeys = JourneyIndex({h.name: h.address for h in lab.world.hosts.values()})
+        self.monitor = Monitor()
+        self._sub = lab.bus.subscribe(maxlen=SUBSCRIPTION)
+        self._panels: dict[str, Panel] = {}
+        self._seconds = 0
+        self._disk_sample: int | None = None
+        self._last_notice = 0.0
 
+    # --- layout --------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=True)
-        with Vertical():
-            yield Static("starting the lab…", id="endpoints")
-            dialogues = Log(id="dialogues", max_lines=5_000)
-            dialogues.border_title = "SMTP dialogues"
-            yield dialogues
-            maillog = Log(id="maillog", max_lines=5_000)
-            maillog.border_title = "maillog"
-            yield maillog
+        yield Header()
+        with TabbedContent(id="tabs", initial=_panel_id(PANELS[0])):
+            for n, kind in enumerate(PANELS, 1):
+                pid = _panel_id(kind)
+                with TabPane(f"{n} {kind.TITLE}", id=pid):
+                    panel = kind(self, id=f"{pid}-panel")
+                    self._panels[pid] = panel
+                    yield panel
         yield Footer()
 
-    async def on_mount(self) -> None:
-        self.sub_title = f"world {self.lab.world.name}"
+    def on_mount(self) -> None:
+        self.title = f"maillab · world {self.lab.world.name}"
+        self._clock_title()
+        self.set_interval(1 / PUMP_HZ, self._pump)
+        self.set_interval(1.0, self._tick)
+        self.run_worker(self._start_lab(), group="lab", exit_on_error=False)
+        if self.presenter:
+            self._apply_presenter()
+        self._focus_active()
+
+    async def _start_lab(self) -> None:
         try:
             await self.lab.start()
-        except (LabError, StateError, OSError) as e:
+        except (UserError, OSError) as e:
             self.startup_error = str(e)
             self.exit()
             return
-        smtp = [e for e in self.lab.endpoints if e.service == "smtp"]
-        self.query_one("#endpoints", Static).update(
-            f"{len(self.lab.endpoints)} endpoints; try: telnet {smtp[0].address} {smtp[0].port}"
-            if smtp else f"{len(self.lab.endpoints)} endpoints")
-        self.set_interval(0.05, self._drain)
-
-    def _drain(self) -> None:
-        events = self._sub.drain()
-        if not events:
+        except Exception as e:       # a bug: say it in one line, never leave a half-started lab
+            self.startup_error = f"internal error while starting the lab: {type(e).__name__}: {e}"
+            self.exit()
             return
-        dialogue_lines, log_lines = [], []
-        for e in events:
-            if isinstance(e, SessionLine):
-                stamp = time.strftime("%H:%M:%S", time.localtime(e.time))
-                dialogue_lines.append(f"{stamp} {e.session:<28} {_ARROW[e.direction]} {e.text}")
-            elif isinstance(e, SessionOpened):
-                dialogue_lines.append(f"--- {e.session}: {e.protocol} session with "
-                                      f"{e.peer_name or '?'} [{e.peer}]")
-            elif isinstance(e, SessionClosed):
-                dialogue_lines.append(f"--- {e.session}: {e.reason}")
-            line = format_event(e)
-            if line is not None:
-                log_lines.append(line)
-        if dialogue_lines:
-            self.query_one("#dialogues", Log).write_lines(dialogue_lines)
-        if log_lines:
-            self.query_one("#maillog", Log).write_lines(log_lines)
-
-    def action_clear(self) -> None:
-        self.query_one("#dialogues", Log).clear()
-        self.query_one("#maillog", Log).clear()
+        self.lab_running = True
+        self.notify(f"{len(self.lab.endpoints)} endpoints listening. Try: telnet 127.0.0.1 "
+                    f"{self.lab.ports.smtp}", title="the lab is up")
 
     async def on_unmount(self) -> None:
         self._sub.close()
-        if self.lab.ctx is not None:
+        if self.lab_running:
+            self.lab_running = False
             await self.lab.stop()
+
+    @property
+    def panels(self) -> list[Panel]:
+        return list(self._panels.values())
+
+    @property
+    def active_panel(self) -> Panel:
+        return self._panels[self.query_one("#tabs", TabbedContent).active or _panel_id(PANELS[0])]
+
+    # --- the event pump and the clock tick --------------------------------------------
+    def _pump(self) -> None:
+        events = self._sub.drain()
+        if self._sub.dropped:
+            self.monitor.dropped += self._sub.dropped
+            self._sub.dropped = 0
+        if events:
+            batch = Batch(events)
+            try:
+                batch.sessions = self.sessions.ingest(events)
+                batch.deliveries = self.journeys.ingest(events)
+                self.monitor.ingest(events)
+            except Exception as e:
+                self.crashed(e)
+            for panel in self._panels.values():
+                panel.safe(panel.feed, batch)
+        panel = self.active_panel
+        panel.safe(panel.flush)
+
+    def _tick(self) -> None:
+        self._clock_title()
+        if not self.lab_running:
+            return
+        self._seconds += 1
+        self.monitor.tick(self.lab.queue_depth(), self._disk_sample)
+        self._disk_sample = None
+        if self._seconds % DISK_EVERY == 1:
+            self.run_worker(self._sample_disk, thread=True, group="disk", exclusive=True, exit_on_error=False)
+        panel = self.active_panel
+        panel.safe(panel.tick)
+
+    def _sample_disk(self) -> None:
+        state = self.lab.state
+        self._disk_sample = disk_usage(state.root / "spool", state.root / "mail")
+
+    def _clock_title(self) -> None:
+        clock = self.lab.clock
+        self.sub_title = f"lab clock {long_stamp(clock.now())} ×{clock.speed:g}"
+
+    def crashed(self, error: BaseException) -> None:
+        """A bug outside any panel: logged and shown; the lab goes on."""
+        try:
+            with open(self.lab.state.log_dir / "tui-errors.log", "a", encoding="utf-8") as f:
+                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} app\n"
+                        + "".join(traceback.format_exception(error)))
+        except OSError:
+            pass
+        now = time.monotonic()
+        if now - self._last_notice > 10:
+            self._last_notice = now
+            self.notify(f"{type(error).__name__}: {error}", severity="error",
+                        title="TUI error (the lab keeps running)")
+
+    # --- panels ----------------------------------------------------------------------
+    def action_show_panel(self, pid: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = pid
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        panel = self._panels.get(event.pane.id or "")
+        if panel is not None and panel is self.active_panel:
+            panel.safe(panel.flush)
+            if self.lab_running:
+                panel.safe(panel.tick)
+            self.call_after_refresh(self._focus_active)
+
+    def _focus_active(self) -> None:
+        """Keys go to the panel on screen.  Focus inside another pane would switch tabs
+        (TabbedContent follows focus), so a late call for a panel no longer shown does nothing."""
+        panel = self.active_panel
+        focused = self.focused
+        if focused is None or panel not in focused.ancestors_with_self:
+            panel.focus_main()
+
+    async def _panel_command(self, pid: str, action: str) -> None:
+        self.action_show_panel(pid)
+        await self._panels[pid].run_action(action)
+
+    # --- app-wide actions ----------------------------------------------------------------
+    def action_help(self) -> None:
+        parts = [INTRO.format(smtp=self.lab.ports.smtp, dns=self.lab.ports.dns)]
+        for n, panel in enumerate(self._panels.values(), 1):
+            parts.append(f"## {n} · {panel.TITLE}\n\n{panel.HELP}")
+        self.push_screen(HelpScreen("\n".join(parts)))
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def action_toggle_presenter(self) -> None:
+        self.presenter = not self.presenter
+        self._apply_presenter()
+        self.notify("presenter mode " + ("on: bigger, simpler, every line explained" if self.presenter
+                                         else "off"))
+
+    def _apply_presenter(self) -> None:
+        self.screen.set_class(self.presenter, "-presenter")
+        self.query_one(Header).tall = self.presenter
+        for panel in self._panels.values():
+            panel.presenter = self.presenter
+        if self.presenter:
+            self.action_show_panel(_panel_id(PANELS[0]))
+
+    def _set_speed(self, speed: float) -> None:
+        try:
+            self.lab.clock_speed(speed)
+        except UserError as e:
+            self.notify(str(e), severity="error")
+            return
+        self._clock_title()
+        self.notify(f"lab clock ×{speed:g}" + ("" if speed == 1 else f": a minute lasts {60 / speed:.2g} s"))
+
+    def action_clock_faster(self) -> None:
+        speed = self.lab.clock.speed
+        self._set_speed(next((s for s in SPEEDS if s > speed), SPEEDS[-1]))
+
+    def action_clock_slower(self) -> None:
+        speed = self.lab.clock.speed
+        self._set_speed(next((s for s in reversed(SPEEDS) if s < speed), SPEEDS[0]))
+
+    def action_clock_normal(self) -> None:
+        self._set_speed(1.0)
+
+    def action_clock_advance(self) -> None:
+        fields = [Field("duration", "Jump the lab clock ahead by (90s, 5m, 4h, 1d):", "1h")]
+        self.push_screen(FormScreen("Fast-forward the lab clock", fields, ok="Jump"), self._advance)
+
+    def _advance(self, values: dict[str, str] | None) -> None:
+        if not values:
+            return
+        try:
+            seconds = parse_duration(values["duration"])
+            self.lab.clock_advance(seconds)
+        except (ValueError, UserError) as e:
+            self.notify(str(e), severity="error")
+            return
+        self._clock_title()
+        self.notify(f"lab clock jumped {duration(seconds)} ahead: {long_stamp(self.lab.clock.now())}; "
+                    "due retries run now")
+
+    # --- the command palette -----------------------------------------------------------------
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for n, (pid, panel) in enumerate(self._panels.items(), 1):
+            yield SystemCommand(f"Show {panel.TITLE}", f"Switch to the {panel.TITLE} panel (key {n})",
+                                partial(self.action_show_panel, pid))
+        for pid, panel in self._panels.items():
+            for title, help_text, action in panel.COMMANDS:
+                yield SystemCommand(title, help_text, partial(self._panel_command, pid, action))
+        yield SystemCommand("Clock: faster", "Run the lab clock faster (×10, ×60, ×600, ×3600)",
+                            self.action_clock_faster)
+        yield SystemCommand("Clock: slower", "Run the lab clock slower", self.action_clock_slower)
+        yield SystemCommand("Clock: normal speed", "Run the lab clock at ×1", self.action_clock_normal)
+        yield SystemCommand("Clock: jump ahead", "Fast-forward the lab clock (retries fall due)",
+                            self.action_clock_advance)
+        yield SystemCommand("Toggle dark / light theme", "Switch between textual-dark and textual-light",
+                            self.action_toggle_theme)
+        yield SystemCommand("Presenter mode", "Bigger, simpler panels with every line explained",
+                            self.action_toggle_presenter)
+        yield SystemCommand("Help", "What each panel shows, and its keys", self.action_help)

@@ -1,0 +1,156 @@
+"""What every tab of the TUI shares: the batch of events it is fed, and error containment.
+
+The app drains the bus a dozen times a second and hands each panel one
+`Batch`; a panel folds it into its state (`feed`) and redraws only when it
+is on screen (`flush`), so hidden panels cost almost nothing in a flood.
+
+A panel never takes the lab down: every entry point the app calls goes
+through `Panel.safe`, and actions and handlers are wrapped with `@guarded`.
+A bug shows up as a red line at the top of the panel (the traceback goes to
+`<state>/log/tui-errors.log`) while the lab and the other panels go on; a
+refused admin request (`UserError`) is a notification, not a crash.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.css.query import NoMatches
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from ..errors import UserError
+from ..events import Event
+from .sessions import Changes
+
+if TYPE_CHECKING:
+    from .app import MailLabApp
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(slots=True)
+class Batch:
+    """The events of one frame, with what the shared models made of them."""
+    events: list[Event]
+    sessions: Changes = field(default_factory=Changes)
+    deliveries: int = 0        # final deliveries the journey index learnt of
+
+    def of(self, *kinds: type[Event]) -> list[Event]:
+        return [e for e in self.events if isinstance(e, kinds)]
+
+
+def guarded(method: F) -> F:
+    """Run a panel's action or handler so that an exception stays inside the panel."""
+    if inspect.iscoroutinefunction(method):
+        @functools.wraps(method)
+        async def run_async(self: "Panel", *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(self, *args, **kwargs)
+            except UserError as e:
+                self.app.notify(str(e), severity="error", title="refused")
+            except Exception as e:
+                self.crashed(e)
+            return None
+        return run_async  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def run(self: "Panel", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except UserError as e:
+            self.app.notify(str(e), severity="error", title="refused")
+        except Exception as e:
+            self.crashed(e)
+        return None
+    return run  # type: ignore[return-value]
+
+
+class Panel(Vertical):
+    """A tab of the TUI.  Subclasses set TITLE, HELP and COMMANDS, and override
+    `compose_panel`, `feed` and `flush` (and `tick`, called once a second when shown)."""
+
+    TITLE: ClassVar[str] = ""
+    HELP: ClassVar[str] = ""               # Markdown for the help screen
+    COMMANDS: ClassVar[list[tuple[str, str, str]]] = []   # (palette title, help, action name)
+
+    DEFAULT_CSS = """
+    Panel { height: 1fr; }
+    Panel > .panel-error { display: none; background: $error 30%; color: $text; height: auto; padding: 0 1; }
+    Panel > .panel-error.-shown { display: block; }
+    Panel .hint { color: $text-muted; height: auto; padding: 0 1; }
+    """
+
+    presenter: reactive[bool] = reactive(False, init=False)
+
+    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.shell = app
+        self.lab = app.lab
+        self.errors = 0
+        self._last_notice = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield Static("", classes="panel-error", markup=False)
+        yield from self.compose_panel()
+
+    def compose_panel(self) -> ComposeResult:
+        yield from ()
+
+    # --- what the app calls ----------------------------------------------------
+    def feed(self, batch: Batch) -> None:
+        """Fold a batch of events into this panel's state (called for every panel)."""
+
+    def flush(self) -> None:
+        """Bring the widgets up to date (called when the panel is on screen)."""
+
+    def tick(self) -> None:
+        """Once a second while on screen: countdowns, periodic refreshes."""
+
+    def focus_main(self) -> None:
+        """Give the keyboard to the panel's main widget."""
+
+    def watch_presenter(self, presenter: bool) -> None:
+        self.set_class(presenter, "-presenter")
+
+    @property
+    def shown(self) -> bool:
+        return self.shell.active_panel is self
+
+    def safe(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as e:
+            self.crashed(e)
+            return None
+
+    def crashed(self, error: BaseException) -> None:
+        self.errors += 1
+        text = "".join(traceback.format_exception(error))
+        try:
+            log = self.lab.state.log_dir / "tui-errors.log"
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} panel {self.TITLE}\n{text}")
+            where = f"; traceback in {log}"
+        except OSError:
+            where = ""
+        try:
+            banner = self.query_one(".panel-error", Static)
+        except NoMatches:        # not composed yet: the notification says it
+            banner = None
+        if banner is not None:
+            banner.update(f"⚠ {self.TITLE} panel error ({self.errors}): {type(error).__name__}: {error}"
+                          f" — the lab keeps running{where}")
+            banner.add_class("-shown")
+        now = time.monotonic()
+        if now - self._last_notice > 10:
+            self._last_notice = now
+            self.app.notify(f"{self.TITLE}: {type(error).__name__}: {error}", severity="error",
+                            title="panel error (the lab keeps running)")

@@ -1,0 +1,252 @@
+"""The Dialogues panel: every SMTP, POP3 and IMAP session, and the chosen one's transcript, live.
+
+The table lists recent sessions (started, protocol, host, peer, state); the
+log below shows the selected session line by line, client and server in
+different colours, with lab-clock times.  Follow mode (`f`, on at start)
+always shows the newest session, so a student's telnet session appears as
+they type; Enter or a click on a row picks one and ends follow mode.
+Explain mode (`e`) annotates each line: what a reply code and its enhanced
+code mean and which RFC section defines them, what a command asks, and AUTH
+data decoded, with a warning when a password crossed the wire in the clear.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.widgets import DataTable, RichLog, Static
+
+from ..fmt import stamp
+from ..panel import Batch, Panel, guarded
+from ..sessions import Line, Session
+
+CLIENT_STYLE = "bold deep_sky_blue3"
+SERVER_STYLE = "bold dark_orange"
+NOTE_STYLE = "italic grey50"
+EXPLAIN_STYLE = "medium_purple3"
+WARNING_STYLE = "bold red"
+TRANSCRIPT_LINES = 2_000
+COLUMNS = ("started", "protocol", "host", "peer", "state")
+
+
+class DialoguesPanel(Panel):
+    TITLE = "Dialogues"
+    HELP = """\
+Every session on the wire: SMTP (port 25's stand-in 2525, submission 2587), the
+lab's own outbound hops (`smtp-out`), POP3 and IMAP.  The table shows when each
+session started, its protocol, the host that serves it, the peer, and whether it
+is still open.  Below, the selected session's transcript: **C:** lines are what
+the client sent, **S:** lines what the server answered, *grey* lines the lab's
+remarks (a message body is summarised, not dumped).
+
+- `f` follow: always show the newest session (on at start). Type
+  `telnet 127.0.0.1 2525` in another terminal and watch your session appear.
+- `e` explain: annotate every line — reply codes (`354`, `250 2.1.5`,
+  `550 5.1.1`), enhanced status codes (RFC 3463), commands, EHLO keywords — with
+  the RFC section that defines them. AUTH PLAIN / LOGIN are decoded: base64 is
+  not encryption, and without TLS the password crossed the wire in the clear.
+- `Enter` on a row: show that session (ends follow mode). `c` clears the list.
+"""
+    COMMANDS = [("Dialogues: follow the newest session", "Toggle follow mode", "toggle_follow"),
+                ("Dialogues: explain codes and commands", "Toggle annotations with RFC references",
+                 "toggle_explain"),
+                ("Dialogues: clear the session list", "Forget the sessions shown so far", "clear")]
+    BINDINGS = [Binding("f", "toggle_follow", "Follow"), Binding("e", "toggle_explain", "Explain"),
+                Binding("c", "clear", "Clear")]
+    DEFAULT_CSS = """
+    DialoguesPanel #sessions { height: 40%; min-height: 5; }
+    DialoguesPanel #transcript { height: 1fr; border-top: solid $accent; }
+    DialoguesPanel.-presenter #sessions { display: none; }
+    DialoguesPanel.-presenter #transcript { border-top: none; padding: 0 2; }
+    """
+
+    follow: reactive[bool] = reactive(True, init=False)
+    explain: reactive[bool] = reactive(False, init=False)
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.book = app.sessions
+        self.selected: str | None = None
+        self._opened: list[str] = []
+        self._updated: set[str] = set()
+        self._forgotten: list[str] = []
+        self._new_lines: list[Line] = []      # of the selected session, not yet shown
+        self._redraw = False
+
+    def compose_panel(self) -> ComposeResult:
+        yield Static("", id="dialogues-hint", classes="hint", markup=False)
+        table: DataTable[str] = DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        yield table
+        yield RichLog(id="transcript", max_lines=TRANSCRIPT_LINES, wrap=True, markup=False)
+
+    def on_mount(self) -> None:
+        self._hint()
+
+    def focus_main(self) -> None:
+        self.query_one("#sessions", DataTable).focus()
+
+    # --- state ----------------------------------------------------------------
+    def feed(self, batch: Batch) -> None:
+        ch = batch.sessions
+        if not ch:
+            return
+        self._opened += ch.opened
+        if len(self._opened) > self.book.max_sessions:
+            del self._opened[:-self.book.max_sessions]
+        self._updated |= ch.updated
+        self._forgotten += ch.forgotten
+        if self.selected is not None and self.selected in ch.lines:
+            self._new_lines += ch.lines[self.selected]
+            if len(self._new_lines) > TRANSCRIPT_LINES:
+                self._redraw = True
+                self._new_lines.clear()
+
+    def flush(self) -> None:
+        table = self.query_one("#sessions", DataTable)
+        for sid in self._forgotten:
+            if sid in table.rows:
+                table.remove_row(sid)
+        for sid in self._opened:
+            s = self.book.get(sid)
+            if s is not None and sid not in table.rows:
+                table.add_row(*self._cells(s), key=sid)
+        for sid in self._updated:
+            s = self.book.get(sid)
+            if s is not None and sid in table.rows:
+                for column, value in zip(COLUMNS, self._cells(s)):
+                    table.update_cell(sid, column, value)
+        changed = bool(self._opened or self._updated or self._forgotten)
+        self._opened, self._updated, self._forgotten = [], set(), []
+        if self.follow:
+            newest = self.book.newest()
+            if newest is not None and newest.id != self.selected:
+                self._select(newest.id)
+            if table.row_count:
+                table.move_cursor(row=table.row_count - 1, animate=False, scroll=True)
+        elif self.selected is not None and self.book.get(self.selected) is None:
+            self._select(None)
+        self._draw_transcript()
+        if changed:
+            self._hint()
+
+    @staticmethod
+    def _cells(s: Session) -> tuple[str, str, str, str, str]:
+        return stamp(s.started), s.protocol, s.host, s.client, s.state
+
+    def _select(self, sid: str | None) -> None:
+        self.selected = sid
+        self._redraw = True
+        self._new_lines.clear()
+
+    # --- transcript -------------------------------------------------------------
+    def _draw_transcript(self) -> None:
+        log = self.query_one("#transcript", RichLog)
+        if self._redraw:
+            self._redraw = False
+            self._new_lines.clear()
+            log.clear()
+            s = self.book.get(self.selected) if self.selected else None
+            if s is None:
+                log.write(Text("No session selected yet. Try: telnet 127.0.0.1 "
+                               f"{self.lab.ports.smtp}", style=NOTE_STYLE))
+                return
+            log.write(self._heading(s))
+            if s.dropped:
+                log.write(Text(f"({s.dropped} earlier lines not kept)", style=NOTE_STYLE))
+            for line in s.lines:
+                self._write(log, line)
+        elif self._new_lines:
+            for line in self._new_lines:
+                self._write(log, line)
+            self._new_lines.clear()
+
+    def _heading(self, s: Session) -> Text:
+        text = Text()
+        text.append(f"{s.id}", style="bold")
+        text.append(f" — {s.protocol} on {s.host}, peer {s.client}, started {stamp(s.started)}, {s.state}",
+                    style=NOTE_STYLE)
+        return text
+
+    def _write(self, log: RichLog, line: Line) -> None:
+        text = Text()
+        if not self.presenter:
+            text.append(stamp(line.time) + " ", style="dim")
+        if line.direction == "client":
+            text.append("CLIENT › " if self.presenter else "C: ", style=CLIENT_STYLE)
+            text.append(line.text)
+        elif line.direction == "server":
+            text.append("SERVER ‹ " if self.presenter else "S: ", style=SERVER_STYLE)
+            text.append(line.text)
+        else:
+            text.append("   " + line.text, style=NOTE_STYLE)
+        log.write(text)
+        if self.explain or self.presenter:
+            indent = "          " if not self.presenter else "   "
+            for note in line.notes:
+                log.write(Text(f"{indent}{'⚠ ' if note.warning else '↳ '}{note}",
+                               style=WARNING_STYLE if note.warning else EXPLAIN_STYLE))
+        if self.presenter and line.direction == "server" and line.text[3:4] != "-":
+            log.write(Text(""))
+
+    def _hint(self) -> None:
+        port = self.lab.ports.smtp
+        shown = self.query_one("#sessions", DataTable).row_count
+        self.query_one("#dialogues-hint", Static).update(
+            f"telnet 127.0.0.1 {port} · f follow: {'ON' if self.follow else 'off'} · "
+            f"e explain: {'ON' if self.explain else 'off'} · {shown} sessions ({self.book.total_opened} "
+            "since start)")
+
+    # --- reactions ---------------------------------------------------------------
+    def watch_follow(self) -> None:
+        self._hint()
+        self.flush()
+
+    def watch_explain(self) -> None:
+        self._redraw = True
+        self._hint()
+        self._draw_transcript()
+
+    def watch_presenter(self, presenter: bool) -> None:
+        super().watch_presenter(presenter)
+        self._redraw = True
+        self._draw_transcript()
+
+    @guarded
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id != "sessions":
+            return
+        self.follow = False
+        self._select(str(event.row_key.value))
+        self._draw_transcript()
+
+    @guarded
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id != "sessions" or self.follow:
+            return      # in follow mode the cursor moves by itself
+        sid = str(event.row_key.value)
+        if sid != self.selected:
+            self._select(sid)
+            self._draw_transcript()
+
+    @guarded
+    def action_toggle_follow(self) -> None:
+        self.follow = not self.follow
+
+    @guarded
+    def action_toggle_explain(self) -> None:
+        self.explain = not self.explain
+
+    @guarded
+    def action_clear(self) -> None:
+        self.book.clear()
+        self.query_one("#sessions", DataTable).clear()
+        self._opened, self._updated, self._forgotten = [], set(), []
+        self._select(None)
+        self._draw_transcript()
+        self._hint()

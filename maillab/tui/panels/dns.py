@@ -1,0 +1,158 @@
+"""The DNS panel: the lab's zones and records, the live query log, and record editing.
+
+Records come from the running `Authority` (`Lab.dns_records`); editing one
+(`e`) goes through `Lab.dns_edit`, which changes the zone in place, bumps its
+SOA serial and clears the answer cache: the MTAs ask the lab DNS on every
+relay (nothing is cached), so the very next message is routed by the new data.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Log, Static
+
+from ...dns.authority import FAULT_MODES
+from ...events import DnsQuery, Notice
+from ..fmt import stamp
+from ..forms import Field, FormScreen
+from ..panel import Batch, Panel, guarded
+
+COLUMNS = ("zone", "name", "ttl", "type", "data")
+LOG_LINES = 2_000
+
+
+class DnsPanel(Panel):
+    TITLE = "DNS"
+    HELP = """\
+The lab DNS (127.0.0.1 port 1053) is authoritative for every zone of the world.
+The table lists each record; below, every query as it arrives, with who asked
+(the MTAs ask from their own address, so you see `mail.northpole.org` look up
+`syr.edu MX` before it relays), the question, and the answer code.
+
+- `e` edits the selected record. Try the MX records of `syr.edu`: give
+  `smtp2.syr.edu` preference 5 (below smtp1's 10) and send mail to syr.edu from
+  another domain — it now goes to smtp2 first. Names without a final dot are
+  relative to the zone, as in a BIND zone file.
+- `F` makes the selected record's zone fail: SERVFAIL, NXDOMAIN or no answer at
+  all (timeout); *off* heals it. Mail to that domain is deferred, or bounced on
+  NXDOMAIN.
+- Ask yourself: `dig @127.0.0.1 -p 1053 syr.edu MX`.
+"""
+    COMMANDS = [("DNS: edit the selected record", "Change data or TTL; routing follows", "edit"),
+                ("DNS: fault for the selected zone", "SERVFAIL, NXDOMAIN, timeout or off", "fault")]
+    BINDINGS = [Binding("e", "edit", "Edit record"), Binding("F", "fault", "Zone fault")]
+    DEFAULT_CSS = """
+    DnsPanel #dns-records { height: 55%; }
+    DnsPanel #dns-log { height: 1fr; border-top: solid $accent; }
+    """
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._pending: deque[str] = deque(maxlen=LOG_LINES)
+        self._dirty = True
+
+    def compose_panel(self) -> ComposeResult:
+        yield Static("", id="dns-hint", classes="hint", markup=False)
+        table: DataTable[str] = DataTable(id="dns-records", cursor_type="row", zebra_stripes=True)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        yield table
+        yield Log(id="dns-log", max_lines=LOG_LINES)
+
+    def focus_main(self) -> None:
+        self.query_one("#dns-records", DataTable).focus()
+
+    def feed(self, batch: Batch) -> None:
+        world = self.lab.world
+        for e in batch.of(DnsQuery, Notice):
+            if isinstance(e, Notice):
+                if e.program == "dns":
+                    self._pending.append(f"{stamp(e.time)} {e.text}")
+                    self._dirty = True
+                continue
+            assert isinstance(e, DnsQuery)
+            ip = e.client.rpartition(":")[0]
+            host = world.host_at(ip)
+            who = host.name if host else ip
+            plural = "" if e.answers == 1 else "s"
+            self._pending.append(f"{stamp(e.time)} {who:<22} {e.transport} {e.name} {e.rdtype} -> "
+                                 f"{e.rcode}, {e.answers} answer{plural}")
+
+    def flush(self) -> None:
+        if self._dirty:
+            self.reload()
+        if self._pending:
+            self.query_one("#dns-log", Log).write_lines(list(self._pending))
+            self._pending.clear()
+
+    def reload(self) -> None:
+        self._dirty = False
+        table = self.query_one("#dns-records", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        faults = self.lab.dns_faults()
+        records = self.lab.dns_records()
+        for r in records:
+            zone = f"{r.zone} ({faults[r.zone]})" if r.zone in faults else r.zone
+            table.add_row(zone, r.name, str(r.ttl), r.rdtype, r.data)
+        if records:
+            table.move_cursor(row=min(cursor, len(records) - 1), animate=False)
+        self.query_one("#dns-hint", Static).update(
+            f"{len(records)} records in {len({r.zone for r in records})} zones · e edit · F zone fault · "
+            f"dig @127.0.0.1 -p {self.lab.ports.dns} syr.edu MX")
+
+    def _selected(self) -> tuple[str, str, str, str, str] | None:
+        table = self.query_one("#dns-records", DataTable)
+        if not table.row_count:
+            return None
+        zone, name, ttl, rdtype, data = (str(c) for c in table.get_row_at(table.cursor_row))
+        return zone.split(" (")[0], name, ttl, rdtype, data
+
+    # --- actions -------------------------------------------------------------------
+    @guarded
+    def action_edit(self) -> None:
+        row = self._selected()
+        if row is None:
+            return
+        zone, name, ttl, rdtype, data = row
+        fields = [Field("data", f"{name} IN {rdtype} — new data (names without a final dot are "
+                                f"relative to {zone})", data),
+                  Field("ttl", "TTL (seconds)", ttl)]
+        self.app.push_screen(FormScreen(f"Edit a record of {zone}", fields, ok="Save"),
+                             lambda values: self._edit(row, values))
+
+    @guarded
+    def _edit(self, row: tuple[str, str, str, str, str], values: dict[str, str] | None) -> None:
+        if not values:
+            return
+        zone, name, _ttl, rdtype, data = row
+        try:
+            ttl = int(values["ttl"])
+        except ValueError:
+            self.app.notify("the TTL must be a whole number of seconds", severity="error")
+            return
+        record = self.lab.dns_edit(zone, name, rdtype, data, values["data"], ttl)
+        self.app.notify(f"{record.name} {record.ttl} IN {record.rdtype} {record.data}: the next look-up "
+                        "(and so routing) sees it", title="record changed")
+        self.reload()
+
+    @guarded
+    def action_fault(self) -> None:
+        row = self._selected()
+        if row is None:
+            return
+        zone = row[0]
+        fields = [Field("mode", f"How should {zone} fail?", "servfail", (*FAULT_MODES, "off"))]
+        self.app.push_screen(FormScreen(f"DNS fault for {zone}", fields, ok="Apply"),
+                             lambda values: self._fault(zone, values))
+
+    @guarded
+    def _fault(self, zone: str, values: dict[str, str] | None) -> None:
+        if values:
+            self.lab.dns_fault(zone, values["mode"])
+            self.app.notify(f"zone {zone}: {values['mode']}")
+            self.reload()

@@ -1,0 +1,156 @@
+"""The Hosts panel: each host of the world with its services and state; outages and chaos.
+
+Rows come from `Lab.hosts_listing` (what `maillab hosts` prints); taking a
+host down or up and setting chaos go through the same `Lab` methods as the
+control socket, so the TUI and the CLI can not disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from ...events import HostChanged, Queued, Removed
+from ...mta import CHAOS_STAGES, FAULT_MODES
+from ..forms import Field, FormScreen
+from ..panel import Batch, Panel, guarded
+
+COLUMNS = ("host", "address", "state", "services", "mailboxes of", "queued", "chaos")
+OUTAGES = {
+    "refuse": "connection refused: nothing listens (the sender tries the next MX)",
+    "421": "answers 421 and closes: service not available",
+    "silent": "accepts the connection and never speaks: the client times out",
+    "greylist": "450 to the first try of each (client, sender, recipient): retries get through",
+}
+
+
+class HostsPanel(Panel):
+    TITLE = "Hosts"
+    HELP = """\
+Every MTA host of the world: its loopback address, its state, what listens
+there (smtp 2525, submission 2587 and POP3 on a domain's mailbox host), the
+domains whose mailboxes it keeps, and how many messages wait in its queue.
+
+- `d` takes the selected host down, in one of four ways: *refuse* (connection
+  refused), *421* (service not available), *silent* (accepts and never speaks:
+  the sender times out), *greylist* (450 at the first try). `u` brings it up.
+  Take `smtp1.syr.edu` down and send to `syr.edu`: the mail goes to the backup MX
+  `smtp2.syr.edu`, which keeps it until smtp1 is back.
+- `c` sets chaos: MAIL, RCPT or DATA fail with a probability and a reply code
+  (seeded, so a run replays); `C` turns it off.
+"""
+    COMMANDS = [("Hosts: take the selected host down", "Simulate an outage", "down"),
+                ("Hosts: bring the selected host up", "End the outage", "up"),
+                ("Hosts: chaos on the selected host", "Random failures at MAIL, RCPT or DATA", "chaos"),
+                ("Hosts: chaos off", "End random failures on the selected host", "chaos_off")]
+    BINDINGS = [Binding("d", "down", "Down"), Binding("u", "up", "Up"), Binding("c", "chaos", "Chaos"),
+                Binding("C", "chaos_off", "Chaos off")]
+    DEFAULT_CSS = """
+    HostsPanel #hosts-table { height: 1fr; }
+    """
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._dirty = True
+
+    def compose_panel(self) -> ComposeResult:
+        yield Static("Select a host, then d (down), u (up), c (chaos).", classes="hint", markup=False)
+        table: DataTable[str] = DataTable(id="hosts-table", cursor_type="row", zebra_stripes=True)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        yield table
+
+    def focus_main(self) -> None:
+        self.query_one("#hosts-table", DataTable).focus()
+
+    def feed(self, batch: Batch) -> None:
+        if batch.of(HostChanged, Queued, Removed):
+            self._dirty = True
+
+    def flush(self) -> None:
+        if self._dirty:
+            self.reload()
+
+    def tick(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        self._dirty = False
+        table = self.query_one("#hosts-table", DataTable)
+        for h in self.lab.hosts_listing():
+            cells = (h["name"], h["address"], h["state"], " ".join(h["services"]) or "-",
+                     ", ".join(h["domains"]) or "-", str(h["queued"]), h["chaos"] or "-")
+            if h["name"] in table.rows:
+                for column, before, after in zip(COLUMNS, table.get_row(h["name"]), cells):
+                    if before != after:
+                        table.update_cell(h["name"], column, after)
+            else:
+                table.add_row(*cells, key=h["name"])
+
+    def _selected(self) -> str | None:
+        table = self.query_one("#hosts-table", DataTable)
+        if not table.row_count:
+            return None
+        return str(table.get_row_at(table.cursor_row)[0])
+
+    # --- actions -------------------------------------------------------------------
+    @guarded
+    def action_down(self) -> None:
+        host = self._selected()
+        if host is None:
+            return
+        fields = [Field("mode", "How is it down?\n" + "\n".join(f"  {k}: {v}" for k, v in OUTAGES.items()),
+                        "refuse", FAULT_MODES)]
+        self.app.push_screen(FormScreen(f"Take {host} down", fields, ok="Down"),
+                             lambda values: self._down(host, values))
+
+    @guarded
+    async def _down(self, host: str, values: dict[str, str] | None) -> None:
+        if values:
+            state = await self.lab.host_down(host, values["mode"])
+            self.app.notify(f"{host}: {state}")
+            self.reload()
+
+    @guarded
+    async def action_up(self) -> None:
+        host = self._selected()
+        if host is not None:
+            state = await self.lab.host_up(host)
+            self.app.notify(f"{host}: {state}")
+            self.reload()
+
+    @guarded
+    def action_chaos(self) -> None:
+        host = self._selected()
+        if host is None:
+            return
+        fields = [Field("stage", "Which command fails?", "RCPT", CHAOS_STAGES),
+                  Field("probability", "Probability (0 to 1)", "0.5"),
+                  Field("code", "Reply code (4xx: retry later, 5xx: bounce)", "451"),
+                  Field("seed", "Random seed (the same seed replays the same failures)", "0")]
+        self.app.push_screen(FormScreen(f"Chaos on {host}", fields, ok="Set"),
+                             lambda values: self._chaos(host, values))
+
+    @guarded
+    def _chaos(self, host: str, values: dict[str, str] | None) -> None:
+        if not values:
+            return
+        try:
+            probability, code, seed = float(values["probability"]), int(values["code"]), int(values["seed"])
+        except ValueError:
+            self.app.notify("probability must be a number, code and seed whole numbers", severity="error")
+            return
+        described = self.lab.host_chaos(host, values["stage"], probability, code, seed)
+        self.app.notify(f"{host}: chaos {described}")
+        self.reload()
+
+    @guarded
+    def action_chaos_off(self) -> None:
+        host = self._selected()
+        if host is not None:
+            self.lab.host_chaos(host, off=True)
+            self.app.notify(f"{host}: chaos off")
+            self.reload()

@@ -1,0 +1,188 @@
+"""The Journey panel: a delivered message's hops from its Received headers, beside the lab's record.
+
+The table lists recent final deliveries (into a Maildir).  Picking one reads
+the delivered file's header (`Lab.delivered_message`, in a thread) and shows
+its Received headers as a timeline, oldest hop first: who handed the message
+to whom, from which IP, with which protocol, with or without TLS, and the
+delay since the previous hop.  Beside it, what the lab itself saw for each
+queue ID of the trace (`JourneyIndex`): queued, DNS look-ups by that host,
+the SMTP sessions that said "queued as" it, deliveries and deferrals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.widgets import DataTable, RichLog, Static
+
+from ..fmt import duration, stamp
+from ..journey import Hop, hops
+from ..panel import Batch, Panel, guarded
+
+COLUMNS = ("delivered", "recipient", "queue id", "host")
+SESSION_LINES = 24
+NARROW = 120
+
+
+class JourneyPanel(Panel):
+    TITLE = "Journey"
+    HELP = """\
+Pick a delivered message (`Enter`) to follow it hop by hop. On the left, its
+**Received** headers — each MTA adds one on top, so they are read bottom-up —
+as a timeline: the client (its HELO name, the name its IP resolves to, the IP),
+the receiving host, the protocol (`ESMTP`; `ESMTPS` means TLS, `ESMTPA` a login,
+RFC 3848), the queue ID and the delay since the previous hop.
+
+On the right, the lab's own record of each queue ID: when it was queued, the
+DNS look-ups that host made (MX, then A), the SMTP dialogue that carried it to
+the next hop, and the final delivery. Compare the two: headers can be forged,
+the lab's record can not.
+"""
+    COMMANDS = [("Journey: show the selected message", "Its Received hops and the lab's record", "show")]
+    BINDINGS = [Binding("enter", "show", "Show", show=False)]
+    DEFAULT_CSS = """
+    JourneyPanel #deliveries { height: 30%; min-height: 4; }
+    JourneyPanel #journey-body { height: 1fr; layout: horizontal; border-top: solid $accent; }
+    JourneyPanel #journey-body.-narrow { layout: vertical; }
+    JourneyPanel #hops, JourneyPanel #record { width: 1fr; height: 1fr; }
+    JourneyPanel #record { border-left: solid $accent; }
+    JourneyPanel #journey-body.-narrow #record { border-left: none; border-top: solid $accent; }
+    """
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.index = app.journeys
+        self.sessions = app.sessions
+        self._dirty = True
+        self.current: tuple[str, str] | None = None
+
+    def compose_panel(self) -> ComposeResult:
+        yield Static("Recent deliveries into Maildirs: Enter shows a message's journey.", classes="hint", markup=False)
+        table: DataTable[str] = DataTable(id="deliveries", cursor_type="row", zebra_stripes=True)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        yield table
+        with Container(id="journey-body"):
+            yield RichLog(id="hops", wrap=True, max_lines=500)
+            yield RichLog(id="record", wrap=True, max_lines=2_000)
+
+    def focus_main(self) -> None:
+        self.query_one("#deliveries", DataTable).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.query_one("#journey-body").set_class(event.size.width < NARROW, "-narrow")
+
+    def feed(self, batch: Batch) -> None:
+        self._dirty = self._dirty or batch.deliveries > 0
+
+    def flush(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        table = self.query_one("#deliveries", DataTable)
+        wanted = {f"{d.queue_id}\t{d.recipient}": d for d in self.index.deliveries}
+        for key in [k.value for k in table.rows if k.value not in wanted]:
+            table.remove_row(key)
+        for key, d in wanted.items():
+            if key not in table.rows:
+                table.add_row(stamp(d.time), d.recipient, d.queue_id, d.host, key=key)
+
+    # --- showing one message ---------------------------------------------------------
+    @guarded
+    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "deliveries":
+            qid, _, recipient = str(event.row_key.value).partition("\t")
+            await self.show(recipient, qid)
+
+    @guarded
+    async def action_show(self) -> None:
+        table = self.query_one("#deliveries", DataTable)
+        if not table.row_count:
+            self.app.notify("No delivered message yet: send one first", severity="warning")
+            return
+        _when, recipient, qid, _host = (str(c) for c in table.get_row_at(table.cursor_row))
+        await self.show(recipient, qid)
+
+    async def show(self, recipient: str, qid: str) -> None:
+        self.current = (recipient, qid)
+        header = await asyncio.to_thread(self.lab.delivered_message, recipient, qid)
+        trace = hops(header) if header else []
+        self._draw_hops(recipient, qid, trace, found=header is not None)
+        self._draw_record([h.queue_id for h in trace if h.queue_id] or [qid], trace)
+
+    def _draw_hops(self, recipient: str, qid: str, trace: list[Hop], found: bool) -> None:
+        log = self.query_one("#hops", RichLog)
+        log.clear()
+        log.write(Text(f"Received headers of {qid} for {recipient}", style="bold"))
+        if not found:
+            log.write(Text("The message is no longer in the mailbox (read by POP3, deleted?).",
+                           style="italic"))
+            return
+        for n, hop in enumerate(trace, 1):
+            head = Text()
+            head.append(f"{n}. ", style="bold")
+            head.append(stamp(hop.date) if hop.date else "??:??:??", style="dim")
+            if hop.client_ip or hop.helo:
+                who = hop.client_name or hop.helo
+                head.append(f"  {who} [{hop.client_ip or '?'}]", style="bold deep_sky_blue3")
+                head.append(" → ")
+            else:
+                head.append("  (made on the host) ")
+            head.append(hop.by, style="bold dark_orange")
+            log.write(head)
+            tls = Text("TLS", style="green") if hop.tls else Text("no TLS: readable on the wire",
+                                                                  style="red")
+            detail = Text("     ")
+            detail.append(f"with {hop.protocol or '?'} · ")
+            detail.append_text(tls)
+            if hop.authenticated:
+                detail.append(" · logged in (AUTH)")
+            detail.append(f" · id {hop.queue_id or '?'}")
+            if hop.helo and hop.client_ip:
+                detail.append(f" · HELO {hop.helo}")
+            log.write(detail)
+            if hop.delay is not None:
+                log.write(Text(f"     +{duration(hop.delay)} after the previous hop", style="dim"))
+        log.write(Text(f"{len(trace)} hop{'s' if len(trace) != 1 else ''}; the newest header is on top "
+                       "of the message.", style="italic dim"))
+
+    def _draw_record(self, qids: list[str], trace: list[Hop]) -> None:
+        log = self.query_one("#record", RichLog)
+        log.clear()
+        log.write(Text("What the lab saw", style="bold"))
+        for qid in qids:
+            record = self.index.records.get(qid)
+            if record is None:
+                log.write(Text(f"── {qid}: no record (before the TUI started, or forgotten)", style="dim"))
+                continue
+            log.write(Text(f"── {qid} at {record.host}", style="bold"))
+            items: list[tuple[float, Text]] = [(t, Text(f"{stamp(t)} {text}")) for t, text in record.events]
+            for q in self.index.dns_for(record.host, record.first - 1, record.last + 1):
+                items.append((q.time, Text(f"{stamp(q.time)} DNS {q.name} {q.rdtype} -> {q.rcode}, "
+                                           f"{q.answers} answer{'s' if q.answers != 1 else ''}",
+                                           style="medium_purple3")))
+            items.sort(key=lambda item: item[0])
+            for _t, text in items:
+                log.write(text)
+            for sid in record.sessions:
+                self._write_session(log, sid)
+
+    def _write_session(self, log: RichLog, sid: str) -> None:
+        s = self.sessions.get(sid)
+        if s is None:
+            log.write(Text(f"   session {sid}: transcript no longer kept", style="dim"))
+            return
+        log.write(Text(f"   session {sid} ({s.protocol}, peer {s.client})", style="italic"))
+        lines = [line for line in s.lines if line.direction != "note"]
+        for line in lines[:SESSION_LINES]:
+            style = "deep_sky_blue3" if line.direction == "client" else "dark_orange"
+            log.write(Text(f"     {'C' if line.direction == 'client' else 'S'}: {line.text}", style=style))
+        if len(lines) > SESSION_LINES:
+            log.write(Text(f"     ... {len(lines) - SESSION_LINES} more lines in the Dialogues panel",
+                           style="dim"))

@@ -1,0 +1,78 @@
+"""The Mailboxes panel: every account with its mailbox host, message count, unseen count and size.
+
+Counts come from the mail store (`Lab.mailbox_summary`, read in a thread) and
+are refreshed when the store reports a change, at most once a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Static
+
+from ...events import (MailboxCreated, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged)
+from ..fmt import size
+from ..panel import Batch, Panel, guarded
+
+COLUMNS = ("user", "name", "mailbox host", "messages", "unseen", "size", "folders")
+REFRESH_EVERY = 1.0
+
+
+class MailboxesPanel(Panel):
+    TITLE = "Mailboxes"
+    HELP = """\
+Every account of the lab's directory: its address (the login name for POP3,
+IMAP and submission; password `maillab`), the host that keeps its mailboxes
+(the domain's first MX), how many messages it holds in all its folders, how many
+are unseen, and their size. Mail delivered by the MDA lands in INBOX; a POP3
+client that deletes what it downloads makes the count drop.
+"""
+    DEFAULT_CSS = """
+    MailboxesPanel #mailboxes-table { height: 1fr; }
+    """
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._dirty = True
+        self._last = 0.0
+
+    def compose_panel(self) -> ComposeResult:
+        yield Static("", id="mailboxes-hint", classes="hint", markup=False)
+        table: DataTable[str] = DataTable(id="mailboxes-table", cursor_type="row", zebra_stripes=True)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        yield table
+
+    def focus_main(self) -> None:
+        self.query_one("#mailboxes-table", DataTable).focus()
+
+    def feed(self, batch: Batch) -> None:
+        if batch.of(MessagesAdded, MessagesExpunged, MailboxCreated, MailboxDeleted, MailboxRenamed):
+            self._dirty = True
+
+    def flush(self) -> None:
+        if self._dirty and self.lab.ctx is not None and time.monotonic() - self._last >= REFRESH_EVERY:
+            self._dirty = False
+            self._last = time.monotonic()
+            self.run_worker(self.reload(), group="mailboxes", exclusive=True, exit_on_error=False)
+
+    @guarded
+    async def reload(self) -> None:
+        rows = await asyncio.to_thread(self.lab.mailbox_summary)
+        table = self.query_one("#mailboxes-table", DataTable)
+        for r in rows:
+            cells = (r["address"], r["display"] or "-", r["host"], str(r["messages"]), str(r["unseen"]),
+                     size(r["size"]), str(r["folders"]))
+            if r["address"] in table.rows:
+                for column, before, after in zip(COLUMNS, table.get_row(r["address"]), cells):
+                    if before != after:
+                        table.update_cell(r["address"], column, after)
+            else:
+                table.add_row(*cells, key=r["address"])
+        total = sum(r["messages"] for r in rows)
+        self.query_one("#mailboxes-hint", Static).update(
+            f"{len(rows)} accounts, {total} messages, {size(sum(r['size'] for r in rows))} · "
+            f"POP3: telnet 127.0.0.1 {self.lab.ports.pop3} (USER mafudge@syr.edu, PASS maillab)")

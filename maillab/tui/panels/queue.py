@@ -1,0 +1,197 @@
+"""The Queue panel: every queued message and recipient, host by host, with the lab clock's controls.
+
+One row per recipient: queue ID, host, the message's queue (incoming,
+active, deferred, hold), recipient, attempts, the next attempt counting down
+in lab time, and the last reason.  The rows come from `Lab.queue_page` (the
+same records `maillab queue` lists), one page of `PAGE` messages at a time,
+so a queue of 100,000 messages costs no more than one of 200.  Actions go
+through the same `Lab` methods as the control socket.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from ...events import Bounced, Deferred, Delivered, Queued, QueueMoved, Removed
+from ..fmt import countdown, long_stamp
+from ..forms import ConfirmScreen
+from ..panel import Batch, Panel, guarded
+
+PAGE = 200
+COLUMNS = ("queue id", "host", "queue", "recipient", "attempts", "next attempt", "last reason", "sender")
+REFRESH_EVERY = 0.5          # seconds, at most, when queue events arrive
+
+
+class QueuePanel(Panel):
+    TITLE = "Queue"
+    HELP = """\
+What every MTA host still has to deliver (Postfix's `mailq`), one row per
+recipient: the message's queue — *incoming* (just arrived), *active* (being
+delivered), *deferred* (waiting for a retry), *hold* (set aside) — the attempts
+so far, when the next attempt is due (counted down in **lab time**), and the last
+reason a delivery failed.
+
+- `x` flush: try every deferred message now (`postqueue -f`).
+- `h` hold / `r` release the selected message; `d` deletes it (asks first);
+  `R` requeues it (forget the retry schedule, try now).
+- `H` shows one host at a time; `[` and `]` page through a long queue.
+- The lab clock: `>` faster, `<` slower, `a` jump ahead (say `4h`, `1d`): watch
+  retries back off (5 min, 10, 20, ... up to 66 min) and, after 5 days, the bounce.
+"""
+    COMMANDS = [("Queue: flush", "Try every deferred message now", "flush"),
+                ("Queue: hold the selected message", "Set it aside until released", "hold"),
+                ("Queue: release the selected message", "Deliver it again", "release"),
+                ("Queue: delete the selected message", "Remove it from the queue", "delete"),
+                ("Queue: requeue the selected message", "Forget its retry schedule, try now", "requeue"),
+                ("Queue: next host", "Show one host's queue at a time", "next_host"),
+                ("Queue: next page", "The next page of a long queue", "page(1)"),
+                ("Queue: previous page", "The previous page of a long queue", "page(-1)")]
+    BINDINGS = [Binding("x", "flush", "Flush"), Binding("h", "hold", "Hold"),
+                Binding("r", "release", "Release"), Binding("d", "delete", "Delete"),
+                Binding("R", "requeue", "Requeue", show=False), Binding("H", "next_host", "Host"),
+                Binding("right_square_bracket", "page(1)", "Page", show=False),
+                Binding("left_square_bracket", "page(-1)", "Page", show=False),
+                Binding("greater_than_sign", "app.clock_faster", "Faster"),
+                Binding("less_than_sign", "app.clock_slower", "Slower"),
+                Binding("a", "app.clock_advance", "Advance")]
+    DEFAULT_CSS = """
+    QueuePanel #queue-table { height: 1fr; }
+    """
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.host: str | None = None
+        self.page = 0
+        self.total = 0
+        self._dirty = True
+        self._last = 0.0
+
+    def compose_panel(self) -> ComposeResult:
+        yield Static("", id="queue-status", classes="hint", markup=False)
+        table: DataTable[str] = DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        yield table
+
+    def focus_main(self) -> None:
+        self.query_one("#queue-table", DataTable).focus()
+
+    def feed(self, batch: Batch) -> None:
+        if batch.of(Queued, QueueMoved, Removed, Deferred, Delivered, Bounced):
+            self._dirty = True
+
+    def flush(self) -> None:
+        if self._dirty and time.monotonic() - self._last >= REFRESH_EVERY:
+            self.reload()
+
+    def tick(self) -> None:
+        self.reload()       # countdowns move with the lab clock
+
+    def reload(self) -> None:
+        self._dirty = False
+        self._last = time.monotonic()
+        total, entries = self.lab.queue_page(self.page * PAGE, PAGE, self.host)
+        if self.page and self.page * PAGE >= total:
+            self.page = max((total - 1) // PAGE, 0)
+            total, entries = self.lab.queue_page(self.page * PAGE, PAGE, self.host)
+        self.total = total
+        now = self.lab.clock.now()
+        rows: dict[str, tuple[str, ...]] = {}
+        for e in entries:
+            for r in e["recipients"]:
+                status = e["queue"] if r["status"] == "pending" else r["status"]
+                due = countdown(r["next_attempt"] if r["attempts"] else None, now) \
+                    if status == "deferred" else "-"
+                rows[f"{e['id']}\t{r['address']}"] = (
+                    e["id"], e["host"], status, r["address"], str(r["attempts"]), due,
+                    r["last_result"] or "", e["sender"] or "<>")
+        self._apply(rows)
+        self._status(now)
+
+    def _apply(self, rows: dict[str, tuple[str, ...]]) -> None:
+        """Change the table to `rows` in place, so the cursor stays where it was."""
+        table = self.query_one("#queue-table", DataTable)
+        for key in [k.value for k in table.rows if k.value not in rows]:
+            table.remove_row(key)
+        for key, cells in rows.items():
+            if key in table.rows:
+                old = table.get_row(key)
+                for column, before, after in zip(COLUMNS, old, cells):
+                    if before != after:
+                        table.update_cell(key, column, after)
+            else:
+                table.add_row(*cells, key=key)
+
+    def _status(self, now: float) -> None:
+        pages = max((self.total + PAGE - 1) // PAGE, 1)
+        speed = self.lab.clock.speed
+        where = self.host or "all hosts"
+        self.query_one("#queue-status", Static).update(
+            f"{self.total} message{'s' if self.total != 1 else ''} queued on {where} · page "
+            f"{self.page + 1}/{pages} · lab clock {long_stamp(now)} ×{speed:g}")
+
+    def _selected_id(self) -> str | None:
+        table = self.query_one("#queue-table", DataTable)
+        if not table.row_count:
+            self.app.notify("The queue is empty: nothing selected", severity="warning")
+            return None
+        row = table.get_row_at(table.cursor_row)
+        return str(row[0])
+
+    # --- actions -------------------------------------------------------------------
+    @guarded
+    def action_flush(self) -> None:
+        n = self.lab.queue_flush()
+        self.app.notify(f"flush: {n} deferred message{'s' if n != 1 else ''} tried now")
+        self.reload()
+
+    async def _act(self, action: str, qid: str | None = None) -> None:
+        qid = qid or self._selected_id()
+        if qid is None:
+            return
+        await self.lab.queue_action(action, qid)
+        self.app.notify(f"{action}: {qid}")
+        self.reload()
+
+    @guarded
+    async def action_hold(self) -> None:
+        await self._act("hold")
+
+    @guarded
+    async def action_release(self) -> None:
+        await self._act("release")
+
+    @guarded
+    async def action_requeue(self) -> None:
+        await self._act("requeue")
+
+    @guarded
+    def action_delete(self) -> None:
+        qid = self._selected_id()
+        if qid is not None:
+            self.app.push_screen(ConfirmScreen(f"Delete message {qid} from the queue? "
+                                               "Its sender is not told."),
+                                 lambda yes: self._delete_confirmed(qid, yes))
+
+    @guarded
+    async def _delete_confirmed(self, qid: str, yes: bool | None) -> None:
+        if yes:
+            await self._act("delete", qid)
+
+    @guarded
+    def action_next_host(self) -> None:
+        hosts = [None, *self.lab.mtas]
+        self.host = hosts[(hosts.index(self.host) + 1) % len(hosts)]
+        self.page = 0
+        self.reload()
+
+    @guarded
+    def action_page(self, step: int) -> None:
+        pages = max((self.total + PAGE - 1) // PAGE, 1)
+        self.page = min(max(self.page + step, 0), pages - 1)
+        self.reload()

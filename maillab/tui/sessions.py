@@ -1,0 +1,136 @@
+"""The Dialogues panel's memory: recent sessions and their transcripts, bounded.
+
+`SessionBook.ingest(events)` folds `SessionOpened` / `SessionLine` /
+`SessionClosed` events into `Session` records and reports what changed, so
+the panel redraws only that.  Every line is explained as it arrives (an
+`Explainer` per session follows AUTH exchanges, which need the order), so
+turning "explain" on shows notes for the past lines too.
+
+Bounds: at most `max_sessions` sessions (the oldest are forgotten, closed ones
+first) and `max_lines` lines per session (the oldest dropped and counted).
+A line of a session the book never saw open (the TUI started mid-session, or
+it was forgotten) opens a record for it.  No Textual here.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from ..events import Event, SessionClosed, SessionLine, SessionOpened
+from .explain import Explainer, Note
+
+MAX_SESSIONS = 500
+MAX_LINES = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    time: float
+    direction: str            # "client", "server", "note"
+    text: str
+    notes: tuple[Note, ...] = ()
+
+
+@dataclass(slots=True)
+class Session:
+    id: str
+    protocol: str
+    host: str
+    client: str               # "name [ip]" or "ip:port"
+    started: float
+    state: str = "open"       # "open", "closed", "lost: ..."
+    lines: deque[Line] = field(default_factory=deque)
+    dropped: int = 0
+    explainer: Explainer | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.state == "open"
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one `ingest` call changed."""
+    opened: list[str] = field(default_factory=list)       # new session ids, in order
+    updated: set[str] = field(default_factory=set)        # state changed (closed)
+    lines: dict[str, list[Line]] = field(default_factory=dict)   # new lines per session
+    forgotten: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.opened or self.updated or self.lines or self.forgotten)
+
+
+def _protocol_of(session_id: str) -> str:
+    """"smtp1.syr.edu/smtp/17" -> "smtp"."""
+    parts = session_id.split("/")
+    return parts[1] if len(parts) >= 3 else "?"
+
+
+class SessionBook:
+    def __init__(self, max_sessions: int = MAX_SESSIONS, max_lines: int = MAX_LINES) -> None:
+        self.max_sessions = max_sessions
+        self.max_lines = max_lines
+        self.sessions: OrderedDict[str, Session] = OrderedDict()
+        self.total_opened = 0
+
+    def get(self, session_id: str) -> Session | None:
+        return self.sessions.get(session_id)
+
+    def clear(self) -> None:
+        self.sessions.clear()
+
+    def newest(self) -> Session | None:
+        return next(reversed(self.sessions.values()), None)
+
+    def _open(self, sid: str, protocol: str, host: str, client: str, when: float,
+              changes: Changes) -> Session:
+        s = Session(sid, protocol, host, client, when, lines=deque(maxlen=self.max_lines),
+                    explainer=Explainer(protocol))
+        self.sessions[sid] = s
+        self.total_opened += 1
+        changes.opened.append(sid)
+        if len(self.sessions) > self.max_sessions:
+            self._forget_one(changes)
+        return s
+
+    def _forget_one(self, changes: Changes) -> None:
+        victim = next((sid for sid, s in self.sessions.items() if not s.open), None)
+        if victim is None:
+            victim = next(iter(self.sessions))
+        del self.sessions[victim]
+        changes.forgotten.append(victim)
+        if victim in changes.opened:
+            changes.opened.remove(victim)
+        changes.updated.discard(victim)
+        changes.lines.pop(victim, None)
+
+    def ingest(self, events: list[Event]) -> Changes:
+        changes = Changes()
+        for e in events:
+            if isinstance(e, SessionLine):
+                s = self.sessions.get(e.session)
+                if s is None:
+                    s = self._open(e.session, _protocol_of(e.session), e.host, "?", e.time, changes)
+                if len(s.lines) == s.lines.maxlen:
+                    s.dropped += 1
+                notes = tuple(s.explainer.feed(e.direction, e.text)) if s.explainer else ()
+                line = Line(e.time, e.direction, e.text, notes)
+                s.lines.append(line)
+                changes.lines.setdefault(s.id, []).append(line)
+            elif isinstance(e, SessionOpened):
+                ip = e.peer.rpartition(":")[0] or e.peer
+                client = f"{e.peer_name} [{ip}]" if e.peer_name and e.peer_name != "unknown" else e.peer
+                s = self.sessions.get(e.session)
+                if s is None:
+                    self._open(e.session, e.protocol, e.host, client, e.time, changes)
+                else:     # a line came first: complete the record
+                    s.protocol, s.client, s.explainer = e.protocol, client, Explainer(e.protocol)
+                    changes.updated.add(s.id)
+            elif isinstance(e, SessionClosed):
+                s = self.sessions.get(e.session)
+                if s is not None:
+                    s.state = e.reason if e.reason and e.reason != "closed" else "closed"
+                    if s.id not in changes.opened:
+                        changes.updated.add(s.id)
+        return changes
