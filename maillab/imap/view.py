@@ -33,6 +33,9 @@ from .parser import STAR, SeqSet
 from .search import ranges_of
 
 
+NEW_SCAN = 1000        # up to this many new UIDs are looked up one by one in sync()
+
+
 class SequenceError(Exception):
     """A message sequence number that does not exist (BAD, RFC 3501 §9 seq-number)."""
 
@@ -57,6 +60,8 @@ class View:
 
     @property
     def recent_count(self) -> int:
+        if not self.ghosts:
+            return len(self.recent)
         return sum(1 for u in self.recent if u not in self.ghosts)
 
     def is_recent(self, uid: int) -> bool:
@@ -115,10 +120,12 @@ class View:
                 elif m.modseq > synced and m.modseq not in own:
                     lines.append(self.flags_line(i + 1, m, modseq))
             last = self.uids[-1] if self.uids else 0
-            if folder.uidnext - 1 > last:
+            if folder.uidnext - 1 - last > NEW_SCAN:
                 msgs = folder.messages()
                 k = bisect_right(msgs, last, key=_uid_of)
                 new = [m.uid for m in msgs[k:]]
+            else:                           # a few new UIDs: look them up, no snapshot of the folder
+                new = [u for u in range(last + 1, folder.uidnext) if get(u) is not None]
             self.synced = highest
             self.own = {x for x in own if x > highest}
         if allow_expunge and self.ghosts:

@@ -59,6 +59,7 @@ class Folder:
         self.user = user
         self.name = name                    # IMAP wire name, normalised
         self.path = path
+        self._dir = str(path)
         self.special_use = special_use      # "\\Sent", ... or None
         self.lock = user.lock
         self._list = UidList(path)
@@ -121,14 +122,36 @@ class Folder:
         APPEND, COPY/MOVE target, a file found on disk) until one session takes
         it; one still in `new/` at load time counts as recent, which is what
         Maildir's `new/` means.  Kept in memory, and on disk only that way:
-        taking them refreshes the folder, which moves `new/` into `cur/`.
+        taking them moves their files from `new/` into `cur/`, one rename
+        each (no listing of the folder: this runs for every new message a
+        selected session hears of).  Files other programs drop in are found
+        by `refresh()`, not here.
         """
         self._check()
         with self.lock:
-            self._scan(force=False)
             taken = frozenset(self._recent)
             self._recent.clear()
+            self._claim(taken)
             return taken
+
+    def _claim(self, uids: Iterable[int]) -> None:
+        """Move the files of `uids` still in new/ into cur/ with an empty ":2," info (as IMAP servers do)."""
+        lines: list[str] = []
+        for uid in uids:
+            m = self._by_uid.get(uid)
+            if m is None or m.relpath[0] != "n":
+                continue
+            name = m.relpath[4:]
+            rel = "cur/" + (name if ":" in name else name + ":2,")
+            try:
+                os.rename(f"{self._dir}/{m.relpath}", f"{self._dir}/{rel}")
+            except FileNotFoundError:
+                continue                    # someone else took it; the next scan sees where
+            self._by_uid[uid] = m._replace(relpath=rel)
+            lines.append(rename_line(uid, m.modseq, rel))
+        if lines:
+            self._snapshot = None
+            self._persist(lines)
 
     @property
     def recent(self) -> int:
@@ -159,7 +182,7 @@ class Folder:
 
     def read(self, uid: int, crlf: bool = False) -> bytes:
         """The whole message: stored form (LF), or with `crlf` the wire form IMAP and POP3 send."""
-        data = self._with_file(uid, lambda p: p.read_bytes())
+        data = self._with_file(uid, maildir.read_file)
         return maildir.to_crlf(data) if crlf else data
 
     def read_header(self, uid: int, crlf: bool = False) -> bytes:
@@ -167,13 +190,20 @@ class Folder:
         data = self._with_file(uid, maildir.read_header)
         return maildir.to_crlf(data) if crlf else data
 
-    def _with_file(self, uid: int, fn: Callable[[Path], T]) -> T:
+    def _file(self, uid: int) -> str:
+        """`path_of` as a plain string (pathlib costs more than reading a small file)."""
+        m = self._by_uid.get(uid)
+        if m is None:
+            raise MessageGone(f"message UID {uid} is gone")
+        return f"{self._dir}/{m.relpath}"
+
+    def _with_file(self, uid: int, fn: Callable[[str], T]) -> T:
         try:
-            return fn(self.path_of(uid))
+            return fn(self._file(uid))
         except FileNotFoundError:
             self.refresh(force=True)        # renamed or moved by another program?
         try:
-            return fn(self.path_of(uid))
+            return fn(self._file(uid))
         except FileNotFoundError:
             raise MessageGone(f"message UID {uid} is gone") from None
 

@@ -103,18 +103,48 @@ def write_tmp(folder: Path, unique: str, data: bytes, mtime: float) -> Path:
     return tmp
 
 
-def read_header(path: Path, chunk: int = 8192) -> bytes:
+def read_file(path: str | Path) -> bytes:
+    """A whole message file (plain os calls: cheaper than pathlib and io for small files)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        if len(data) <= size:               # a short read (or a file still growing): read on to the end
+            parts = [data]
+            while block := os.read(fd, 1 << 20):
+                parts.append(block)
+            data = b"".join(parts)
+        return data
+    finally:
+        os.close(fd)
+
+
+def _header_end(data: bytes) -> int:
+    """Where the body begins (just after the blank line), or -1 if `data` holds no blank line."""
+    if b"\r" not in data:                  # stored form, LF only: no regular expression needed
+        if data[:1] == b"\n":
+            return 1
+        i = data.find(b"\n\n")
+        return -1 if i < 0 else i + 2
+    m = _BLANK_LINE.search(data)
+    return -1 if m is None else m.end()
+
+
+def read_header(path: str | Path, chunk: int = 8192) -> bytes:
     """The header of a message file, up to and including the blank line that ends it.
 
     Reads only as far as needed; a message without a body is returned whole.
     """
-    data = b""
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = b""
         while True:
-            block = f.read(chunk)
+            block = os.read(fd, chunk)
             if not block:
                 return data
             data += block
-            m = _BLANK_LINE.search(data)
-            if m is not None:
-                return data[:m.end()]
+            end = _header_end(data)
+            if end >= 0:
+                return data[:end]
+    finally:
+        os.close(fd)

@@ -136,7 +136,7 @@ class UserStore:
                     raise NoSuchMailbox(f"mailbox {name} does not exist")
                 folder = Folder(self, name, self._path(name), SPECIAL_USE.get(name))
                 self._folders[name] = folder
-        folder.messages()                   # load the index (no-op when loaded)
+        folder._check()                     # load the index (no-op when loaded)
         return folder
 
     def status(self, name: str) -> FolderStatus:
