@@ -209,6 +209,7 @@ class MailLabApp(App[None]):
     # --- panels ----------------------------------------------------------------------
     def action_show_panel(self, pid: str) -> None:
         self.query_one("#tabs", TabbedContent).active = pid
+        self._focus_active()          # at once: the next key must reach the new panel
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         panel = self._panels.get(event.pane.id or "")

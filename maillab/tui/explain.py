@@ -372,9 +372,10 @@ class Explainer:
             decoded = _b64(challenge) if challenge else b""
             if decoded:
                 notes.append(Note(f"the challenge decodes to {_show(decoded)}", "RFC 4954 §4"))
-            if decoded.lower().startswith(b"username"):
+            prompt = bytes(c for c in decoded.lower() if 97 <= c <= 122)   # "User Name\0" -> b"username"
+            if prompt.startswith(b"username"):
                 self._expect = "login-user"
-            elif decoded.lower().startswith(b"password"):
+            elif prompt.startswith(b"password"):
                 self._expect = "login-pass"
             elif not decoded:
                 self._expect = "plain"

@@ -24,7 +24,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.reactive import reactive
-from textual.widgets import Static
+from textual.widgets import RichLog, Static
 
 from ..errors import UserError
 from ..events import Event
@@ -45,6 +45,12 @@ class Batch:
 
     def of(self, *kinds: type[Event]) -> list[Event]:
         return [e for e in self.events if isinstance(e, kinds)]
+
+
+def write(log: RichLog, text: Any) -> None:
+    """Write to a RichLog wrapped at its own width (not the console's, which may be narrower)."""
+    width = log.scrollable_content_region.width
+    log.write(text, width=width if width > 0 else None)
 
 
 def guarded(method: F) -> F:

@@ -21,7 +21,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, RichLog, Static
 
 from ..fmt import stamp
-from ..panel import Batch, Panel, guarded
+from ..panel import Batch, Panel, guarded, write
 from ..sessions import Line, Session
 
 CLIENT_STYLE = "bold deep_sky_blue3"
@@ -153,12 +153,12 @@ remarks (a message body is summarised, not dumped).
             log.clear()
             s = self.book.get(self.selected) if self.selected else None
             if s is None:
-                log.write(Text("No session selected yet. Try: telnet 127.0.0.1 "
+                write(log, Text("No session selected yet. Try: telnet 127.0.0.1 "
                                f"{self.lab.ports.smtp}", style=NOTE_STYLE))
                 return
-            log.write(self._heading(s))
+            write(log, self._heading(s))
             if s.dropped:
-                log.write(Text(f"({s.dropped} earlier lines not kept)", style=NOTE_STYLE))
+                write(log, Text(f"({s.dropped} earlier lines not kept)", style=NOTE_STYLE))
             for line in s.lines:
                 self._write(log, line)
         elif self._new_lines:
@@ -185,14 +185,14 @@ remarks (a message body is summarised, not dumped).
             text.append(line.text)
         else:
             text.append("   " + line.text, style=NOTE_STYLE)
-        log.write(text)
+        write(log, text)
         if self.explain or self.presenter:
             indent = "          " if not self.presenter else "   "
             for note in line.notes:
-                log.write(Text(f"{indent}{'⚠ ' if note.warning else '↳ '}{note}",
+                write(log, Text(f"{indent}{'⚠ ' if note.warning else '↳ '}{note}",
                                style=WARNING_STYLE if note.warning else EXPLAIN_STYLE))
         if self.presenter and line.direction == "server" and line.text[3:4] != "-":
-            log.write(Text(""))
+            write(log, Text(""))
 
     def _hint(self) -> None:
         port = self.lab.ports.smtp

@@ -23,7 +23,7 @@ from textual.widgets import DataTable, RichLog, Static
 
 from ..fmt import duration, stamp
 from ..journey import Hop, hops
-from ..panel import Batch, Panel, guarded
+from ..panel import Batch, Panel, guarded, write
 
 COLUMNS = ("delivered", "recipient", "queue id", "host")
 SESSION_LINES = 24
@@ -119,9 +119,9 @@ the lab's record can not.
     def _draw_hops(self, recipient: str, qid: str, trace: list[Hop], found: bool) -> None:
         log = self.query_one("#hops", RichLog)
         log.clear()
-        log.write(Text(f"Received headers of {qid} for {recipient}", style="bold"))
+        write(log, Text(f"Received headers of {qid} for {recipient}", style="bold"))
         if not found:
-            log.write(Text("The message is no longer in the mailbox (read by POP3, deleted?).",
+            write(log, Text("The message is no longer in the mailbox (read by POP3, deleted?).",
                            style="italic"))
             return
         for n, hop in enumerate(trace, 1):
@@ -135,7 +135,7 @@ the lab's record can not.
             else:
                 head.append("  (made on the host) ")
             head.append(hop.by, style="bold dark_orange")
-            log.write(head)
+            write(log, head)
             tls = Text("TLS", style="green") if hop.tls else Text("no TLS: readable on the wire",
                                                                   style="red")
             detail = Text("     ")
@@ -146,22 +146,22 @@ the lab's record can not.
             detail.append(f" · id {hop.queue_id or '?'}")
             if hop.helo and hop.client_ip:
                 detail.append(f" · HELO {hop.helo}")
-            log.write(detail)
+            write(log, detail)
             if hop.delay is not None:
-                log.write(Text(f"     +{duration(hop.delay)} after the previous hop", style="dim"))
-        log.write(Text(f"{len(trace)} hop{'s' if len(trace) != 1 else ''}; the newest header is on top "
+                write(log, Text(f"     +{duration(hop.delay)} after the previous hop", style="dim"))
+        write(log, Text(f"{len(trace)} hop{'s' if len(trace) != 1 else ''}; the newest header is on top "
                        "of the message.", style="italic dim"))
 
     def _draw_record(self, qids: list[str], trace: list[Hop]) -> None:
         log = self.query_one("#record", RichLog)
         log.clear()
-        log.write(Text("What the lab saw", style="bold"))
+        write(log, Text("What the lab saw", style="bold"))
         for qid in qids:
             record = self.index.records.get(qid)
             if record is None:
-                log.write(Text(f"── {qid}: no record (before the TUI started, or forgotten)", style="dim"))
+                write(log, Text(f"── {qid}: no record (before the TUI started, or forgotten)", style="dim"))
                 continue
-            log.write(Text(f"── {qid} at {record.host}", style="bold"))
+            write(log, Text(f"── {qid} at {record.host}", style="bold"))
             items: list[tuple[float, Text]] = [(t, Text(f"{stamp(t)} {text}")) for t, text in record.events]
             for q in self.index.dns_for(record.host, record.first - 1, record.last + 1):
                 items.append((q.time, Text(f"{stamp(q.time)} DNS {q.name} {q.rdtype} -> {q.rcode}, "
@@ -169,20 +169,20 @@ the lab's record can not.
                                            style="medium_purple3")))
             items.sort(key=lambda item: item[0])
             for _t, text in items:
-                log.write(text)
+                write(log, text)
             for sid in record.sessions:
                 self._write_session(log, sid)
 
     def _write_session(self, log: RichLog, sid: str) -> None:
         s = self.sessions.get(sid)
         if s is None:
-            log.write(Text(f"   session {sid}: transcript no longer kept", style="dim"))
+            write(log, Text(f"   session {sid}: transcript no longer kept", style="dim"))
             return
-        log.write(Text(f"   session {sid} ({s.protocol}, peer {s.client})", style="italic"))
+        write(log, Text(f"   session {sid} ({s.protocol}, peer {s.client})", style="italic"))
         lines = [line for line in s.lines if line.direction != "note"]
         for line in lines[:SESSION_LINES]:
             style = "deep_sky_blue3" if line.direction == "client" else "dark_orange"
-            log.write(Text(f"     {'C' if line.direction == 'client' else 'S'}: {line.text}", style=style))
+            write(log, Text(f"     {'C' if line.direction == 'client' else 'S'}: {line.text}", style=style))
         if len(lines) > SESSION_LINES:
-            log.write(Text(f"     ... {len(lines) - SESSION_LINES} more lines in the Dialogues panel",
+            write(log, Text(f"     ... {len(lines) - SESSION_LINES} more lines in the Dialogues panel",
                            style="dim"))

@@ -1,0 +1,116 @@
+"""The Dialogues panel against real sessions: live lines, explain mode, AUTH decoded, follow and pick."""
+
+from __future__ import annotations
+
+import base64
+import socket
+
+from textual.widgets import DataTable, RichLog
+
+from test_tui_support import course_session, in_thread, richlog_text, running_app, submit, until
+
+
+class Typist:
+    """A student at a raw socket: one line at a time, reading each reply."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.file = self.sock.makefile("rb")
+        self.file.readline()
+
+    def say(self, line: str) -> str:
+        self.sock.sendall(line.encode() + b"\r\n")
+        reply = self.file.readline().decode()
+        while reply[3:4] == "-":
+            reply = self.file.readline().decode()
+        return reply
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def test_a_telnet_session_appears_line_by_line(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        transcript = app.query_one("#transcript", RichLog)
+        typist = await in_thread(Typist, "127.0.0.1", app.lab.ports.smtp)
+        try:
+            await until(pilot, lambda: "S: 220 smtp1.syr.edu ESMTP maillab" in richlog_text(transcript))
+            for line, reply in (("HELO northpole.org", "250 smtp1.syr.edu"),
+                                ("MAIL FROM: <santa@northpole.org>", "250 2.1.0 Ok"),
+                                ("RCPT TO: <mafudge@syr.edu>", "250 2.1.5 Ok")):
+                assert f"C: {line}" not in richlog_text(transcript)
+                assert (await in_thread(typist.say, line)).startswith(reply)
+                await until(pilot, lambda: f"S: {reply}" in richlog_text(transcript))
+                assert f"C: {line}" in richlog_text(transcript)
+            table = app.query_one("#sessions", DataTable)
+            assert str(table.get_row_at(0)[4]) == "open"
+            await in_thread(typist.say, "QUIT")
+            await until(pilot, lambda: str(table.get_row_at(0)[4]) == "closed")
+        finally:
+            typist.close()
+
+
+async def test_explain_annotates_codes_and_commands(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        await in_thread(course_session, app.lab.ports.smtp, rcpt="nobody@syr.edu")
+        transcript = app.query_one("#transcript", RichLog)
+        await until(pilot, lambda: "221" in richlog_text(transcript))
+        assert "↳" not in richlog_text(transcript)
+        await pilot.press("e")
+        text = richlog_text(transcript)
+        assert "↳ 354: start mail input" in text and "RFC 5321 §4.1.1.4" in text
+        assert "↳ 2.1.5: success, destination address valid (RFC 3463 §3.3)" in text
+        assert "↳ RCPT: one envelope recipient" in text
+        assert "explain: ON" in str(app.query_one("#dialogues-hint").render())
+        await pilot.press("e")
+        assert "↳" not in richlog_text(transcript)
+
+
+async def test_auth_plain_and_login_are_decoded_with_a_cleartext_warning(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        await pilot.press("e")
+        transcript = app.query_one("#transcript", RichLog)
+        await in_thread(submit, "127.0.0.3", app.lab.ports.submission,     # smtplib: AUTH PLAIN
+                        rcpt="santa@northpole.org")                        # local: no relay session
+        await until(pilot, lambda: "235" in richlog_text(transcript) and "221" in richlog_text(transcript))
+        text = richlog_text(transcript)
+        assert "user 'santa@northpole.org', password 'maillab'" in text
+        assert "⚠ the password crossed the wire in the clear" in text
+
+        typist = await in_thread(Typist, "127.0.0.3", app.lab.ports.submission)
+        try:
+            await in_thread(typist.say, "EHLO workshop.northpole.org")
+            await in_thread(typist.say, "AUTH LOGIN")
+            await in_thread(typist.say, base64.b64encode(b"santa@northpole.org").decode())
+            assert (await in_thread(typist.say, base64.b64encode(b"maillab").decode())).startswith("235")
+            await until(pilot, lambda: "base64 of the password: 'maillab'" in richlog_text(transcript))
+            text = richlog_text(transcript)
+            assert "the challenge decodes to 'User Name" in text          # aiosmtpd's prompt
+            assert "base64 of the user name: 'santa@northpole.org'" in text
+        finally:
+            typist.close()
+
+
+async def test_follow_mode_and_picking_a_session(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        transcript = app.query_one("#transcript", RichLog)
+        table = app.query_one("#sessions", DataTable)
+        first = await in_thread(course_session, app.lab.ports.smtp)
+        await until(pilot, lambda: first in richlog_text(transcript))
+        second = await in_thread(course_session, app.lab.ports.smtp, "127.0.0.3", "santa@northpole.org",
+                                 "mafudge@syr.edu")
+        await until(pilot, lambda: second in richlog_text(transcript))      # follow: the newest one
+        assert first not in richlog_text(transcript)
+        # Enter on the first row shows that session and ends follow mode
+        table.move_cursor(row=0)
+        await pilot.press("enter")
+        await until(pilot, lambda: first in richlog_text(transcript))
+        assert app.query_one("#dialogues-panel").follow is False
+        third = await in_thread(course_session, app.lab.ports.smtp)
+        await until(pilot, lambda: table.row_count >= 3)
+        await pilot.pause(0.2)
+        assert third not in richlog_text(transcript) and first in richlog_text(transcript)
+        await pilot.press("f")
+        await until(pilot, lambda: third in richlog_text(transcript))
+        await pilot.press("c")
+        assert table.row_count == 0 and "No session selected" in richlog_text(transcript)
