@@ -125,6 +125,19 @@ def test_a_literal_never_finished_holds_at_most_what_was_sent(store):
     assert store.user(USER).folder("INBOX").messages() == ()
 
 
+def test_a_big_append_arrives_in_many_chunks(store):
+    c = session(store)
+    body = b"Subject: big\r\n\r\n" + b"y" * 78 * 1024 + b"\r\n"
+    data = body * 60                                      # about 4.8 MB
+    assert c.cmd(f"a APPEND INBOX {{{len(data)}}}") == b"+ Ready for literal data\r\n"
+    for i in range(0, len(data), 65536):
+        assert c.send(data[i:i + 65536]) == b""
+    out = c.send(b"\r\n")
+    assert out.startswith(b"* 1 EXISTS\r\n") and b"a OK [APPENDUID" in out
+    folder = store.user(USER).folder("INBOX")
+    assert folder.messages()[0].size == len(data)
+
+
 def test_too_many_bad_commands_close_the_session(store):
     c = Client(store, max_bad_commands=5)
     for i in range(4):

@@ -90,6 +90,22 @@ async def test_imaplib_login_select_fetch_search_append(lab):
     assert out["logout"][0] == "BYE"
 
 
+async def test_a_big_append_and_fetch_over_loopback(lab):
+    data = b"Subject: big attachment\r\n\r\n" + (b"z" * 998 + b"\r\n") * 3000       # 3 MB
+
+    def session():
+        m = imap(lab)
+        m.login(USER, "maillab")
+        appended = m.append("INBOX", None, None, data)
+        m.select("INBOX")
+        fetched = m.fetch("1", "(RFC822.SIZE BODY.PEEK[])")
+        m.logout()
+        return appended, fetched
+    appended, fetched = await asyncio.to_thread(session)
+    assert appended[0] == "OK"
+    assert fetched[1][0][0].startswith(b"1 (RFC822.SIZE %d BODY[]" % len(data)) and fetched[1][0][1] == data
+
+
 async def test_imapclient_sees_what_smtp_delivered(lab):
     await deliver(lab, 2)
 

@@ -110,7 +110,13 @@ class Framer:
 
     @property
     def buffered(self) -> int:
+        """Octets held: unframed input plus the literal being collected."""
         return len(self._buf) + len(self._literal)
+
+    @property
+    def unframed(self) -> int:
+        """Octets received but not yet framed (a literal being collected not included)."""
+        return len(self._buf)
 
     @property
     def mid_command(self) -> bool:

@@ -196,7 +196,7 @@ class ImapConnection:
         if not data:
             self._eof = True
             return
-        if self.framer.buffered > 2 * self.framer.max_line + (1 << 20):
+        if self.framer.unframed > 2 * self.framer.max_line + (1 << 20):
             raise ImapUsageError("input buffer overflow: feed data only after NEED_DATA")
         self.stats["in"] += len(data)
         self.framer.receive_data(data)
