@@ -28,7 +28,8 @@ def test_unknown_and_malformed_commands_get_bad(store):
     assert c.cmd("") == b"* BAD Empty command line\r\n"
     assert c.cmd("+ NOOP") == b"* BAD Missing or invalid tag\r\n"
     assert c.cmd("a LOGIN") == b"a BAD Error in IMAP command LOGIN: Expected a space at end of line\r\n"
-    assert c.cmd("a CAPABILITY now") == b"a BAD Error in IMAP command CAPABILITY: Unexpected extra arguments near 'now'\r\n"
+    assert c.cmd("a CAPABILITY now") == \
+        b"a BAD Error in IMAP command CAPABILITY: Unexpected extra arguments near 'now'\r\n"
     assert c.cmd("a NOOP") == b"a OK NOOP completed\r\n"
 
 
@@ -82,7 +83,8 @@ def test_absurd_sequence_sets_cost_nothing(store):
     assert time.perf_counter() - started < 1
     assert c.cmd("e FETCH 4294967296 UID").startswith(b"e BAD Error in IMAP command FETCH: Number out of range")
     assert c.cmd("f FETCH 0:2 UID").startswith(b"f BAD")
-    assert c.cmd("g FETCH 7:9 UID") == b"g BAD Message sequence number 7 does not exist (the mailbox has 3 messages)\r\n"
+    assert c.cmd("g FETCH 7:9 UID") == \
+        b"g BAD Message sequence number 7 does not exist (the mailbox has 3 messages)\r\n"
     assert c.cmd("h FETCH " + ",".join(["1"] * 10_001) + " UID").startswith(b"h BAD")
 
 

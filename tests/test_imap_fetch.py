@@ -102,7 +102,8 @@ def test_bodystructure_and_body_of_a_nested_multipart(mime):
     c = session(mime)
     [line] = c.ok("a FETCH 1 (BODYSTRUCTURE BODY)")
     assert line == (
-        '* 1 FETCH (BODYSTRUCTURE ((("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "QUOTED-PRINTABLE" 17 1 NIL NIL NIL NIL)'
+        '* 1 FETCH (BODYSTRUCTURE ((("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "QUOTED-PRINTABLE" 17 1 '
+        'NIL NIL NIL NIL)'
         '("TEXT" "HTML" ("CHARSET" "utf-8") NIL NIL "7BIT" 18 1 NIL NIL NIL NIL) "ALTERNATIVE" ("BOUNDARY" "inner") '
         'NIL NIL NIL)("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 58 (NIL "inner message" ((NIL NIL "bob" "luxsci.net")) '
         '((NIL NIL "bob" "luxsci.net")) ((NIL NIL "bob" "luxsci.net")) NIL NIL NIL NIL NIL) '

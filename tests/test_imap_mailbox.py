@@ -152,6 +152,16 @@ def test_selected_mailbox_deleted_by_another_session_says_bye(store):
     assert a.closed is not None
 
 
+def test_a_mailbox_deleted_before_idle_starts_ends_the_session_cleanly(store):
+    a, b = session(store, mailbox=None), session(store, mailbox=None)
+    a.ok("a CREATE Shared")
+    a.select("Shared")
+    b.ok("b DELETE Shared")
+    assert a.lines("c IDLE") == ["+ idling", "* BYE The selected mailbox was deleted or renamed by another session",
+                                 "c NO [NONEXISTENT] Selected mailbox is gone"]
+    assert a.closed is not None and not a.conn.idling
+
+
 def test_subscribe_and_lsub(store):
     c = session(store, mailbox=None)
     c.ok("a CREATE Lists.Python")

@@ -70,7 +70,8 @@ def test_append_with_flags_and_date():
     assert parse(b"a APPEND INBOX {}", b"x").args == Append("INBOX", (), None, b"x")
     assert error(b"a APPEND INBOX hello").text.startswith(
         "Error in IMAP command APPEND: APPEND needs the message as a literal")
-    assert error(b'a APPEND INBOX "31-Feb-2024 25:00:00 +0000" {}', b"x").text.startswith("Error in IMAP command APPEND: Invalid date")
+    assert error(b'a APPEND INBOX "31-Feb-2024 25:00:00 +0000" {}', b"x").text.startswith(
+        "Error in IMAP command APPEND: Invalid date")
 
 
 def test_sequence_sets_stay_ranges():

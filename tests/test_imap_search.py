@@ -84,7 +84,8 @@ def test_date_and_size_keys(client, keys, expected):
 @pytest.mark.parametrize("keys, expected", [
     ("1,3", [1, 3]), ("2:*", [2, 3, 4]), ("*", [4]), ("UID 2:3", [2, 3]), ("UID 3:*", [3, 4]),
     ("1:4294967295", [1, 2, 3, 4]),
-    ("OR SEEN FLAGGED", [1, 2]), ("NOT SEEN", [2, 3, 4]), ("NOT (SEEN OR FLAGGED DELETED)", [1, 2, 3, 4]), ("NOT (OR SEEN OR FLAGGED DELETED)", [4]),
+    ("OR SEEN FLAGGED", [1, 2]), ("NOT SEEN", [2, 3, 4]), ("NOT (SEEN OR FLAGGED DELETED)", [1, 2, 3, 4]),
+    ("NOT (OR SEEN OR FLAGGED DELETED)", [4]),
     ("(UNSEEN UNDELETED) FROM syr.edu", [4]), ("OR (FROM santa) OR (SUBJECT deals) (BODY banana)", [1, 2, 3]),
     ("UNDELETED NOT NOT FLAGGED", [2]),
 ])

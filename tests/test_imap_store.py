@@ -105,7 +105,8 @@ def test_condstore_select_store_unchangedsince_and_modified(store):
     assert c.lines(f"b STORE 1:2 (UNCHANGEDSINCE {second}) +FLAGS (\\Answered)") == [
         f"* 2 FETCH (UID 2 FLAGS (\\Answered \\Recent) MODSEQ ({folder.get(2).modseq}))",
         "b OK [MODIFIED 1] Conditional STORE failed"]
-    assert c.lines(f"c UID STORE 1 (UNCHANGEDSINCE {before}) FLAGS ()") == ["c OK [MODIFIED 1] Conditional STORE failed"]
+    assert c.lines(f"c UID STORE 1 (UNCHANGEDSINCE {before}) FLAGS ()") == [
+        "c OK [MODIFIED 1] Conditional STORE failed"]
     # .SILENT still reports the new MODSEQ once CONDSTORE is on (RFC 7162 §3.1.3)
     assert c.ok("d STORE 3 +FLAGS.SILENT (\\Flagged)") == [f"* 3 FETCH (UID 3 MODSEQ ({folder.get(3).modseq}))"]
     assert c.ok(f"e FETCH 1:* (FLAGS) (CHANGEDSINCE {after})") == [

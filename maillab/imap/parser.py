@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .framing import RawCommand, tag_of
@@ -309,7 +309,8 @@ class Cursor:
         return self.astring_bytes().decode("utf-8", "surrogateescape")
 
     def nstring(self) -> str | None:
-        if self.line[self.pos:self.pos + 3].upper() == b"NIL" and self.line[self.pos + 3:self.pos + 4] in (b"", b" ", b")"):
+        word, after = self.line[self.pos:self.pos + 3], self.line[self.pos + 3:self.pos + 4]
+        if word.upper() == b"NIL" and after in (b"", b" ", b")"):
             self.pos += 3
             return None
         return self.string().decode("utf-8", "surrogateescape")

@@ -258,13 +258,12 @@ class ImapConnection:
             return Execute(cmd.label, spec.blocking(cmd))
         try:
             result = spec.handler(self, cmd)
-        except ImapError as e:
-            self._tagged(cmd.tag, e.status, e.text, e.code)
-            return self._closed if self._closed is not None else None
-        if isinstance(result, Event):
-            return result
-        if result != _NO_COMPLETION:
-            self._complete(cmd, result)  # type: ignore[arg-type]
+            if isinstance(result, Event):
+                return result
+            if result != _NO_COMPLETION:
+                self._complete(cmd, result)  # type: ignore[arg-type]
+        except (ImapError, SequenceError, MailboxGone, StoreError, OSError) as e:
+            self._fail(cmd, e)
         return self._closed
 
     def execute(self) -> bool:
@@ -285,27 +284,30 @@ class ImapConnection:
                 except StopIteration as stop:
                     result = stop.value
             self._complete(cmd, result)  # type: ignore[arg-type]
-        except ImapError as e:
-            self.out.end_bulk()
-            self._tagged(cmd.tag, e.status, e.text, e.code)
-        except SequenceError as e:
-            self.out.end_bulk()
-            self._tagged(cmd.tag, "BAD", str(e))
-        except MailboxGone:
-            self._mailbox_gone(cmd)
-        except StoreError as e:
-            self.out.end_bulk()
-            if isinstance(e, NoSuchMailbox) and self.view is not None and self.view.folder.closed:
-                self._mailbox_gone(cmd)
-            else:
-                err = store_error(e)
-                self._tagged(cmd.tag, err.status, err.text, err.code)
-        except OSError as e:
-            self.out.end_bulk()
-            self._tagged(cmd.tag, "NO", f"Server error: {e.strerror or e}", "UNAVAILABLE")
+        except (ImapError, SequenceError, MailboxGone, StoreError, OSError) as e:
+            self._fail(cmd, e)
         self._job = self._job_cmd = None
         self._waiting = None
         return False
+
+    def _fail(self, cmd: Command, e: Exception) -> None:
+        """End `cmd` with the NO or BAD (or, for a vanished mailbox, the BYE) that `e` calls for."""
+        self.out.end_bulk()
+        self.idling = False
+        if isinstance(e, MailboxGone) or (isinstance(e, NoSuchMailbox) and self.view is not None
+                                          and self.view.folder.closed):
+            self._mailbox_gone(cmd)
+            return
+        if isinstance(e, SequenceError):
+            err = bad(str(e))
+        elif isinstance(e, StoreError):
+            err = store_error(e)
+        elif isinstance(e, OSError):
+            err = no(f"Server error: {e.strerror or e}", "UNAVAILABLE")
+        else:
+            assert isinstance(e, ImapError)
+            err = e
+        self._tagged(cmd.tag, err.status, err.text, err.code)
 
     def _complete(self, cmd: Command, result: Result) -> None:
         """Untagged updates where RFC 3501 §7.4.1 allows them, then the tagged OK."""

@@ -29,7 +29,7 @@ from bisect import bisect_left, bisect_right
 
 from ..store import Folder, Message
 from .fetch import flags_text
-from .parser import STAR, SeqSet
+from .parser import SeqSet
 from .search import ranges_of
 
 
