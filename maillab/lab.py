@@ -13,12 +13,12 @@ import asyncio
 import itertools
 import os
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, TextIO
+from typing import Any, Awaitable, Callable, Iterator, TextIO
 
 from .access import AccessAgent, access_agents
 from .clock import Clock
 from .context import LabContext
-from .control import ControlError, ControlServer, socket_path
+from .control import ControlError, ControlServer, Streamed, socket_path
 from .directory import Directory
 from .dns.authority import Authority, Record
 from .dns.client import LabResolver
@@ -29,7 +29,7 @@ from .maillog import MailLog
 from .mda import Mda
 from .mta import CHAOS_STAGES, Chaos, Mta
 from .ports import Endpoint, Ports
-from .queue.listing import format_queue
+from .queue.listing import queue_chunks
 from .queue.manager import QueueError
 from .queue.records import RetryPolicy
 from .state import StateDir
@@ -155,10 +155,11 @@ class Lab:
         return sorted((item for mta in self.mtas.values() for item in mta.queue.listing()),
                       key=lambda item: (item["arrival"], item["id"]))
 
-    def queue_text(self) -> str:
+    def queue_text(self) -> Iterator[str]:
+        """The `maillab queue` listing, in pieces rendered as they are taken."""
         rows = [(mta.host.name, e) for mta in self.mtas.values() for e in mta.queue.entries.values()]
         rows.sort(key=lambda row: (row[1].arrival, row[1].id))
-        return format_queue(rows)
+        return queue_chunks(rows)
 
     def queue_depth(self) -> int:
         return sum(len(mta.queue.entries) for mta in self.mtas.values())
@@ -348,7 +349,7 @@ class Lab:
             return self.queue_listing()
 
         async def queue_text(args: dict[str, Any]) -> Any:
-            return self.queue_text()
+            return Streamed(self.queue_text())
 
         async def queue_flush(args: dict[str, Any]) -> Any:
             return self.queue_flush()
