@@ -167,8 +167,8 @@ def call(path: Path, command: str, timeout: float = 30.0, out: BinaryIO | None =
 def _receive_stream(sock: socket.socket, first: bytes, out: BinaryIO | None) -> str | None:
     pieces: list[bytes] = []
     keep = pieces.append if out is None else out.write
-    chunk = first
-    while chunk:
+    if first:
+        keep(first)
+    while chunk := sock.recv(1 << 18):
         keep(chunk)
-        chunk = sock.recv(1 << 18)
     return b"".join(pieces).decode("utf-8", "surrogateescape") if out is None else None
