@@ -5,7 +5,7 @@ from __future__ import annotations
 import dns.message
 import dns.rdatatype
 import pytest
-from textual.widgets import DataTable, Input, Log
+from textual.widgets import Button, DataTable, Input, Log
 
 from maillab.dns.authority import Authority
 from maillab.tui.forms import FormScreen
@@ -88,7 +88,7 @@ async def test_a_zone_fault_from_the_panel(tmp_path):
         table.move_cursor(row=next(i for i, r in enumerate(table_rows(table)) if r[0] == "gmail.com"))
         await pilot.press("F")
         await until(pilot, lambda: isinstance(app.screen, FormScreen))
-        await pilot.click("#ok")
+        app.screen.query_one("#ok", Button).press()
         await until(pilot, lambda: app.lab.dns_faults() == {"gmail.com": "servfail"})
         await until(pilot, lambda: any(r[0] == "gmail.com (servfail)" for r in table_rows(table)))
         assert app.lab.dns_faults() == {"gmail.com": "servfail"}

@@ -68,7 +68,7 @@ async def running_app(tmp_path: Path, size: tuple[int, int] = (120, 40),
         lab = Lab(world=load_world(), state=StateDir(tmp_path / "state"), ports=Ports(free_offset()),
                   clock=Clock(), session_timeout=30, smtp_timeout=5, **lab_options)  # type: ignore[arg-type]
         app = MailLabApp(lab)
-        async with app.run_test(size=size) as pilot:
+        async with app.run_test(size=size, notifications=True) as pilot:
             await until(pilot, lambda: app.lab_running or app.startup_error, 20)
             if app.startup_error:
                 continue            # a port was taken meanwhile: try another offset

@@ -41,7 +41,8 @@ from .sessions import SessionBook
 
 PUMP_HZ = 15
 SUBSCRIPTION = 50_000            # events buffered between two frames, at most
-DISK_EVERY = 10                  # seconds between two samples of the disk usage
+DISK_EVERY = 2                   # seconds between two samples of the disk usage, at least...
+DISK_SHARE = 20                  # ...and 20 times what the last one took (a big spool: less often)
 SPEEDS = (1.0, 10.0, 60.0, 600.0, 3600.0)
 
 INTRO = """\
@@ -98,8 +99,8 @@ class MailLabApp(App[None]):
         self.monitor = Monitor()
         self._sub = lab.bus.subscribe(maxlen=SUBSCRIPTION)
         self._panels: dict[str, Panel] = {}
-        self._seconds = 0
         self._disk_sample: int | None = None
+        self._disk_next = 0.0            # monotonic time of the next sample
         self._last_notice = 0.0
 
     # --- layout --------------------------------------------------------------------
@@ -176,17 +177,21 @@ class MailLabApp(App[None]):
         self._clock_title()
         if not self.lab_running:
             return
-        self._seconds += 1
         self.monitor.tick(self.lab.queue_depth(), self._disk_sample)
         self._disk_sample = None
-        if self._seconds % DISK_EVERY == 1:
+        if time.monotonic() >= self._disk_next:
+            self._disk_next = float("inf")          # until this sample is done
             self.run_worker(self._sample_disk, thread=True, group="disk", exclusive=True, exit_on_error=False)
         panel = self.active_panel
         panel.safe(panel.tick)
 
     def _sample_disk(self) -> None:
-        state = self.lab.state
-        self._disk_sample = disk_usage(state.root / "spool", state.root / "mail")
+        state, started = self.lab.state, time.monotonic()
+        try:
+            self._disk_sample = disk_usage(state.root / "spool", state.root / "mail")
+        finally:
+            took = time.monotonic() - started
+            self._disk_next = time.monotonic() + max(DISK_EVERY, DISK_SHARE * took)
 
     def _clock_title(self) -> None:
         clock = self.lab.clock

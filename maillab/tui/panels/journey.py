@@ -127,28 +127,25 @@ the lab's record can not.
         for n, hop in enumerate(trace, 1):
             head = Text()
             head.append(f"{n}. ", style="bold")
-            head.append(stamp(hop.date) if hop.date else "??:??:??", style="dim")
-            if hop.client_ip or hop.helo:
-                who = hop.client_name or hop.helo
-                head.append(f"  {who} [{hop.client_ip or '?'}]", style="bold deep_sky_blue3")
-                head.append(" → ")
-            else:
-                head.append("  (made on the host) ")
+            head.append((stamp(hop.date) if hop.date else "??:??:??") + " ", style="dim")
             head.append(hop.by, style="bold dark_orange")
+            if hop.delay is not None:
+                head.append(f"  +{duration(hop.delay)}", style="dim")
             write(log, head)
-            tls = Text("TLS", style="green") if hop.tls else Text("no TLS: readable on the wire",
-                                                                  style="red")
-            detail = Text("     ")
-            detail.append(f"with {hop.protocol or '?'} · ")
-            detail.append_text(tls)
+            source = Text("   from ")
+            if hop.client_ip or hop.helo:
+                source.append(f"{hop.client_name or '?'} [{hop.client_ip or '?'}]", style="bold deep_sky_blue3")
+                if hop.helo:
+                    source.append(f" HELO {hop.helo}")
+            else:
+                source.append("the host itself (a bounce or notice)")
+            write(log, source)
+            detail = Text(f"   {hop.protocol or '?'} · ")
+            detail.append("TLS" if hop.tls else "no TLS: readable on the wire", style="green" if hop.tls else "red")
             if hop.authenticated:
                 detail.append(" · logged in (AUTH)")
             detail.append(f" · id {hop.queue_id or '?'}")
-            if hop.helo and hop.client_ip:
-                detail.append(f" · HELO {hop.helo}")
             write(log, detail)
-            if hop.delay is not None:
-                write(log, Text(f"     +{duration(hop.delay)} after the previous hop", style="dim"))
         write(log, Text(f"{len(trace)} hop{'s' if len(trace) != 1 else ''}; the newest header is on top "
                        "of the message.", style="italic dim"))
 
@@ -170,7 +167,8 @@ the lab's record can not.
             items.sort(key=lambda item: item[0])
             for _t, text in items:
                 write(log, text)
-            for sid in record.sessions:
+            # the receiving server's transcript; the sender's side of it only if that is all we have
+            for sid in [x for x in record.sessions if "/smtp-out/" not in x] or record.sessions:
                 self._write_session(log, sid)
 
     def _write_session(self, log: RichLog, sid: str) -> None:
@@ -178,7 +176,7 @@ the lab's record can not.
         if s is None:
             write(log, Text(f"   session {sid}: transcript no longer kept", style="dim"))
             return
-        write(log, Text(f"   session {sid} ({s.protocol}, peer {s.client})", style="italic"))
+        write(log, Text(f"   received in session {sid} ({s.protocol}, peer {s.client})", style="italic"))
         lines = [line for line in s.lines if line.direction != "note"]
         for line in lines[:SESSION_LINES]:
             style = "deep_sky_blue3" if line.direction == "client" else "dark_orange"

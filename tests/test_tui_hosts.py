@@ -1,0 +1,90 @@
+"""The Hosts panel: outages in each mode and chaos, set from the panel, seen on the wire."""
+
+from __future__ import annotations
+
+import socket
+
+from textual.widgets import Button, DataTable, Input, Select
+
+from maillab.tui.forms import FormScreen
+
+from test_tui_support import in_thread, running_app, screen_text, table_rows, until
+
+
+def banner(address: str, port: int) -> str:
+    with socket.create_connection((address, port), timeout=5) as s:
+        return s.makefile("rb").readline().decode()
+
+
+def rcpt_reply(address: str, port: int) -> str:
+    with socket.create_connection((address, port), timeout=5) as s:
+        f = s.makefile("rb")
+        f.readline()
+        for line in (b"HELO northpole.org", b"MAIL FROM:<santa@northpole.org>"):
+            s.sendall(line + b"\r\n")
+            f.readline()
+        s.sendall(b"RCPT TO:<mafudge@syr.edu>\r\n")
+        return f.readline().decode()
+
+
+def state_of(table: DataTable, host: str) -> str:
+    return next(r[2] for r in table_rows(table) if r[0] == host)
+
+
+async def test_down_in_a_chosen_mode_then_up(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        port = app.lab.ports.smtp
+        await pilot.press("3")
+        table = app.query_one("#hosts-table", DataTable)
+        await until(pilot, lambda: table.row_count == len(app.lab.world.hosts))
+        assert table_rows(table)[0][:3] == ["smtp1.syr.edu", "127.0.0.1", "up"]
+        assert "submission:" in table_rows(table)[0][3] and table_rows(table)[0][4] == "syr.edu"
+        table.move_cursor(row=0)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, FormScreen))
+        app.screen.query_one("#field-mode", Select).value = "421"
+        app.screen.query_one("#ok", Button).press()
+        await until(pilot, lambda: state_of(table, "smtp1.syr.edu") == "down (421)")
+        assert (await in_thread(banner, "127.0.0.1", port)).startswith("421 4.3.2")
+        await pilot.press("u")
+        await until(pilot, lambda: state_of(table, "smtp1.syr.edu") == "up")
+        assert (await in_thread(banner, "127.0.0.1", port)).startswith("220 smtp1.syr.edu")
+        # refuse: nothing listens
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, FormScreen))
+        app.screen.query_one("#ok", Button).press()          # the default mode: refuse
+        await until(pilot, lambda: state_of(table, "smtp1.syr.edu") == "down (refuse)")
+        try:
+            await in_thread(banner, "127.0.0.1", port)
+            raise AssertionError("smtp1 should refuse connections")
+        except ConnectionRefusedError:
+            pass
+        await pilot.press("u")
+        await until(pilot, lambda: state_of(table, "smtp1.syr.edu") == "up")
+
+
+async def test_chaos_from_the_panel(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        await pilot.press("3")
+        table = app.query_one("#hosts-table", DataTable)
+        await until(pilot, lambda: table.row_count > 0)
+        table.move_cursor(row=0)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, FormScreen))
+        app.screen.query_one("#field-probability", Input).value = "1"
+        app.screen.query_one("#field-code", Input).value = "550"
+        app.screen.query_one("#ok", Button).press()
+        await until(pilot, lambda: table_rows(table)[0][6] == "100% 550 at RCPT (seed 0)")
+        assert (await in_thread(rcpt_reply, "127.0.0.1", app.lab.ports.smtp)).startswith(
+            "550 5.3.0 chaos: simulated failure at RCPT")
+        await pilot.press("C")
+        await until(pilot, lambda: table_rows(table)[0][6] == "-")
+        assert (await in_thread(rcpt_reply, "127.0.0.1", app.lab.ports.smtp)).startswith("250")
+        # a bad value is refused with a message, nothing changes
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, FormScreen))
+        app.screen.query_one("#field-probability", Input).value = "often"
+        app.screen.query_one("#ok", Button).press()
+        await pilot.pause(0.2)
+        assert app.lab.mtas["smtp1.syr.edu"].chaos is None
+        assert await until(pilot, lambda: "probability must be" in screen_text(app))    # a toast says why

@@ -1,0 +1,69 @@
+"""The Mailboxes, Log and Monitor panels, fed by real mail."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Input, Log, Sparkline
+
+from test_tui_support import course_session, in_thread, log_text, running_app, table_rows, until
+
+
+def mailbox_row(table: DataTable, address: str) -> list[str]:
+    return next(r for r in table_rows(table) if r[0] == address)
+
+
+async def test_mailboxes_count_messages_and_sizes(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        await pilot.press("6")
+        table = app.query_one("#mailboxes-table", DataTable)
+        await until(pilot, lambda: table.row_count == 8)
+        assert mailbox_row(table, "mafudge@syr.edu")[:4] == ["mafudge@syr.edu", "Michael Fudge", "smtp1.syr.edu", "0"]
+        assert not (tmp_path / "state" / "mail" / "gmail.com").exists()      # looking creates nothing
+        for _ in range(2):
+            await in_thread(course_session, app.lab.ports.smtp)
+        await in_thread(course_session, app.lab.ports.smtp, rcpt="postmaster@syr.edu")   # an alias of mafudge
+        await until(pilot, lambda: mailbox_row(table, "mafudge@syr.edu")[3] == "3")
+        row = mailbox_row(table, "mafudge@syr.edu")
+        assert row[4] == "3" and row[5].endswith(" B") and row[6] == "5"      # INBOX + Sent, Drafts, Trash, Junk
+        assert "8 accounts, 3 messages" in str(app.query_one("#mailboxes-hint").render())
+
+
+async def test_the_maillog_panel_filters(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        first = await in_thread(course_session, app.lab.ports.smtp)
+        second = await in_thread(course_session, app.lab.ports.smtp, rcpt="tajorgen@syr.edu")
+        await pilot.press("7")
+        log = app.query_one("#maillog", Log)
+        await until(pilot, lambda: f"{second}: removed" in log_text(log))
+        assert "daemon started -- world default" in log_text(log)
+        assert f"{first}: to=<mafudge@syr.edu>, relay=local" in log_text(log)
+        await pilot.press("slash", *first.lower(), "enter")
+        await until(pilot, lambda: second not in log_text(log))
+        lines = log_text(log).splitlines()
+        assert lines and all(first in line for line in lines)
+        assert app.focused is log                       # Enter returns to the log
+        await pilot.press("slash")
+        app.query_one("#log-filter", Input).value = "status=sent  TAJORGEN"
+        await pilot.press("escape")
+        await until(pilot, lambda: first not in log_text(log))
+        assert [line for line in log_text(log).splitlines()] == [
+            line for line in log_text(log).splitlines() if "status=sent" in line and "tajorgen" in line]
+        assert len(log_text(log).splitlines()) == 1
+        # new lines are filtered too
+        third = await in_thread(course_session, app.lab.ports.smtp, rcpt="tajorgen@syr.edu")
+        await until(pilot, lambda: third in log_text(log))
+        assert len(log_text(log).splitlines()) == 2
+
+
+async def test_the_monitor_shows_traffic_as_sparklines(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        await pilot.press("8")
+        await in_thread(course_session, app.lab.ports.smtp)
+        await in_thread(course_session, app.lab.ports.smtp, rcpt="nobody@syr.edu")       # bounced by the MDA
+        await until(pilot, lambda: app.monitor.series["failed"].peak >= 1 and app.monitor.series["in"].peak >= 2, 15)
+        assert app.monitor.series["connections"].peak >= 1
+        assert app.monitor.series["out"].peak >= 1
+        await until(pilot, lambda: app.monitor.series["disk"].latest > 0, 15)
+        spark = app.query_one("#spark-in", Sparkline)
+        await until(pilot, lambda: max(spark.data or [0]) >= 1)
+        label = str(app.query_one("#label-in").render())
+        assert label.startswith("messages in:") and "peak" in label
