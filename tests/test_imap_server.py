@@ -34,20 +34,20 @@ BODY = b"From: santa@northpole.org\r\nTo: mafudge@syr.edu\r\nSubject: note %d\r\
 
 
 async def deliver(lab, count: int = 1, to: str = USER, start: int = 1) -> None:
-    """Send `count` messages over SMTP and wait until they are all in the store."""
+    """Send `count` messages over SMTP, one at a time, so "note n" gets the n-th UID of the batch."""
     folder = lab.ctx.store.user(to).folder("INBOX")
-    before = folder.exists
+    for i in range(start, start + count):
+        before = folder.exists
 
-    def send() -> None:
-        with smtplib.SMTP(SYR, lab.ports.smtp, timeout=10) as s:
-            for i in range(start, start + count):
+        def send() -> None:
+            with smtplib.SMTP(SYR, lab.ports.smtp, timeout=10) as s:
                 s.sendmail("santa@northpole.org", [to], BODY % (i, i))
-    await asyncio.to_thread(send)
+        await asyncio.to_thread(send)
 
-    def arrived() -> bool:
-        folder.refresh()
-        return folder.exists >= before + count
-    assert await async_wait_for(arrived)
+        def arrived() -> bool:
+            folder.refresh()
+            return folder.exists > before
+        assert await async_wait_for(arrived)
 
 
 def imap(lab, address: str = SYR) -> imaplib.IMAP4:
