@@ -27,6 +27,7 @@ from maillab.state import StateDir
 from maillab.world import load_world
 
 from conftest import async_wait_for, free_offset
+from netutil import free_port
 
 USER = "mafudge@syr.edu"
 SYR = "127.0.0.1"                    # smtp1.syr.edu keeps syr.edu's mailboxes
@@ -257,11 +258,17 @@ async def test_session_events_transcript_and_maillog_notices(lab):
 
 
 async def _extra_server(lab, **kwargs) -> ImapServer:
-    """A second IMAP server for smtp1.syr.edu on a port of its own, with other limits."""
-    ctx = dataclasses.replace(lab.ctx, ports=Ports(lab.ports.offset + 7), **kwargs.pop("ctx", {}))
-    server = ImapServer(ctx, lab.world.hosts["smtp1.syr.edu"], ("syr.edu",), **kwargs)
-    await server.start()
-    return server
+    """A second IMAP server for smtp1.syr.edu on a free port of its own, with other limits."""
+    changes = kwargs.pop("ctx", {})
+    for _ in range(10):
+        ctx = dataclasses.replace(lab.ctx, ports=Ports(free_port(SYR) - 1143), **changes)
+        server = ImapServer(ctx, lab.world.hosts["smtp1.syr.edu"], ("syr.edu",), **kwargs)
+        try:
+            await server.start()
+        except OSError:
+            continue                    # taken between the check and the bind
+        return server
+    raise RuntimeError("no free port for a second IMAP server")
 
 
 async def test_too_many_sessions_are_turned_away_and_the_others_live_on(lab):
