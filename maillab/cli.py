@@ -171,10 +171,11 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["tui", *argv]        # `maillab --state DIR` is `maillab tui --state DIR`
     args = parser.parse_args(argv)
-    command = args.command or "tui"
-    if args.command is None:
-        args = parser.parse_args(["tui", *(argv if argv is not None else sys.argv[1:])])
+    command = args.command
     try:
         return {"serve": cmd_serve, "tui": cmd_tui, "reset": cmd_reset, "queue": cmd_queue,
                 "hosts": cmd_hosts, "clock": cmd_clock, "dns": cmd_dns}[command](args)

@@ -137,8 +137,6 @@ class MailLabApp(App[None]):
             self.exit()
             return
         self.lab_running = True
-        self.notify(f"{len(self.lab.endpoints)} endpoints listening. Try: telnet 127.0.0.1 "
-                    f"{self.lab.ports.smtp}", title="the lab is up")
 
     async def on_unmount(self) -> None:
         self._sub.close()

@@ -30,7 +30,7 @@ NOTE_STYLE = "italic grey50"
 EXPLAIN_STYLE = "medium_purple3"
 WARNING_STYLE = "bold red"
 TRANSCRIPT_LINES = 2_000
-COLUMNS = ("started", "protocol", "host", "peer", "state")
+COLUMNS = ("started", "protocol", "host", "state", "peer")
 
 
 class DialoguesPanel(Panel):
@@ -58,7 +58,7 @@ remarks (a message body is summarised, not dumped).
     BINDINGS = [Binding("f", "toggle_follow", "Follow"), Binding("e", "toggle_explain", "Explain"),
                 Binding("c", "clear", "Clear")]
     DEFAULT_CSS = """
-    DialoguesPanel #sessions { height: 40%; min-height: 5; }
+    DialoguesPanel #sessions { height: auto; max-height: 40%; }
     DialoguesPanel #transcript { height: 1fr; border-top: solid $accent; }
     DialoguesPanel.-presenter #sessions { display: none; }
     DialoguesPanel.-presenter #transcript { border-top: none; padding: 0 2; }
@@ -127,7 +127,7 @@ remarks (a message body is summarised, not dumped).
             newest = self.book.newest()
             if newest is not None and newest.id != self.selected:
                 self._select(newest.id)
-            if table.row_count:
+                # only when a session is new: between two, the cursor is the user's to move
                 table.move_cursor(row=table.row_count - 1, animate=False, scroll=True)
         elif self.selected is not None and self.book.get(self.selected) is None:
             self._select(None)
@@ -136,8 +136,8 @@ remarks (a message body is summarised, not dumped).
             self._hint()
 
     @staticmethod
-    def _cells(s: Session) -> tuple[str, str, str, str, str]:
-        return stamp(s.started), s.protocol, s.host, s.client, s.state
+    def _cells(s: Session) -> tuple[str, ...]:
+        return stamp(s.started), s.protocol, s.host, s.state, s.client
 
     def _select(self, sid: str | None) -> None:
         self.selected = sid
@@ -198,13 +198,14 @@ remarks (a message body is summarised, not dumped).
         port = self.lab.ports.smtp
         shown = self.query_one("#sessions", DataTable).row_count
         self.query_one("#dialogues-hint", Static).update(
-            f"telnet 127.0.0.1 {port} · f follow: {'ON' if self.follow else 'off'} · "
-            f"e explain: {'ON' if self.explain else 'off'} · {shown} sessions ({self.book.total_opened} "
-            "since start)")
+            f"telnet 127.0.0.1 {port} · f follow {'ON' if self.follow else 'off'} · "
+            f"e explain {'ON' if self.explain else 'off'} · {shown} of {self.book.total_opened} sessions")
 
     # --- reactions ---------------------------------------------------------------
     def watch_follow(self) -> None:
         self._hint()
+        if self.follow:
+            self._select(None)          # the next flush picks the newest session
         self.flush()
 
     def watch_explain(self) -> None:

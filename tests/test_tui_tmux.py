@@ -1,0 +1,91 @@
+"""The real thing in a real terminal: `maillab` in tmux at 80x24, a raw-socket SMTP session, on screen."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from maillab.state import StateDir
+
+from conftest import free_offset, maildir_messages, wait_for
+from netutil import require_tool
+from test_tui_support import course_session
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Tmux:
+    """A private tmux server (its own socket), so the test never touches the user's sessions."""
+
+    def __init__(self, tool: str, name: str) -> None:
+        self.tool, self.server, self.name = tool, name, name     # server socket; current session
+
+    def run(self, *args: str) -> str:
+        out = subprocess.run([self.tool, "-L", self.server, *args], capture_output=True, text=True, timeout=20)
+        return out.stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", self.name)
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    tool = require_tool("tmux")
+    t = Tmux(tool, f"maillab-test-{os.getpid()}-{time.monotonic_ns()}")
+    yield t
+    t.run("kill-server")
+
+
+def start_lab(tmux: Tmux, state: Path) -> int:
+    """`maillab --state DIR --port-offset N` in an 80x24 pane; returns the SMTP port once it listens."""
+    for attempt in range(3):
+        offset = free_offset()
+        command = " ".join(shlex.quote(x) for x in (sys.executable, "-m", "maillab", "--state", str(state),
+                                                     "--port-offset", str(offset)))
+        window = f"{tmux.name}-{attempt}"
+        tmux.run("new-session", "-d", "-s", window, "-x", "80", "-y", "24", "-c", str(ROOT),
+                 "-e", "TERM=xterm-256color", f"{command}; echo EXITED; sleep 30")
+        tmux.name = window
+        port = 2525 + offset
+        wait_for(lambda: accepts(port) or "EXITED" in tmux.screen(), 30)
+        if accepts(port):
+            return port
+        if "cannot listen" not in tmux.screen():        # not a port taken meanwhile: a real failure
+            break
+    raise AssertionError(f"the lab did not start:\n{tmux.screen()}")
+
+
+def test_maillab_in_tmux_shows_a_typed_session_at_80x24(tmux, tmp_path):
+    state = tmp_path / "state"
+    port = start_lab(tmux, state)
+    assert wait_for(lambda: "maillab · world default" in tmux.screen(), 15), tmux.screen()
+
+    qid = course_session(port)
+    assert qid
+    assert wait_for(lambda: "221 2.0.0 Bye" in tmux.screen(), 15), f"not on screen:\n{tmux.screen()}"
+    screen = tmux.screen()
+    assert f"queued as {qid}" in screen and "S: 354 End data with" in screen
+    assert "smtp1.syr.edu" in screen
+    lines = screen.splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+    assert "Dialogues" in lines[1] and "Quit" in lines[-1]
+
+    tmux.run("send-keys", "-t", tmux.name, "q")
+    assert wait_for(lambda: "EXITED" in tmux.screen(), 20), tmux.screen()
+    assert not StateDir(state).in_use() and not accepts(port)
+    assert [m["Subject"] for m in maildir_messages(state, "mafudge@syr.edu")] == ["You are on the naughty list"]
