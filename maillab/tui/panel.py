@@ -18,13 +18,13 @@ import inspect
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence, TypeVar
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.reactive import reactive
-from textual.widgets import RichLog, Static
+from textual.widgets import DataTable, RichLog, Static
 
 from ..errors import UserError
 from ..events import Event
@@ -51,6 +51,16 @@ def write(log: RichLog, text: Any) -> None:
     """Write to a RichLog wrapped at its own width (not the console's, which may be narrower)."""
     width = log.scrollable_content_region.width
     log.write(text, width=width if width > 0 else None)
+
+
+def upsert_row(table: DataTable[Any], key: str, cells: Sequence[str], columns: Sequence[str]) -> None:
+    """Add row `key`, or change just the cells that differ, so the cursor and scroll stay put."""
+    if key not in table.rows:
+        table.add_row(*cells, key=key)
+        return
+    for column, before, after in zip(columns, table.get_row(key), cells):
+        if before != after:
+            table.update_cell(key, column, after, update_width=True)
 
 
 def guarded(method: F) -> F:

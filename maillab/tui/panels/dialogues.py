@@ -21,7 +21,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, RichLog, Static
 
 from ..fmt import stamp
-from ..panel import Batch, Panel, guarded, write
+from ..panel import Batch, Panel, guarded, upsert_row, write
 from ..sessions import Line, Session
 
 CLIENT_STYLE = "bold deep_sky_blue3"
@@ -112,15 +112,10 @@ remarks (a message body is summarised, not dumped).
         for sid in self._forgotten:
             if sid in table.rows:
                 table.remove_row(sid)
-        for sid in self._opened:
+        for sid in [*self._opened, *self._updated]:
             s = self.book.get(sid)
-            if s is not None and sid not in table.rows:
-                table.add_row(*self._cells(s), key=sid)
-        for sid in self._updated:
-            s = self.book.get(sid)
-            if s is not None and sid in table.rows:
-                for column, value in zip(COLUMNS, self._cells(s)):
-                    table.update_cell(sid, column, value)
+            if s is not None:
+                upsert_row(table, sid, self._cells(s), COLUMNS)
         changed = bool(self._opened or self._updated or self._forgotten)
         self._opened, self._updated, self._forgotten = [], set(), []
         if self.follow:

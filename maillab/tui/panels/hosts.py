@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static
 from ...events import HostChanged, Queued, Removed
 from ...mta import CHAOS_STAGES, FAULT_MODES
 from ..forms import Field, FormScreen
-from ..panel import Batch, Panel, guarded
+from ..panel import Batch, Panel, guarded, upsert_row
 
 COLUMNS = ("host", "address", "state", "services", "mailboxes of", "queued", "chaos")
 OUTAGES = {
@@ -83,12 +83,7 @@ domains whose mailboxes it keeps, and how many messages wait in its queue.
         for h in self.lab.hosts_listing():
             cells = (h["name"], h["address"], h["state"], " ".join(h["services"]) or "-",
                      ", ".join(h["domains"]) or "-", str(h["queued"]), h["chaos"] or "-")
-            if h["name"] in table.rows:
-                for column, before, after in zip(COLUMNS, table.get_row(h["name"]), cells):
-                    if before != after:
-                        table.update_cell(h["name"], column, after)
-            else:
-                table.add_row(*cells, key=h["name"])
+            upsert_row(table, h["name"], cells, COLUMNS)
 
     def _selected(self) -> str | None:
         table = self.query_one("#hosts-table", DataTable)

@@ -69,8 +69,8 @@ the lab's record can not.
             table.add_column(column, key=column)
         yield table
         with Container(id="journey-body"):
-            yield RichLog(id="hops", wrap=True, max_lines=500)
-            yield RichLog(id="record", wrap=True, max_lines=2_000)
+            yield RichLog(id="hops", wrap=True, max_lines=500, auto_scroll=False)
+            yield RichLog(id="record", wrap=True, max_lines=2_000, auto_scroll=False)
 
     def focus_main(self) -> None:
         self.query_one("#deliveries", DataTable).focus()

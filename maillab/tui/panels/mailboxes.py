@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Static
 
 from ...events import (MailboxCreated, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged)
 from ..fmt import size
-from ..panel import Batch, Panel, guarded
+from ..panel import Batch, Panel, guarded, upsert_row
 
 COLUMNS = ("user", "name", "mailbox host", "messages", "unseen", "size", "folders")
 REFRESH_EVERY = 1.0
@@ -66,12 +66,7 @@ client that deletes what it downloads makes the count drop.
         for r in rows:
             cells = (r["address"], r["display"] or "-", r["host"], str(r["messages"]), str(r["unseen"]),
                      size(r["size"]), str(r["folders"]))
-            if r["address"] in table.rows:
-                for column, before, after in zip(COLUMNS, table.get_row(r["address"]), cells):
-                    if before != after:
-                        table.update_cell(r["address"], column, after)
-            else:
-                table.add_row(*cells, key=r["address"])
+            upsert_row(table, r["address"], cells, COLUMNS)
         total = sum(r["messages"] for r in rows)
         self.query_one("#mailboxes-hint", Static).update(
             f"{len(rows)} accounts, {total} messages, {size(sum(r['size'] for r in rows))} · "

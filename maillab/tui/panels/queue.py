@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Static
 from ...events import Bounced, Deferred, Delivered, Queued, QueueMoved, Removed
 from ..fmt import countdown, long_stamp
 from ..forms import ConfirmScreen
-from ..panel import Batch, Panel, guarded
+from ..panel import Batch, Panel, guarded, upsert_row
 
 PAGE = 200
 COLUMNS = ("queue id", "host", "queue", "recipient", "attempts", "next attempt", "last reason", "sender")
@@ -119,13 +119,7 @@ reason a delivery failed.
         for key in [k.value for k in table.rows if k.value not in rows]:
             table.remove_row(key)
         for key, cells in rows.items():
-            if key in table.rows:
-                old = table.get_row(key)
-                for column, before, after in zip(COLUMNS, old, cells):
-                    if before != after:
-                        table.update_cell(key, column, after)
-            else:
-                table.add_row(*cells, key=key)
+            upsert_row(table, key, cells, COLUMNS)
 
     def _status(self, now: float) -> None:
         pages = max((self.total + PAGE - 1) // PAGE, 1)
