@@ -44,7 +44,7 @@ _session_numbers = itertools.count(1)
 # The everyday path: <dot-atom@domain> then parameters. Anything else (quoted
 # local parts, source routes, comments) goes through aiosmtpd's full RFC 5322 parser.
 _SIMPLE_PATH = re.compile(r"\s*<((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\.)*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-                          r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)>(?=\s|$)\s*(.*)", re.S)
+                          r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)>(?=\s|$)\s*(.*)", re.S)
 MAX_RECIPIENTS = 1000   # RFC 5321 §4.5.3.1.8 asks for at least 100
 
 
