@@ -30,16 +30,21 @@ def _line(when: float, host: str, program: str, text: str) -> str:
     return f"{_stamp(when)} {host} maillab/{program}[{_PID}]: {text}"
 
 
+def _program(protocol: str) -> str:
+    return "smtpd" if protocol == "smtp" else protocol
+
+
 def format_event(e: Event) -> str | None:
     if isinstance(e, SessionOpened):
         if e.protocol == "smtp-out":
             return None
-        return _line(e.time, e.host, "smtpd" if e.protocol == "smtp" else e.protocol,
+        return _line(e.time, e.host, _program(e.protocol),
                      f"connect from {e.peer_name}[{e.peer.rpartition(':')[0]}] ({e.session})")
     if isinstance(e, SessionClosed):
         if "/smtp-out/" in e.session:
             return None
-        return _line(e.time, e.host, "smtpd", f"disconnect ({e.session}): {e.reason}")
+        protocol = e.session.split("/")[-2] if e.session.count("/") >= 2 else "smtp"   # host/protocol/n
+        return _line(e.time, e.host, _program(protocol), f"disconnect ({e.session}): {e.reason}")
     if isinstance(e, Queued):
         rcpts = ",".join(f"<{r}>" for r in e.recipients)
         client = f"client={e.client}, " if e.client else ""
