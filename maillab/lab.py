@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, TextIO
 
 from .access import AccessAgent, access_agents
@@ -33,7 +34,10 @@ from .queue.listing import queue_chunks
 from .queue.manager import QueueError
 from .queue.records import RetryPolicy
 from .state import StateDir
-from .store import INBOX, MailStore, StoreError
+from .store import MailStore
+from .store.flags import split_info
+from .store.maildir import read_header, sizes_in_name
+from .store.names import name_from_dirname
 from .world import World
 
 DNS_ADDRESS = "127.0.0.1"
@@ -296,52 +300,52 @@ class Lab:
         return record
 
     def mailbox_summary(self) -> list[dict]:
-        """Every account with its mailbox host, message count and size (blocking: run it
-        in a thread).  Users who never got mail show zeros; nothing is created for them."""
-        if self.ctx is None:
-            return []
+        """Every account with its mailbox host, folders, messages, unseen and size.
+
+        Read from the Maildirs without the store: looking must not change them
+        (the store's refresh moves new/ to cur/, which is a client's doing).
+        Blocking: run it in a thread."""
         out = []
-        for account in sorted(self.ctx.directory.accounts(), key=lambda a: (a.domain, a.local)):
+        accounts = self.ctx.directory.accounts() if self.ctx is not None else []
+        for account in sorted(accounts, key=lambda a: (a.domain, a.local)):
             domain = self.world.domains.get(account.domain)
             row = {"address": account.address, "display": account.display, "enabled": account.enabled,
                    "host": domain.mailbox_host if domain else "", "folders": 0, "messages": 0,
                    "unseen": 0, "size": 0}
-            if self.state.maildir(account.domain, account.local).is_dir():
-                user = self.ctx.store.user(account.address)
-                for name in user.names():
-                    try:
-                        status = user.status(name)
-                    except StoreError:
-                        continue           # deleted or renamed meanwhile
-                    row["folders"] += 1
-                    row["messages"] += status.messages
-                    row["unseen"] += status.unseen
-                    row["size"] += status.size
+            root = self.state.maildir(account.domain, account.local)
+            folders = [root] if (root / "cur").is_dir() else []
+            if folders:
+                folders += [Path(e.path) for e in os.scandir(root)
+                            if name_from_dirname(e.name) is not None and (Path(e.path) / "cur").is_dir()]
+            for folder in folders:
+                row["folders"] += 1
+                for name, sub, size in _maildir_files(folder):
+                    letters = split_info(name)[1]
+                    row["messages"] += 1
+                    row["unseen"] += sub == "new" or "S" not in (letters or "")
+                    row["size"] += size
             out.append(row)
         return out
 
     def delivered_message(self, recipient: str, queue_id: str, scan: int = 2000) -> bytes | None:
         """The header of the message delivered to `recipient` under `queue_id` (its newest
-        Received header names that ID), from the newest `scan` messages of the INBOX; None if
-        not found.  Blocking: run it in a thread."""
+        Received header names that ID), among the newest `scan` files of the INBOX; None if
+        not found.  Read-only; blocking: run it in a thread."""
         if self.ctx is None:
             return None
         account = self.ctx.directory.resolve(recipient)
-        if account is None or not self.state.maildir(account.domain, account.local).is_dir():
+        if account is None:
             return None
+        folder = self.state.maildir(account.domain, account.local)
+        files = sorted(_maildir_files(folder), key=lambda f: f[0], reverse=True)[:scan]  # names start with time
         needle = f" id {queue_id}".encode()
-        try:
-            folder = self.ctx.store.user(account.address).folder(INBOX)
-            folder.refresh()
-            for uid in reversed(folder.uids()[-scan:]):
-                try:
-                    header = folder.read_header(uid)
-                except StoreError:
-                    continue
-                if needle in header:
-                    return header
-        except StoreError:
-            return None
+        for name, sub, _size in files:
+            try:
+                header = read_header(folder / sub / name)
+            except OSError:
+                continue               # moved (flags changed) or removed meanwhile
+            if needle in header:
+                return header
         return None
 
     def _register_commands(self, control: ControlServer) -> None:
@@ -394,3 +398,24 @@ class Lab:
             "clock.speed": clock_speed, "dns.fault": dns_fault,
         }.items():
             control.register(name, handler)
+
+
+def _maildir_files(folder: Path) -> list[tuple[str, str, int]]:
+    """(file name, "new" or "cur", RFC822 size) of every message in one Maildir folder."""
+    out = []
+    for sub in ("new", "cur"):
+        try:
+            entries = list(os.scandir(folder / sub))
+        except FileNotFoundError:
+            continue
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            size = sizes_in_name(split_info(e.name)[0])[1]
+            if size is None:
+                try:
+                    size = e.stat().st_size
+                except FileNotFoundError:
+                    continue
+            out.append((e.name, sub, size))
+    return out

@@ -75,7 +75,9 @@ async def test_edit_an_mx_preference_in_the_panel_and_routing_follows(tmp_path):
         await in_thread(submit, "127.0.0.3", app.lab.ports.submission)
         await until(pilot, lambda: any("via smtp2.syr.edu[127.0.0.2]" in text for r in app.journeys.records.values()
                                        for _t, text in r.events))
-        log = log_text(app.query_one("#dns-log", Log))
+        dns_log = app.query_one("#dns-log", Log)
+        await until(pilot, lambda: "syr.edu MX -> NOERROR" in log_text(dns_log))
+        log = log_text(dns_log)
         assert "zone syr.edu changed: syr.edu 300 IN MX 5 smtp2.syr.edu. (was 20 smtp2.syr.edu.)" in log
         assert "mail.northpole.org" in log and "syr.edu MX -> NOERROR, 2 answers" in log
 

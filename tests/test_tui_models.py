@@ -11,7 +11,7 @@ from maillab.events import (Bounced, Deferred, Delivered, DnsQuery, Queued, Sess
 from maillab.smtp.received import local_received_header, received_header
 from maillab.tui.fmt import countdown, duration, size
 from maillab.tui.journey import JourneyIndex, hops, parse_received
-from maillab.tui.metrics import Monitor, disk_usage
+from maillab.tui.metrics import Monitor, disk_usage, spark
 from maillab.tui.sessions import SessionBook
 
 
@@ -23,10 +23,14 @@ def test_sessions_are_recorded_explained_and_bounded():
     assert ch.opened == ["h/smtp/1"] and len(ch.lines["h/smtp/1"]) == 2
     s = book.get("h/smtp/1")
     assert s.client == "mail.northpole.org [127.0.0.3]" and s.open
-    assert s.lines[0].notes[0].text.startswith("220: service ready")
+    assert not s.notes                                   # explained only when shown
+    s.explain()
+    assert s.notes[0][0].text.startswith("220: service ready") and s.notes[1][0].text.startswith("HELO:")
     for i in range(5):
         book.ingest([SessionLine(2.0 + i, "h/smtp/1", "h", "client", f"NOOP {i}")])
     assert len(s.lines) == 4 and s.dropped == 3
+    s.explain()                                          # notes stay in step with the kept lines
+    assert len(s.notes) == 4 and all(n[0].text.startswith("NOOP:") for n in s.notes)
     ch = book.ingest([SessionClosed(9.0, "h/smtp/1", "h", "closed")])
     assert ch.updated == {"h/smtp/1"} and s.state == "closed"
     # over max_sessions: closed sessions are forgotten first
@@ -101,6 +105,11 @@ def test_the_monitor_counts_per_second_and_keeps_a_short_history():
     for _ in range(500):
         m.tick(0, None)
     assert len(m.series["in"].points) == 120
+
+
+def test_text_sparklines():
+    assert spark([0, 1, 2, 4, 8], 10) == "▁▂▃▅█"
+    assert spark([5, 0, 5], 2) == "▁█" and spark([0, 0], 5) == "▁▁" and spark([], 5) == "" and spark([1], 0) == ""
 
 
 def test_disk_usage_counts_files_under_the_roots(tmp_path):

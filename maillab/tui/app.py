@@ -8,9 +8,11 @@ each queue ID), `Monitor` (per-second counts) — and one bus subscription.
 Events are coalesced per frame: a timer drains the bounded subscription
 `PUMP_HZ` times a second, folds the batch into the models once, hands it to
 every panel (`Panel.feed`) and redraws only the panel on screen
-(`Panel.flush`); a second timer moves the lab clock in the header, closes the
-monitor's second and refreshes countdowns.  A flood drops the oldest events
-of the subscription (counted on the Monitor panel), never the lab's.
+(`Panel.flush`) — in a flood only `1 / FLOOD_FRAME` times a second: drawing
+is what costs, and the lab shares this loop.  A second timer moves the lab
+clock in the header, closes the monitor's second and refreshes countdowns.
+A flood drops the oldest events of the subscription (counted on the Monitor
+panel), never the lab's.
 
 Every action is a key binding, a command palette entry (Ctrl+P) and a line
 of the help screen (?); panels declare theirs in `COMMANDS`.
@@ -18,6 +20,7 @@ of the help screen (?); panels declare theirs in `COMMANDS`.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from functools import partial
@@ -26,7 +29,7 @@ from typing import Any, Iterable
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Header, TabbedContent, TabPane
 
 from ..clock import parse_duration
 from ..errors import UserError
@@ -34,12 +37,15 @@ from ..lab import Lab
 from .fmt import duration, long_stamp
 from .forms import Field, FormScreen, HelpScreen
 from .journey import JourneyIndex
+from .keybar import KeyBar
 from .metrics import Monitor, disk_usage
 from .panel import Batch, Panel
 from .panels import PANELS
 from .sessions import SessionBook
 
 PUMP_HZ = 15
+FLOOD_EVENTS = 50                # events in one frame that make it a flood...
+FLOOD_FRAME = 0.25               # ...when the panel on screen is redrawn only this often (s)
 SUBSCRIPTION = 50_000            # events buffered between two frames, at most
 DISK_EVERY = 2                   # seconds between two samples of the disk usage, at least...
 DISK_SHARE = 20                  # ...and 20 times what the last one took (a big spool: less often)
@@ -90,6 +96,8 @@ class MailLabApp(App[None]):
 
     def __init__(self, lab: Lab, presenter: bool = False) -> None:
         super().__init__()
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            self.animation_level = "none"     # a sliding tab underline repaints 20 times per switch
         self.lab = lab
         self.startup_error = ""
         self.lab_running = False
@@ -101,6 +109,7 @@ class MailLabApp(App[None]):
         self._panels: dict[str, Panel] = {}
         self._disk_sample: int | None = None
         self._disk_next = 0.0            # monotonic time of the next sample
+        self._last_flush = 0.0
         self._last_notice = 0.0
 
     # --- layout --------------------------------------------------------------------
@@ -113,7 +122,7 @@ class MailLabApp(App[None]):
                     panel = kind(self, id=f"{pid}-panel")
                     self._panels[pid] = panel
                     yield panel
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.title = f"maillab · world {self.lab.world.name}"
@@ -168,8 +177,11 @@ class MailLabApp(App[None]):
                 self.crashed(e)
             for panel in self._panels.values():
                 panel.safe(panel.feed, batch)
-        panel = self.active_panel
-        panel.safe(panel.flush)
+        now = time.monotonic()
+        if len(events) < FLOOD_EVENTS or now - self._last_flush >= FLOOD_FRAME:
+            self._last_flush = now
+            panel = self.active_panel
+            panel.safe(panel.flush)
 
     def _tick(self) -> None:
         self._clock_title()
@@ -217,9 +229,8 @@ class MailLabApp(App[None]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         panel = self._panels.get(event.pane.id or "")
         if panel is not None and panel is self.active_panel:
-            panel.safe(panel.flush)
             if self.lab_running:
-                panel.safe(panel.tick)
+                panel.safe(panel.show)
             self.call_after_refresh(self._focus_active)
 
     def _focus_active(self) -> None:

@@ -5,7 +5,8 @@ out (delivered) per second, queue depth, deferrals and delivery failures per
 second, connections per second, and the spool plus Maildirs size on disk.
 `Monitor.ingest(events)` counts into the current second; `tick(depth, disk)`
 closes it (the app calls it once a second with the sampled gauges).  Each
-history keeps `HISTORY` points.  No Textual here.
+history keeps `HISTORY` points; `spark()` draws one as a line of block
+characters.  No Textual here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from ..events import Bounced, Deferred, Delivered, Event, Queued, SessionOpened
 
@@ -68,6 +70,18 @@ class Monitor:
             disk.points.append(disk_bytes / 1e6)
         elif disk.points:
             disk.points.append(disk.points[-1])
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def spark(points: Iterable[float], width: int) -> str:
+    """The last `width` points as a text sparkline, scaled to their maximum ("▁" is zero)."""
+    values = list(points)[-width:] if width > 0 else []
+    top = max(values, default=0.0)
+    if top <= 0:
+        return _BARS[0] * len(values)
+    return "".join(_BARS[min(int(v / top * (len(_BARS) - 1) + 0.5), len(_BARS) - 1)] for v in values)
 
 
 def disk_usage(*roots: Path) -> int:

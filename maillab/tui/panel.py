@@ -2,7 +2,8 @@
 
 The app drains the bus a dozen times a second and hands each panel one
 `Batch`; a panel folds it into its state (`feed`) and redraws only when it
-is on screen (`flush`), so hidden panels cost almost nothing in a flood.
+is on screen (`flush`, and `show` when it comes on screen), so hidden panels
+cost almost nothing in a flood.
 
 A panel never takes the lab down: every entry point the app calls goes
 through `Panel.safe`, and actions and handlers are wrapped with `@guarded`.
@@ -129,6 +130,10 @@ class Panel(Vertical):
 
     def tick(self) -> None:
         """Once a second while on screen: countdowns, periodic refreshes."""
+
+    def show(self) -> None:
+        """The panel just came on screen: draw it up to date, once."""
+        self.flush()
 
     def focus_main(self) -> None:
         """Give the keyboard to the panel's main widget."""

@@ -2,9 +2,10 @@
 
 `SessionBook.ingest(events)` folds `SessionOpened` / `SessionLine` /
 `SessionClosed` events into `Session` records and reports what changed, so
-the panel redraws only that.  Every line is explained as it arrives (an
-`Explainer` per session follows AUTH exchanges, which need the order), so
-turning "explain" on shows notes for the past lines too.
+the panel redraws only that.  Lines are explained only when shown
+(`Session.explain()`): an `Explainer` per session walks its lines in order
+(AUTH exchanges need the order), so turning "explain" on annotates the past
+lines too, and a flood of sessions nobody looks at costs no explaining.
 
 Bounds: at most `max_sessions` sessions (the oldest are forgotten, closed ones
 first) and `max_lines` lines per session (the oldest dropped and counted).
@@ -14,6 +15,7 @@ it was forgotten) opens a record for it.  No Textual here.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
@@ -29,7 +31,6 @@ class Line:
     time: float
     direction: str            # "client", "server", "note"
     text: str
-    notes: tuple[Note, ...] = ()
 
 
 @dataclass(slots=True)
@@ -41,12 +42,24 @@ class Session:
     started: float
     state: str = "open"       # "open", "closed", "lost: ..."
     lines: deque[Line] = field(default_factory=deque)
+    notes: deque[tuple[Note, ...]] = field(default_factory=deque)   # notes[i] explains lines[i]
     dropped: int = 0
+    explained: int = 0        # lines explained so far (of dropped + len(lines))
     explainer: Explainer | None = None
 
     @property
     def open(self) -> bool:
         return self.state == "open"
+
+    def explain(self) -> None:
+        """Explain the lines added since the last call, so `notes` lines up with `lines`."""
+        if self.explainer is None:
+            self.explainer = Explainer(self.protocol)
+        added = self.dropped + len(self.lines)
+        todo = min(added - self.explained, len(self.lines))
+        for line in itertools.islice(self.lines, len(self.lines) - todo, None):
+            self.notes.append(tuple(self.explainer.feed(line.direction, line.text)))
+        self.explained = added
 
 
 @dataclass(slots=True)
@@ -86,7 +99,7 @@ class SessionBook:
     def _open(self, sid: str, protocol: str, host: str, client: str, when: float,
               changes: Changes) -> Session:
         s = Session(sid, protocol, host, client, when, lines=deque(maxlen=self.max_lines),
-                    explainer=Explainer(protocol))
+                    notes=deque(maxlen=self.max_lines))
         self.sessions[sid] = s
         self.total_opened += 1
         changes.opened.append(sid)
@@ -114,8 +127,7 @@ class SessionBook:
                     s = self._open(e.session, _protocol_of(e.session), e.host, "?", e.time, changes)
                 if len(s.lines) == s.lines.maxlen:
                     s.dropped += 1
-                notes = tuple(s.explainer.feed(e.direction, e.text)) if s.explainer else ()
-                line = Line(e.time, e.direction, e.text, notes)
+                line = Line(e.time, e.direction, e.text)
                 s.lines.append(line)
                 changes.lines.setdefault(s.id, []).append(line)
             elif isinstance(e, SessionOpened):
@@ -125,7 +137,7 @@ class SessionBook:
                 if s is None:
                     self._open(e.session, e.protocol, e.host, client, e.time, changes)
                 else:     # a line came first: complete the record
-                    s.protocol, s.client, s.explainer = e.protocol, client, Explainer(e.protocol)
+                    s.protocol, s.client = e.protocol, client
                     changes.updated.add(s.id)
             elif isinstance(e, SessionClosed):
                 s = self.sessions.get(e.session)

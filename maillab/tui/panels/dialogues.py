@@ -12,6 +12,7 @@ data decoded, with a warning when a password crossed the wire in the clear.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from rich.text import Text
@@ -22,6 +23,7 @@ from textual.widgets import DataTable, RichLog, Static
 
 from ..fmt import stamp
 from ..panel import Batch, Panel, guarded, upsert_row, write
+from ..explain import Note
 from ..sessions import Line, Session
 
 CLIENT_STYLE = "bold deep_sky_blue3"
@@ -30,6 +32,7 @@ NOTE_STYLE = "italic grey50"
 EXPLAIN_STYLE = "medium_purple3"
 WARNING_STYLE = "bold red"
 TRANSCRIPT_LINES = 2_000
+TABLE_ROWS = 100             # sessions listed, at least (the book keeps more, for the Journey panel)
 COLUMNS = ("started", "protocol", "host", "state", "peer")
 
 
@@ -109,6 +112,7 @@ remarks (a message body is summarised, not dumped).
 
     def flush(self) -> None:
         table = self.query_one("#sessions", DataTable)
+        changed = bool(self._opened or self._updated or self._forgotten)
         for sid in self._forgotten:
             if sid in table.rows:
                 table.remove_row(sid)
@@ -116,7 +120,8 @@ remarks (a message body is summarised, not dumped).
             s = self.book.get(sid)
             if s is not None:
                 upsert_row(table, sid, self._cells(s), COLUMNS)
-        changed = bool(self._opened or self._updated or self._forgotten)
+        if table.row_count > 2 * TABLE_ROWS:
+            self._rebuild(table)         # in one go: each removal from a DataTable costs O(rows)
         self._opened, self._updated, self._forgotten = [], set(), []
         if self.follow:
             newest = self.book.newest()
@@ -129,6 +134,15 @@ remarks (a message body is summarised, not dumped).
         self._draw_transcript()
         if changed:
             self._hint()
+
+    def _rebuild(self, table: DataTable[str]) -> None:
+        """The table anew from the book's newest sessions, the cursor on the selected one."""
+        table.clear()
+        sessions = list(self.book.sessions.values())[-TABLE_ROWS:]
+        for s in sessions:
+            table.add_row(*self._cells(s), key=s.id)
+        if not self.follow and self.selected in table.rows:
+            table.move_cursor(row=table.get_row_index(self.selected), animate=False)
 
     @staticmethod
     def _cells(s: Session) -> tuple[str, ...]:
@@ -154,12 +168,22 @@ remarks (a message body is summarised, not dumped).
             write(log, self._heading(s))
             if s.dropped:
                 write(log, Text(f"({s.dropped} earlier lines not kept)", style=NOTE_STYLE))
-            for line in s.lines:
-                self._write(log, line)
+            self._write_lines(log, s, list(s.lines))
         elif self._new_lines:
-            for line in self._new_lines:
-                self._write(log, line)
+            s = self.book.get(self.selected) if self.selected else None
+            if s is not None:
+                self._write_lines(log, s, self._new_lines[-len(s.lines):])
             self._new_lines.clear()
+
+    def _write_lines(self, log: RichLog, s: Session, lines: list[Line]) -> None:
+        """Write the last `len(lines)` lines of `s`, explained if explain (or presenter) mode is on."""
+        if self.explain or self.presenter:
+            s.explain()
+            notes = list(itertools.islice(s.notes, len(s.notes) - len(lines), None))
+        else:
+            notes = [()] * len(lines)
+        for line, line_notes in zip(lines, notes):
+            self._write(log, line, line_notes)
 
     def _heading(self, s: Session) -> Text:
         text = Text()
@@ -168,7 +192,7 @@ remarks (a message body is summarised, not dumped).
                     style=NOTE_STYLE)
         return text
 
-    def _write(self, log: RichLog, line: Line) -> None:
+    def _write(self, log: RichLog, line: Line, notes: tuple[Note, ...]) -> None:
         text = Text()
         if not self.presenter:
             text.append(stamp(line.time) + " ", style="dim")
@@ -181,9 +205,9 @@ remarks (a message body is summarised, not dumped).
         else:
             text.append("   " + line.text, style=NOTE_STYLE)
         write(log, text)
-        if self.explain or self.presenter:
+        if notes:
             indent = "          " if not self.presenter else "   "
-            for note in line.notes:
+            for note in notes:
                 write(log, Text(f"{indent}{'⚠ ' if note.warning else '↳ '}{note}",
                                style=WARNING_STYLE if note.warning else EXPLAIN_STYLE))
         if self.presenter and line.direction == "server" and line.text[3:4] != "-":

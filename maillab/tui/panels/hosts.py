@@ -77,6 +77,9 @@ domains whose mailboxes it keeps, and how many messages wait in its queue.
     def tick(self) -> None:
         self.reload()
 
+    def show(self) -> None:
+        self.reload()
+
     def reload(self) -> None:
         self._dirty = False
         table = self.query_one("#hosts-table", DataTable)

@@ -27,6 +27,7 @@ from ..panel import Batch, Panel, guarded, write
 
 COLUMNS = ("delivered", "recipient", "queue id", "host")
 SESSION_LINES = 24
+TABLE_ROWS = 200             # deliveries listed, newest last
 NARROW = 120
 
 
@@ -86,7 +87,8 @@ the lab's record can not.
             return
         self._dirty = False
         table = self.query_one("#deliveries", DataTable)
-        wanted = {f"{d.queue_id}\t{d.recipient}": d for d in self.index.deliveries}
+        recent = list(self.index.deliveries)[-TABLE_ROWS:]
+        wanted = {f"{d.queue_id}\t{d.recipient}": d for d in recent}
         for key in [k.value for k in table.rows if k.value not in wanted]:
             table.remove_row(key)
         for key, d in wanted.items():

@@ -53,6 +53,10 @@ client that deletes what it downloads makes the count drop.
         if batch.of(MessagesAdded, MessagesExpunged, MailboxCreated, MailboxDeleted, MailboxRenamed):
             self._dirty = True
 
+    def show(self) -> None:
+        self._dirty, self._last = True, 0.0
+        self.flush()
+
     def flush(self) -> None:
         if self._dirty and self.lab.ctx is not None and time.monotonic() - self._last >= REFRESH_EVERY:
             self._dirty = False

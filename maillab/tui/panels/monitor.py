@@ -2,7 +2,8 @@
 
 The numbers come from the app's `Monitor` (fed from the event stream, closed
 once a second with the sampled queue depth and disk usage); this panel only
-draws them.
+draws them, as lines of block characters: Textual's Sparkline widget costs
+ten times more to paint, and the lab shares the app's loop.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Label, Sparkline, Static
+from textual.widgets import Label, Static
 
+from ..metrics import spark
 from ..panel import Panel
 
 HINTS = {
@@ -39,9 +41,8 @@ Hosts and DNS panels.
     DEFAULT_CSS = """
     MonitorPanel .metric { height: 2; }
     MonitorPanel .metric Label { width: 40; padding: 0 1; }
-    MonitorPanel .metric Sparkline { width: 1fr; height: 2; }
+    MonitorPanel .metric .spark { width: 1fr; height: 1; color: $accent; }
     MonitorPanel.-presenter .metric { height: 3; }
-    MonitorPanel.-presenter .metric Sparkline { height: 3; }
     """
 
     def __init__(self, app: Any, **kwargs: Any) -> None:
@@ -54,9 +55,12 @@ Hosts and DNS panels.
             for key in self.monitor.series:
                 with Horizontal(classes="metric"):
                     yield Label("", id=f"label-{key}")
-                    yield Sparkline([], id=f"spark-{key}")
+                    yield Static("", id=f"spark-{key}", classes="spark", markup=False)
 
     def on_mount(self) -> None:
+        self.tick()
+
+    def show(self) -> None:
         self.tick()
 
     def focus_main(self) -> None:
@@ -67,7 +71,8 @@ Hosts and DNS panels.
             value = f"{s.latest:.1f}" if key == "disk" else f"{s.latest:.0f}"
             self.query_one(f"#label-{key}", Label).update(
                 f"{s.label}: {value}{s.unit} (peak {s.peak:.0f})\n[dim]{HINTS[key]}[/]")
-            self.query_one(f"#spark-{key}", Sparkline).data = list(s.points) or [0.0]
+            line = self.query_one(f"#spark-{key}", Static)
+            line.update(spark(s.points, line.size.width or 60))
         dropped = self.monitor.dropped
         self.query_one("#monitor-status", Static).update(
             "last 2 minutes, one point per second"

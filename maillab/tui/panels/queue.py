@@ -22,7 +22,7 @@ from ..fmt import countdown, long_stamp
 from ..forms import ConfirmScreen
 from ..panel import Batch, Panel, guarded, upsert_row
 
-PAGE = 200
+PAGE = 100
 COLUMNS = ("queue id", "host", "queue", "recipient", "attempts", "next attempt", "last reason", "sender")
 REFRESH_EVERY = 0.5          # seconds, at most, when queue events arrive
 
@@ -91,6 +91,9 @@ reason a delivery failed.
 
     def tick(self) -> None:
         self.reload()       # countdowns move with the lab clock
+
+    def show(self) -> None:
+        self.reload()
 
     def reload(self) -> None:
         self._dirty = False
