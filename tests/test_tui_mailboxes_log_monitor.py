@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from textual.widgets import DataTable, Input, Log, Static
 
+from maillab.events import Notice
+
 from test_tui_support import course_session, in_thread, log_text, running_app, table_rows, until
 
 
@@ -69,3 +71,15 @@ async def test_the_monitor_shows_traffic_as_sparklines(tmp_path):
         await until(pilot, lambda: set(str(spark.render())) - {"▁"})       # a bar above the floor
         label = str(app.query_one("#label-in").render())
         assert label.startswith("messages in:") and "peak" in label
+
+
+async def test_a_burst_of_log_lines_is_summarised_not_drawn(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        await pilot.press("7")
+        log = app.query_one("#maillog", Log)
+        for i in range(1000):
+            app.lab.bus.publish(Notice(app.lab.clock.now(), "smtp1.syr.edu", "test", f"burst line {i}"))
+        await until(pilot, lambda: "burst line 999" in log_text(log))
+        text = log_text(log)
+        assert "more lines in this burst; the maillog file has them all" in text
+        assert "burst line 699" not in text and "burst line 700" in text

@@ -45,7 +45,7 @@ from .sessions import SessionBook
 
 PUMP_HZ = 15
 FLOOD_EVENTS = 50                # events in one frame that make it a flood...
-FLOOD_FRAME = 0.25               # ...when the panel on screen is redrawn only this often (s)
+FLOOD_FRAME = 0.5                # ...when the panel on screen is redrawn only this often (s)
 SUBSCRIPTION = 50_000            # events buffered between two frames, at most
 DISK_EVERY = 2                   # seconds between two samples of the disk usage, at least...
 DISK_SHARE = 20                  # ...and 20 times what the last one took (a big spool: less often)

@@ -25,7 +25,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.reactive import reactive
-from textual.widgets import DataTable, RichLog, Static
+from textual.widgets import DataTable, Log, RichLog, Static
 
 from ..errors import UserError
 from ..events import Event
@@ -52,6 +52,17 @@ def write(log: RichLog, text: Any) -> None:
     """Write to a RichLog wrapped at its own width (not the console's, which may be narrower)."""
     width = log.scrollable_content_region.width
     log.write(text, width=width if width > 0 else None)
+
+
+FLUSH_LINES = 300       # lines a Log gets in one frame, at most: a flood is summarised, not drawn
+
+
+def append_lines(log: Log, lines: Sequence[str], skipped: str) -> None:
+    """Append `lines` to a Log, only the last FLUSH_LINES of them; `skipped` ("{n} lines
+    not shown") stands for the others."""
+    if len(lines) > FLUSH_LINES:
+        lines = [f"… {skipped.format(n=len(lines) - FLUSH_LINES)}", *lines[-FLUSH_LINES:]]
+    log.write_lines(lines)
 
 
 def upsert_row(table: DataTable[Any], key: str, cells: Sequence[str], columns: Sequence[str]) -> None:

@@ -176,14 +176,20 @@ remarks (a message body is summarised, not dumped).
             self._new_lines.clear()
 
     def _write_lines(self, log: RichLog, s: Session, lines: list[Line]) -> None:
-        """Write the last `len(lines)` lines of `s`, explained if explain (or presenter) mode is on."""
+        """Write the last `len(lines)` lines of `s`, explained if explain (or presenter) mode is on.
+
+        One `write` for them all: RichLog renders each write on its own, and
+        a line-by-line redraw of an explained session cost tens of milliseconds."""
         if self.explain or self.presenter:
             s.explain()
             notes = list(itertools.islice(s.notes, len(s.notes) - len(lines), None))
         else:
             notes = [()] * len(lines)
+        rows: list[Text] = []
         for line, line_notes in zip(lines, notes):
-            self._write(log, line, line_notes)
+            rows += self._rows(line, line_notes)
+        if rows:
+            write(log, Text("\n").join(rows))
 
     def _heading(self, s: Session) -> Text:
         text = Text()
@@ -192,7 +198,8 @@ remarks (a message body is summarised, not dumped).
                     style=NOTE_STYLE)
         return text
 
-    def _write(self, log: RichLog, line: Line, notes: tuple[Note, ...]) -> None:
+    def _rows(self, line: Line, notes: tuple[Note, ...]) -> list[Text]:
+        """One transcript line as display rows: the line, its notes, a gap after a reply (presenter)."""
         text = Text()
         if not self.presenter:
             text.append(stamp(line.time) + " ", style="dim")
@@ -204,14 +211,14 @@ remarks (a message body is summarised, not dumped).
             text.append(line.text)
         else:
             text.append("   " + line.text, style=NOTE_STYLE)
-        write(log, text)
-        if notes:
-            indent = "          " if not self.presenter else "   "
-            for note in notes:
-                write(log, Text(f"{indent}{'⚠ ' if note.warning else '↳ '}{note}",
-                               style=WARNING_STYLE if note.warning else EXPLAIN_STYLE))
+        rows = [text]
+        indent = "          " if not self.presenter else "   "
+        for note in notes:
+            rows.append(Text(f"{indent}{'⚠ ' if note.warning else '↳ '}{note}",
+                             style=WARNING_STYLE if note.warning else EXPLAIN_STYLE))
         if self.presenter and line.direction == "server" and line.text[3:4] != "-":
-            write(log, Text(""))
+            rows.append(Text(""))
+        return rows
 
     def _hint(self) -> None:
         port = self.lab.ports.smtp

@@ -19,7 +19,7 @@ from ...dns.authority import FAULT_MODES
 from ...events import DnsQuery, Notice
 from ..fmt import stamp
 from ..forms import Field, FormScreen
-from ..panel import Batch, Panel, guarded
+from ..panel import Batch, Panel, append_lines, guarded
 
 COLUMNS = ("zone", "name", "ttl", "type", "data")
 LOG_LINES = 2_000
@@ -86,7 +86,8 @@ The table lists each record; below, every query as it arrives, with who asked
         if self._dirty:
             self.reload()
         if self._pending:
-            self.query_one("#dns-log", Log).write_lines(list(self._pending))
+            append_lines(self.query_one("#dns-log", Log), list(self._pending),
+                         "{n} more queries in this burst (the maillog has them all)")
             self._pending.clear()
 
     def reload(self) -> None:

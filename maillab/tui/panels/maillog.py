@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.widgets import Input, Log
 
 from ...maillog import format_event
-from ..panel import Batch, Panel, guarded
+from ..panel import Batch, Panel, append_lines, guarded
 
 KEEP = 5_000
 
@@ -69,7 +69,8 @@ queues it (`from=`, `size=`, `nrcpt=`), `smtp` relays it or `local` delivers it
             lines = [x for x in self._pending if self._match(x)] if self.words else list(self._pending)
             self._pending.clear()
             if lines:
-                self.query_one("#maillog", Log).write_lines(lines)
+                append_lines(self.query_one("#maillog", Log), lines,
+                             "{n} more lines in this burst; the maillog file has them all")
 
     @guarded
     def on_input_changed(self, event: Input.Changed) -> None:
