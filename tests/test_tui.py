@@ -96,7 +96,7 @@ async def test_theme_toggle_and_presenter_mode(tmp_path):
 
 
 async def test_a_crashing_panel_shows_its_error_and_the_lab_keeps_running(tmp_path):
-    async with running_app(tmp_path) as (app, pilot):
+    async with running_app(tmp_path, allow_errors=True) as (app, pilot):
         queue = app.query_one("#queue-panel")
 
         def broken() -> None:

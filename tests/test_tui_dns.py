@@ -94,3 +94,19 @@ async def test_a_zone_fault_from_the_panel(tmp_path):
         await until(pilot, lambda: app.lab.dns_faults() == {"gmail.com": "servfail"})
         await until(pilot, lambda: any(r[0] == "gmail.com (servfail)" for r in table_rows(table)))
         assert app.lab.dns_faults() == {"gmail.com": "servfail"}
+
+
+async def test_the_tour_s_backup_mx_story(tmp_path):
+    """README and help: with mx1 down mail waits at mx2; mx3 at 15 takes the next one."""
+    async with running_app(tmp_path) as (app, pilot):
+        lab = app.lab
+        await lab.host_down("mx1.luxsci.net")
+
+        def waiting_at() -> set[str]:
+            return {e["host"] for e in lab.queue_listing() if e["recipients"][0]["address"] == "bob@luxsci.net"
+                    and e["queue"] == "deferred"}
+        await in_thread(submit, "127.0.0.3", lab.ports.submission, rcpt="bob@luxsci.net")
+        assert await until(pilot, lambda: "mx2.luxsci.net" in waiting_at())
+        lab.dns_edit("luxsci.net", "luxsci.net", "MX", "30 mx3.luxsci.net.", "15 mx3.luxsci.net.")
+        await in_thread(submit, "127.0.0.3", lab.ports.submission, rcpt="bob@luxsci.net")
+        assert await until(pilot, lambda: waiting_at() == {"mx2.luxsci.net", "mx3.luxsci.net"})

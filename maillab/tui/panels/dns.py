@@ -33,10 +33,13 @@ The table lists each record; below, every query as it arrives, with who asked
 (the MTAs ask from their own address, so you see `mail.northpole.org` look up
 `syr.edu MX` before it relays), the question, and the answer code.
 
-- `e` edits the selected record. Try the MX records of `syr.edu`: give
-  `smtp2.syr.edu` preference 5 (below smtp1's 10) and send mail to syr.edu from
-  another domain — it now goes to smtp2 first. Names without a final dot are
-  relative to the zone, as in a BIND zone file.
+- `e` edits the selected record; the next look-up sees it. Take
+  `mx1.luxsci.net` down (Hosts panel) and mail for luxsci.net waits at the
+  backup `mx2` (preference 20); make `mx3` preference 15 and the next message
+  waits at mx3 instead. Give syr.edu's backup `smtp2` preference 5 and mail
+  sent to syr.edu goes there first — and bounces, "loops back to myself": the
+  backup is now the best MX but not the mailbox host. Names without a final
+  dot are relative to the zone, as in a BIND zone file.
 - `F` makes the selected record's zone fail: SERVFAIL, NXDOMAIN or no answer at
   all (timeout); *off* heals it. Mail to that domain is deferred, or bounced on
   NXDOMAIN.

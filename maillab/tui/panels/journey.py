@@ -100,7 +100,7 @@ the lab's record can not.
     async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "deliveries":
             qid, _, recipient = str(event.row_key.value).partition("\t")
-            await self.show(recipient, qid)
+            await self.show_journey(recipient, qid)
 
     @guarded
     async def action_show(self) -> None:
@@ -109,9 +109,9 @@ the lab's record can not.
             self.app.notify("No delivered message yet: send one first", severity="warning")
             return
         _when, recipient, qid, _host = (str(c) for c in table.get_row_at(table.cursor_row))
-        await self.show(recipient, qid)
+        await self.show_journey(recipient, qid)
 
-    async def show(self, recipient: str, qid: str) -> None:
+    async def show_journey(self, recipient: str, qid: str) -> None:
         self.current = (recipient, qid)
         header = await asyncio.to_thread(self.lab.delivered_message, recipient, qid)
         trace = hops(header) if header else []
