@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     tui = sub.add_parser("tui", help="the lab inside the terminal UI (the default)",
                          description="Run the lab with its terminal UI on the same event loop.")
     _lab_options(tui)
+    tui.add_argument("--presenter", action="store_true",
+                     help="start in presenter mode: bigger, simpler panels for a projector (key p)")
     serve = sub.add_parser("serve", help="the lab headless: endpoints, then the maillog",
                            description="Run the lab without a UI. Prints one line per listening "
                                        "endpoint, then the maillog. Ctrl-C or SIGTERM stops it; "
@@ -145,7 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     from .tui.app import MailLabApp  # Textual is imported only for the TUI
     lab = _make_lab(args, echo=False)
-    app = MailLabApp(lab)
+    app = MailLabApp(lab, presenter=args.presenter)
     app.run()
     if app.startup_error:
         return _fail(app.startup_error)

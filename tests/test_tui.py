@@ -4,7 +4,7 @@ error containment, and a clean quit with the spool kept.  Real servers on loopba
 from __future__ import annotations
 
 from textual.command import CommandPalette
-from textual.widgets import DataTable, RichLog, TabbedContent
+from textual.widgets import DataTable, Header, RichLog, TabbedContent
 
 from maillab.lab import Lab
 from maillab.ports import Ports
@@ -93,6 +93,12 @@ async def test_theme_toggle_and_presenter_mode(tmp_path):
         assert "354: start mail input" in text          # presenter mode explains every line
         await pilot.press("p")
         assert not panel.has_class("-presenter") and app.query_one("#sessions").display
+
+
+async def test_maillab_presenter_starts_in_presenter_mode(tmp_path):
+    async with running_app(tmp_path, size=(100, 30), presenter=True) as (app, pilot):
+        assert app.query_one("#dialogues-panel").has_class("-presenter")
+        assert app.query_one(Header).tall and not app.query_one("#sessions").display
 
 
 async def test_a_crashing_panel_shows_its_error_and_the_lab_keeps_running(tmp_path):

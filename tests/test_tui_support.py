@@ -62,13 +62,13 @@ async def until(pilot: Pilot, predicate: Callable[[], object], timeout: float = 
 
 @asynccontextmanager
 async def running_app(tmp_path: Path, size: tuple[int, int] = (120, 40), allow_errors: bool = False,
-                      **lab_options: object) -> AsyncIterator[tuple[MailLabApp, Pilot]]:
+                      presenter: bool = False, **lab_options: object) -> AsyncIterator[tuple[MailLabApp, Pilot]]:
     """The TUI with a lab of the default world on free ports, started and ready.
     At the end no panel may have hit an error, unless `allow_errors`."""
     for _ in range(5):
         lab = Lab(world=load_world(), state=StateDir(tmp_path / "state"), ports=Ports(free_offset()),
                   clock=Clock(), session_timeout=30, smtp_timeout=5, **lab_options)  # type: ignore[arg-type]
-        app = MailLabApp(lab)
+        app = MailLabApp(lab, presenter=presenter)
         async with app.run_test(size=size, notifications=True) as pilot:
             await until(pilot, lambda: app.lab_running or app.startup_error, 20)
             if app.startup_error:

@@ -13,7 +13,7 @@ data decoded, with a warning when a password crossed the wire in the clear.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -23,6 +23,9 @@ from textual.widgets import DataTable, RichLog, Static
 
 from ..fmt import stamp
 from ..panel import Batch, Panel, guarded, upsert_row, write
+
+if TYPE_CHECKING:
+    from ..app import MailLabApp
 from ..explain import Note
 from ..sessions import Line, Session
 
@@ -70,7 +73,7 @@ remarks (a message body is summarised, not dumped).
     follow: reactive[bool] = reactive(True, init=False)
     explain: reactive[bool] = reactive(False, init=False)
 
-    def __init__(self, app: Any, **kwargs: Any) -> None:
+    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.book = app.sessions
         self.selected: str | None = None

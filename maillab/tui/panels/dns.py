@@ -9,7 +9,7 @@ relay (nothing is cached), so the very next message is routed by the new data.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,6 +20,9 @@ from ...events import DnsQuery, Notice
 from ..fmt import stamp
 from ..forms import Field, FormScreen
 from ..panel import Batch, Panel, append_lines, guarded
+
+if TYPE_CHECKING:
+    from ..app import MailLabApp
 
 COLUMNS = ("zone", "name", "ttl", "type", "data")
 LOG_LINES = 2_000
@@ -53,7 +56,7 @@ The table lists each record; below, every query as it arrives, with who asked
     DnsPanel #dns-log { height: 1fr; border-top: solid $accent; }
     """
 
-    def __init__(self, app: Any, **kwargs: Any) -> None:
+    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._pending: deque[str] = deque(maxlen=LOG_LINES)
         self._dirty = True

@@ -7,7 +7,7 @@ control socket, so the TUI and the CLI can not disagree.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,6 +17,9 @@ from ...events import HostChanged, Queued, Removed
 from ...mta import CHAOS_STAGES, FAULT_MODES
 from ..forms import Field, FormScreen
 from ..panel import Batch, Panel, guarded, upsert_row
+
+if TYPE_CHECKING:
+    from ..app import MailLabApp
 
 COLUMNS = ("host", "address", "state", "services", "mailboxes of", "queued", "chaos")
 OUTAGES = {
@@ -52,7 +55,7 @@ domains whose mailboxes it keeps, and how many messages wait in its queue.
     HostsPanel #hosts-table { height: 1fr; }
     """
 
-    def __init__(self, app: Any, **kwargs: Any) -> None:
+    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._dirty = True
 

@@ -12,7 +12,7 @@ the SMTP sessions that said "queued as" it, deliveries and deferrals.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import events
@@ -24,6 +24,9 @@ from textual.widgets import DataTable, RichLog, Static
 from ..fmt import duration, stamp
 from ..journey import Hop, hops
 from ..panel import Batch, Panel, guarded, write
+
+if TYPE_CHECKING:
+    from ..app import MailLabApp
 
 COLUMNS = ("delivered", "recipient", "queue id", "host")
 SESSION_LINES = 24
@@ -56,7 +59,7 @@ the lab's record can not.
     JourneyPanel #journey-body.-narrow #record { border-left: none; border-top: solid $accent; }
     """
 
-    def __init__(self, app: Any, **kwargs: Any) -> None:
+    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.index = app.journeys
         self.sessions = app.sessions

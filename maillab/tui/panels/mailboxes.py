@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
@@ -16,6 +16,9 @@ from textual.widgets import DataTable, Static
 from ...events import (MailboxCreated, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged)
 from ..fmt import size
 from ..panel import Batch, Panel, guarded, upsert_row
+
+if TYPE_CHECKING:
+    from ..app import MailLabApp
 
 COLUMNS = ("user", "name", "mailbox host", "messages", "unseen", "size", "folders")
 REFRESH_EVERY = 1.0
@@ -34,7 +37,7 @@ client that deletes what it downloads makes the count drop.
     MailboxesPanel #mailboxes-table { height: 1fr; }
     """
 
-    def __init__(self, app: Any, **kwargs: Any) -> None:
+    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._dirty = True
         self._last = 0.0

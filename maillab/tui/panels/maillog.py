@@ -9,14 +9,18 @@ them and to what arrives.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input, Log
 
 from ...maillog import format_event
 from ..panel import Batch, Panel, append_lines, guarded
+
+if TYPE_CHECKING:
+    from ..app import MailLabApp
 
 KEEP = 5_000
 
@@ -39,7 +43,7 @@ queues it (`from=`, `size=`, `nrcpt=`), `smtp` relays it or `local` delivers it
     LogPanel #maillog { height: 1fr; }
     """
 
-    def __init__(self, app: Any, **kwargs: Any) -> None:
+    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.lines: deque[str] = deque(maxlen=KEEP)
         self._pending: deque[str] = deque(maxlen=KEEP)
@@ -87,7 +91,7 @@ queues it (`from=`, `size=`, `nrcpt=`), `smtp` relays it or `local` delivers it
             event.stop()
             self.focus_main()
 
-    def on_key(self, event: Any) -> None:
+    def on_key(self, event: events.Key) -> None:
         if event.key == "escape" and self.query_one("#log-filter", Input).has_focus:
             event.stop()
             self.focus_main()

@@ -8,7 +8,7 @@ ten times more to paint, and the lab shares the app's loop.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
@@ -16,6 +16,9 @@ from textual.widgets import Label, Static
 
 from ..metrics import spark
 from ..panel import Panel
+
+if TYPE_CHECKING:
+    from ..app import MailLabApp
 
 HINTS = {
     "in": "messages accepted and queued, every hop",
@@ -45,7 +48,7 @@ Hosts and DNS panels.
     MonitorPanel.-presenter .metric { height: 3; }
     """
 
-    def __init__(self, app: Any, **kwargs: Any) -> None:
+    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.monitor = app.monitor
 

@@ -11,7 +11,7 @@ through the same `Lab` methods as the control socket.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,6 +21,9 @@ from ...events import Bounced, Deferred, Delivered, Queued, QueueMoved, Removed
 from ..fmt import countdown, long_stamp
 from ..forms import ConfirmScreen
 from ..panel import Batch, Panel, guarded, upsert_row
+
+if TYPE_CHECKING:
+    from ..app import MailLabApp
 
 PAGE = 100
 COLUMNS = ("queue id", "host", "queue", "recipient", "attempts", "next attempt", "last reason", "sender")
@@ -63,7 +66,7 @@ reason a delivery failed.
     QueuePanel #queue-table { height: 1fr; }
     """
 
-    def __init__(self, app: Any, **kwargs: Any) -> None:
+    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.host: str | None = None
         self.page = 0
