@@ -119,8 +119,8 @@ remarks (a message body is summarised, not dumped).
         for sid in self._forgotten:
             if sid in table.rows:
                 table.remove_row(sid)
-        for sid in [*self._opened, *self._updated]:
-            s = self.book.get(sid)
+        for sid in [*self._opened, *(u for u in self._updated if u in table.rows)]:
+            s = self.book.get(sid)              # (a session trimmed from the table stays out)
             if s is not None:
                 upsert_row(table, sid, self._cells(s), COLUMNS)
         if table.row_count > 2 * TABLE_ROWS:
