@@ -103,7 +103,7 @@ def guarded(method: F) -> F:
 
 class Panel(Vertical):
     """A tab of the TUI.  Subclasses set TITLE, HELP and COMMANDS, and override
-    `compose_panel`, `feed` and `flush` (and `tick`, called once a second when shown)."""
+    `compose_panel`, `feed` and `flush` (and `tick`, once a second on screen; `show`)."""
 
     TITLE: ClassVar[str] = ""
     HELP: ClassVar[str] = ""               # Markdown for the help screen
@@ -120,7 +120,6 @@ class Panel(Vertical):
 
     def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.shell = app
         self.lab = app.lab
         self.errors = 0
         self._last_notice = 0.0
@@ -151,10 +150,6 @@ class Panel(Vertical):
 
     def watch_presenter(self, presenter: bool) -> None:
         self.set_class(presenter, "-presenter")
-
-    @property
-    def shown(self) -> bool:
-        return self.shell.active_panel is self
 
     def safe(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
