@@ -35,8 +35,8 @@ import itertools
 
 from ..context import LabContext
 from ..events import (FlagsChanged, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged,
-                      Notice, SessionClosed, SessionLine, SessionOpened)
-from ..ports import Endpoint
+                      SessionClosed, SessionOpened)
+from ..session_server import SessionServer
 from ..smtp.transcript import printable
 from ..store import StoreError
 from ..world import Host
@@ -66,50 +66,35 @@ class _Session:
         self.reason = "Connection closed"
 
 
-class ImapServer:
+class ImapServer(SessionServer[_Session]):
     """IMAP4rev1 for the mailboxes of `domains`, kept on `host` (RFC 3501)."""
+
+    service = "imap"
+    busy_reply = b"* BYE [UNAVAILABLE] Too many IMAP sessions on this host, try again later\r\n"
 
     def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...], *,
                  max_sessions: int = MAX_SESSIONS, autologout: float | None = None) -> None:
-        self.ctx = ctx
-        self.host = host
-        self.domains = tuple(d.lower() for d in domains)
-        self.max_sessions = max_sessions
+        super().__init__(ctx, host, domains, max_sessions)
         self.login_timeout = ctx.session_timeout
         self.autologout = autologout if autologout is not None else max(AUTOLOGOUT, ctx.session_timeout)
-        self.endpoints: list[Endpoint] = []
-        self._server: asyncio.Server | None = None
-        self._sessions: dict[asyncio.Task[None], _Session] = {}
         self._by_user: dict[str, set[_Session]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
 
-    @property
-    def sessions(self) -> int:
-        return len(self._sessions)
+    def port(self) -> int:
+        return self.ctx.ports.imap
 
-    async def start(self) -> None:
-        port = self.ctx.ports.imap
-        self._server = await asyncio.start_server(self._accept, self.host.address, port,
-                                                  reuse_address=True, backlog=1024)
-        self.endpoints = [Endpoint("imap", self.host.name, self.host.address, port)]
+    def new_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Session:
+        return _Session(self, reader, writer)
+
+    async def started(self) -> None:
         self._dispatcher = asyncio.ensure_future(self._dispatch())
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        tasks = list(self._sessions)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async def stopping(self) -> None:
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher
             self._dispatcher = None
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
 
     async def _dispatch(self) -> None:
         """Wake the sessions of the user whose mail changed (IDLE answers at once)."""
@@ -126,39 +111,7 @@ class ImapServer:
 
     # ---- one connection --------------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._sessions) >= self.max_sessions:
-            with contextlib.suppress(OSError):
-                writer.write(b"* BYE [UNAVAILABLE] Too many IMAP sessions on this host, try again later\r\n")
-                writer.close()
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        session = self._sessions[task] = _Session(self, reader, writer)
-        try:
-            await self._run(session)
-        except asyncio.CancelledError:
-            pass        # stop() cancelled us; asyncio's stream callback would log a cancelled task as an error
-        finally:
-            del self._sessions[task]
-
-    def _publish(self, s: _Session) -> None:
-        now, bus, host = self.ctx.clock.now(), self.ctx.bus, self.host.name
-        for direction, text in s.conn.transcript():
-            bus.publish(SessionLine(now, s.id, host, direction, text))
-
-    def _notice(self, program: str, text: str) -> None:
-        self.ctx.bus.publish(Notice(self.ctx.clock.now(), self.host.name, program, text))
-
-    async def _flush(self, s: _Session) -> None:
-        self._publish(s)
-        data = s.conn.data_to_send()
-        if data:
-            s.writer.write(data)
-            async with asyncio.timeout(self.ctx.session_timeout):
-                await s.writer.drain()
-
-    async def _run(self, s: _Session) -> None:
+    async def run(self, s: _Session) -> None:
         self.ctx.bus.publish(SessionOpened(self.ctx.clock.now(), s.id, "imap", self.host.name,
                                            f"{s.peer_ip}:{s.peer_port}"))
         conn = s.conn
@@ -167,7 +120,7 @@ class ImapServer:
             while True:
                 event = conn.next_event()
                 if event is NEED_DATA:
-                    await self._flush(s)
+                    await self.flush(s)
                     data = await self._receive(s)
                     if data is not None:
                         conn.receive_data(data)
@@ -179,7 +132,7 @@ class ImapServer:
                     conn.abort("STARTTLS without TLS support", "TLS is not available")
                 elif isinstance(event, Closed):
                     s.reason = event.reason
-                    await self._flush(s)
+                    await self.flush(s)
                     return
                 elif event is PAUSED:                 # every event above is answered before looping
                     raise AssertionError("IMAP protocol paused with no event in hand")
@@ -196,7 +149,7 @@ class ImapServer:
             raise
         except Exception as e:                         # our bug: this session ends, the server lives on
             s.reason = f"Internal error: {type(e).__name__}: {e}"
-            self._notice("imap", f"Error: {s.reason} ({s.id})")
+            self.notice("imap", f"Error: {s.reason} ({s.id})")
             if not s.in_thread:
                 with contextlib.suppress(Exception):
                     conn.abort("internal error", "[SERVERBUG] Internal error, closing the connection")
@@ -205,7 +158,7 @@ class ImapServer:
             if s.read_task is not None:
                 s.read_task.cancel()
             if not s.in_thread:
-                self._publish(s)
+                self.publish_transcript(s)
             self._logout(s)
             with contextlib.suppress(Exception):
                 s.writer.close()
@@ -242,7 +195,7 @@ class ImapServer:
                         await self._refresh(s)
                     s.wake.clear()
                     conn.idle_poll()
-                    await self._flush(s)
+                    await self.flush(s)
                     continue
             if s.read_task.done():
                 s.waiting_input = False
@@ -274,7 +227,7 @@ class ImapServer:
                 more = conn.execute()
             if not more:
                 return
-            await self._flush(s)
+            await self.flush(s)
 
     # ---- logins --------------------------------------------------------------------------------
 
@@ -282,7 +235,7 @@ class ImapServer:
         account = await asyncio.to_thread(self.ctx.directory.authenticate, ev.login, ev.password, self.domains)
         shown = printable(ev.login.encode("utf-8", "replace"), 80)
         if account is None or account.domain not in self.domains:
-            self._notice("imap-login", f"Login failed: user=<{shown}>, method={ev.mechanism}, rip={s.peer_ip}, "
+            self.notice("imap-login", f"Login failed: user=<{shown}>, method={ev.mechanism}, rip={s.peer_ip}, "
                                        f"lip={self.host.address}, reason=bad login or password ({s.id})")
             s.conn.login_failed()
             return
@@ -293,7 +246,7 @@ class ImapServer:
             return
         s.conn.login_ok(user, account.address)
         self._by_user.setdefault(account.address, set()).add(s)
-        self._notice("imap-login", f"Login: user=<{account.address}>, method={ev.mechanism}, rip={s.peer_ip}, "
+        self.notice("imap-login", f"Login: user=<{account.address}>, method={ev.mechanism}, rip={s.peer_ip}, "
                                    f"lip={self.host.address}, session=<{s.id}>")
 
     def _logout(self, s: _Session) -> None:
@@ -307,6 +260,6 @@ class ImapServer:
             if not sessions:
                 del self._by_user[login]
         st = s.conn.stats
-        self._notice("imap", f"Disconnected: {s.reason} user=<{login}>, in={st['in']} out={s.conn.out.octets} "
+        self.notice("imap", f"Disconnected: {s.reason} user=<{login}>, in={st['in']} out={s.conn.out.octets} "
                              f"fetched={st['fetched']} deleted={st['deleted']} expunged={st['expunged']} "
                              f"appended={st['appended']} ({s.id})")

@@ -29,8 +29,8 @@ import contextlib
 import itertools
 
 from ..context import LabContext
-from ..events import Notice, SessionClosed, SessionLine, SessionOpened
-from ..ports import Endpoint
+from ..events import SessionClosed, SessionOpened
+from ..session_server import SessionServer
 from ..smtp.transcript import printable
 from ..store import INBOX, SEEN, Folder, MaildropBusy, MaildropLock, Message, MessageGone, StoreError
 from ..world import Host
@@ -57,74 +57,22 @@ class _Session:
         self.reason = "closed"
 
 
-class Pop3Server:
+class Pop3Server(SessionServer[_Session]):
     """POP3 for the mailboxes of `domains`, kept on `host` (RFC 1939)."""
 
+    service = "pop3"
+    busy_reply = b"-ERR [SYS/TEMP] too many POP3 sessions on this host, try again later\r\n"
+
     def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...]) -> None:
-        self.ctx = ctx
-        self.host = host
-        self.domains = tuple(d.lower() for d in domains)
-        self.endpoints: list[Endpoint] = []
-        self._server: asyncio.Server | None = None
-        self._sessions: dict[asyncio.Task[None], _Session] = {}
+        super().__init__(ctx, host, domains, MAX_SESSIONS)
 
-    @property
-    def sessions(self) -> int:
-        return len(self._sessions)
+    def port(self) -> int:
+        return self.ctx.ports.pop3
 
-    async def start(self) -> None:
-        port = self.ctx.ports.pop3
-        self._server = await asyncio.start_server(self._accept, self.host.address, port,
-                                                  reuse_address=True, backlog=1024)
-        self.endpoints = [Endpoint("pop3", self.host.name, self.host.address, port)]
+    def new_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Session:
+        return _Session(self, reader, writer)
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        tasks = list(self._sessions)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
-
-    # ---- one connection --------------------------------------------------------------------
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._sessions) >= MAX_SESSIONS:
-            with contextlib.suppress(OSError):
-                writer.write(b"-ERR [SYS/TEMP] too many POP3 sessions on this host, try again later\r\n")
-                writer.close()
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        session = self._sessions[task] = _Session(self, reader, writer)
-        try:
-            await self._run(session)
-        except asyncio.CancelledError:
-            pass        # stop() cancelled us; asyncio's stream callback would log a cancelled task as an error
-        finally:
-            del self._sessions[task]
-
-    def _publish(self, s: _Session) -> None:
-        now, bus, host = self.ctx.clock.now(), self.ctx.bus, self.host.name
-        for direction, text in s.conn.transcript():
-            bus.publish(SessionLine(now, s.id, host, direction, text))
-
-    def _notice(self, text: str) -> None:
-        self.ctx.bus.publish(Notice(self.ctx.clock.now(), self.host.name, "pop3", text))
-
-    async def _flush(self, s: _Session) -> None:
-        self._publish(s)
-        data = s.conn.data_to_send()
-        if data:
-            s.writer.write(data)
-            async with asyncio.timeout(self.ctx.session_timeout):
-                await s.writer.drain()
-
-    async def _run(self, s: _Session) -> None:
+    async def run(self, s: _Session) -> None:
         self.ctx.bus.publish(SessionOpened(self.ctx.clock.now(), s.id, "pop3", self.host.name,
                                            f"{s.peer_ip}:{s.peer_port}"))
         conn = s.conn
@@ -133,7 +81,7 @@ class Pop3Server:
             while True:
                 event = conn.next_event()
                 if event is NEED_DATA:
-                    await self._flush(s)
+                    await self.flush(s)
                     s.idle = True                      # (stays True if cancelled while reading)
                     try:
                         # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (stop())
@@ -156,7 +104,7 @@ class Pop3Server:
                 elif isinstance(event, Closed):
                     s.reason = event.reason
                     self._release(s)                   # before the last reply: a client may reconnect at once
-                    await self._flush(s)
+                    await self.flush(s)
                     return
                 elif event is PAUSED:                  # every event above is answered before looping
                     raise AssertionError("POP3 protocol paused with no event in hand")
@@ -172,7 +120,7 @@ class Pop3Server:
                     s.writer.write(conn.data_to_send())
             raise
         finally:
-            self._publish(s)
+            self.publish_transcript(s)
             self._release(s)
             with contextlib.suppress(Exception):
                 s.writer.close()
@@ -185,7 +133,7 @@ class Pop3Server:
         s.lock.release()
         s.lock = None
         st, quit_ = s.conn.stats, s.reason == "QUIT"
-        self._notice(f"Disconnected: {s.reason}: user=<{s.conn.login}>, "
+        self.notice("pop3", f"Disconnected: {s.reason}: user=<{s.conn.login}>, "
                      f"top={st['top']}/{st['top_bytes']}, retr={st['retr']}/{st['retr_bytes']}, "
                      f"del={st['dele'] if quit_ else 0}/{st['dele_bytes'] if quit_ else 0} ({s.id})")
 
@@ -195,14 +143,14 @@ class Pop3Server:
         account = await asyncio.to_thread(self.ctx.directory.authenticate, ev.login, ev.password, self.domains)
         shown = printable(ev.login.encode("utf-8", "replace"), 80)
         if account is None or account.domain not in self.domains:
-            self._notice(f"Login failed: user=<{shown}>, method={ev.mechanism}, rip={s.peer_ip}, "
+            self.notice("pop3", f"Login failed: user=<{shown}>, method={ev.mechanism}, rip={s.peer_ip}, "
                          f"reason=bad login or password ({s.id})")
             s.conn.login_failed("AUTH", "invalid login or password")
             return
         try:
             s.lock = self.ctx.store.lock_maildrop(account.address)
         except MaildropBusy:
-            self._notice(f"Login refused: user=<{account.address}>, method={ev.mechanism}, rip={s.peer_ip}, "
+            self.notice("pop3", f"Login refused: user=<{account.address}>, method={ev.mechanism}, rip={s.peer_ip}, "
                          f"reason=maildrop in use ({s.id})")
             s.conn.login_failed("IN-USE", "maildrop already locked: another POP3 session has it open")
             return
@@ -213,7 +161,7 @@ class Pop3Server:
             s.lock = None
             s.conn.login_failed("SYS/TEMP", f"cannot open the maildrop: {e}")
             return
-        self._notice(f"Login: user=<{account.address}>, method={ev.mechanism}, rip={s.peer_ip}, "
+        self.notice("pop3", f"Login: user=<{account.address}>, method={ev.mechanism}, rip={s.peer_ip}, "
                      f"lip={self.host.address}, messages={len(messages)} ({s.id})")
         s.conn.login_ok(messages, account.address)
 
