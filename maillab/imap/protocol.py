@@ -48,6 +48,8 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Generator, Iterator, Literal
 
+from ..sansio import NEED_DATA, PAUSED, Sentinel
+from ..sasl import PlainError, parse_plain
 from ..store import StoreError, UserStore
 from ..store.errors import FlagError, NoSuchMailbox
 from . import mailboxes, messages
@@ -70,18 +72,6 @@ class State(enum.Enum):
     AUTHENTICATED = "AUTHENTICATED"
     SELECTED = "SELECTED"
     LOGOUT = "LOGOUT"
-
-
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-NEED_DATA = _Sentinel("NEED_DATA")      # feed more bytes
-PAUSED = _Sentinel("PAUSED")            # an event waits for the adapter's answer
 
 
 # ---- events ----------------------------------------------------------------------------
@@ -201,7 +191,7 @@ class ImapConnection:
         self.stats["in"] += len(data)
         self.framer.receive_data(data)
 
-    def next_event(self) -> Event | _Sentinel:
+    def next_event(self) -> Event | Sentinel:
         """The next thing the adapter must do; simple commands are answered on the way."""
         while True:
             if self._closed is not None:
@@ -512,21 +502,12 @@ class ImapConnection:
 
     def _plain(self, tag: str, data: bytes) -> Event | None:
         """RFC 4616: authzid NUL authcid NUL passwd."""
-        fields = data.split(b"\x00")
-        if len(fields) != 3 or not fields[1]:
-            self._tagged(tag, "NO", "Malformed PLAIN response (RFC 4616: authzid NUL authcid NUL passwd)",
-                         "AUTHENTICATIONFAILED")
-            return None
         try:
-            authzid, authcid, password = (f.decode("utf-8") for f in fields)
-        except UnicodeDecodeError:
-            self._tagged(tag, "NO", "Invalid UTF-8 in PLAIN response", "AUTHENTICATIONFAILED")
+            login, password = parse_plain(data)
+        except PlainError as e:
+            self._tagged(tag, "NO", str(e), "AUTHORIZATIONFAILED" if e.authorization else "AUTHENTICATIONFAILED")
             return None
-        if authzid and authzid.lower() != authcid.lower():
-            self._tagged(tag, "NO", "Authorization identity must be empty or the login itself",
-                         "AUTHORIZATIONFAILED")
-            return None
-        return self._authenticate(tag, authcid, password, "PLAIN")
+        return self._authenticate(tag, login, password, "PLAIN")
 
     def _authenticate(self, tag: str, login: str, password: str, mechanism: str) -> Authenticate:
         self._auth_tag = tag

@@ -50,6 +50,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Literal, Protocol, Sequence
 
+from ..sansio import NEED_DATA, PAUSED, Sentinel
+from ..sasl import PlainError, parse_plain
 from ..smtp.transcript import printable
 
 MAX_COMMAND = 255           # RFC 2449 §4: a command line is at most 255 octets, CRLF included
@@ -66,18 +68,6 @@ class State(enum.Enum):
     TRANSACTION = "TRANSACTION"
     UPDATE = "UPDATE"
     CLOSED = "CLOSED"
-
-
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-NEED_DATA = _Sentinel("NEED_DATA")      # feed more bytes
-PAUSED = _Sentinel("PAUSED")            # an event waits for the adapter's answer
 
 
 # ---- events ----------------------------------------------------------------------------
@@ -250,7 +240,7 @@ class Pop3Connection:
             raise Pop3UsageError("input buffer overflow: feed data only after NEED_DATA")
         self._in += data
 
-    def next_event(self) -> Event | _Sentinel:
+    def next_event(self) -> Event | Sentinel:
         """The next thing the adapter must do; replies to simple commands are queued on the way."""
         while True:
             if self._closed is not None:
@@ -518,16 +508,10 @@ class Pop3Connection:
             decoded = binascii.a2b_base64(b64.encode("ascii"), strict_mode=True) if b64 else b""
         except (binascii.Error, UnicodeEncodeError):
             raise _PeerError("invalid base64 in SASL response") from None
-        fields = decoded.split(b"\x00")
-        if len(fields) != 3 or not fields[1]:
-            raise _PeerError("malformed PLAIN response (RFC 4616: authzid NUL authcid NUL passwd)", "AUTH",
-                             bad=False)
         try:
-            authzid, authcid, password = (f.decode("utf-8") for f in fields)
-        except UnicodeDecodeError:
-            raise _PeerError("invalid UTF-8 in PLAIN response", "AUTH", bad=False) from None
-        if authzid and authzid.lower() != authcid.lower():
-            raise _PeerError("authorization identity must be empty or the login itself", "AUTH", bad=False)
+            authcid, password = parse_plain(decoded)
+        except PlainError as e:
+            raise _PeerError(str(e)[0].lower() + str(e)[1:], "AUTH", bad=False) from None
         self._user = authcid
         self._wait(Authenticate)
         return Authenticate(authcid, password, "PLAIN")
