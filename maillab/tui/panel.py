@@ -65,6 +65,14 @@ def append_lines(log: Log, lines: Sequence[str], skipped: str) -> None:
     log.write_lines(lines)
 
 
+def row_table(table_id: str, columns: Sequence[str]) -> DataTable[str]:
+    """A table of rows picked with the cursor, one column (keyed by its title) per entry of `columns`."""
+    table: DataTable[str] = DataTable(id=table_id, cursor_type="row", zebra_stripes=True)
+    for column in columns:
+        table.add_column(column, key=column)
+    return table
+
+
 def upsert_row(table: DataTable[Any], key: str, cells: Sequence[str], columns: Sequence[str]) -> None:
     """Add row `key`, or change just the cells that differ, so the cursor and scroll stay put."""
     if key not in table.rows:

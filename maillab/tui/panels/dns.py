@@ -19,7 +19,7 @@ from ...dns.authority import FAULT_MODES
 from ...events import DnsQuery, Notice
 from ..fmt import stamp
 from ..forms import Field, FormScreen
-from ..panel import Batch, Panel, append_lines, guarded
+from ..panel import Batch, Panel, append_lines, guarded, row_table
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -63,10 +63,7 @@ The table lists each record; below, every query as it arrives, with who asked
 
     def compose_panel(self) -> ComposeResult:
         yield Static("", id="dns-hint", classes="hint", markup=False)
-        table: DataTable[str] = DataTable(id="dns-records", cursor_type="row", zebra_stripes=True)
-        for column in COLUMNS:
-            table.add_column(column, key=column)
-        yield table
+        yield row_table("dns-records", COLUMNS)
         yield Log(id="dns-log", max_lines=LOG_LINES)
 
     def focus_main(self) -> None:

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static
 from ...events import HostChanged, Queued, Removed
 from ...mta import CHAOS_STAGES, FAULT_MODES
 from ..forms import Field, FormScreen
-from ..panel import Batch, Panel, guarded, upsert_row
+from ..panel import Batch, Panel, guarded, row_table, upsert_row
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -61,10 +61,7 @@ domains whose mailboxes it keeps, and how many messages wait in its queue.
 
     def compose_panel(self) -> ComposeResult:
         yield Static("Select a host, then d (down), u (up), c (chaos).", classes="hint", markup=False)
-        table: DataTable[str] = DataTable(id="hosts-table", cursor_type="row", zebra_stripes=True)
-        for column in COLUMNS:
-            table.add_column(column, key=column)
-        yield table
+        yield row_table("hosts-table", COLUMNS)
 
     def focus_main(self) -> None:
         self.query_one("#hosts-table", DataTable).focus()

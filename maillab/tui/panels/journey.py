@@ -23,7 +23,7 @@ from textual.widgets import DataTable, RichLog, Static
 
 from ..fmt import duration, stamp
 from ..journey import Hop, hops
-from ..panel import Batch, Panel, guarded, write
+from ..panel import Batch, Panel, guarded, row_table, write
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -68,10 +68,7 @@ the lab's record can not.
 
     def compose_panel(self) -> ComposeResult:
         yield Static("Recent deliveries into Maildirs: Enter shows a message's journey.", classes="hint", markup=False)
-        table: DataTable[str] = DataTable(id="deliveries", cursor_type="row", zebra_stripes=True)
-        for column in COLUMNS:
-            table.add_column(column, key=column)
-        yield table
+        yield row_table("deliveries", COLUMNS)
         with Container(id="journey-body"):
             yield RichLog(id="hops", wrap=True, max_lines=500, auto_scroll=False)
             yield RichLog(id="record", wrap=True, max_lines=2_000, auto_scroll=False)

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Static
 
 from ...events import (MailboxCreated, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged)
 from ..fmt import size
-from ..panel import Batch, Panel, guarded, upsert_row
+from ..panel import Batch, Panel, guarded, row_table, upsert_row
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -44,10 +44,7 @@ client that deletes what it downloads makes the count drop.
 
     def compose_panel(self) -> ComposeResult:
         yield Static("", id="mailboxes-hint", classes="hint", markup=False)
-        table: DataTable[str] = DataTable(id="mailboxes-table", cursor_type="row", zebra_stripes=True)
-        for column in COLUMNS:
-            table.add_column(column, key=column)
-        yield table
+        yield row_table("mailboxes-table", COLUMNS)
 
     def focus_main(self) -> None:
         self.query_one("#mailboxes-table", DataTable).focus()

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Static
 from ...events import Bounced, Deferred, Delivered, Queued, QueueMoved, Removed
 from ..fmt import countdown, long_stamp
 from ..forms import ConfirmScreen
-from ..panel import Batch, Panel, guarded, upsert_row
+from ..panel import Batch, Panel, guarded, row_table, upsert_row
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -76,10 +76,7 @@ reason a delivery failed.
 
     def compose_panel(self) -> ComposeResult:
         yield Static("", id="queue-status", classes="hint", markup=False)
-        table: DataTable[str] = DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
-        for column in COLUMNS:
-            table.add_column(column, key=column)
-        yield table
+        yield row_table("queue-table", COLUMNS)
 
     def focus_main(self) -> None:
         self.query_one("#queue-table", DataTable).focus()
