@@ -33,6 +33,7 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from maillab.fsutil import finish  # noqa: E402
 from maillab.queue.records import Entry, Recipient  # noqa: E402
 from maillab.queue.spool import Spool, new_queue_id  # noqa: E402
 
@@ -53,7 +54,7 @@ def generate(state: Path, host: str, count: int, next_attempt: float) -> None:
             rcpt = Recipient("mafudge@syr.edu", attempts=1, next_attempt=next_attempt, last_attempt=now - 300,
                              last_result="4.4.1 connect to 127.0.0.1:2525: Connection refused")
             entry.recipients = {rcpt.address: rcpt}
-            spool.accept(entry, body)
+            finish(spool.accept(entry, body))
             spool.record(entry, [rcpt])
     spool.close()
     os.sync()

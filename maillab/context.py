@@ -16,6 +16,7 @@ from .ports import Ports
 from .queue.records import RetryPolicy
 from .state import StateDir
 from .store import MailStore
+from .syncer import Syncer
 from .world import World
 
 
@@ -30,6 +31,7 @@ class LabContext:
     store: MailStore
     mda: Mda
     resolver: LabResolver
+    syncer: Syncer
     session_timeout: float = 300.0       # RFC 5321 §4.5.3.2.7: server timeout, 5 minutes
     retry: RetryPolicy = RetryPolicy()
     smtp_timeout: float = 30.0           # each read of an outbound SMTP hop

@@ -1,8 +1,16 @@
 """Durable file writes: the few primitives behind "fsync before 250".
 
-`write_all` loops until every byte is written; `write_durable` creates a file
-under a temp name, fsyncs it and renames it into place, then fsyncs the folder
-so the rename itself survives a power cut.
+`write_all` loops until every byte is written; `write_new` creates a file that
+did not exist (not yet durable); `write_durable` creates a file under a temp
+name, fsyncs it and renames it into place, then fsyncs the folder so the
+rename itself survives a power cut.
+
+Multi-step writes are written once as *durability steps*: a generator that
+does its file work and yields the paths that must be on stable storage before
+it may go on (a file before its rename, a folder after it), then returns its
+result.  `finish` drives such steps in place with fsync (worker threads,
+scripts); `Syncer.run` (maillab.syncer) drives them on the loop with group
+commit.
 """
 
 from __future__ import annotations
@@ -10,6 +18,13 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Generator, TypeVar
+
+T = TypeVar("T")
+# Files bigger than this are written from a worker thread rather than on the event loop.
+BIG_WRITE = 1024 * 1024
+StrPath = str | Path
+Steps = Generator[list[StrPath], None, T]
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -18,12 +33,31 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_path(path: StrPath) -> None:
+    """fsync a file or a folder by name."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+
+def write_new(path: StrPath, data: bytes, mtime: float | None = None) -> None:
+    """Create `path` (it must not exist) holding `data`, mtime set if given; no fsync.
+
+    On failure the partial file is removed and the error raised.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        write_all(fd, data)
+        if mtime is not None:
+            os.utime(fd, (mtime, mtime))
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
 
 
 def write_durable(path: Path, data: bytes, tmp: Path | None = None, sync_dir: bool = True) -> None:
@@ -40,4 +74,20 @@ def write_durable(path: Path, data: bytes, tmp: Path | None = None, sync_dir: bo
     os.close(fd)
     os.rename(tmp, path)
     if sync_dir:
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
+
+
+def finish(steps: Steps[T]) -> T:
+    """Run durability steps here and now, fsyncing each path they ask for. Blocking."""
+    try:
+        paths = next(steps)
+        while True:
+            try:
+                for path in dict.fromkeys(paths):
+                    fsync_path(path)
+            except BaseException as e:
+                paths = steps.throw(e)
+            else:
+                paths = steps.send(None)
+    except StopIteration as stop:
+        return stop.value

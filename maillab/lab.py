@@ -38,6 +38,7 @@ from .store import MailStore
 from .store.flags import split_info
 from .store.maildir import read_header, sizes_in_name
 from .store.names import name_from_dirname
+from .syncer import Syncer
 from .world import World
 
 DNS_ADDRESS = "127.0.0.1"
@@ -86,7 +87,7 @@ class Lab:
         store = MailStore(self.state, self.bus, self.clock)
         self.ctx = LabContext(world=self.world, state=self.state, ports=self.ports, clock=self.clock,
                               bus=self.bus, directory=directory, store=store, mda=Mda(directory, store),
-                              resolver=LabResolver(DNS_ADDRESS, self.ports.dns),
+                              resolver=LabResolver(DNS_ADDRESS, self.ports.dns), syncer=Syncer(self.state.root),
                               session_timeout=self.session_timeout, smtp_timeout=self.smtp_timeout,
                               retry=self.retry or self.world.retry)
         self._authority = Authority(self.world.zones)
@@ -136,6 +137,7 @@ class Lab:
         if self.ctx is not None:
             self.bus.publish(Notice(self.clock.now(), "maillab", "master", "daemon stopped, queue kept"))
             self.ctx.directory.close()
+            self.ctx.syncer.close()
         if self._log is not None:
             await self._log.stop()
         self.state.release()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .directory import Account, Directory
+from .fsutil import Steps
 from .store import MailStore
 
 
@@ -35,8 +36,8 @@ class Mda:
         account = self.directory.resolve(recipient)
         return account if account is not None and account.enabled else None
 
-    def deliver(self, account: Account, recipient: str, sender: str, message: bytes) -> LocalResult:
-        """Store one copy for `account`. Blocking: run it in a thread."""
+    def deliver(self, account: Account, recipient: str, sender: str, message: bytes) -> Steps[LocalResult]:
+        """Durability steps (maillab.fsutil) that store one copy for `account`."""
         head = f"Return-Path: <{sender}>\nDelivered-To: {account.address}\n".encode("utf-8", "surrogateescape")
-        delivery = self.store.deliver(account.address, head + message.replace(b"\r\n", b"\n"))
+        delivery = yield from self.store.deliver_steps(account.address, head + message.replace(b"\r\n", b"\n"))
         return LocalResult(True, "2.0.0", "delivered to maildir", str(delivery.path))

@@ -162,7 +162,7 @@ class Mta:
                 by_domain[r.rpartition("@")[2].lower()].append(r)
         outcomes: list[Outcome] = []
         if local:
-            outcomes += await asyncio.to_thread(deliver_local, self.ctx, entry, message, local)
+            outcomes += await deliver_local(self.ctx, entry, message, local)
         for group in await asyncio.gather(*(relay(self.ctx, self.host, entry, message, domain, group)
                                             for domain, group in by_domain.items())):
             outcomes += group

@@ -14,6 +14,7 @@ from maillab.queue.manager import QueueError, QueueManager
 from maillab.queue.records import RetryPolicy
 from maillab.queue.spool import Spool
 from maillab.routing import Outcome
+from maillab.syncer import Syncer
 
 T0 = 1_800_000_000.0
 
@@ -40,11 +41,12 @@ class FakeNet:
 def queue(tmp_path):
     clock = Clock(start=T0)
     bus = EventBus()
-    ctx = SimpleNamespace(clock=clock, bus=bus, retry=RetryPolicy())
+    ctx = SimpleNamespace(clock=clock, bus=bus, retry=RetryPolicy(), syncer=Syncer(tmp_path))
     net = FakeNet(clock)
     manager = QueueManager("smtp1.syr.edu", ctx, Spool(tmp_path / "spool"), net.deliver)
     yield manager, clock, net, bus
     manager.spool.close()
+    ctx.syncer.close()
 
 
 async def settle(manager=None):

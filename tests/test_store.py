@@ -13,6 +13,7 @@ import pytest
 from maillab.directory import Account
 from maillab.events import (EventBus, FlagsChanged, MailboxCreated, MailboxDeleted, MailboxRenamed,
                             MessagesAdded, MessagesExpunged)
+from maillab.fsutil import finish
 from maillab.mda import Mda
 from maillab.state import StateDir
 from maillab.store import (FlagError, KeywordLimit, MailboxExists, MailboxNameError, MailboxNotAllowed,
@@ -529,7 +530,7 @@ def test_the_mda_delivers_through_the_store(state, bus):
     store = MailStore(state, bus)
     sub = bus.subscribe()
     mda = Mda(None, store)  # type: ignore[arg-type]   # the directory is not needed here
-    result = mda.deliver(Account(USER, "Professor Fudge"), USER, "santa@northpole.org", b"Subject: hi\r\n\r\nho\r\n")
+    result = finish(mda.deliver(Account(USER, "Professor Fudge"), USER, "santa@northpole.org", b"Subject: hi\r\n\r\nho\r\n"))
     assert result.ok and result.status == "2.0.0"
     path = Path(result.path)
     assert path.parent == maildir(state) / "new"

@@ -8,6 +8,7 @@ from unittest import mock
 from textual.widgets import DataTable, TabbedContent
 
 from maillab.events import SessionClosed, SessionLine, SessionOpened
+from maillab.fsutil import finish
 from maillab.queue.records import Entry, Recipient
 from maillab.queue.spool import Spool, new_queue_id
 from maillab.tui.panels.dialogues import TABLE_ROWS
@@ -52,7 +53,7 @@ async def test_a_queue_of_thousands_is_paged(tmp_path):
             rcpt = Recipient("mafudge@syr.edu", attempts=1, next_attempt=now + 3600, last_attempt=now - 300,
                              last_result="4.4.1 connect to 127.0.0.1:2525: Connection refused")
             entry.recipients = {rcpt.address: rcpt}
-            spool.accept(entry, b"Subject: queued\r\n\r\nwaiting\r\n")
+            finish(spool.accept(entry, b"Subject: queued\r\n\r\nwaiting\r\n"))
             spool.record(entry, [rcpt])
     spool.close()
     async with running_app(tmp_path) as (app, pilot):

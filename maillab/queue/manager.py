@@ -20,6 +20,7 @@ from typing import Awaitable, Callable
 from ..context import LabContext
 from ..dsn import DsnRecipient, build_dsn, is_bounce
 from ..events import Bounced, Deferred, Delivered, Notice, Queued, QueueMoved, Removed
+from ..fsutil import BIG_WRITE
 from ..routing import Outcome
 from ..smtp.received import local_received_header
 from .records import BOUNCED, PENDING, SENT, Entry, Recipient
@@ -63,7 +64,7 @@ class QueueManager:
         """Spool a message durably, then schedule its delivery; raises OSError if not stored."""
         entry = Entry(qid, sender, self.ctx.clock.now(), len(message), client, extra or {})
         entry.recipients = {r: Recipient(r) for r in dict.fromkeys(recipients)}
-        await asyncio.to_thread(self.spool.accept, entry, message)
+        await self.ctx.syncer.run(self.spool.accept(entry, message), first_in_thread=len(message) > BIG_WRITE)
         self.entries[qid] = entry
         self.ctx.bus.publish(Queued(entry.arrival, self.host, qid, sender, tuple(entry.recipients),
                                     len(message), client))

@@ -6,8 +6,8 @@ Layout of `<state>/spool/<host>/`:
     journal     JSON lines: every change to a queue record since the last compaction
 
 Invariants:
-- a `.msg` file appears only whole (temp name, fsync, rename, folder fsync):
-  when `accept()` returns, the 250 may be sent;
+- a `.msg` file appears only whole (temp name, flush, rename, folder flush):
+  when the steps of `accept()` end, the 250 may be sent;
 - a recipient is recorded final ("sent"/"bounced") only after its delivery or
   its bounce is itself durable; that record is fsynced when other recipients
   remain, and otherwise the `.msg` file is removed — so a crash anywhere means
@@ -26,7 +26,7 @@ import secrets
 import time
 from pathlib import Path
 
-from ..fsutil import fsync_dir, write_all, write_durable
+from ..fsutil import Steps, fsync_path, write_all, write_durable, write_new
 from .records import PENDING, Entry, Recipient
 
 _ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
@@ -91,9 +91,26 @@ class Spool:
         return self.folder / f"{qid}.msg"
 
     # --- writes (blocking: call them in a thread) -----------------------------
-    def accept(self, entry: Entry, message: bytes) -> None:
+    def accept(self, entry: Entry, message: bytes) -> Steps[None]:
+        """Durability steps (maillab.fsutil) that store a new message: when they end, the 250 may go out.
+
+        The `.msg` file is written under a temp name, made durable, renamed into
+        place, and the rename made durable; on any failure nothing is left.
+        """
         head = json.dumps(_envelope(entry), separators=(",", ":")).encode()
-        write_durable(self._msg(entry.id), head + b"\n" + message, tmp=self.folder / f".{entry.id}.tmp")
+        tmp, final = self.folder / f".{entry.id}.tmp", self._msg(entry.id)
+        write_new(tmp, head + b"\n" + message)
+        try:
+            yield [tmp]
+            os.rename(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        try:
+            yield [self.folder]
+        except BaseException:
+            final.unlink(missing_ok=True)      # not known durable: the client gets no 250
+            raise
 
     def record(self, entry: Entry, recipients: list[Recipient], durable: bool = False,
                **flags: bool) -> None:
@@ -195,4 +212,4 @@ class Spool:
         os.close(self._journal)
         write_durable(self._journal_path, data, tmp=self.folder / ".journal.tmp")
         self._journal = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND, 0o600)
-        fsync_dir(self.folder)
+        fsync_path(self.folder)

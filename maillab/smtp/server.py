@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from ..events import SessionClosed, SessionLine, SessionOpened
+from . import introspection
 from .codes import enhance
 from .datareader import DataReader, DataStatus
 from .policy import check_address, check_rcpt
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 logging.getLogger("mail.log").setLevel(logging.CRITICAL)
 logging.getLogger("mail.log").propagate = False
 warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS", module="aiosmtpd")
+introspection.install()
 
 _session_numbers = itertools.count(1)
 # The everyday path: <dot-atom@domain> then parameters. Anything else (quoted

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Literal, TypeVar
 
 from ..events import FlagsChanged, MessagesAdded, MessagesExpunged
-from ..fsutil import fsync_dir
+from ..fsutil import Steps, finish, fsync_path
 from . import maildir
 from .errors import MessageGone, NoSuchMailbox
 from .flags import DELETED, SEEN, letters_for, normalize_flags, split_info
@@ -105,6 +105,11 @@ class Folder:
     def closed(self) -> bool:
         """True once the mailbox was deleted or renamed; every operation then raises NoSuchMailbox."""
         return self._closed
+
+    @property
+    def loaded(self) -> bool:
+        """True when its index is in memory: using it now costs no scan of the folder."""
+        return self._loaded and not self._closed
 
     def messages(self) -> tuple[Message, ...]:
         """All messages in UID order (a snapshot; sequence number n is index n-1 for a fresh session)."""
@@ -396,9 +401,11 @@ class Folder:
     def _record(m: Message) -> Record:
         return Record(m.uid, m.modseq, m.size, m.internaldate, m.relpath)
 
-    def _persist(self, lines: list[str]) -> None:
+    def _persist(self, lines: list[str], sync: bool = True) -> Path | None:
         """Make the index durable: append `lines`, or rewrite the list when due.
 
+        With `sync=False` an append is not fsynced: the caller gets the list's
+        path back and makes it durable itself (a rewrite is always durable).
         On failure the index in memory is dropped (reloaded from disk on next
         use) and the error propagates: nobody has been told of the change yet.
         """
@@ -407,13 +414,15 @@ class Folder:
                 self._rewrite()
             elif lines:
                 try:
-                    self._list.append(lines)
+                    self._list.append(lines, sync)
+                    return None if sync else self._list.path
                 except FileNotFoundError:
                     self._rewrite()
         except BaseException:
             self._loaded = False
             self._snapshot = None
             raise
+        return None
 
     def _rewrite(self) -> None:
         self._list.rewrite(self._uidvalidity, self._uidnext, self._highestmodseq,
@@ -436,11 +445,17 @@ class Folder:
 
     def _add(self, stored: bytes, letters: str | None, internaldate: float | None, sub: str,
              keep_unindexed: bool = False) -> Message:
-        """Write one message file (tmp, fsync, rename into `sub`, fsync) and index it.
+        """Store one message now (blocking): `add_steps` with an fsync at each step."""
+        return finish(self.add_steps(stored, letters, internaldate, sub, keep_unindexed))
 
-        If indexing fails the file is removed and the error raised — unless
-        `keep_unindexed` (delivery: the message is safe, a later refresh indexes
-        it), which returns a Message with uid 0 instead.
+    def add_steps(self, stored: bytes, letters: str | None, internaldate: float | None, sub: str,
+                  keep_unindexed: bool = False) -> Steps[Message]:
+        """Durability steps (maillab.fsutil) that write one message file and index it.
+
+        tmp/ file, durable; rename into `sub`, index line appended; both durable;
+        then `MessagesAdded`.  If indexing fails the file is removed and the
+        error raised — unless `keep_unindexed` (delivery: the message is safe,
+        a later refresh indexes it), which returns a Message with uid 0 instead.
         """
         self._check()
         date = int(internaldate if internaldate is not None else self.user.now())
@@ -450,24 +465,26 @@ class Folder:
         key, rel = name.partition(":")[0], f"{sub}/{name}"
         tmp: Path | None = maildir.write_tmp(self.path, unique, stored, date)
         try:
+            yield [tmp]
             with self.lock:
                 self._check()
                 os.rename(tmp, self.path / rel)
                 tmp = None
-                fsync_dir(self.path / sub)
                 try:
                     modseq = self._highestmodseq + 1
                     m = self._remember(key, rel, size, date, modseq)
                     self._highestmodseq = modseq
                     self._snapshot = None
-                    self._persist([add_line(self._record(m))])
+                    index = self._persist([add_line(self._record(m))], sync=False)
                 except OSError:
-                    if keep_unindexed:
-                        return Message(0, key, frozenset(), 0, size, date, rel, {})
-                    (self.path / rel).unlink(missing_ok=True)
-                    raise
+                    if not keep_unindexed:
+                        (self.path / rel).unlink(missing_ok=True)
+                        raise
+                    m, index = Message(0, key, frozenset(), 0, size, date, rel, {}), None
+            yield [self.path / sub] + ([index] if index else [])
+            if m.uid:
                 self.user.emit(MessagesAdded, mailbox=self.name, uids=(m.uid,))
-                return m
+            return m
         finally:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
@@ -515,7 +532,7 @@ class Folder:
                 changed.append(n)
                 lines.append(rename_line(uid, modseq, rel))
             if changed:
-                fsync_dir(self.path / "cur")
+                fsync_path(self.path / "cur")
                 self._highestmodseq = modseq
                 self._snapshot = None
                 self._persist(lines)
@@ -555,7 +572,7 @@ class Folder:
             except FileNotFoundError:
                 pass                        # gone already: the same outcome
         for sub in subs:
-            fsync_dir(self.path / sub)
+            fsync_path(self.path / sub)
         self._drop(doomed)
         return tuple(doomed)
 
@@ -600,7 +617,7 @@ class Folder:
                     placed.append((m, name))
             if not placed:
                 return []
-            fsync_dir(dest.path / "cur")
+            fsync_path(dest.path / "cur")
             modseq = dest._highestmodseq + 1
             pairs: list[tuple[int, int]] = []
             lines: list[str] = []
@@ -614,7 +631,7 @@ class Folder:
             dest.user.emit(MessagesAdded, mailbox=dest.name, uids=tuple(n for _, n in pairs))
             if move:
                 for sub in {m.relpath[:3] for m, _ in placed}:
-                    fsync_dir(self.path / sub)
+                    fsync_path(self.path / sub)
                 self._drop([m.uid for m, _ in placed])
             return pairs
 
@@ -637,7 +654,9 @@ class Folder:
                 except FileNotFoundError:
                     raise
                 except OSError:             # another file system, or no hard links here
-                    os.rename(maildir.write_tmp(dest.path, unique, src.read_bytes(), m.internaldate), target)
+                    tmp = maildir.write_tmp(dest.path, unique, src.read_bytes(), m.internaldate)
+                    fsync_path(tmp)
+                    os.rename(tmp, target)
         except FileNotFoundError:
             return None
         return name

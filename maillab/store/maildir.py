@@ -11,7 +11,7 @@ RFC822.SIZE that IMAP and POP3 report (every LF counted as CRLF), cached in the
 name so that neither needs to read the file.  Files dropped in by other
 programs may lack them; `size_of` then reads the file once.
 
-Writes follow the Maildir rule: write into `tmp/`, fsync (`write_tmp`), then
+Writes follow the Maildir rule: write into `tmp/` (`write_tmp`), fsync, then
 the caller renames into `new/` or `cur/` and fsyncs that folder once per operation.
 """
 
@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..fsutil import write_all
+from ..fsutil import write_new
 
 _counter = itertools.count(1)
 _counter_lock = threading.Lock()
@@ -85,21 +85,12 @@ def size_of(path: str | Path, base: str) -> int:
 
 
 def write_tmp(folder: Path, unique: str, data: bytes, mtime: float) -> Path:
-    """Write `data` to `folder/tmp/<unique>`, set its mtime (the internal date) and fsync it.
+    """Write `data` to `folder/tmp/<unique>` with its mtime (the internal date); not yet durable.
 
-    The caller renames it into `new/` or `cur/` and fsyncs that directory.
+    The caller makes it durable, renames it into `new/` or `cur/` and makes that directory durable.
     """
     tmp = folder / "tmp" / unique
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        write_all(fd, data)
-        os.utime(fd, (mtime, mtime))
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
+    write_new(tmp, data, mtime)
     return tmp
 
 

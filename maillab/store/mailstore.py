@@ -21,9 +21,11 @@ import threading
 
 from ..clock import Clock
 from ..events import Event, EventBus
+from ..fsutil import Steps, finish
 from ..state import StateDir, StateError
 from .errors import MaildropBusy, NoSuchMailbox, StoreError
 from .flags import letters_for, normalize_flags
+from .folder import Folder
 from .message import Delivery
 from .names import INBOX
 from .user import UserStore
@@ -123,26 +125,49 @@ class MailStore:
 
     def deliver(self, address: str, data: bytes, mailbox: str = INBOX,
                 flags: tuple[str, ...] = ()) -> Delivery:
-        """Deliver one message (already in stored form: LF, Return-Path/Delivered-To on top).
+        """Deliver one message now: `deliver_steps` with an fsync at each step. Blocking."""
+        return finish(self.deliver_steps(address, data, mailbox, flags))
+
+    def deliver_steps(self, address: str, data: bytes, mailbox: str = INBOX,
+                      flags: tuple[str, ...] = ()) -> Steps[Delivery]:
+        """Durability steps (maillab.fsutil) that deliver one message (already in stored
+        form: LF, Return-Path/Delivered-To on top).
 
         The file goes to `new/` (with flags: `cur/`) of `mailbox`, or of INBOX if
-        that mailbox does not exist, through tmp/ with fsync of file and folder:
-        when this returns the message is safe on disk.  Then it is indexed and
-        `MessagesAdded` published; if only the indexing fails the message is
-        still delivered (uid None) and the next refresh finds it.  Blocking.
+        that mailbox does not exist, through tmp/ made durable before its rename
+        and the folder after it: when the steps end the message is safe on disk.
+        It is indexed and `MessagesAdded` published; if only the indexing fails
+        the message is still delivered (uid None) and the next refresh finds it.
+        The first step opens the user and folder (`is_open`: whether that is
+        already done, or may block on a scan of the folder).
         """
-        user = self.user(address)
-        try:
-            folder = user.folder(mailbox)
-        except (NoSuchMailbox, StoreError):
-            folder = user.folder(INBOX)
+        folder = self.target(address, mailbox)
         letters = None
         sub = "new"
         if flags:
+            user = folder.user
             letters = letters_for(normalize_flags(flags, user.keywords), user.keywords)
             sub = "cur"
-        message = folder._add(data, letters, None, sub, keep_unindexed=True)
+        message = yield from folder.add_steps(data, letters, None, sub, keep_unindexed=True)
         return Delivery(str(folder.path / message.relpath), folder.name, message.uid or None)
+
+    def target(self, address: str, mailbox: str = INBOX) -> Folder:
+        """The folder a delivery to `mailbox` goes to (INBOX if there is no such mailbox), loaded.
+        Blocking on first use."""
+        user = self.user(address)
+        try:
+            return user.folder(mailbox)
+        except (NoSuchMailbox, StoreError):
+            return user.folder(INBOX)
+
+    def is_open(self, address: str, mailbox: str = INBOX) -> bool:
+        """Whether `target(address, mailbox)` is in memory already (then it does not block)."""
+        try:
+            user = self._users.get(self.normalize_address(address))
+        except StoreError:
+            return False
+        folder = user.open_folder(mailbox) if user is not None else None
+        return folder is not None and folder.loaded
 
     # ---- POP3 ----------------------------------------------------------------------------
 

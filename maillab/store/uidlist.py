@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..fsutil import fsync_dir, write_all, write_durable
+from ..fsutil import fsync_path, write_all, write_durable
 
 MAGIC = "maillab-uidlist"
 VERSION = "1"
@@ -125,15 +125,17 @@ class UidList:
         self.lines, self.needs_rewrite = len(body_lines), not clean
         return Loaded(uidvalidity, top_uid + 1, top_mod, records, len(body_lines), clean)
 
-    def append(self, lines: Iterable[str]) -> None:
-        """Append records and fsync; FileNotFoundError if the file vanished (rewrite then)."""
+    def append(self, lines: Iterable[str], sync: bool = True) -> None:
+        """Append records (and fsync, unless the caller will); FileNotFoundError if the
+        file vanished (rewrite then)."""
         data = "".join(lines).encode("utf-8", "surrogateescape")
         if not data:
             return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:
             write_all(fd, data)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         self.lines += data.count(b"\n")
@@ -145,7 +147,7 @@ class UidList:
         body += [add_line(r) for r in records]
         tmp = self.folder / "tmp" / f"{self.FILENAME}.{os.getpid()}.{secrets.token_hex(4)}"
         write_durable(self.path, "".join(body).encode("utf-8", "surrogateescape"), tmp=tmp, sync_dir=False)
-        fsync_dir(self.folder)
+        fsync_path(self.folder)
         self.lines, self.needs_rewrite = len(body) - 1, False
 
     def should_compact(self, live: int) -> bool:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event, MailboxCreated, MailboxDeleted, MailboxRenamed
-from ..fsutil import fsync_dir, write_durable
+from ..fsutil import fsync_path, write_durable
 from .errors import MailboxExists, MailboxNameError, MailboxNotAllowed, NoSuchMailbox
 from .flags import Keywords, flags_from_letters
 from .folder import Folder
@@ -122,6 +122,11 @@ class UserStore:
         name = check_name(name)
         return name == INBOX or _is_folder_dir(self._path(name))
 
+    def open_folder(self, name: str) -> Folder | None:
+        """The Folder of `name` if it was opened before (never blocks), else None."""
+        folder = self._folders.get(name)
+        return folder if folder is not None and not folder.closed else None
+
     def folder(self, name: str) -> Folder:
         """The shared Folder of a mailbox, loaded; NoSuchMailbox if there is none.
 
@@ -203,7 +208,7 @@ class UserStore:
         finally:
             if build.exists():
                 shutil.rmtree(build, ignore_errors=True)
-        fsync_dir(self.root)
+        fsync_path(self.root)
         self.emit(MailboxCreated, mailbox=name)
 
     def delete(self, name: str) -> None:
@@ -219,7 +224,7 @@ class UserStore:
                 raise NoSuchMailbox(f"mailbox {name} does not exist")
             trash = self.root / f"..trash-{secrets.token_hex(6)}"
             os.rename(self._path(name), trash)
-            fsync_dir(self.root)
+            fsync_path(self.root)
             self._closed(name)
             shutil.rmtree(trash, ignore_errors=True)
             self.emit(MailboxDeleted, mailbox=name)
@@ -258,7 +263,7 @@ class UserStore:
                 os.rename(self._path(source), self._path(target))
                 self._closed(source)
                 self._revalidate(self._path(target))
-            fsync_dir(self.root)
+            fsync_path(self.root)
             for source, target in moves:
                 self.emit(MailboxRenamed, mailbox=source, new_name=target)
 

@@ -1,0 +1,56 @@
+"""aiosmtpd's per-connection introspection, done once per class.
+
+`aiosmtpd.smtp.SMTP.__init__` runs for every connection and looks for its
+AUTH mechanisms with `inspect.getmembers()` on the protocol and on the handler
+(which evaluates every attribute of both), then reads `handle_EHLO`'s
+`inspect.signature()`.  That was a fifth of the CPU of a one-message session.
+What it finds depends only on the classes, so `install()` gives aiosmtpd's
+module an `inspect` whose two functions remember their answer per class:
+
+- `getmembers(obj)` lists the `auth_*` methods of `type(obj)` once and returns
+  them bound to `obj`: the only members aiosmtpd keeps (a mechanism is a method;
+  instance attributes never name one);
+- `signature(method)` is computed once per function.
+
+Anything else aiosmtpd.smtp asks of `inspect` goes to the real module.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from typing import Any, Callable
+
+import aiosmtpd.smtp
+
+
+class _ClassMemo(types.ModuleType):
+    def __init__(self) -> None:
+        super().__init__("inspect")
+        self._methods: dict[type, tuple[str, ...]] = {}
+        self._signatures: dict[tuple[Any, bool], inspect.Signature] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(inspect, name)
+
+    def getmembers(self, obj: object) -> list[tuple[str, Any]]:
+        cls = type(obj)
+        names = self._methods.get(cls)
+        if names is None:
+            names = tuple(n for n, v in inspect.getmembers(cls)
+                          if n.startswith("auth_") and inspect.isroutine(v))
+            self._methods[cls] = names
+        return [(n, getattr(obj, n)) for n in names]
+
+    def signature(self, func: Callable[..., Any]) -> inspect.Signature:
+        key = (getattr(func, "__func__", func), hasattr(func, "__self__"))
+        sig = self._signatures.get(key)
+        if sig is None:
+            sig = self._signatures[key] = inspect.signature(func)
+        return sig
+
+
+def install() -> None:
+    """Give aiosmtpd.smtp the memoizing `inspect` (idempotent)."""
+    if not isinstance(aiosmtpd.smtp.inspect, _ClassMemo):
+        aiosmtpd.smtp.inspect = _ClassMemo()  # type: ignore[attr-defined]
