@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 from pathlib import Path
@@ -128,6 +129,7 @@ async def _serve(lab: "Lab") -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await lab.start()
+    gc.freeze()    # what start-up built lives as long as the lab: the collector need not walk it again
     try:
         print(f"maillab: world {lab.world.name!r}, state {lab.state.root}", flush=True)
         for endpoint in lab.endpoints:

@@ -102,4 +102,17 @@ _LONE_DOT_LINE = re.compile(rb"^\.\r?\n", re.M)   # the oracle: slow but plainly
 def test_end_line_finds_the_first_lone_dot_line_like_a_multiline_regex(lines, newline):
     block = b"".join(line + newline for line in lines)
     m = _LONE_DOT_LINE.search(block)
-    assert _end_line(block) == ((m.start(), m.end()) if m else None)
+    before = block[:m.start()] if m else block
+    assert _end_line(block) == ((m.start(), m.end()) if m else None,
+                                any(line.startswith(b".") for line in before.split(b"\n")))
+
+
+@given(st.lists(st.integers(0, 1100), min_size=1, max_size=4), st.sampled_from([b"\n", b"\r\n"]),
+       st.booleans())
+def test_a_line_is_too_long_exactly_past_998_octets_before_its_crlf(lengths, newline, stuffed):
+    # a stuffed line holds "." + n octets and goes on the wire as ".." + n octets
+    body = b"".join((b".." if stuffed else b"") + b"y" * n + newline for n in lengths)
+    r = read_all([body + b".\r\n"])
+    assert r.done
+    too_long = any(n + stuffed > 998 for n in lengths)
+    assert (r.status is DataStatus.LINE_TOO_LONG) == too_long

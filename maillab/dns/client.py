@@ -7,8 +7,9 @@ keeps one UDP socket, and replies are matched to queries by ID and question
 (RFC 5452 §9.1), so a busy MTA does not open a socket per look-up.
 
 Every look-up goes on the wire, but the CPU work around it is memoized: the
-wire form of a question is built once (only the ID changes), and a reply is
-parsed once per distinct reply (the same octets after the ID parse the same).
+wire form of a question is built once (only the ID changes), the reverse name
+of an address once, and a reply is parsed once per distinct reply (the same
+octets after the ID parse the same).
 Both memos are bounded and keyed by exact content, so they never go stale.
 
 Invariants: it never consults the system resolver (this machine's resolv.conf
@@ -101,6 +102,7 @@ class LabResolver:
         self._questions: dict[tuple[dns.name.Name, dns.rdatatype.RdataType],
                               tuple[dns.message.Message, bytes]] = {}
         self._parsed: dict[bytes, tuple[dns.message.Message, list]] = {}
+        self._reverse_names: dict[str, dns.name.Name] = {}
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -168,10 +170,13 @@ class LabResolver:
 
     async def ptr(self, address: str, source: str | None = None) -> str | None:
         """The PTR name of `address`, or None when it has none."""
-        try:
-            qname = dns.reversename.from_address(address)
-        except (dns.exception.SyntaxError, ValueError):
-            raise LookupFailed(f"{address!r} is not an IP address", temporary=False) from None
+        qname = self._reverse_names.get(address)
+        if qname is None:
+            try:
+                qname = dns.reversename.from_address(address)
+            except (dns.exception.SyntaxError, ValueError):
+                raise LookupFailed(f"{address!r} is not an IP address", temporary=False) from None
+            _remember(self._reverse_names, address, qname)
         try:
             records = await self._records(qname, dns.rdatatype.PTR, source)
         except LookupFailed as e:
@@ -188,7 +193,7 @@ class LabResolver:
         except dns.exception.DNSException as e:
             raise LookupFailed(f"{name!r} is not a valid domain name: {e}", temporary=False) from None
         query, wire = self._question(qname, rdtype)
-        shown = qname.to_text(omit_final_dot=True)
+        shown = _Shown(qname)
         try:
             response = await self._udp(query, wire, source)
         except dns.exception.Timeout:
@@ -214,6 +219,16 @@ class LabResolver:
                 return None
             qname = cname[0].target
         return None
+
+
+class _Shown:
+    """A name as error messages show it, made only if one is."""
+
+    def __init__(self, name: dns.name.Name) -> None:
+        self.name = name
+
+    def __format__(self, spec: str) -> str:
+        return format(self.name.to_text(omit_final_dot=True), spec)
 
 
 def _host(name: str) -> str:

@@ -24,19 +24,22 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 _STUFFED = re.compile(rb"^\.", re.M)
 
 
-def _end_line(block: bytes) -> tuple[int, int] | None:
-    """Where the first lone "." line of `block` (whole lines) starts and ends, if it has one.
+def _end_line(block: bytes) -> tuple[tuple[int, int] | None, bool]:
+    """Where the first lone "." line of `block` (whole lines) starts and ends, if it has one,
+    and whether a line starting with a dot comes before it (then there is unstuffing to do).
 
     `bytes.find` jumps from one line that starts with a dot to the next (a
     multi-line regex would try every position).
     """
     i = 0 if block.startswith(b".") else block.find(b"\n.") + 1 or -1
+    dots = False
     while i >= 0:
         for end in (b".\n", b".\r\n"):
             if block.startswith(end, i):
-                return i, i + len(end)
+                return (i, i + len(end)), dots
+        dots = True
         i = block.find(b"\n.", i) + 1 or -1
-    return None
+    return None, dots
 
 
 class DataStatus(enum.Enum):
@@ -55,7 +58,6 @@ class DataReader:
         self.done = False
         self.leftover = b""        # bytes after the end-of-data line
         self.size = 0              # octets of message received (after unstuffing)
-        self.lines = 0
         self._parts: list[bytes] = []
         self._carry = b""          # an incomplete last line
         self._skipping = False     # inside an over-long line: drop until its LF
@@ -77,13 +79,13 @@ class DataReader:
             self._skipping = True
         if not complete:
             return
-        end = _end_line(complete)
+        end, dots = _end_line(complete)
         if end is not None:
             self.leftover = complete[end[1]:] + self._carry
             self._carry = b""
             complete = complete[:end[0]]
             self.done = True
-        self._take(complete)
+        self._take(complete, dots)
 
     def message(self) -> bytes:
         """The message with CRLF line endings, unstuffed (valid once done and OK)."""
@@ -94,16 +96,20 @@ class DataReader:
             self.status = DataStatus.LINE_TOO_LONG
             self._parts.clear()
 
-    def _take(self, lines: bytes) -> None:
+    def _take(self, lines: bytes, dots: bool) -> None:
+        """Store whole lines: CRLF endings, transparency dots removed (`dots`: there are some)."""
         if not lines:
             return
-        count = lines.count(b"\n")
-        self.lines += count
-        if count != lines.count(b"\r\n"):
+        pieces = lines.split(b"\n")
+        longest = max(map(len, pieces))
+        if len(pieces) - 1 != lines.count(b"\r\n"):
             lines = _BARE_LF.sub(b"\r\n", lines)
-        if b"\n." in lines or lines.startswith(b"."):
+        if dots:
             lines = _STUFFED.sub(b"", lines)
-        if self.status is DataStatus.OK and max(map(len, lines.split(b"\n"))) > self.max_line - 1:
+        # A piece is a line's text, perhaps with its CR and a stuffed dot: at most
+        # 998 octets, no line can be too long; else measure the lines as stored.
+        if self.status is DataStatus.OK and longest > self.max_line - 2 \
+                and max(map(len, lines.split(b"\n"))) > self.max_line - 1:
             self._over_line()  # a line of more than 998 octets before its CRLF
         self.size += len(lines)
         if self.status is not DataStatus.OK:

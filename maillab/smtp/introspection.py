@@ -2,15 +2,18 @@
 
 `aiosmtpd.smtp.SMTP.__init__` runs for every connection and looks for its
 AUTH mechanisms with `inspect.getmembers()` on the protocol and on the handler
-(which evaluates every attribute of both), then reads `handle_EHLO`'s
+(which evaluates every attribute of both), lists both with `dir()` to find
+the `smtp_*` commands and `handle_*` hooks, and reads `handle_EHLO`'s
 `inspect.signature()`.  That was a fifth of the CPU of a one-message session.
 What it finds depends only on the classes, so `install()` gives aiosmtpd's
-module an `inspect` whose two functions remember their answer per class:
+module an `inspect` and a `dir` that remember their answer per class:
 
 - `getmembers(obj)` lists the `auth_*` methods of `type(obj)` once and returns
   them bound to `obj`: the only members aiosmtpd keeps (a mechanism is a method;
   instance attributes never name one);
-- `signature(method)` is computed once per function.
+- `signature(method)` is computed once per function;
+- `dir(obj)` lists the class's attributes once (instance attributes are state,
+  never a command or a hook).
 
 Anything else aiosmtpd.smtp asks of `inspect` goes to the real module.
 """
@@ -29,6 +32,7 @@ class _ClassMemo(types.ModuleType):
         super().__init__("inspect")
         self._methods: dict[type, tuple[str, ...]] = {}
         self._signatures: dict[tuple[Any, bool], inspect.Signature] = {}
+        self._dirs: dict[type, list[str]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(inspect, name)
@@ -42,6 +46,13 @@ class _ClassMemo(types.ModuleType):
             self._methods[cls] = names
         return [(n, getattr(obj, n)) for n in names]
 
+    def dir(self, obj: object) -> list[str]:
+        cls = type(obj)
+        names = self._dirs.get(cls)
+        if names is None:
+            names = self._dirs[cls] = dir(cls)
+        return names
+
     def signature(self, func: Callable[..., Any]) -> inspect.Signature:
         key = (getattr(func, "__func__", func), hasattr(func, "__self__"))
         sig = self._signatures.get(key)
@@ -51,6 +62,8 @@ class _ClassMemo(types.ModuleType):
 
 
 def install() -> None:
-    """Give aiosmtpd.smtp the memoizing `inspect` (idempotent)."""
+    """Give aiosmtpd.smtp the memoizing `inspect` and `dir` (idempotent)."""
     if not isinstance(aiosmtpd.smtp.inspect, _ClassMemo):
-        aiosmtpd.smtp.inspect = _ClassMemo()  # type: ignore[attr-defined]
+        memo = _ClassMemo()
+        aiosmtpd.smtp.inspect = memo  # type: ignore[attr-defined]
+        aiosmtpd.smtp.dir = memo.dir  # type: ignore[attr-defined]   # shadows the builtin there only

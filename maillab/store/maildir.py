@@ -71,8 +71,9 @@ def to_crlf(data: bytes) -> bytes:
 
 
 def crlf_size(data: bytes) -> int:
-    """len(to_crlf(data)) without building it."""
-    return len(data) + data.count(b"\n") - data.count(b"\r\n")
+    """len(to_crlf(data)) without building it (a stored message, in LF, has no CR to count)."""
+    crlf = data.count(b"\r\n") if b"\r" in data else 0
+    return len(data) + data.count(b"\n") - crlf
 
 
 def size_of(path: str | Path, base: str) -> int:
