@@ -1,0 +1,124 @@
+"""Group commit (maillab.syncer) and durability steps (maillab.fsutil): shared flushes, order, clean failure."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import sys
+import threading
+
+import pytest
+
+from maillab.fsutil import finish, write_new
+from maillab.queue.records import Entry, Recipient
+from maillab.queue.spool import Spool
+from maillab.syncer import Syncer
+
+
+def _entry(qid: str) -> Entry:
+    entry = Entry(qid, "santa@northpole.org", 1.0, 10, "")
+    entry.recipients = {"mafudge@syr.edu": Recipient("mafudge@syr.edu")}
+    return entry
+
+
+@pytest.fixture(params=["syncfs", "fsync"])
+def syncer(request, tmp_path):
+    if request.param == "syncfs" and not sys.platform.startswith("linux"):
+        pytest.skip("syncfs is Linux only")
+    s = Syncer(tmp_path, use_syncfs=request.param == "syncfs")
+    assert s.method == request.param
+    yield s
+    s.close()
+
+
+async def test_concurrent_writers_share_flushes(syncer, tmp_path):
+    paths = [tmp_path / f"f{i}" for i in range(50)]
+    for p in paths:
+        write_new(p, b"x" * 1000)
+    await asyncio.gather(*(syncer.flush([p, tmp_path]) for p in paths))
+    assert 1 <= syncer.flushes < len(paths)       # 50 requests, fewer flushes
+
+
+async def test_spool_accept_renames_only_after_the_file_is_flushed(syncer, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    steps = spool.accept(_entry("Q1"), b"Subject: x\r\n\r\nbody\r\n")
+    first = next(steps)
+    assert [p.name for p in first] == [".Q1.tmp"]          # the file, under its temp name
+    assert not (spool.folder / "Q1.msg").exists()
+    await syncer.flush(first)
+    second = steps.send(None)
+    assert second == [spool.folder] and (spool.folder / "Q1.msg").exists()
+    assert not (spool.folder / ".Q1.tmp").exists()
+    await syncer.flush(second)
+    with pytest.raises(StopIteration):
+        steps.send(None)
+    head, _, body = (spool.folder / "Q1.msg").read_bytes().partition(b"\n")
+    assert json.loads(head)["id"] == "Q1" and body == b"Subject: x\r\n\r\nbody\r\n"
+    spool.close()
+
+
+class FailingSyncer(Syncer):
+    """A disk that fails its n-th flush (as a full or dying disk would)."""
+
+    def __init__(self, folder, fail_at: int) -> None:
+        super().__init__(folder, use_syncfs=False)
+        self.fail_at = fail_at
+
+    def _flush(self, paths) -> None:
+        super()._flush(paths)
+        if self.flushes == self.fail_at:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
+@pytest.mark.parametrize("fail_at", [1, 2])
+async def test_a_failed_flush_leaves_no_spool_file_behind(tmp_path, fail_at):
+    syncer = FailingSyncer(tmp_path, fail_at)
+    spool = Spool(tmp_path / "spool")
+    try:
+        with pytest.raises(OSError) as caught:
+            await syncer.run(spool.accept(_entry("Q1"), b"x\r\n"))
+        assert caught.value.errno == errno.EIO
+        assert sorted(p.name for p in spool.folder.iterdir()) == ["journal"]   # no .msg, no .tmp
+        assert spool.load() == []
+    finally:
+        spool.close()
+        syncer.close()
+
+
+async def test_run_returns_what_the_steps_return_and_big_writes_go_to_a_thread(syncer, tmp_path):
+    threads = []
+
+    def steps():
+        threads.append(threading.current_thread())
+        write_new(tmp_path / "big", b"y" * 10)
+        yield [tmp_path / "big"]
+        threads.append(threading.current_thread())
+        return "done"
+
+    assert await syncer.run(steps(), first_in_thread=True) == "done"
+    assert threads[0] is not threading.main_thread() and threads[1] is threading.main_thread()
+
+
+def test_finish_fsyncs_in_place_and_throws_errors_into_the_steps(tmp_path):
+    cleaned = []
+
+    def steps():
+        try:
+            yield [tmp_path / "missing"]
+        except FileNotFoundError:
+            cleaned.append(True)
+            raise
+
+    with pytest.raises(FileNotFoundError):
+        finish(steps())
+    assert cleaned == [True]
+
+
+async def test_close_fails_waiting_requests_instead_of_hanging(tmp_path):
+    syncer = Syncer(tmp_path)
+    await syncer.flush([tmp_path])
+    syncer.close()
+    with pytest.raises(RuntimeError):
+        await syncer.flush([tmp_path])
