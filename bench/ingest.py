@@ -403,6 +403,17 @@ def start_lab(work: Path, tag: str, offsets: set[int], cpu: int | None) -> tuple
     raise RuntimeError("could not start maillab")
 
 
+def work_folder(prefix: str, parent: Path | None = None) -> Path:
+    """A new temporary folder for a run's state, by default beside the default state folder.
+
+    Not /tmp: on some machines /tmp is a tmpfs (no real fsync), on others a
+    crowded folder where creating a file costs 1 ms (seen on this project's box).
+    """
+    parent = parent or default_state_path().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+
+
 def maildir_count(new: Path) -> int:
     try:
         with os.scandir(new) as it:
@@ -793,11 +804,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile.mkdir(parents=True, exist_ok=True)
 
     global SMTP_SOURCE_HEADER
-    # Not /tmp by default: on some machines /tmp is a tmpfs (no real fsync), on
-    # others a crowded folder where creating a file costs 1 ms (seen here).
-    parent = args.work or default_state_path().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="maillab-bench-", dir=parent))
+    work = work_folder("maillab-bench-", args.work)
     t_begin = time.monotonic()
     spec = importlib.util.find_spec("maillab")
     origin = Path(spec.origin).parent if spec and spec.origin else "?"

@@ -45,7 +45,6 @@ import signal  # noqa: E402
 import statistics  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import termios  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -220,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seconds, args.startup_runs = 10.0, 1
 
-    work = Path(tempfile.mkdtemp(prefix="maillab-bench-tui-"))
+    work = ingest.work_folder("maillab-bench-tui-")
     avoid: set[int] = set()
     try:
         frames, ready = measure_startup(work, args.startup_runs, avoid)

@@ -5,8 +5,9 @@ Built once by the `Lab` supervisor and handed down; nothing here owns I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .admission import Admission
 from .clock import Clock
 from .directory import Directory
 from .dns.client import LabResolver
@@ -36,3 +37,4 @@ class LabContext:
     retry: RetryPolicy = RetryPolicy()
     smtp_timeout: float = 30.0           # each read of an outbound SMTP hop
     greylist_delay: float = 60.0         # lab seconds before a greylisted triple is let through
+    admission: Admission = field(default_factory=Admission)   # new SMTP sessions pass it first

@@ -97,11 +97,13 @@ def test_the_monitor_counts_per_second_and_keeps_a_short_history():
               Delivered(1, "h", "Q", "r", "local", 0, "2.0.0", ""), Deferred(1, "h", "Q", "r", "x", 0, "4", ""),
               Bounced(1, "h", "Q", "r", "x", 0, "5", ""),
               SessionOpened(1, "h/smtp/1", "smtp", "h", "1:1"), SessionOpened(1, "h/smtp-out/1", "smtp-out", "h", "1:1")])
-    m.tick(queue_depth=7, disk_bytes=3_000_000)
+    m.tick(queue_depth=7, disk_bytes=3_000_000, held=5)
     latest = {k: s.latest for k, s in m.series.items()}
-    assert latest == {"in": 2, "out": 1, "queue": 7, "deferred": 1, "failed": 1, "connections": 1, "disk": 3.0}
-    m.tick(queue_depth=0, disk_bytes=None)            # no new disk sample: the last one holds
+    assert latest == {"in": 2, "out": 1, "queue": 7, "deferred": 1, "failed": 1, "connections": 1, "disk": 3.0,
+                      "held": 5}
+    m.tick(queue_depth=0, disk_bytes=None, held=8)    # no new disk sample: the last one holds
     assert m.series["in"].latest == 0 and m.series["disk"].latest == 3.0 and m.series["in"].peak == 2
+    assert m.series["held"].latest == 3               # held this second: the gate's count went 5 -> 8
     for _ in range(500):
         m.tick(0, None)
     assert len(m.series["in"].points) == 120

@@ -88,6 +88,7 @@ class LabSMTP(SMTP):
         self._ptr_task = asyncio.ensure_future(self.mta.reverse_name(self.peer_ip))
 
     async def _handle_client(self) -> None:
+        await self.mta.ctx.admission.enter()     # in a flood under the TUI, new sessions wait here
         # As Postfix does, look up the client's name before the banner.
         name = await self.client_name()
         self.mta.ctx.bus.publish(SessionOpened(self.mta.ctx.clock.now(), self.session_id, self.service,

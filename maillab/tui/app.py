@@ -31,6 +31,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Header, TabbedContent, TabPane
 
+from ..admission import LagValve
 from ..clock import parse_duration
 from ..errors import UserError
 from ..lab import Lab
@@ -110,6 +111,7 @@ class MailLabApp(App[None]):
         self._disk_sample: int | None = None
         self._disk_next = 0.0            # monotonic time of the next sample
         self._last_flush = 0.0
+        self._valve: LagValve | None = None
         self._last_notice = 0.0
 
     # --- layout --------------------------------------------------------------------
@@ -146,9 +148,14 @@ class MailLabApp(App[None]):
             self.exit()
             return
         self.lab_running = True
+        assert self.lab.ctx is not None
+        self._valve = LagValve(self.lab.ctx.admission)
+        self._valve.start()
 
     async def on_unmount(self) -> None:
         self._sub.close()
+        if self._valve is not None:
+            self._valve.stop()
         if self.lab_running:
             self.lab_running = False
             await self.lab.stop()
@@ -187,7 +194,8 @@ class MailLabApp(App[None]):
         self._clock_title()
         if not self.lab_running:
             return
-        self.monitor.tick(self.lab.queue_depth(), self._disk_sample)
+        held = self.lab.ctx.admission.waited if self.lab.ctx is not None else 0
+        self.monitor.tick(self.lab.queue_depth(), self._disk_sample, held)
         self._disk_sample = None
         if time.monotonic() >= self._disk_next:
             self._disk_next = float("inf")          # until this sample is done

@@ -2,8 +2,9 @@
 
 The course's monitoring checklist, one `Series` each: messages in (queued) and
 out (delivered) per second, queue depth, deferrals and delivery failures per
-second, connections per second, and the spool plus Maildirs size on disk.
-`Monitor.ingest(events)` counts into the current second; `tick(depth, disk)`
+second, connections per second, the spool plus Maildirs size on disk, and
+the new SMTP sessions the overload valve held back (maillab.admission).
+`Monitor.ingest(events)` counts into the current second; `tick(depth, disk, held)`
 closes it (the app calls it once a second with the sampled gauges).  Each
 history keeps `HISTORY` points; `spark()` draws one as a line of block
 characters.  No Textual here.
@@ -47,9 +48,10 @@ class Monitor:
             Series("in", "messages in", "/s"), Series("out", "messages out", "/s"),
             Series("queue", "queue depth", ""), Series("deferred", "deferrals", "/s"),
             Series("failed", "delivery failures", "/s"), Series("connections", "connections", "/s"),
-            Series("disk", "spool + Maildirs", "MB"))}
+            Series("disk", "spool + Maildirs", "MB"), Series("held", "sessions held (overload)", "/s"))}
         self._counts = dict.fromkeys(self.COUNTED.values(), 0)
         self.dropped = 0          # events the TUI's subscription lost in floods
+        self._held = 0            # the admission gate's running count at the last tick
 
     def ingest(self, events: list[Event]) -> None:
         counts, counted = self._counts, self.COUNTED
@@ -59,8 +61,8 @@ class Monitor:
                 continue
             counts[key] += 1
 
-    def tick(self, queue_depth: int, disk_bytes: int | None) -> None:
-        """Close the current second."""
+    def tick(self, queue_depth: int, disk_bytes: int | None, held: int = 0) -> None:
+        """Close the current second (`held`: sessions the admission gate has held so far)."""
         for key, n in self._counts.items():
             self.series[key].points.append(float(n))
             self._counts[key] = 0
@@ -70,6 +72,8 @@ class Monitor:
             disk.points.append(disk_bytes / 1e6)
         elif disk.points:
             disk.points.append(disk.points[-1])
+        self.series["held"].points.append(float(max(held - self._held, 0)))
+        self._held = held
 
 
 _BARS = "▁▂▃▄▅▆▇█"

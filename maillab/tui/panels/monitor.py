@@ -28,6 +28,7 @@ HINTS = {
     "failed": "permanent failures: bounced",
     "connections": "SMTP/POP3/IMAP sessions opened",
     "disk": "spool + Maildirs on disk",
+    "held": "new SMTP sessions kept waiting while this display caught up",
 }
 
 
@@ -38,6 +39,9 @@ What an admin watches on a mail server, second by second over the last two
 minutes: messages in (queued) and out (delivered) per second, the queue depth,
 deferrals (temporary failures, retried later), delivery failures (bounces),
 connections per second, and the size of the spool and the Maildirs on disk.
+In a flood the lab holds new SMTP sessions back before their banner while this
+display catches up (the overload valve, like a busy server's listen queue):
+*sessions held* counts them; nothing is refused or lost.
 A growing queue with deferrals usually means a host or DNS is down: look at the
 Hosts and DNS panels.
 """

@@ -1,0 +1,85 @@
+"""The overload valve: new SMTP sessions wait at a closed gate; a late loop closes it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from maillab.admission import Admission, LagValve
+
+
+async def test_an_open_gate_lets_sessions_in_at_once():
+    gate = Admission()
+    await asyncio.wait_for(gate.enter(), 0.1)
+    assert gate.waited == 0
+
+
+async def test_a_closed_gate_holds_sessions_and_lets_them_in_a_few_at_a_time():
+    gate = Admission()
+    gate.close()
+    entered: list[int] = []
+
+    async def session(n: int) -> None:
+        await gate.enter()
+        entered.append(n)
+
+    tasks = [asyncio.ensure_future(session(n)) for n in range(6)]
+    await asyncio.sleep(0.01)
+    assert entered == [] and gate.waited == 6
+    gate.open(2)
+    await asyncio.sleep(0.01)
+    assert entered == [0, 1]                       # first come, first served
+    late = asyncio.ensure_future(session(99))      # the gate is open, but others wait: queue behind
+    await asyncio.sleep(0.01)
+    assert entered == [0, 1]
+    gate.open()
+    await asyncio.gather(*tasks, late)
+    assert entered == [0, 1, 2, 3, 4, 5, 99]
+
+
+async def test_a_session_cancelled_while_waiting_leaves_the_queue():
+    gate = Admission()
+    gate.close()
+    task = asyncio.ensure_future(gate.enter())
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.sleep(0)
+    gate.open(1)
+    await asyncio.wait_for(gate.enter(), 0.1)      # the cancelled one took no place
+
+
+async def test_a_late_loop_closes_the_valve_and_a_quiet_one_reopens_it():
+    gate = Admission()
+    valve = LagValve(gate, period=0.01, high=0.02, low=0.008)
+    valve.start()
+    try:
+        await asyncio.sleep(0.03)
+        time.sleep(0.06)                           # the loop is stuck in a callback for 60 ms
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)
+        assert gate.closed and valve.lag > 0.02
+        deadline = time.monotonic() + 5
+        while gate.closed and time.monotonic() < deadline:   # quiet again: it reopens
+            await asyncio.sleep(0.01)
+        assert not gate.closed
+    finally:
+        valve.stop()
+
+
+def _banner(address: str, port: int) -> bytes:
+    with socket.create_connection((address, port), timeout=10) as s:
+        return s.makefile("rb").readline()
+
+
+async def test_a_client_gets_its_banner_only_when_the_gate_opens(lab):
+    gate = lab.ctx.admission
+    gate.close()
+    try:
+        banner = asyncio.ensure_future(asyncio.to_thread(_banner, "127.0.0.1", lab.ports.smtp))
+        await asyncio.sleep(0.3)
+        assert not banner.done()                   # connected, but no 220 yet
+        gate.open()
+        assert (await asyncio.wait_for(banner, 10)).startswith(b"220 smtp1.syr.edu ESMTP")
+    finally:
+        gate.open()
