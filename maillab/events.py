@@ -224,21 +224,38 @@ class Subscription:
         return self.drain()
 
     def close(self) -> None:
-        self._bus._subs.discard(self)
+        self._bus._unsubscribe(self)
 
 
 @dataclass
 class EventBus:
-    """Fan-out of events to bounded subscriptions; loop-thread only."""
+    """Fan-out of events to bounded subscriptions; loop-thread only.
 
-    _subs: set[Subscription] = field(default_factory=set)
+    A subscription may name the event types it wants (`kinds`): an event is
+    then offered only to the subscriptions that want its type (the list per
+    type is worked out once, and again after each subscribe or close).
+    """
+
+    _subs: dict[Subscription, tuple[type[Event], ...] | None] = field(default_factory=dict)
+    _routes: dict[type, tuple[Subscription, ...]] = field(default_factory=dict)
 
     def publish(self, event: Event) -> None:
-        for sub in self._subs:
+        subs = self._routes.get(type(event))
+        if subs is None:
+            subs = self._routes[type(event)] = tuple(
+                sub for sub, kinds in self._subs.items() if kinds is None or isinstance(event, kinds))
+        for sub in subs:
             sub._push(event)
 
-    def subscribe(self, maxlen: int = 10_000,
-                  accept: Callable[[Event], bool] | None = None) -> Subscription:
+    def subscribe(self, maxlen: int = 10_000, accept: Callable[[Event], bool] | None = None,
+                  kinds: tuple[type[Event], ...] | None = None) -> Subscription:
+        """A new subscription to every event (or those of `kinds`) that `accept` takes."""
         sub = Subscription(self, maxlen, accept)
-        self._subs.add(sub)
+        self._subs[sub] = kinds
+        self._routes.clear()
         return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            del self._subs[sub]
+            self._routes.clear()

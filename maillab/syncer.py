@@ -31,6 +31,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import queue
 import sys
 import threading
 from typing import Iterable, TypeVar
@@ -54,9 +55,8 @@ class Syncer:
     def __init__(self, folder: StrPath, use_syncfs: bool = True) -> None:
         self._folder_fd = os.open(folder, os.O_RDONLY)
         self._syncfs = _syncfs_function() if use_syncfs else None
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._batch: list[tuple[asyncio.Future[None], tuple[StrPath, ...]]] = []
+        self._requests: queue.SimpleQueue[tuple[asyncio.Future[None], tuple[StrPath, ...]] | None] = \
+            queue.SimpleQueue()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -70,16 +70,13 @@ class Syncer:
         """Return once `paths` (files or folders) are durable; OSError if the flush failed."""
         if self._closed:
             raise RuntimeError("syncer closed")
-        loop = asyncio.get_running_loop()
-        if self._thread is None:
-            self._loop = loop
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
             self._thread = threading.Thread(target=self._run, name="maillab-sync", daemon=True)
             self._thread.start()
         future = loop.create_future()
-        with self._lock:
-            self._batch.append((future, tuple(paths)))
-            if len(self._batch) == 1:
-                self._wake.notify()
+        self._requests.put((future, tuple(paths)))
         await future
 
     async def run(self, steps: Steps[T], first_in_thread: bool = False) -> T:
@@ -102,9 +99,8 @@ class Syncer:
 
     def close(self) -> None:
         """Stop the thread after the flush in progress (requests still waiting get an error)."""
-        with self._lock:
-            self._closed = True
-            self._wake.notify()
+        self._closed = True
+        self._requests.put(None)
         if self._thread is not None:
             self._thread.join(10)
         os.close(self._folder_fd)
@@ -112,20 +108,22 @@ class Syncer:
     # --- the worker thread ---------------------------------------------------
     def _run(self) -> None:
         while True:
-            with self._lock:
-                while not self._batch and not self._closed:
-                    self._wake.wait()
-                batch, self._batch = self._batch, []
-                closed = self._closed
-            if closed:
-                self._finish(batch, RuntimeError("syncer closed"))
+            batch = [self._requests.get()]             # wait for one request, then take all there are
+            while True:
+                try:
+                    batch.append(self._requests.get_nowait())
+                except queue.Empty:
+                    break
+            requests = [r for r in batch if r is not None]
+            if len(requests) < len(batch):             # close() asked to stop
+                self._finish(requests, RuntimeError("syncer closed"))
                 return
             try:
-                self._flush(dict.fromkeys(p for _, paths in batch for p in paths))
+                self._flush(dict.fromkeys(p for _, paths in requests for p in paths))
             except OSError as e:
-                self._finish(batch, e)
+                self._finish(requests, e)
             else:
-                self._finish(batch, None)
+                self._finish(requests, None)
 
     def _flush(self, paths: Iterable[StrPath]) -> None:
         self.flushes += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from maillab.events import EventBus, Notice
+from maillab.events import EventBus, Notice, SessionLine
 
 
 def test_subscription_keeps_the_newest_and_counts_the_dropped():
@@ -27,6 +27,22 @@ def test_filtered_subscription_and_close():
     only_h2.close()
     bus.publish(Notice(0, "h2", "p", "c"))
     assert only_h2.drain() == []
+
+
+def test_a_subscription_by_kind_sees_only_those_events_even_when_others_come_and_go():
+    bus = EventBus()
+    everything = bus.subscribe()
+    lines = bus.subscribe(kinds=(SessionLine,))
+    bus.publish(Notice(0, "h", "p", "a"))
+    bus.publish(SessionLine(0, "s1", "h", "client", "EHLO x"))
+    later = bus.subscribe(kinds=(Notice,))            # the routes are worked out again
+    bus.publish(Notice(0, "h", "p", "b"))
+    assert [type(e).__name__ for e in everything.drain()] == ["Notice", "SessionLine", "Notice"]
+    assert [e.text for e in lines.drain()] == ["EHLO x"]
+    assert [e.text for e in later.drain()] == ["b"]
+    lines.close()
+    bus.publish(SessionLine(0, "s1", "h", "client", "QUIT"))
+    assert lines.drain() == [] and len(everything.drain()) == 1
 
 
 def test_the_engine_imports_without_textual():

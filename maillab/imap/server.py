@@ -99,8 +99,8 @@ class ImapServer(SessionServer[_Session]):
     async def _dispatch(self) -> None:
         """Wake the sessions of the user whose mail changed (IDLE answers at once)."""
         by_user = self._by_user
-        sub = self.ctx.bus.subscribe(maxlen=10_000,
-                                     accept=lambda e: isinstance(e, _STORE_EVENTS) and e.user in by_user)
+        sub = self.ctx.bus.subscribe(maxlen=10_000, kinds=_STORE_EVENTS,
+                                     accept=lambda e: e.user in by_user)  # type: ignore[attr-defined]
         try:
             while True:
                 for event in await sub.next_batch():

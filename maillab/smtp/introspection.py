@@ -12,8 +12,9 @@ module an `inspect` and a `dir` that remember their answer per class:
   them bound to `obj`: the only members aiosmtpd keeps (a mechanism is a method;
   instance attributes never name one);
 - `signature(method)` is computed once per function;
-- `dir(obj)` lists the class's attributes once (instance attributes are state,
-  never a command or a hook).
+- `dir(obj)` lists the class's `smtp_*` and `handle_*` attributes once: the
+  only names aiosmtpd looks for (instance attributes are state, never a
+  command or a hook).
 
 Anything else aiosmtpd.smtp asks of `inspect` goes to the real module.
 """
@@ -50,7 +51,7 @@ class _ClassMemo(types.ModuleType):
         cls = type(obj)
         names = self._dirs.get(cls)
         if names is None:
-            names = self._dirs[cls] = dir(cls)
+            names = self._dirs[cls] = [n for n in dir(cls) if n.startswith(("smtp_", "handle_"))]
         return names
 
     def signature(self, func: Callable[..., Any]) -> inspect.Signature:

@@ -12,6 +12,17 @@ from __future__ import annotations
 
 from email.utils import formatdate
 
+_last_date: tuple[int, str] = (-1, "")
+
+
+def _date(when: float) -> str:
+    """RFC 5322 date of `when` in local time, formatted once per second."""
+    global _last_date
+    second = int(when)
+    if _last_date[0] != second:
+        _last_date = (second, formatdate(second, localtime=True))
+    return _last_date[1]
+
 
 def protocol_name(*, esmtp: bool, tls: bool = False, auth: bool = False, utf8: bool = False) -> str:
     """RFC 3848 / RFC 6531 §4.3 'with' keyword: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP..."""
@@ -27,7 +38,7 @@ def received_header(*, helo: str, client_name: str | None, client_ip: str, by: s
     name = client_name or "unknown"
     lines = [f"Received: from {helo} ({name} [{client_ip}])",
              f"\tby {by} (maillab) with {protocol} id {queue_id}"]
-    date = formatdate(when, localtime=True)
+    date = _date(when)
     if len(recipients) == 1:
         lines.append(f"\tfor <{recipients[0]}>; {date}")
     else:
@@ -39,4 +50,4 @@ def received_header(*, helo: str, client_name: str | None, client_ip: str, by: s
 def local_received_header(*, by: str, queue_id: str, when: float) -> bytes:
     """The trace header of a message made on the host itself (a bounce, a notice)."""
     return (f"Received: by {by} (maillab) id {queue_id};\r\n"
-            f"\t{formatdate(when, localtime=True)}\r\n").encode()
+            f"\t{_date(when)}\r\n").encode()
