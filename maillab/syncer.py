@@ -39,6 +39,7 @@ from typing import Iterable, TypeVar
 from .fsutil import Steps, StrPath
 
 T = TypeVar("T")
+_Request = tuple["asyncio.Future[None]", tuple[StrPath, ...]]    # a waiter and the paths it needs flushed
 
 
 def _syncfs_function() -> "ctypes._NamedFuncPointer | None":
@@ -55,8 +56,8 @@ class Syncer:
     def __init__(self, folder: StrPath, use_syncfs: bool = True) -> None:
         self._folder_fd = os.open(folder, os.O_RDONLY)
         self._syncfs = _syncfs_function() if use_syncfs else None
-        self._requests: queue.SimpleQueue[tuple[asyncio.Future[None], tuple[StrPath, ...]] | None] = \
-            queue.SimpleQueue()
+        self._pending: list[_Request] = []            # asked during this turn of the loop
+        self._requests: queue.SimpleQueue[list[_Request] | None] = queue.SimpleQueue()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -76,8 +77,15 @@ class Syncer:
             self._thread = threading.Thread(target=self._run, name="maillab-sync", daemon=True)
             self._thread.start()
         future = loop.create_future()
-        self._requests.put((future, tuple(paths)))
+        self._pending.append((future, tuple(paths)))
+        if len(self._pending) == 1:
+            loop.call_soon(self._hand_over)            # once per turn of the loop: one wake-up
         await future
+
+    def _hand_over(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            self._requests.put(batch)
 
     async def run(self, steps: Steps[T], first_in_thread: bool = False) -> T:
         """Drive durability steps (maillab.fsutil): their file work on the loop, flushes here.
@@ -100,6 +108,8 @@ class Syncer:
     def close(self) -> None:
         """Stop the thread after the flush in progress (requests still waiting get an error)."""
         self._closed = True
+        pending, self._pending = self._pending, []
+        _resolve(pending, RuntimeError("syncer closed"))   # asked this turn, not handed over yet
         self._requests.put(None)
         if self._thread is not None:
             self._thread.join(10)
@@ -108,14 +118,14 @@ class Syncer:
     # --- the worker thread ---------------------------------------------------
     def _run(self) -> None:
         while True:
-            batch = [self._requests.get()]             # wait for one request, then take all there are
+            batches = [self._requests.get()]           # wait for requests, then take all there are
             while True:
                 try:
-                    batch.append(self._requests.get_nowait())
+                    batches.append(self._requests.get_nowait())
                 except queue.Empty:
                     break
-            requests = [r for r in batch if r is not None]
-            if len(requests) < len(batch):             # close() asked to stop
+            requests = [r for b in batches if b is not None for r in b]
+            if None in batches:                        # close() asked to stop
                 self._finish(requests, RuntimeError("syncer closed"))
                 return
             try:
@@ -141,8 +151,7 @@ class Syncer:
             finally:
                 os.close(fd)
 
-    def _finish(self, batch: list[tuple[asyncio.Future[None], tuple[StrPath, ...]]],
-                error: BaseException | None) -> None:
+    def _finish(self, batch: list[_Request], error: BaseException | None) -> None:
         if batch and self._loop is not None and not self._loop.is_closed():
             try:
                 self._loop.call_soon_threadsafe(_resolve, batch, error)
@@ -150,8 +159,7 @@ class Syncer:
                 pass                            # the loop closed meanwhile
 
 
-def _resolve(batch: list[tuple[asyncio.Future[None], tuple[StrPath, ...]]],
-             error: BaseException | None) -> None:
+def _resolve(batch: list[_Request], error: BaseException | None) -> None:
     for future, _ in batch:
         if future.done():
             continue
