@@ -7,6 +7,7 @@ the test's event loop.
 from __future__ import annotations
 
 import asyncio
+import random
 import smtplib
 import socket
 
@@ -112,6 +113,26 @@ async def test_smtplib_sendmail_delivers_and_transcript_events_flow(lab):
     assert any(d == "client" and t.upper().startswith("MAIL FROM:<BOB@LUXSCI.NET>") for d, t in texts)
     assert any(d == "note" and t.startswith("(message body: 5 lines") for d, t in texts)
     assert ("client", ".") in texts
+
+
+async def test_a_big_body_with_dot_lines_everywhere_arrives_byte_for_byte(lab):
+    """Long stretches without a dot line (read in big steps), dot lines, a line of 998 octets."""
+    rng = random.Random(5)
+    lines = []
+    for i in range(3000):
+        kind = rng.random()
+        lines.append(b"." * rng.randint(1, 3) + b"dot %d" % i if kind < 0.05 else
+                     b"x" * 998 if kind < 0.06 else b"line %d " % i + b"y" * rng.randint(0, 120))
+    body = b"\r\n".join(lines) + b"\r\n"
+
+    def send():
+        with smtplib.SMTP("127.0.0.4", lab.ports.smtp, timeout=30) as s:
+            s.sendmail("bob@luxsci.net", ["tim.jorgensen@gmail.com"], b"Subject: big\r\n\r\n" + body)
+
+    await asyncio.to_thread(send)
+    msgs = await async_wait_for(lambda: maildir_messages(lab.state.root, "tim.jorgensen@gmail.com"))
+    assert msgs[0].get_payload().encode() == body.replace(b"\r\n", b"\n")
+    assert len(body) > 200_000
 
 
 async def test_pipelined_commands_get_replies_in_order(lab):

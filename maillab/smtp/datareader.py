@@ -62,7 +62,10 @@ class DataReader:
         self._carry = b""          # an incomplete last line
         self._skipping = False     # inside an over-long line: drop until its LF
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes, dotless: bool = False) -> None:
+        """Take the next bytes.  `dotless`: the caller has seen that no line of
+        `data` starts with a dot (no end line, nothing to unstuff), so the
+        reader need not look again."""
         if self.done:
             self.leftover += data
             return
@@ -79,7 +82,7 @@ class DataReader:
             self._skipping = True
         if not complete:
             return
-        end, dots = _end_line(complete)
+        end, dots = (None, False) if dotless and not complete.startswith(b".") else _end_line(complete)
         if end is not None:
             self.leftover = complete[end[1]:] + self._carry
             self._carry = b""

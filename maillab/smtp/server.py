@@ -193,7 +193,8 @@ class LabSMTP(SMTP):
         """Feed `data` until the end-of-data line, without reading past it.
 
         Large steps: `readuntil(b"\\n.")` jumps to the next line that starts
-        with a dot; only such lines (and the first line) are read on their own.
+        with a dot; only such lines (and the first line) are read on their own,
+        and the reader is told the steps in between hold no dot line.
         """
         reader = self._reader
         at_line_start = True
@@ -210,9 +211,9 @@ class LabSMTP(SMTP):
             try:
                 chunk = await reader.readuntil(b"\n.")
             except asyncio.LimitOverrunError as e:
-                data.feed(await reader.readexactly(e.consumed))
+                data.feed(await reader.readexactly(e.consumed), dotless=True)
                 continue
-            data.feed(chunk[:-1])
+            data.feed(chunk[:-1], dotless=True)       # its only "\n." was the one cut off
             data.feed(b"." + await self._read_line())
             at_line_start = True
 
