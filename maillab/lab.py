@@ -292,13 +292,27 @@ class Lab:
     def dns_edit(self, zone: str, name: str, rdtype: str, old: str, new: str,
                  ttl: int | None = None) -> Record:
         """Replace one record of the lab DNS; the next look-up (and so routing) sees it."""
+        return self._dns_change(lambda a: a.replace_record(zone, name, rdtype, old, new, ttl),
+                                lambda r: f"{r.text} (was {old})")
+
+    def dns_add(self, zone: str, name: str, rdtype: str, data: str, ttl: int | None = None) -> Record:
+        """Add one record to the lab DNS; the next look-up (and so routing) sees it."""
+        return self._dns_change(lambda a: a.add_record(zone, name, rdtype, data, ttl),
+                                lambda r: f"added {r.text}")
+
+    def dns_delete(self, zone: str, name: str, rdtype: str, data: str) -> Record:
+        """Delete one record of the lab DNS; the next look-up (and so routing) no longer sees it."""
+        return self._dns_change(lambda a: a.delete_record(zone, name, rdtype, data),
+                                lambda r: f"deleted {r.text}")
+
+    def _dns_change(self, change: Callable[[Authority], Record], describe: Callable[[Record], str]) -> Record:
+        """Apply one zone edit; a refusal is a ControlError, a change a line in the DNS log."""
         try:
-            record = self._authority_or_fail().replace_record(zone, name, rdtype, old, new, ttl)
+            record = change(self._authority_or_fail())
         except (KeyError, ValueError) as e:
-            raise ControlError(str(e).strip("'\"")) from None
+            raise ControlError(str(e.args[0]) if e.args else str(e)) from None
         self.bus.publish(Notice(self.clock.now(), "ns.lab", "dns",
-                                f"zone {record.zone} changed: {record.name} {record.ttl} IN {record.rdtype} "
-                                f"{record.data} (was {old})"))
+                                f"zone {record.zone} changed: {describe(record)}"))
         return record
 
     def mailbox_summary(self) -> list[dict]:

@@ -324,3 +324,151 @@ def test_cache_is_bounded():
 def test_relativized_zones_are_rejected():
     with pytest.raises(ValueError):
         Authority({"a.test.": dns.zone.from_text(SOA, origin="a.test.")})
+
+
+# -- editing the zones at run time: add_record, delete_record (RFC 2136 rules) --------
+
+def soa_serial(authority, origin):
+    reply, _ = ask(authority, origin, "SOA")
+    return reply.answer[0][0].serial
+
+
+def test_add_record_is_answered_at_once_and_bumps_the_serial():
+    authority = Authority(load_world().zones)
+    reply, _ = ask(authority, "syr.edu", "MX")                          # now in the cache
+    before = soa_serial(authority, "syr.edu")
+    record = authority.add_record("syr.edu", "@", "MX", "5 www")
+    assert (record.zone, record.name, record.ttl, record.rdtype, record.data) == \
+        ("syr.edu", "syr.edu", 300, "MX", "5 www.syr.edu.")           # the RRset's TTL; relative data
+    assert record.text == "syr.edu 300 IN MX 5 www.syr.edu."
+    misses = authority.misses
+    reply, _ = ask(authority, "syr.edu", "MX")
+    assert authority.misses == misses + 1                               # not the cached answer
+    assert records(reply.answer) == [("syr.edu.", "MX", "10 smtp1.syr.edu."), ("syr.edu.", "MX", "20 smtp2.syr.edu."),
+                                     ("syr.edu.", "MX", "5 www.syr.edu.")]
+    assert ("www.syr.edu.", "A", "127.0.0.1") in records(reply.additional)
+    assert soa_serial(authority, "syr.edu") == before + 1
+
+
+def test_a_ttl_given_to_add_applies_to_the_whole_rrset():
+    authority = Authority(load_world().zones)
+    authority.add_record("luxsci.net", "luxsci.net", "MX", "15 mx3", ttl=60)
+    reply, _ = ask(authority, "luxsci.net", "MX")
+    assert [rrset.ttl for rrset in reply.answer] == [60] and len(reply.answer[0]) == 4   # RFC 2181 §5.2
+
+
+def test_add_at_a_new_name_takes_the_zone_default_ttl_and_the_name_comes_to_exist():
+    authority = Authority({"a.test.": zone("a.test.", "$TTL 3600\n" + SOA)})   # SOA TTL 3600, MINIMUM 60
+    reply, _ = ask(authority, "deep.a.test", "A")
+    assert reply.rcode() == dns.rcode.NXDOMAIN
+    record = authority.add_record("a.test", "www.deep", "A", "10.0.0.1")
+    assert (record.name, record.ttl) == ("www.deep.a.test", 60)          # min(SOA TTL, MINIMUM)
+    reply, _ = ask(authority, "www.deep.a.test", "A")
+    assert records(reply.answer) == [("www.deep.a.test.", "A", "10.0.0.1")]
+    reply, _ = ask(authority, "deep.a.test", "A")                        # an empty non-terminal now
+    assert reply.rcode() == dns.rcode.NOERROR and not reply.answer and records(reply.authority, "SOA")
+
+
+def test_owner_names_are_relative_unless_they_end_with_a_dot():
+    authority = Authority({"a.test.": zone("a.test.", SOA), "sub.a.test.": zone("sub.a.test.", SOA)})
+    assert authority.add_record("a.test", "@", "TXT", '"apex"').name == "a.test"
+    assert authority.add_record("a.test", "one", "A", "10.0.0.1").name == "one.a.test"
+    assert authority.add_record("a.test", "two.a.test.", "A", "10.0.0.2").name == "two.a.test"
+    assert authority.add_record("a.test", "three.a.test", "A", "10.0.0.3").name == "three.a.test"  # as listed
+    assert authority.add_record("a.test", "*", "A", "10.0.0.4").name == "*.a.test"
+    with pytest.raises(ValueError, match="not inside zone a.test"):
+        authority.add_record("a.test", "www.example.com.", "A", "10.0.0.1")
+    with pytest.raises(ValueError, match="belongs to zone sub.a.test"):
+        authority.add_record("a.test", "x.sub", "A", "10.0.0.1")
+    with pytest.raises(ValueError, match="give the record a name"):
+        authority.add_record("a.test", " ", "A", "10.0.0.1")
+    with pytest.raises(ValueError, match="not a valid name"):
+        authority.add_record("a.test", "a..b", "A", "10.0.0.1")
+    reply, _ = ask(authority, "whatever.a.test", "A")                   # the wildcard answers
+    assert records(reply.answer) == [("whatever.a.test.", "A", "10.0.0.4")]
+
+
+@pytest.mark.parametrize("args, error, words", [
+    (("syr.edu", "@", "MX", "10 SMTP1.syr.edu."), ValueError, "already there"),
+    (("syr.edu", "www", "CNAME", "smtp1"), ValueError, "already has A data, and a CNAME can not sit beside"),
+    (("syr.edu", "@", "CNAME", "smtp1"), ValueError, "a CNAME can not sit beside other data"),
+    (("syr.edu", "mail", "A", "127.0.0.9"), ValueError, "is an alias .CNAME smtp1.syr.edu.., and no other data"),
+    (("syr.edu", "mail", "MX", "10 smtp1"), ValueError, "RFC 1034 §3.6.2"),
+    (("syr.edu", "mail", "CNAME", "smtp2"), ValueError, "already has a CNAME record and can have only one"),
+    (("syr.edu", "@", "SOA", "ns hostmaster 1 2 3 4 5"), ValueError, "SOA record is the lab's own"),
+    (("syr.edu", "x", "ANY", "x"), ValueError, "not a record type"),
+    (("syr.edu", "x", "BOGUS", "x"), ValueError, "unknown record type"),
+    (("syr.edu", "x", "A", "300.1.2.3"), ValueError, "not valid A data"),
+    (("syr.edu", "@", "MX", "mx.syr.edu."), ValueError, "not valid MX data"),
+    (("example.com", "@", "MX", "10 mx"), KeyError, "no zone example.com"),
+])
+def test_add_refuses_what_dns_forbids_and_changes_nothing(args, error, words):
+    authority = Authority(load_world().zones)
+    before = authority.records()
+    with pytest.raises(error, match=words) as caught:
+        authority.add_record(*args)
+    assert "\n" not in str(caught.value)
+    assert authority.records() == before                                # the serial too
+
+
+def test_add_refuses_a_ttl_out_of_range():
+    with pytest.raises(ValueError, match="TTL -1 out of range"):
+        Authority(load_world().zones).add_record("syr.edu", "x", "A", "127.0.0.9", ttl=-1)
+
+
+def test_delete_record_is_answered_at_once_and_bumps_the_serial():
+    authority = Authority(load_world().zones)
+    ask(authority, "syr.edu", "MX")
+    ask(authority, "www.syr.edu", "A")
+    before = soa_serial(authority, "syr.edu")
+    record = authority.delete_record("syr.edu", "syr.edu", "MX", "20 smtp2")   # data parsed, as in add
+    assert record.text == "syr.edu 300 IN MX 20 smtp2.syr.edu."
+    reply, _ = ask(authority, "syr.edu", "MX")
+    assert records(reply.answer) == [("syr.edu.", "MX", "10 smtp1.syr.edu.")]
+    authority.delete_record("syr.edu", "www.syr.edu", "A", "127.0.0.1")       # all that www had
+    reply, _ = ask(authority, "www.syr.edu", "A")
+    assert reply.rcode() == dns.rcode.NXDOMAIN and records(reply.authority, "SOA")
+    authority.delete_record("syr.edu", "syr.edu", "TXT", '"v=spf1 ip4:127.0.0.1 ip4:127.0.0.2 -all"')
+    reply, _ = ask(authority, "syr.edu", "TXT")                               # NODATA: the name stays
+    assert reply.rcode() == dns.rcode.NOERROR and not reply.answer and records(reply.authority, "SOA")
+    assert soa_serial(authority, "syr.edu") == before + 3
+
+
+def test_deleting_the_last_name_below_an_empty_non_terminal_makes_it_vanish():
+    authority = Authority({"a.test.": zone("a.test.", SOA + "www.deep IN A 10.0.0.1\n")})
+    assert ask(authority, "deep.a.test", "A")[0].rcode() == dns.rcode.NOERROR
+    authority.delete_record("a.test", "www.deep", "A", "10.0.0.1")
+    assert ask(authority, "deep.a.test", "A")[0].rcode() == dns.rcode.NXDOMAIN
+
+
+def test_delete_keeps_the_last_ns_of_the_apex():
+    authority = Authority({"a.test.": zone("a.test.", SOA + "@ IN NS ns2\n")})
+    authority.delete_record("a.test", "@", "NS", "ns2")                 # one of two: fine
+    with pytest.raises(ValueError, match=r"last NS record of a.test: .*add another NS first"):
+        authority.delete_record("a.test", "@", "NS", "ns.a.test.")
+    reply, _ = ask(authority, "a.test", "NS")
+    assert records(reply.answer) == [("a.test.", "NS", "ns.a.test.")]
+
+
+@pytest.mark.parametrize("args, error, words", [
+    (("syr.edu", "syr.edu", "SOA", "ns.syr.edu. hostmaster.syr.edu. 2026112301 3600 600 604800 300"),
+     ValueError, "SOA record is the lab's own"),
+    (("syr.edu", "syr.edu", "MX", "30 smtp3"), KeyError, "no record syr.edu MX 30 smtp3.syr.edu. in zone syr.edu"),
+    (("syr.edu", "nowhere", "A", "127.0.0.1"), KeyError, "no record nowhere.syr.edu A"),
+    (("syr.edu", "syr.edu", "MX", "twenty smtp2"), ValueError, "not valid MX data"),
+    (("syr.edu", "mx.gmail.com.", "A", "127.0.0.4"), ValueError, "not inside zone syr.edu"),
+    (("gmail.org", "@", "MX", "10 mx"), KeyError, "no zone gmail.org"),
+])
+def test_delete_refuses_and_changes_nothing(args, error, words):
+    authority = Authority(load_world().zones)
+    before = authority.records()
+    with pytest.raises(error, match=words):
+        authority.delete_record(*args)
+    assert authority.records() == before
+
+
+def test_replace_record_refuses_to_make_a_duplicate():
+    authority = Authority(load_world().zones)
+    with pytest.raises(ValueError, match="already there"):
+        authority.replace_record("syr.edu", "syr.edu", "MX", "10 smtp1.syr.edu.", "20 smtp2")
+    assert authority.replace_record("syr.edu", "syr.edu", "MX", "10 smtp1", "10 smtp1").data == "10 smtp1.syr.edu."

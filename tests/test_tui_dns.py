@@ -1,17 +1,21 @@
-"""Editing the lab DNS at run time (Authority.replace_record) and the DNS panel that drives it."""
+"""Editing the lab DNS at run time (Authority.replace_record) and the DNS panel that drives it:
+edit, add and delete a record, then see it over the wire and in routing."""
 
 from __future__ import annotations
 
+import dns.asyncquery
 import dns.message
+import dns.rcode
 import dns.rdatatype
 import pytest
-from textual.widgets import Button, DataTable, Input, Log
+from textual.widgets import Button, DataTable, Input, Log, Select
 
 from maillab.dns.authority import Authority
-from maillab.tui.forms import FormScreen
+from maillab.lab import DNS_ADDRESS
+from maillab.tui.forms import ConfirmScreen, FormScreen
 from maillab.world import load_world
 
-from test_tui_support import in_thread, log_text, running_app, submit, table_rows, until
+from test_tui_support import in_thread, log_text, running_app, screen_text, submit, table_rows, until
 
 
 def mx_of(authority: Authority, name: str) -> list[str]:
@@ -110,3 +114,119 @@ async def test_the_tour_s_backup_mx_story(tmp_path):
         lab.dns_edit("luxsci.net", "luxsci.net", "MX", "30 mx3.luxsci.net.", "15 mx3.luxsci.net.")
         await in_thread(submit, "127.0.0.3", lab.ports.submission, rcpt="bob@luxsci.net")
         assert await until(pilot, lambda: waiting_at() == {"mx2.luxsci.net", "mx3.luxsci.net"})
+
+
+async def over_the_wire(app, name: str, rdtype: str) -> dns.message.Message:
+    """Ask the running lab's DNS server over UDP, as dig would."""
+    query = dns.message.make_query(name, rdtype)
+    return await dns.asyncquery.udp(query, DNS_ADDRESS, timeout=5, port=app.lab.ports.dns)
+
+
+def answers(reply: dns.message.Message) -> list[str]:
+    return sorted(r.to_text() for rrset in reply.answer for r in rrset)
+
+
+async def dns_panel(app, pilot) -> DataTable:
+    await pilot.press("4")
+    table = app.query_one("#dns-records", DataTable)
+    await until(pilot, lambda: table.row_count > 50)
+    return table
+
+
+def select_row(table: DataTable, zone: str, name: str, rdtype: str, data: str) -> None:
+    table.move_cursor(row=table_rows(table).index([zone, name, "300", rdtype, data]))
+
+
+async def add_in_form(app, pilot, data: str, ttl: str = "", **fields: str) -> None:
+    """Fill the add form's data (and TTL, and any other field given) and press Add."""
+    await pilot.press("a")
+    await until(pilot, lambda: isinstance(app.screen, FormScreen))
+    for field, value in {"data": data, "ttl": ttl, **fields}.items():
+        app.screen.query_one(f"#field-{field}").value = value
+    app.screen.query_one("#ok", Button).press()
+    await until(pilot, lambda: not isinstance(app.screen, FormScreen))
+
+
+async def test_add_an_mx_in_the_panel_and_dig_sees_it(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        table = await dns_panel(app, pilot)
+        assert answers(await over_the_wire(app, "syr.edu", "MX")) == ["10 smtp1.syr.edu.", "20 smtp2.syr.edu."]
+        select_row(table, "syr.edu", "syr.edu", "MX", "20 smtp2.syr.edu.")
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, FormScreen))
+        form = app.screen                       # the selected record's zone, name and type to start from
+        assert (form.query_one("#field-zone", Select).value, form.query_one("#field-name", Input).value,
+                form.query_one("#field-type", Input).value) == ("syr.edu", "@", "MX")
+        form.query_one("#field-data", Input).value = "30 www"              # relative, as in a zone file
+        form.query_one("#field-data", Input).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: ["syr.edu", "syr.edu", "300", "MX", "30 www.syr.edu."] in table_rows(table))
+        reply = await over_the_wire(app, "syr.edu", "MX")
+        assert reply.rcode() == dns.rcode.NOERROR
+        assert answers(reply) == ["10 smtp1.syr.edu.", "20 smtp2.syr.edu.", "30 www.syr.edu."]
+        assert "www.syr.edu. 300 IN A 127.0.0.1" in [rrset.to_text() for rrset in reply.additional]
+        dns_log = app.query_one("#dns-log", Log)
+        await until(pilot, lambda: "zone syr.edu changed: added syr.edu 300 IN MX 30 www.syr.edu." in log_text(dns_log))
+        # a second time is refused, as nsupdate would not add a duplicate either
+        await add_in_form(app, pilot, "30 www.syr.edu.")
+        assert await until(pilot, lambda: "already there" in screen_text(app))
+        assert sum(r.data == "30 www.syr.edu." for r in app.lab.dns_records()) == 1
+
+
+async def test_delete_a_record_in_the_panel_and_dig_gets_nxdomain_and_nodata(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        table = await dns_panel(app, pilot)
+        assert answers(await over_the_wire(app, "www.syr.edu", "A")) == ["127.0.0.1"]     # cached now
+        select_row(table, "syr.edu", "www.syr.edu", "A", "127.0.0.1")
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")                                              # changed my mind
+        assert answers(await over_the_wire(app, "www.syr.edu", "A")) == ["127.0.0.1"]
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: not any(r[1] == "www.syr.edu" for r in table_rows(table)))
+        reply = await over_the_wire(app, "www.syr.edu", "A")
+        assert reply.rcode() == dns.rcode.NXDOMAIN and not reply.answer and reply.authority
+
+        select_row(table, "syr.edu", "syr.edu", "TXT", '"v=spf1 ip4:127.0.0.1 ip4:127.0.0.2 -all"')
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: not any(r[1] == "syr.edu" and r[3] == "TXT" for r in table_rows(table)))
+        reply = await over_the_wire(app, "syr.edu", "TXT")
+        assert reply.rcode() == dns.rcode.NOERROR and not reply.answer           # NODATA: syr.edu has MX
+        assert [rrset.rdtype for rrset in reply.authority] == [dns.rdatatype.SOA]
+
+        dns_log = log_text(app.query_one("#dns-log", Log))
+        assert "zone syr.edu changed: deleted www.syr.edu 300 IN A 127.0.0.1" in dns_log
+        # the zone's only NS stays: refused, with the reason, and nothing changes
+        select_row(table, "syr.edu", "syr.edu", "NS", "ns.syr.edu.")
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        assert await until(pilot, lambda: "add another NS first" in screen_text(app))
+        assert answers(await over_the_wire(app, "syr.edu", "NS")) == ["ns.syr.edu."]
+
+
+async def test_add_a_better_mx_in_the_panel_and_routing_follows(tmp_path):
+    """With mx1.luxsci.net down mail for bob waits at the backup mx2 (20); add `15 mx3`
+    in the panel and the next message, sent with smtplib, waits at mx3 instead."""
+    async with running_app(tmp_path) as (app, pilot):
+        lab = app.lab
+        await lab.host_down("mx1.luxsci.net")
+
+        def waiting_at() -> set[str]:
+            return {e["host"] for e in lab.queue_listing() if e["recipients"][0]["address"] == "bob@luxsci.net"
+                    and e["queue"] == "deferred"}
+        await in_thread(submit, "127.0.0.3", lab.ports.submission, rcpt="bob@luxsci.net")
+        assert await until(pilot, lambda: waiting_at() == {"mx2.luxsci.net"})
+        table = await dns_panel(app, pilot)
+        select_row(table, "luxsci.net", "luxsci.net", "MX", "30 mx3.luxsci.net.")
+        await add_in_form(app, pilot, "15 mx3")
+        await until(pilot, lambda: ["luxsci.net", "luxsci.net", "300", "MX", "15 mx3.luxsci.net."]
+                    in table_rows(table))
+        await in_thread(submit, "127.0.0.3", lab.ports.submission, rcpt="bob@luxsci.net")
+        assert await until(pilot, lambda: waiting_at() == {"mx2.luxsci.net", "mx3.luxsci.net"})
+        assert await until(pilot, lambda: any("via mx3.luxsci.net[127.0.0.7]" in text
+                                              for r in app.journeys.records.values() for _t, text in r.events))

@@ -19,13 +19,25 @@ transport: over UDP 512 octets without EDNS, else the client's payload (capped
 by `max_udp`, never below 512), truncated with TC set when an answer or
 authority record does not fit (RFC 2181 §9); over TCP up to 65535.  Rendered
 replies are cached by the query bytes after the 2-byte ID, bounded in entries
-and in entry size; `set_zones()` clears the cache, and whoever edits a zone in
-place must call `clear_cache()`.
+and in entry size; `set_zones()` and the edit methods below clear the cache
+(whoever changes a zone object otherwise must call `set_zones()` again: which
+names exist is indexed too).
 
-At run time `replace_record()` changes one record (say, an MX preference, so a
-class watches routing change): it bumps the zone's SOA serial and clears the
-cache, so the next query sees the new data.  `records()` lists every record
-for display.
+At run time the zones can be edited, one record at a time, with the rules of
+RFC 2136 dynamic update (what `nsupdate` does to a BIND zone):
+`replace_record()` changes one record (say, an MX preference, so a class
+watches routing change), `add_record()` adds one and `delete_record()` removes
+one.  Owner names and names in the data are relative to the zone unless they
+end with a dot ("@" is the apex); an owner already written out under the zone
+("smtp1.syr.edu", as `records()` shows it) is taken as it is.  Refused, with
+one line for the user: the SOA (the lab's own; its serial counts the
+changes), a name outside the zone, a CNAME beside other data or other data
+beside a CNAME (RFC 1034 §3.6.2, RFC 2181 §10.1), a second record of a
+one-per-name type, a duplicate, the last NS at the apex (RFC 2136 §3.4.2.4).
+An added record takes its RRset's TTL, or for a new RRset the zone's
+min(SOA TTL, MINIMUM); a TTL given applies to the whole RRset (RFC 2181 §5.2).
+Every change bumps the zone's SOA serial and clears the cache, so the next
+query sees the new data.  `records()` lists every record for display.
 """
 
 from __future__ import annotations
@@ -67,6 +79,11 @@ class Record:
     rdtype: str
     data: str       # presentation form, names absolute ("10 smtp1.syr.edu.")
 
+    @property
+    def text(self) -> str:
+        """The record as a zone file line: "syr.edu 300 IN MX 10 smtp1.syr.edu."."""
+        return f"{self.name} {self.ttl} IN {self.rdtype} {self.data}"
+
 
 @dataclass(frozen=True, slots=True)
 class QueryInfo:
@@ -99,15 +116,7 @@ class Authority:
                 raise ValueError(f"zone {text}: load it with relativize=False")
             origin = dns.name.from_text(text)
             by_origin[origin] = zone
-            # every owner name and its ancestors up to the apex: what "exists"
-            existing: set[dns.name.Name] = set()
-            for owner in zone.nodes:
-                while owner not in existing and owner.is_subdomain(origin):
-                    existing.add(owner)
-                    if owner == origin:
-                        break
-                    owner = owner.parent()
-            names[origin] = existing
+            names[origin] = _existing_names(origin, zone)
         self._zones = by_origin
         self._names = names
         self.clear_cache()
@@ -144,40 +153,126 @@ class Authority:
                        ttl: int | None = None) -> Record:
         """Replace the record `name rdtype old` of `zone` by `new` (and `ttl`, if given).
 
-        Names in `new` are relative to the zone unless they end with a dot.
         KeyError for an unknown zone or record, ValueError for bad data.
         """
-        origin = dns.name.from_text(zone)
+        origin, z, owner, kind = self._locate(zone, name, rdtype)
+        rds, current = self._find(origin, owner, kind, old)
+        replacement = _parse(origin, kind, new)
+        _check_ttl(ttl)
+        if replacement != current and replacement in rds:
+            raise ValueError(f"{_show(owner)} {dns.rdatatype.to_text(kind)} {replacement} is already there")
+        updated = _rdataset(kind, rds.ttl if ttl is None else ttl,
+                            [replacement if r is current else r for r in rds])
+        z.replace_rdataset(owner, updated)
+        self._changed(origin)
+        return _record(origin, owner, updated.ttl, replacement)
+
+    def add_record(self, zone: str, name: str, rdtype: str, data: str, ttl: int | None = None) -> Record:
+        """Add the record `name rdtype data` to `zone` (RFC 2136 §3.4.2.2, `nsupdate`'s update add).
+
+        Without `ttl` it takes its RRset's TTL, or the zone's default for a new
+        RRset; with `ttl`, the whole RRset takes it (RFC 2181 §5.2).
+        KeyError for an unknown zone, ValueError for bad data or a refused add.
+        """
+        origin, z, owner, kind = self._locate(zone, name, rdtype)
+        record = _parse(origin, kind, data)
+        _check_ttl(ttl)
+        node = z.get_node(owner)
+        rds = node.get_rdataset(dns.rdataclass.IN, kind) if node is not None else None
+        what = dns.rdatatype.to_text(kind)
+        if rds is not None and record in rds:
+            raise ValueError(f"{_show(owner)} {what} {record} is already there")
+        if rds is not None and dns.rdatatype.is_singleton(kind):
+            raise ValueError(f"{_show(owner)} already has a {what} record and can have only one "
+                             "(RFC 2181 §10.1): edit that one instead")
+        if node is not None:
+            _check_cname_rule(owner, kind, node)
+        if ttl is None:
+            ttl = rds.ttl if rds is not None else self._default_ttl(origin)
+        updated = _rdataset(kind, ttl, [*(rds or ()), record])
+        z.replace_rdataset(owner, updated)
+        self._changed(origin)
+        return _record(origin, owner, updated.ttl, record)
+
+    def delete_record(self, zone: str, name: str, rdtype: str, data: str) -> Record:
+        """Delete the record `name rdtype data` from `zone` (RFC 2136 §3.4.2.3); returns it.
+
+        KeyError for an unknown zone or record, ValueError for bad data or a
+        refused delete (the SOA, the last NS at the apex).
+        """
+        origin, z, owner, kind = self._locate(zone, name, rdtype)
+        rds, current = self._find(origin, owner, kind, data)
+        if owner == origin and kind == dns.rdatatype.NS and len(rds) == 1:
+            raise ValueError(f"{current} is the last NS record of {_show(origin)}: a zone needs one at its "
+                             "apex (RFC 1034 §4.2.1, RFC 2136 §3.4.2.4); add another NS first")
+        if len(rds) == 1:
+            z.delete_rdataset(owner, kind)       # and the node, if that was all it had
+        else:
+            z.replace_rdataset(owner, _rdataset(kind, rds.ttl, [r for r in rds if r != current]))
+        self._changed(origin)
+        return _record(origin, owner, rds.ttl, current)
+
+    def _locate(self, zone: str, name: str,
+                rdtype: str) -> tuple[dns.name.Name, dns.zone.Zone, dns.name.Name, dns.rdatatype.RdataType]:
+        """(origin, zone, owner, type) of an edit; what no edit may touch is refused here."""
+        try:
+            origin = dns.name.from_text(zone.strip())
+        except dns.exception.DNSException:
+            raise KeyError(f"no zone {zone} in this world") from None
         z = self._zones.get(origin)
         if z is None:
             raise KeyError(f"no zone {zone} in this world")
-        owner = dns.name.from_text(name)
         try:
-            kind = dns.rdatatype.from_text(rdtype)
-        except dns.exception.DNSException:
+            kind = dns.rdatatype.from_text(rdtype.strip())
+        except (dns.exception.DNSException, ValueError):
             raise ValueError(f"unknown record type {rdtype!r}") from None
         if kind == dns.rdatatype.SOA:
-            raise ValueError("the SOA record is the lab's own: edit another record")
-        rds = z.get_rdataset(owner, kind)
-        current = next((r for r in rds or () if r.to_text() == old), None)
-        if rds is None or current is None:
-            raise KeyError(f"no record {name} {rdtype} {old} in zone {zone}")
+            raise ValueError("the SOA record is the lab's own (its serial counts your changes): "
+                             "change another record")
+        if dns.rdatatype.is_metatype(kind) or kind in (dns.rdatatype.RRSIG, dns.rdatatype.SIG):
+            raise ValueError(f"{dns.rdatatype.to_text(kind)} is not a record type the lab's zones hold")
+        text = name.strip()
+        if not text:
+            raise ValueError("give the record a name (@ for the zone apex)")
         try:
-            replacement = dns.rdata.from_text(dns.rdataclass.IN, kind, new.strip(), origin=origin,
-                                              relativize=False)
-        except (dns.exception.DNSException, ValueError) as e:
-            raise ValueError(f"not valid {rdtype} data {new!r}: {e}") from None
-        if ttl is not None and not 0 <= ttl <= 2**31 - 1:
-            raise ValueError(f"TTL {ttl} out of range (RFC 2181 §8)")
-        updated = dns.rdataset.Rdataset(dns.rdataclass.IN, kind)
-        updated.update_ttl(rds.ttl if ttl is None else ttl)
-        for r in rds:
-            updated.add(replacement if r is current else r)
-        z.replace_rdataset(owner, updated)
+            if text == "@":
+                owner = origin
+            elif text.endswith("."):
+                owner = dns.name.from_text(text)
+            else:     # relative, unless already written out under the zone, as records() shows it
+                owner = dns.name.from_text(text)
+                if not owner.is_subdomain(origin):
+                    owner = dns.name.from_text(text, origin=origin)
+        except dns.exception.DNSException as e:
+            raise ValueError(f"not a valid name {name!r}: {e}") from None
+        if not owner.is_subdomain(origin):
+            raise ValueError(f"{_show(owner)} is not inside zone {_show(origin)}")
+        home = self._zone_for(owner)
+        if home != origin:
+            raise ValueError(f"{_show(owner)} belongs to zone {_show(home)}: change it there")
+        return origin, z, owner, kind
+
+    def _find(self, origin: dns.name.Name, owner: dns.name.Name, kind: dns.rdatatype.RdataType,
+              data: str) -> tuple[dns.rdataset.Rdataset, dns.rdata.Rdata]:
+        """The RRset at `owner` and its record equal to `data`; KeyError if there is none."""
+        wanted = _parse(origin, kind, data)
+        rds = self._zones[origin].get_rdataset(owner, kind)
+        current = next((r for r in rds or () if r == wanted), None)
+        if rds is None or current is None:
+            raise KeyError(f"no record {_show(owner)} {dns.rdatatype.to_text(kind)} {wanted} "
+                           f"in zone {_show(origin)}")
+        return rds, current
+
+    def _default_ttl(self, origin: dns.name.Name) -> int:
+        """The TTL of a new RRset: min(SOA TTL, MINIMUM), as negative answers get (RFC 2308 §3)."""
+        soa = self._zones[origin].get_rdataset(origin, dns.rdatatype.SOA)
+        return _negative_ttl(soa) if soa is not None else 300
+
+    def _changed(self, origin: dns.name.Name) -> None:
+        """After an edit of zone `origin`: names that exist, SOA serial, cached answers."""
+        self._names[origin] = _existing_names(origin, self._zones[origin])
         self._bump_serial(origin)
         self.clear_cache()
-        return Record(origin.to_text(omit_final_dot=True), owner.to_text(omit_final_dot=True),
-                      updated.ttl, dns.rdatatype.to_text(kind), replacement.to_text())
 
     def _bump_serial(self, origin: dns.name.Name) -> None:
         """A changed zone gets a higher SOA serial (RFC 1034 §4.3.5, RFC 1982 arithmetic)."""
@@ -339,7 +434,7 @@ class Authority:
         if soa is None:
             return
         rrset = _rrset(origin, soa)
-        rrset.ttl = min(soa.ttl, soa[0].minimum)                  # RFC 2308 §3
+        rrset.ttl = _negative_ttl(soa)
         response.authority.append(rrset)
 
     def _add_additionals(self, response: dns.message.Message) -> None:
@@ -368,6 +463,71 @@ class Authority:
                 if rds is not None and (target, rdtype) not in present:
                     present.add((target, rdtype))
                     response.additional.append(_rrset(target, rds))
+
+
+# types that may sit beside a CNAME (RFC 2181 §10.1, RFC 4035 §2.5)
+_BESIDE_CNAME = (dns.rdatatype.CNAME, dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.SIG,
+                 dns.rdatatype.NXT, dns.rdatatype.KEY)
+
+
+def _existing_names(origin: dns.name.Name, zone: dns.zone.Zone) -> set[dns.name.Name]:
+    """Every owner name of `zone` and its ancestors up to the apex: the names that exist (RFC 8020)."""
+    existing: set[dns.name.Name] = set()
+    for owner in zone.nodes:
+        while owner not in existing and owner.is_subdomain(origin):
+            existing.add(owner)
+            if owner == origin:
+                break
+            owner = owner.parent()
+    return existing
+
+
+def _parse(origin: dns.name.Name, kind: dns.rdatatype.RdataType, text: str) -> dns.rdata.Rdata:
+    """Record data in presentation form; names in it relative to `origin` unless they end with a dot."""
+    try:
+        return dns.rdata.from_text(dns.rdataclass.IN, kind, text.strip(), origin=origin, relativize=False)
+    except (dns.exception.DNSException, ValueError) as e:
+        raise ValueError(f"not valid {dns.rdatatype.to_text(kind)} data {text!r}: {e}") from None
+
+
+def _check_ttl(ttl: int | None) -> None:
+    if ttl is not None and not 0 <= ttl <= 2**31 - 1:
+        raise ValueError(f"TTL {ttl} out of range (RFC 2181 §8)")
+
+
+def _check_cname_rule(owner: dns.name.Name, kind: dns.rdatatype.RdataType, node: dns.node.Node) -> None:
+    """A CNAME and other data never share a name (RFC 1034 §3.6.2, RFC 2181 §10.1)."""
+    types = [rds.rdtype for rds in node.rdatasets]
+    if kind == dns.rdatatype.CNAME:
+        others = sorted(dns.rdatatype.to_text(t) for t in types if t not in _BESIDE_CNAME)
+        if others:
+            raise ValueError(f"{_show(owner)} already has {', '.join(others)} data, and a CNAME can not "
+                             "sit beside other data (RFC 1034 §3.6.2, RFC 2181 §10.1)")
+    elif kind not in _BESIDE_CNAME and dns.rdatatype.CNAME in types:
+        target = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)[0]
+        raise ValueError(f"{_show(owner)} is an alias (CNAME {target}), and no other data can sit "
+                         "beside a CNAME (RFC 1034 §3.6.2, RFC 2181 §10.1)")
+
+
+def _rdataset(kind: dns.rdatatype.RdataType, ttl: int, rdatas: list[dns.rdata.Rdata]) -> dns.rdataset.Rdataset:
+    rds = dns.rdataset.Rdataset(dns.rdataclass.IN, kind)
+    rds.update_ttl(ttl)
+    for r in rdatas:
+        rds.add(r)
+    return rds
+
+
+def _record(origin: dns.name.Name, owner: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> Record:
+    return Record(_show(origin), _show(owner), ttl, dns.rdatatype.to_text(rdata.rdtype), rdata.to_text())
+
+
+def _show(name: dns.name.Name | None) -> str:
+    return name.to_text(omit_final_dot=True) if name is not None else "?"
+
+
+def _negative_ttl(soa: dns.rdataset.Rdataset) -> int:
+    """How long a negative answer may be cached: min(SOA TTL, MINIMUM) (RFC 2308 §3)."""
+    return min(soa.ttl, soa[0].minimum)
 
 
 def _rrset(name: dns.name.Name, rds: dns.rdataset.Rdataset) -> dns.rrset.RRset:

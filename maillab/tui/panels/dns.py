@@ -1,9 +1,13 @@
 """The DNS panel: the lab's zones and records, the live query log, and record editing.
 
-Records come from the running `Authority` (`Lab.dns_records`); editing one
-(`e`) goes through `Lab.dns_edit`, which changes the zone in place, bumps its
-SOA serial and clears the answer cache: the MTAs ask the lab DNS on every
-relay (nothing is cached), so the very next message is routed by the new data.
+Records come from the running `Authority` (`Lab.dns_records`).  `e` edits the
+selected record (`Lab.dns_edit`), `a` adds one (`Lab.dns_add`, a form: zone,
+name, type, data, TTL), `d` deletes the selected one after a yes/no
+(`Lab.dns_delete`), `F` makes its zone fail.  A change is made to the zone in
+place, bumps its SOA serial and clears the answer cache: the MTAs ask the lab
+DNS on every relay (nothing is cached), so the very next message is routed by
+the new data.  What the zone rules refuse (the SOA, the last apex NS, a CNAME
+beside other data, ...) comes back as a notification.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Log, Static
 
 from ...dns.authority import FAULT_MODES
+from ...errors import UserError
 from ...events import DnsQuery, Notice
 from ..fmt import stamp
-from ..forms import Field, FormScreen
+from ..forms import ConfirmScreen, Field, FormScreen
 from ..panel import Batch, Panel, append_lines, guarded, row_table
 
 if TYPE_CHECKING:
@@ -26,6 +31,11 @@ if TYPE_CHECKING:
 
 COLUMNS = ("zone", "name", "ttl", "type", "data")
 LOG_LINES = 2_000
+
+
+class RecordForm(FormScreen):
+    """The add form: five fields, more than a 24-line terminal shows, so the dialog scrolls."""
+    DEFAULT_CSS = "RecordForm .dialog { overflow-y: auto; }"
 
 
 class DnsPanel(Panel):
@@ -43,14 +53,26 @@ The table lists each record; below, every query as it arrives, with who asked
   sent to syr.edu goes there first — and bounces, "loops back to myself": the
   backup is now the best MX but not the mailbox host. Names without a final
   dot are relative to the zone, as in a BIND zone file.
+- `a` adds a record: zone, name (`@` is the zone itself, `mx9` means
+  `mx9.syr.edu`), type, data and TTL (empty: the TTL of the records of that
+  name and type, else the zone's default). Give `luxsci.net` a new MX
+  `15 mx3` while `mx1` is down and the next message waits at mx3. (On this
+  panel `a` adds; the clock's jump ahead is on the Queue panel and `Ctrl+P`.)
+- `d` deletes the selected record, after a yes/no: delete `www.syr.edu A`
+  and `dig` gets NXDOMAIN. The zone rules of real DNS apply: the SOA is the
+  lab's own, the last NS of a zone stays, and a CNAME never shares its name
+  with other data (RFC 1034 §3.6.2).
 - `F` makes the selected record's zone fail: SERVFAIL, NXDOMAIN or no answer at
   all (timeout); *off* heals it. Mail to that domain is deferred, or bounced on
   NXDOMAIN.
 - Ask yourself: `dig @127.0.0.1 -p 1053 syr.edu MX`.
 """
     COMMANDS = [("DNS: edit the selected record", "Change data or TTL; routing follows", "edit"),
+                ("DNS: add a record", "A new MX, A, CNAME, TXT... in a zone; routing follows", "add"),
+                ("DNS: delete the selected record", "Remove it from its zone; routing follows", "delete"),
                 ("DNS: fault for the selected zone", "SERVFAIL, NXDOMAIN, timeout or off", "fault")]
-    BINDINGS = [Binding("e", "edit", "Edit record"), Binding("F", "fault", "Zone fault")]
+    BINDINGS = [Binding("e", "edit", "Edit record"), Binding("a", "add", "Add record"),
+                Binding("d", "delete", "Delete record"), Binding("F", "fault", "Zone fault")]
     DEFAULT_CSS = """
     DnsPanel #dns-records { height: 55%; }
     DnsPanel #dns-log { height: 1fr; border-top: solid $accent; }
@@ -106,7 +128,8 @@ The table lists each record; below, every query as it arrives, with who asked
         if records:
             table.move_cursor(row=min(cursor, len(records) - 1), animate=False)
         self.query_one("#dns-hint", Static).update(
-            f"{len(records)} records in {len({r.zone for r in records})} zones · e edit · F zone fault · "
+            f"{len(records)} records in {len({r.zone for r in records})} zones · e edit · a add · d delete · "
+            "F zone fault · "
             f"dig @127.0.0.1 -p {self.lab.ports.dns} syr.edu MX")
 
     def _selected(self) -> tuple[str, str, str, str, str] | None:
@@ -134,14 +157,54 @@ The table lists each record; below, every query as it arrives, with who asked
         if not values:
             return
         zone, name, _ttl, rdtype, data = row
-        try:
-            ttl = int(values["ttl"])
-        except ValueError:
-            self.app.notify("the TTL must be a whole number of seconds", severity="error")
+        record = self.lab.dns_edit(zone, name, rdtype, data, values["data"], _ttl_of(values["ttl"]))
+        self.app.notify(f"{record.text}: the next look-up (and so routing) sees it", title="record changed")
+        self.reload()
+
+    @guarded
+    def action_add(self) -> None:
+        zones = sorted({r.zone for r in self.lab.dns_records()})
+        if not zones:
             return
-        record = self.lab.dns_edit(zone, name, rdtype, data, values["data"], ttl)
-        self.app.notify(f"{record.name} {record.ttl} IN {record.rdtype} {record.data}: the next look-up "
-                        "(and so routing) sees it", title="record changed")
+        row = self._selected()
+        zone, name, rdtype = (row[0], row[1], row[3]) if row else (zones[0], zones[0], "MX")
+        relative = "@" if name == zone else name.removesuffix(f".{zone}")
+        fields = [Field("zone", "Zone", zone, tuple(zones)),
+                  Field("name", "Name (@ is the zone; no final dot: relative to it)", relative),
+                  Field("type", "Type (A, AAAA, MX, CNAME, TXT, NS, PTR, SRV, ...)",
+                        "A" if rdtype == "SOA" else rdtype),
+                  Field("data", "Data, as in a zone file (MX: 15 mx3)"),
+                  Field("ttl", "TTL in seconds (empty: that of its RRset, else the zone's)")]
+        self.app.push_screen(RecordForm("Add a record (names without a final dot: relative to the zone)",
+                                        fields, ok="Add"), self._add)
+
+    @guarded
+    def _add(self, values: dict[str, str] | None) -> None:
+        if not values:
+            return
+        record = self.lab.dns_add(values["zone"], values["name"], values["type"], values["data"],
+                                  _ttl_of(values["ttl"], blank=True))
+        self.app.notify(f"{record.text}: the next look-up (and so routing) sees it", title="record added")
+        self.reload()
+
+    @guarded
+    def action_delete(self) -> None:
+        row = self._selected()
+        if row is None:
+            return
+        zone, name, ttl, rdtype, data = row
+        self.app.push_screen(ConfirmScreen(f"Delete {name} {ttl} IN {rdtype} {data} from zone {zone}? "
+                                           "The next look-up no longer sees it."),
+                             lambda yes: self._delete(row, yes))
+
+    @guarded
+    def _delete(self, row: tuple[str, str, str, str, str], yes: bool | None) -> None:
+        if not yes:
+            return
+        zone, name, _ttl, rdtype, data = row
+        record = self.lab.dns_delete(zone, name, rdtype, data)
+        self.app.notify(f"{record.text}: the next look-up (and so routing) no longer sees it",
+                        title="record deleted")
         self.reload()
 
     @guarded
@@ -160,3 +223,13 @@ The table lists each record; below, every query as it arrives, with who asked
             self.lab.dns_fault(zone, values["mode"])
             self.app.notify(f"zone {zone}: {values['mode']}")
             self.reload()
+
+
+def _ttl_of(text: str, blank: bool = False) -> int | None:
+    """The TTL typed in a form: whole seconds (or nothing, where `blank` allows it)."""
+    if blank and not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError("the TTL must be a whole number of seconds") from None
