@@ -67,7 +67,7 @@ Everything you do from another terminal — `telnet 127.0.0.1 {smtp}`, `swaks`,
 | `?` / `F1` | this help |
 | `t` | dark / light theme |
 | `p` | presenter mode: bigger, simpler, explained — for a projector |
-| `>` `<` `a` | lab clock faster, slower, jump ahead (days of retries in minutes) |
+| `>` `<` `a` | lab clock faster, slower, jump ahead (days of retries in minutes); on the DNS panel `a` adds a record |
 | `q` | quit: the servers stop, queued mail stays in the spool |
 """
 

@@ -28,7 +28,7 @@ class Field:
 _MODAL_CSS = """
 FormScreen, ConfirmScreen, HelpScreen { align: center middle; }
 .dialog { width: 70; max-width: 95%; height: auto; max-height: 90%; border: thick $accent;
-          background: $surface; padding: 1 2; }
+          background: $surface; padding: 1 2; overflow-y: auto; }
 .dialog .title { text-style: bold; margin-bottom: 1; }
 .dialog Label.field { margin-top: 1; }
 .dialog .buttons { height: auto; margin-top: 1; align-horizontal: right; }

@@ -33,11 +33,6 @@ COLUMNS = ("zone", "name", "ttl", "type", "data")
 LOG_LINES = 2_000
 
 
-class RecordForm(FormScreen):
-    """The add form: five fields, more than a 24-line terminal shows, so the dialog scrolls."""
-    DEFAULT_CSS = "RecordForm .dialog { overflow-y: auto; }"
-
-
 class DnsPanel(Panel):
     TITLE = "DNS"
     HELP = """\
@@ -175,7 +170,7 @@ The table lists each record; below, every query as it arrives, with who asked
                         "A" if rdtype == "SOA" else rdtype),
                   Field("data", "Data, as in a zone file (MX: 15 mx3)"),
                   Field("ttl", "TTL in seconds (empty: that of its RRset, else the zone's)")]
-        self.app.push_screen(RecordForm("Add a record (names without a final dot: relative to the zone)",
+        self.app.push_screen(FormScreen("Add a record (names without a final dot: relative to the zone)",
                                         fields, ok="Add"), self._add)
 
     @guarded
