@@ -1,11 +1,14 @@
-"""The Journey panel: a relayed message's Received hops beside the lab's record of its queue IDs."""
+"""The Journey panel: a relayed message's Received hops beside the lab's record of its queue IDs,
+seen live or, for mail handled before the TUI started, read back from the maillog."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
 from textual.widgets import DataTable, RichLog
 
+from conftest import wait_for
 from test_tui_support import in_thread, richlog_text, running_app, submit, table_rows, until
 
 
@@ -31,7 +34,8 @@ async def test_a_relayed_message_shows_two_hops_and_what_the_lab_saw(tmp_path):
         assert f"ESMTP · no TLS: readable on the wire · id {final.queue_id}" in second
         record = richlog_text(app.query_one("#record", RichLog))
         first_qid = next(q for q, r in app.journeys.records.items() if r.host == "mail.northpole.org")
-        assert f"── {first_qid} at mail.northpole.org" in record
+        assert f"── {first_qid} at mail.northpole.org (seen live)" in record
+        assert "from the maillog" not in record
         assert "DNS syr.edu MX -> NOERROR, 2 answers" in record
         assert "sent to <mafudge@syr.edu> via" in record and "smtp1.syr.edu[127.0.0.1]" in record
         assert f"── {final.queue_id} at smtp1.syr.edu" in record
@@ -52,3 +56,66 @@ async def test_a_message_no_longer_in_the_mailbox(tmp_path):
         await until(pilot, lambda: app.query_one("#deliveries", DataTable).row_count == 1)
         await app.query_one("#journey-panel").run_action("show")
         assert "no longer in the mailbox" in richlog_text(app.query_one("#hops", RichLog))
+
+
+def serve_ready(served, state):
+    """`maillab serve` on free ports, really listening: another offset if a port was taken meanwhile
+    (its "address already in use" contains "ready", which the fixture's start-up check accepts)."""
+    for _ in range(5):
+        try:
+            serve = served(state)
+        except RuntimeError:
+            continue
+        wait_for(lambda: "maillab: ready;" in serve.output() or serve.proc.poll() is not None, 20)
+        if serve.proc.poll() is None and "maillab: ready;" in serve.output():
+            return serve
+        serve.stop()
+    pytest.fail("could not start maillab serve")
+
+
+async def test_mail_relayed_by_an_earlier_serve_shows_its_record_from_the_maillog(served, tmp_path):
+    """`maillab serve` relays a message and stops; a fresh TUI on the same state folder lists the
+    delivery and shows each hop's maillog lines: queued, its connection, DNS, relay, status=sent."""
+    serve = serve_ready(served, tmp_path / "state")
+    submit("127.0.0.3", serve.ports.submission)                 # santa -> mafudge, via his MTA
+    assert wait_for(lambda: "relay=local" in serve.output(), 15)
+    assert serve.stop() == 0
+    lines = serve.output().splitlines()
+    relayed = next(x for x in lines if "relay=smtp1.syr.edu[127.0.0.1]" in x and "status=sent" in x)
+    final = next(x for x in lines if "relay=local" in x and "status=sent" in x)
+    first_qid = re.search(r"\]: ([0-9A-Z]+): to=", relayed).group(1)
+    final_qid = re.search(r"\]: ([0-9A-Z]+): to=", final).group(1)
+    assert f"queued as {final_qid}" in relayed
+
+    async with running_app(tmp_path, size=(180, 50)) as (app, pilot):
+        assert first_qid not in app.journeys.records                  # nothing of it was seen live
+        await pilot.press("5")
+        table = app.query_one("#deliveries", DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        assert table_rows(table)[0][1:] == ["mafudge@syr.edu", final_qid, "smtp1.syr.edu"]
+        await pilot.press("enter")
+        hops = app.query_one("#hops", RichLog)
+        await until(pilot, lambda: "2 hops" in richlog_text(hops))
+        assert f"id {first_qid}" in richlog_text(hops) and f"id {final_qid}" in richlog_text(hops)
+        record_log = app.query_one("#record", RichLog)
+        await until(pilot, lambda: "From the maillog:" in richlog_text(record_log))
+        record = richlog_text(record_log).replace("\n", "")            # long rows are wrapped
+        assert "(seen live" not in record
+        first, second = record.split(f"── {final_qid} at smtp1.syr.edu (from the maillog)")
+        assert f"── {first_qid} at mail.northpole.org (from the maillog)" in first
+        rows = re.findall(r"\d\d:\d\d:\d\d (.*?)(?=\d\d:\d\d:\d\d |   no dialogue|$)", first)
+        assert [row.split(":")[0] for row in rows] == [        # in the maillog's order
+            "DNS 1.0.0.127.in-addr.arpa PTR -> NOERROR, 1 answer",   # who is connecting?
+            "mail.northpole.org submission", "queued at mail.northpole.org", "DNS syr.edu MX -> NOERROR, 2 answers",
+            "DNS smtp1.syr.edu A -> NOERROR, 1 answer", "mail.northpole.org", "mail.northpole.org"]
+        assert "mail.northpole.org submission: connect from smtp1.syr.edu[127.0.0.1]" in first
+        assert "queued at mail.northpole.org: from <santa@northpole.org> to mafudge@syr.edu" in first
+        assert ("mail.northpole.org: sent to <mafudge@syr.edu> via smtp1.syr.edu[127.0.0.1]:" in first
+                and f"(2.0.0 250 2.0.0 Ok: queued as {final_qid})" in first)
+        assert "smtp1.syr.edu smtpd: connect from mail.northpole.org[127.0.0.3] (smtp1.syr.edu/smtp/" in second
+        assert "DNS 3.0.0.127.in-addr.arpa PTR -> NOERROR, 1 answer" in second
+        assert "smtp1.syr.edu: sent to <mafudge@syr.edu> via local (2.0.0 delivered to maildir)" in second
+        assert "smtp1.syr.edu: removed from the queue" in second
+        assert "no dialogue: the maillog does not keep one" in second
+        assert "From the maillog: found 2 of 2 queue IDs; searched the last" in second
+        assert "DNS lines name no queue ID" in second

@@ -9,6 +9,13 @@ ESMTPA a login), under which queue ID, and how long after the previous hop.
 queue ID (queued, deferred, delivered, notices), which sessions mentioned it
 ("queued as ID"), the recent DNS queries, and the recent final deliveries a
 user can pick.  Everything is bounded.  No Textual here.
+
+What happened before the TUI started is in the maillog: `maillab.maillog_read`
+reads those lines back as the same events, and `JourneyIndex.from_events`
+folds them into an index of their own, so one set of rows (`_describe`)
+serves both the live record and the maillog's.  A live record is `complete`
+when it saw the queue ID being queued; `add_past` puts the maillog's earlier
+deliveries before the live ones.
 """
 
 from __future__ import annotations
@@ -110,6 +117,7 @@ class QueueRecord:
     last: float = 0.0
     events: list[tuple[float, str]] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)     # sessions that said "queued as" it
+    queued: bool = False                                  # saw it queued: the record starts at the start
 
 
 def _describe(e: Event) -> str | None:
@@ -170,12 +178,36 @@ class JourneyIndex:
             r = self._record(qid, e.time)
             r.host = r.host or getattr(e, "host", "")
             r.last = e.time
+            r.queued = r.queued or isinstance(e, Queued)
             if len(r.events) < self._max_events:
                 r.events.append((e.time, text))
             if isinstance(e, Delivered) and e.relay == "local":
                 self.deliveries.append(e)
                 delivered += 1
         return delivered
+
+    @classmethod
+    def from_events(cls, addresses: dict[str, str], events: list[Event]) -> "JourneyIndex":
+        """An index of these events alone (oldest first), e.g. the maillog's lines read back."""
+        index = cls(addresses)
+        index.ingest(events)
+        return index
+
+    def complete(self, qid: str) -> bool:
+        """Whether the live record of `qid` goes back to its queueing (else: missing, or it
+        began before the TUI did, or it was forgotten)."""
+        record = self.records.get(qid)
+        return record is not None and record.queued
+
+    def add_past(self, deliveries: list[Delivered]) -> int:
+        """Put earlier final deliveries (oldest first, e.g. from the maillog) before the ones
+        seen live, as many as there is room for; returns how many were added."""
+        known = {(d.queue_id, d.recipient) for d in self.deliveries}
+        older = [d for d in deliveries if (d.queue_id, d.recipient) not in known]
+        room = (self.deliveries.maxlen or 0) - len(self.deliveries)
+        older = older[-room:] if room > 0 else []
+        self.deliveries.extendleft(reversed(older))
+        return len(older)
 
     def dns_for(self, host: str, start: float, end: float) -> list[DnsQuery]:
         """DNS queries `host` made between `start` and `end` (lab time)."""

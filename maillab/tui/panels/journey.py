@@ -7,6 +7,13 @@ to whom, from which IP, with which protocol, with or without TLS, and the
 delay since the previous hop.  Beside it, what the lab itself saw for each
 queue ID of the trace (`JourneyIndex`): queued, DNS look-ups by that host,
 the SMTP sessions that said "queued as" it, deliveries and deferrals.
+
+Mail handled before the TUI started (or by an earlier `maillab serve` on the
+same state folder) was not seen live: for each queue ID whose live record is
+missing or began late, the panel reads the maillog from its end
+(`maillog_read.find_queue_ids`, in a thread, bounded) and shows those lines
+in the same rows, labelled "from the maillog" (the others: "seen live").  At
+mount the table also gets the maillog's last deliveries, before the live ones.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.widgets import DataTable, RichLog, Static
 
+from ...maillog_read import Found, find_queue_ids, recent_deliveries
 from ..fmt import duration, stamp
-from ..journey import Hop, hops
+from ..journey import Hop, JourneyIndex, QueueRecord, hops
 from ..panel import Batch, Panel, guarded, row_table, write
 
 if TYPE_CHECKING:
@@ -32,6 +40,7 @@ COLUMNS = ("delivered", "recipient", "queue id", "host")
 SESSION_LINES = 24
 TABLE_ROWS = 200             # deliveries listed, newest last
 NARROW = 120
+HINT = "Recent deliveries into Maildirs: Enter shows a message's journey."
 
 
 class JourneyPanel(Panel):
@@ -47,6 +56,12 @@ On the right, the lab's own record of each queue ID: when it was queued, the
 DNS look-ups that host made (MX, then A), the SMTP dialogue that carried it to
 the next hop, and the final delivery. Compare the two: headers can be forged,
 the lab's record can not.
+
+Each queue ID says where its record comes from: *seen live* (the TUI watched
+it happen) or *from the maillog* (it happened before the TUI started; the
+maillog has its lines and connections but no dialogue, and its DNS lines name
+no queue ID, so those shown are the host's look-ups in that time window). The
+list also starts with the maillog's last deliveries.
 """
     COMMANDS = [("Journey: show the selected message", "Its Received hops and the lab's record", "show")]
     BINDINGS = [Binding("enter", "show", "Show", show=False)]
@@ -64,14 +79,29 @@ the lab's record can not.
         self.index = app.journeys
         self.sessions = app.sessions
         self._dirty = True
+        self._reorder = False            # past deliveries arrived: rebuild the table in order
         self.current: tuple[str, str] | None = None
 
     def compose_panel(self) -> ComposeResult:
-        yield Static("Recent deliveries into Maildirs: Enter shows a message's journey.", classes="hint", markup=False)
+        yield Static(HINT, id="journey-hint", classes="hint", markup=False)
         yield row_table("deliveries", COLUMNS)
         with Container(id="journey-body"):
             yield RichLog(id="hops", wrap=True, max_lines=500, auto_scroll=False)
             yield RichLog(id="record", wrap=True, max_lines=2_000, auto_scroll=False)
+
+    def on_mount(self) -> None:
+        self.run_worker(self._load_past(), group="journey-past", exit_on_error=False)
+
+    @guarded
+    async def _load_past(self) -> None:
+        """The maillog's last deliveries (before the TUI started) go first in the table."""
+        past, _note = await asyncio.to_thread(recent_deliveries, self.lab.state.maillog, TABLE_ROWS)
+        added = self.index.add_past(past)
+        if added:
+            self.query_one("#journey-hint", Static).update(f"{HINT} The first {added} are from the maillog.")
+            self._dirty = self._reorder = True
+            if self.app.active_panel is self:
+                self.flush()
 
     def focus_main(self) -> None:
         self.query_one("#deliveries", DataTable).focus()
@@ -87,6 +117,9 @@ the lab's record can not.
             return
         self._dirty = False
         table = self.query_one("#deliveries", DataTable)
+        if self._reorder:
+            self._reorder = False
+            table.clear()
         recent = list(self.index.deliveries)[-TABLE_ROWS:]
         wanted = {f"{d.queue_id}\t{d.recipient}": d for d in recent}
         for key in [k.value for k in table.rows if k.value not in wanted]:
@@ -116,7 +149,15 @@ the lab's record can not.
         header = await asyncio.to_thread(self.lab.delivered_message, recipient, qid)
         trace = hops(header) if header else []
         self._draw_hops(recipient, qid, trace, found=header is not None)
-        self._draw_record([h.queue_id for h in trace if h.queue_id] or [qid], trace)
+        qids = list(dict.fromkeys(h.queue_id for h in trace if h.queue_id)) or [qid]
+        missing = [q for q in qids if not self.index.complete(q)]
+        if not missing:
+            self._draw_record(qids, None)
+            return
+        self._draw_record(qids, None, looking=True)
+        found = await asyncio.to_thread(find_queue_ids, self.lab.state.maillog, missing, self.index.addresses)
+        if self.current == (recipient, qid):           # still the message on screen
+            self._draw_record(qids, found)
 
     def _draw_hops(self, recipient: str, qid: str, trace: list[Hop], found: bool) -> None:
         log = self.query_one("#hops", RichLog)
@@ -151,27 +192,51 @@ the lab's record can not.
         write(log, Text(f"{len(trace)} hop{'s' if len(trace) != 1 else ''}; the newest header is on top "
                        "of the message.", style="italic dim"))
 
-    def _draw_record(self, qids: list[str], trace: list[Hop]) -> None:
+    def _draw_record(self, qids: list[str], found: Found | None, looking: bool = False) -> None:
+        """Each queue ID's record: the live one when it is complete, else the maillog's (`found`),
+        else what the live one has; `looking` while the maillog is being read."""
         log = self.query_one("#record", RichLog)
         log.clear()
         write(log, Text("What the lab saw", style="bold"))
+        past = JourneyIndex.from_events(self.index.addresses, found.events) if found else None
         for qid in qids:
-            record = self.index.records.get(qid)
-            if record is None:
-                write(log, Text(f"── {qid}: no record (before the TUI started, or forgotten)", style="dim"))
-                continue
-            write(log, Text(f"── {qid} at {record.host}", style="bold"))
-            items: list[tuple[float, Text]] = [(t, Text(f"{stamp(t)} {text}")) for t, text in record.events]
-            for q in self.index.dns_for(record.host, record.first - 1, record.last + 1):
-                items.append((q.time, Text(f"{stamp(q.time)} DNS {q.name} {q.rdtype} -> {q.rcode}, "
-                                           f"{q.answers} answer{'s' if q.answers != 1 else ''}",
-                                           style="medium_purple3")))
-            items.sort(key=lambda item: item[0])
-            for _t, text in items:
-                write(log, text)
-            # the receiving server's transcript; the sender's side of it only if that is all we have
-            for sid in [x for x in record.sessions if "/smtp-out/" not in x] or record.sessions:
-                self._write_session(log, sid)
+            live = self.index.records.get(qid)
+            if live is not None and self.index.complete(qid):
+                self._write_record(log, qid, live, self.index, "seen live", live.sessions)
+            elif past is not None and qid in past.records:
+                self._write_record(log, qid, past.records[qid], past, "from the maillog",
+                                   live.sessions if live is not None else [])
+            elif live is not None:
+                self._write_record(log, qid, live, self.index, "seen live, since the TUI started", live.sessions)
+            elif looking:
+                write(log, Text(f"── {qid}: not seen live; looking in the maillog…", style="dim"))
+            else:
+                write(log, Text(f"── {qid}: no record: not seen live, and not in the maillog", style="dim"))
+        if found is not None:
+            write(log, Text(f"From the maillog: {found.note}. Its DNS lines name no queue ID: those shown "
+                            "are all the look-ups by the hop's host in its time window, which may include "
+                            "another message's" + (f" ({found.dns_capped} more not shown)" if found.dns_capped
+                                                   else "") + ".", style="italic dim"))
+
+    def _write_record(self, log: RichLog, qid: str, record: QueueRecord, index: JourneyIndex, source: str,
+                      sessions: list[str]) -> None:
+        """One queue ID's rows (its events and its host's DNS look-ups meanwhile, from `index`),
+        then the transcripts of the live `sessions` that carried it."""
+        write(log, Text(f"── {qid} at {record.host} ({source})", style="bold"))
+        items: list[tuple[float, Text]] = [(t, Text(f"{stamp(t)} {text}")) for t, text in record.events]
+        for q in index.dns_for(record.host, record.first - 1, record.last + 1):
+            items.append((q.time, Text(f"{stamp(q.time)} DNS {q.name} {q.rdtype} -> {q.rcode}, "
+                                       f"{q.answers} answer{'s' if q.answers != 1 else ''}",
+                                       style="medium_purple3")))
+        items.sort(key=lambda item: item[0])
+        for _t, text in items:
+            write(log, text)
+        # the receiving server's transcript; the sender's side of it only if that is all we have
+        for sid in [x for x in sessions if "/smtp-out/" not in x] or sessions:
+            self._write_session(log, sid)
+        if index is not self.index and not sessions:
+            write(log, Text("   no dialogue: the maillog does not keep one (only mail seen live shows it)",
+                           style="dim"))
 
     def _write_session(self, log: RichLog, sid: str) -> None:
         s = self.sessions.get(sid)
