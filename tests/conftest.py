@@ -32,7 +32,8 @@ HOST_ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5
 def _ports_free(ports: Ports) -> bool:
     checks = [("127.0.0.1", ports.dns, socket.SOCK_DGRAM)]
     checks += [(a, p, socket.SOCK_STREAM) for a in HOST_ADDRESSES
-               for p in (ports.smtp, ports.submission, ports.dns)]
+               for p in (ports.smtp, ports.submission, ports.smtps, ports.imap, ports.imaps, ports.pop3,
+                         ports.pop3s, ports.dns)]
     for address, port, kind in checks:
         with socket.socket(socket.AF_INET, kind) as s:
             try:
@@ -103,6 +104,9 @@ async def async_wait_for(predicate, timeout: float = 10.0, interval: float = 0.0
         await asyncio.sleep(interval)
 
 
+READY = b"maillab: ready;"
+
+
 class Served:
     """`maillab serve` in a subprocess, as a user runs it."""
 
@@ -113,7 +117,8 @@ class Served:
             [sys.executable, "-m", "maillab", "serve", "--state", str(state),
              "--port-offset", str(offset), *(extra or [])],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        ok = wait_for(lambda: self.proc.poll() is not None or b"ready" in self.output_bytes(), 20)
+        # "maillab: ready;" exactly: an error such as "address already in use" also holds "ready"
+        ok = wait_for(lambda: self.proc.poll() is not None or READY in self.output_bytes(), 20)
         if self.proc.poll() is not None or not ok:
             raise RuntimeError(f"maillab serve did not start:\n{self.output()}")
 
@@ -140,7 +145,14 @@ def served(tmp_path):
     procs: list[Served] = []
 
     def start(state: Path | None = None, offset: int | None = None, extra: list[str] | None = None) -> Served:
-        s = Served(state or tmp_path / "state", offset if offset is not None else free_offset(), extra)
+        for attempt in range(5):
+            try:
+                s = Served(state or tmp_path / "state", offset if offset is not None else free_offset(), extra)
+                break
+            except RuntimeError as e:
+                # a port taken between the check and the bind (another test run): try another offset
+                if offset is not None or "cannot listen" not in str(e) or attempt == 4:
+                    raise
         procs.append(s)
         return s
     yield start

@@ -4,8 +4,6 @@ seen live or, for mail handled before the TUI started, read back from the maillo
 from __future__ import annotations
 
 import re
-
-import pytest
 from textual.widgets import DataTable, RichLog
 
 from conftest import wait_for
@@ -58,25 +56,10 @@ async def test_a_message_no_longer_in_the_mailbox(tmp_path):
         assert "no longer in the mailbox" in richlog_text(app.query_one("#hops", RichLog))
 
 
-def serve_ready(served, state):
-    """`maillab serve` on free ports, really listening: another offset if a port was taken meanwhile
-    (its "address already in use" contains "ready", which the fixture's start-up check accepts)."""
-    for _ in range(5):
-        try:
-            serve = served(state)
-        except RuntimeError:
-            continue
-        wait_for(lambda: "maillab: ready;" in serve.output() or serve.proc.poll() is not None, 20)
-        if serve.proc.poll() is None and "maillab: ready;" in serve.output():
-            return serve
-        serve.stop()
-    pytest.fail("could not start maillab serve")
-
-
 async def test_mail_relayed_by_an_earlier_serve_shows_its_record_from_the_maillog(served, tmp_path):
     """`maillab serve` relays a message and stops; a fresh TUI on the same state folder lists the
     delivery and shows each hop's maillog lines: queued, its connection, DNS, relay, status=sent."""
-    serve = serve_ready(served, tmp_path / "state")
+    serve = served(tmp_path / "state")
     submit("127.0.0.3", serve.ports.submission)                 # santa -> mafudge, via his MTA
     assert wait_for(lambda: "relay=local" in serve.output(), 15)
     assert serve.stop() == 0
