@@ -4,6 +4,7 @@ seen live or, for mail handled before the TUI started, read back from the maillo
 from __future__ import annotations
 
 import re
+
 from textual.widgets import DataTable, RichLog
 
 from conftest import wait_for
