@@ -28,6 +28,7 @@ from typing import Any, Iterable
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Header, TabbedContent, TabPane
 
@@ -127,6 +128,7 @@ class MailLabApp(App[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        self._tabs = self.query_one("#tabs", TabbedContent)   # on the main screen, under any modal
         self.title = f"maillab · world {self.lab.world.name}"
         self._clock_title()
         self.set_interval(1 / PUMP_HZ, self._pump)
@@ -166,7 +168,14 @@ class MailLabApp(App[None]):
 
     @property
     def active_panel(self) -> Panel:
-        return self._panels[self.query_one("#tabs", TabbedContent).active or _panel_id(PANELS[0])]
+        return self._panels[self._tabs.active or _panel_id(PANELS[0])]
+
+    def _shown_panel(self) -> Panel | None:
+        """The panel on screen, for the timers; None while the app closes (its widgets are gone)."""
+        try:
+            return self.active_panel
+        except NoMatches:
+            return None
 
     # --- the event pump and the clock tick --------------------------------------------
     def _pump(self) -> None:
@@ -187,8 +196,9 @@ class MailLabApp(App[None]):
         now = time.monotonic()
         if len(events) < FLOOD_EVENTS or now - self._last_flush >= FLOOD_FRAME:
             self._last_flush = now
-            panel = self.active_panel
-            panel.safe(panel.flush)
+            shown = self._shown_panel()
+            if shown is not None:
+                shown.safe(shown.flush)
 
     def _tick(self) -> None:
         self._clock_title()
@@ -200,8 +210,9 @@ class MailLabApp(App[None]):
         if time.monotonic() >= self._disk_next:
             self._disk_next = float("inf")          # until this sample is done
             self.run_worker(self._sample_disk, thread=True, group="disk", exclusive=True, exit_on_error=False)
-        panel = self.active_panel
-        panel.safe(panel.tick)
+        shown = self._shown_panel()
+        if shown is not None:
+            shown.safe(shown.tick)
 
     def _sample_disk(self) -> None:
         state, started = self.lab.state, time.monotonic()
@@ -231,7 +242,7 @@ class MailLabApp(App[None]):
 
     # --- panels ----------------------------------------------------------------------
     def action_show_panel(self, pid: str) -> None:
-        self.query_one("#tabs", TabbedContent).active = pid
+        self._tabs.active = pid
         self._focus_active()          # at once: the next key must reach the new panel
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
