@@ -6,7 +6,8 @@ SMTP callbacks.  `Admission` is the gate a new SMTP session passes before its
 banner; `LagValve` watches how late the loop runs its timers and closes the
 gate while the loop is behind, so the sessions already talking finish, the
 loop catches up, and the gate opens again — a few sessions at a time, so the
-backlog does not rush in at once.  A waiting client just sees a late banner,
+backlog does not rush in at once.  A key press holds the gate shut for a
+moment too (`hold`), so the answer to a person comes before new sessions.  A waiting client just sees a late banner,
 as it would from a busy Postfix whose clients wait in the listen queue.
 
 Sessions in progress are never paused, and nothing is refused.  `maillab
@@ -68,11 +69,20 @@ class LagValve:
         self.lag = 0.0
         self._handle: asyncio.TimerHandle | None = None
         self._due = 0.0
+        self._held_until = 0.0
+        self.holds = 0                 # key presses that held the gate
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._due = loop.time() + self.period
         self._handle = loop.call_at(self._due, self._tick)
+
+    def hold(self, seconds: float) -> None:
+        """Keep the gate closed for `seconds` from now, whatever the lag: a person pressed a key,
+        and its answer should not queue behind new sessions."""
+        self.holds += 1
+        self.admission.close()
+        self._held_until = max(self._held_until, asyncio.get_running_loop().time() + seconds)
 
     def stop(self) -> None:
         if self._handle is not None:
@@ -84,7 +94,7 @@ class LagValve:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self.lag = now - self._due
-        if self.lag > self.high:
+        if self.lag > self.high or now < self._held_until:
             self.admission.close()
         elif self.lag < self.low:
             self.admission.open(self.step)

@@ -83,3 +83,31 @@ async def test_a_client_gets_its_banner_only_when_the_gate_opens(lab):
         assert (await asyncio.wait_for(banner, 10)).startswith(b"220 smtp1.syr.edu ESMTP")
     finally:
         gate.open()
+
+
+async def test_hold_keeps_the_gate_shut_for_a_moment_even_on_a_quiet_loop():
+    gate = Admission()
+    valve = LagValve(gate, period=0.01, high=0.5, low=0.4)      # any lag counts as quiet here
+    valve.start()
+    try:
+        valve.hold(0.15)
+        await asyncio.sleep(0.08)
+        assert gate.closed                                       # quiet, but held
+        deadline = time.monotonic() + 5
+        while gate.closed and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert not gate.closed
+    finally:
+        valve.stop()
+
+
+async def test_a_key_press_in_the_tui_holds_new_sessions_back(tmp_path):
+    from test_tui_support import running_app
+
+    async with running_app(tmp_path) as (app, pilot):
+        valve = app._valve
+        before = valve.holds
+        await pilot.press("2")
+        assert valve.holds == before + 1                         # the gate was shut for KEY_HOLD seconds
+        await pilot.press("3", "4")
+        assert valve.holds == before + 3

@@ -26,6 +26,7 @@ import traceback
 from functools import partial
 from typing import Any, Iterable
 
+from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -52,6 +53,7 @@ SUBSCRIPTION = 50_000            # events buffered between two frames, at most
 DISK_EVERY = 2                   # seconds between two samples of the disk usage, at least...
 DISK_SHARE = 20                  # ...and 20 times what the last one took (a big spool: less often)
 SPEEDS = (1.0, 10.0, 60.0, 600.0, 3600.0)
+KEY_HOLD = 0.1                   # seconds new SMTP sessions wait after a key press (maillab.admission)
 
 INTRO = """\
 # maillab — the lab you can watch
@@ -153,6 +155,11 @@ class MailLabApp(App[None]):
         assert self.lab.ctx is not None
         self._valve = LagValve(self.lab.ctx.admission)
         self._valve.start()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and self._valve is not None:
+            self._valve.hold(KEY_HOLD)          # the key's answer first, new SMTP sessions after
+        await super().on_event(event)
 
     async def on_unmount(self) -> None:
         self._sub.close()
