@@ -157,7 +157,7 @@ class MailLabApp(App[None]):
         self._valve.start()
 
     async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.Key) and self._valve is not None:
+        if isinstance(event, events.Key) and not event.is_forwarded and self._valve is not None:
             self._valve.hold(KEY_HOLD)          # the key's answer first, new SMTP sessions after
         await super().on_event(event)
 
