@@ -33,6 +33,12 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _writev_all(fd: int, pieces: list[bytes]) -> None:
+    done, total = os.writev(fd, pieces), sum(map(len, pieces))
+    if done < total:                        # a short write: the rest, the simple way
+        write_all(fd, b"".join(pieces)[done:])
+
+
 def fsync_path(path: StrPath) -> None:
     """fsync a file or a folder by name."""
     fd = os.open(path, os.O_RDONLY)
@@ -43,14 +49,18 @@ def fsync_path(path: StrPath) -> None:
 
 
 
-def write_new(path: StrPath, data: bytes, mtime: float | None = None) -> None:
-    """Create `path` (it must not exist) holding `data`, mtime set if given; no fsync.
+def write_new(path: StrPath, data: bytes | list[bytes], mtime: float | None = None) -> None:
+    """Create `path` (it must not exist) holding `data` (or its pieces, one after the other,
+    written without joining them first), mtime set if given; no fsync.
 
     On failure the partial file is removed and the error raised.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        write_all(fd, data)
+        if isinstance(data, list):
+            _writev_all(fd, data)
+        else:
+            write_all(fd, data)
         if mtime is not None:
             os.utime(fd, (mtime, mtime))
     except BaseException:

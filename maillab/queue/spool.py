@@ -99,7 +99,7 @@ class Spool:
         """
         head = json.dumps(_envelope(entry), separators=(",", ":")).encode()
         tmp, final = self.folder / f".{entry.id}.tmp", self._msg(entry.id)
-        write_new(tmp, head + b"\n" + message)
+        write_new(tmp, [head, b"\n", message])
         try:
             yield [tmp]
             os.rename(tmp, final)

@@ -58,6 +58,9 @@ class DataReader:
         self.done = False
         self.leftover = b""        # bytes after the end-of-data line
         self.size = 0              # octets of message received (after unstuffing)
+        self.lines = 0
+        self.taken = 0             # octets fed, up to the end of the end-of-data line
+        self.end_line = 0          # octets of that line (".\r\n": 3)
         self._parts: list[bytes] = []
         self._carry = b""          # an incomplete last line
         self._skipping = False     # inside an over-long line: drop until its LF
@@ -69,6 +72,7 @@ class DataReader:
         if self.done:
             self.leftover += data
             return
+        self.taken += len(data)
         block = self._carry + data if self._carry else data
         cut = block.rfind(b"\n") + 1
         complete, self._carry = block[:cut], block[cut:]
@@ -88,6 +92,8 @@ class DataReader:
             self._carry = b""
             complete = complete[:end[0]]
             self.done = True
+            self.taken -= len(self.leftover)
+            self.end_line = end[1] - end[0]
         self._take(complete, dots)
 
     def message(self) -> bytes:
@@ -104,6 +110,7 @@ class DataReader:
         if not lines:
             return
         pieces = lines.split(b"\n")
+        self.lines += len(pieces) - 1
         longest = max(map(len, pieces))
         if len(pieces) - 1 != lines.count(b"\r\n"):
             lines = _BARE_LF.sub(b"\r\n", lines)

@@ -179,6 +179,9 @@ class LabSMTP(SMTP):
             await self._read_body(reader)
         except asyncio.IncompleteReadError:
             return  # the client went away: nothing was accepted
+        bus, now, host = self.mta.ctx.bus, self.mta.ctx.clock.now(), self.mta.host.name
+        for kind, text in self._client_lines.body_ended(reader.taken, reader.lines, reader.taken - reader.end_line):
+            bus.publish(SessionLine(now, self.session_id, host, kind, text))
         if reader.status is DataStatus.TOO_BIG:
             status = "552 5.3.4 Error: message file too big"
         elif reader.status is DataStatus.LINE_TOO_LONG:

@@ -3,17 +3,21 @@
 The server's adapter feeds every received chunk here; out come the client's
 lines, decoded for display (invalid UTF-8 replaced, control characters shown
 as escapes) and cut at a display limit.  After the server's 354, the message
-body is not dumped: it becomes one note, "(message body: N lines, M bytes)",
-followed by the client's "." line.  Memory is bounded by one display line.
+body is not dumped, nor even looked at here: the server's DATA reader finds
+its end, and then tells `body_ended` how many octets it took; out come one
+note, "(message body: N lines, M bytes)", the client's "." line, and the lines
+of whatever the client sent after it.  Memory is bounded by one display line
+plus the last `RETAIN` octets received during a body.
 """
 
 from __future__ import annotations
 
-import re
+from collections import deque
 from typing import Literal
 
 Kind = Literal["client", "note"]
 DISPLAY_LIMIT = 512
+RETAIN = 256 * 1024         # octets of a body's last chunks kept, for what follows its end
 
 
 def printable(raw: bytes, limit: int = DISPLAY_LIMIT) -> str:
@@ -25,28 +29,47 @@ def printable(raw: bytes, limit: int = DISPLAY_LIMIT) -> str:
     return text
 
 
-_BODY_END = re.compile(rb"\n\.\r?\n")
-
-
 class ClientLines:
     def __init__(self) -> None:
         self._partial = bytearray()
         self._partial_len = 0          # true length of a line cut for display
         self._in_body = False
-        self._tail = b""               # last bytes of the body, to find its end across chunks
-        self._body_lines = 0
-        self._body_bytes = 0
+        self._seen = 0                 # octets received since the 354
+        self._recent: deque[bytes] = deque()   # the last chunks of them, RETAIN octets at most
+        self._recent_len = 0
 
     def body_started(self) -> None:
         """The server answered 354: what follows is a message body."""
         self._in_body = True
-        self._tail = b"\n"
-        self._body_lines = self._body_bytes = 0
+        self._seen = 0
+        self._recent.clear()
+        self._recent_len = 0
+
+    def body_ended(self, consumed: int, lines: int, octets: int) -> list[tuple[Kind, str]]:
+        """The server's reader took `consumed` octets since the 354, the "." line included:
+        a body of `lines` lines and `octets` octets.  What came after it are client lines again."""
+        self._in_body = False
+        after = self._seen - consumed
+        kept = b"".join(self._recent)
+        self._recent.clear()
+        self._recent_len = 0
+        out: list[tuple[Kind, str]] = [("note", f"(message body: {lines} lines, {octets} bytes)"),
+                                       ("client", ".")]
+        if after > len(kept):
+            out.append(("note", f"({after - len(kept)} octets after the message not shown)"))
+        if after > 0:
+            out += self.feed(kept[len(kept) - min(after, len(kept)):])
+        return out
 
     def feed(self, data: bytes) -> list[tuple[Kind, str]]:
         out: list[tuple[Kind, str]] = []
         if self._in_body:
-            data = self._feed_body(data, out)
+            self._seen += len(data)
+            self._recent.append(data)
+            self._recent_len += len(data)
+            while self._recent_len - len(self._recent[0]) >= RETAIN:
+                self._recent_len -= len(self._recent.popleft())
+            return out
         start = 0
         while True:
             nl = data.find(b"\n", start)
@@ -68,20 +91,3 @@ class ClientLines:
             if line_len > len(piece):
                 text = f"{text[:DISPLAY_LIMIT]}… ({line_len} octets)"
             out.append(("client", text))
-
-    def _feed_body(self, data: bytes, out: list[tuple[Kind, str]]) -> bytes:
-        """Count body bytes; at the end-of-data line, note them and return what follows."""
-        buf = self._tail + data
-        m = _BODY_END.search(buf)
-        if m is None:
-            self._body_lines += data.count(b"\n")
-            self._body_bytes += len(data)
-            self._tail = buf[-3:]
-            return b""
-        body = data[:max(m.start() + 1 - len(self._tail), 0)]
-        self._body_lines += body.count(b"\n")
-        self._body_bytes += len(body)
-        out.append(("note", f"(message body: {self._body_lines} lines, {self._body_bytes} bytes)"))
-        out.append(("client", "."))
-        self._in_body = False
-        return buf[m.end():]

@@ -1,0 +1,50 @@
+"""Transcript lines from what an SMTP client sends (sans-IO): commands shown, a body summarised."""
+
+from __future__ import annotations
+
+from maillab.smtp.datareader import DataReader
+from maillab.smtp.transcript import RETAIN, ClientLines
+
+
+def session(before: bytes, body_chunks: list[bytes]) -> list[tuple[str, str]]:
+    """Feed commands, a 354, then chunks (body and whatever follows) to a ClientLines and a
+    DataReader side by side, as the server does; the transcript lines that come out."""
+    lines, reader = ClientLines(), DataReader(10_000_000)
+    out = lines.feed(before)
+    lines.body_started()
+    rest = b""
+    for chunk in body_chunks:
+        out += lines.feed(chunk)
+        if not reader.done:
+            reader.feed(chunk)
+        else:
+            rest += chunk
+    assert reader.done
+    out += lines.body_ended(reader.taken, reader.lines, reader.taken - reader.end_line)
+    return out
+
+
+def test_commands_then_a_body_summarised_then_what_followed_it():
+    out = session(b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n",
+                  [b"Subject: hi\r\n\r\nline one\r\n", b"..stuffed\r\n.\r\nQUIT\r\n"])
+    assert out == [("client", "EHLO x"), ("client", "MAIL FROM:<a@b>"), ("client", "RCPT TO:<c@d>"),
+                   ("client", "DATA"), ("note", "(message body: 4 lines, 36 bytes)"), ("client", "."),
+                   ("client", "QUIT")]
+
+
+def test_bare_lf_and_the_end_split_across_chunks():
+    out = session(b"DATA\n", [b"a\nb\n", b".", b"\nRSET\nNO", b"OP\n"])
+    assert out[1:] == [("note", "(message body: 2 lines, 4 bytes)"), ("client", "."),
+                       ("client", "RSET"), ("client", "NOOP")]
+
+
+def test_what_follows_a_huge_pipelined_tail_is_cut_with_a_note():
+    junk = b"NOOP " + b"x" * 100 + b"\r\n"
+    tail = junk * (2 * RETAIN // len(junk))
+    out = session(b"DATA\r\n", [b"body\r\n.\r\n" + tail])
+    assert out[1:3] == [("note", "(message body: 1 lines, 6 bytes)"), ("client", ".")]
+    assert len(out) == 3 + len(tail) // len(junk)       # one chunk: all of it was kept
+
+    out = session(b"DATA\r\n", [b"body\r\n.\r\n"] + [junk * 100] * (3 * RETAIN // (100 * len(junk))))
+    cut = [t for k, t in out if k == "note" and "not shown" in t]
+    assert cut and all(t == "NOOP " + "x" * 100 for k, t in out[4:] if k == "client")
