@@ -46,7 +46,10 @@ class Admission:
         """Open the gate, letting at most `batch` waiting sessions in now (all if None);
         with some still waiting, newcomers queue behind them."""
         self.closed = False
-        count = len(self._waiting) if batch is None else batch
+        self.admit(len(self._waiting) if batch is None else batch)
+
+    def admit(self, count: int) -> None:
+        """Let the first `count` waiting sessions in, open or closed."""
         while self._waiting and count > 0:
             future = self._waiting.popleft()
             if not future.done():
@@ -58,8 +61,8 @@ class LagValve:
     """Close `admission` while the loop runs its timers late; let sessions in again in small steps.
 
     Every `period` seconds a timer notes how late it ran: more than `high`
-    closes the gate; under `low` it lets `step` waiting sessions in (all of
-    them once none wait).
+    closes the gate; under `low` it opens it, letting `step` waiting sessions
+    in; in between it lets one in, so no session waits for ever.
     """
 
     def __init__(self, admission: Admission, period: float = 0.01, high: float = 0.025,
@@ -79,7 +82,9 @@ class LagValve:
 
     def hold(self, seconds: float) -> None:
         """Keep the gate closed for `seconds` from now, whatever the lag: a person pressed a key,
-        and its answer should not queue behind new sessions."""
+        and its answer should not queue behind new sessions.  Nothing once stopped."""
+        if self._handle is None:
+            return
         self.holds += 1
         self.admission.close()
         self._held_until = max(self._held_until, asyncio.get_running_loop().time() + seconds)
@@ -98,5 +103,7 @@ class LagValve:
             self.admission.close()
         elif self.lag < self.low:
             self.admission.open(self.step)
+        else:
+            self.admission.admit(1)     # neither late nor quiet: one a tick, so none waits for ever
         self._due = now + self.period
         self._handle = loop.call_at(self._due, self._tick)

@@ -46,9 +46,11 @@ class Outcome:
 async def deliver_local(ctx: LabContext, entry: Entry, message: bytes, rcpts: list[str]) -> list[Outcome]:
     """Store one copy per recipient.
 
-    The Maildir writes happen on the loop (a page-cache write is cheaper than a
-    thread hop) and their fsyncs are group commits (`ctx.syncer`); a mailbox
+    The message file is written on the loop (a page-cache write is cheaper
+    than a thread hop) and flushed by group commit (`ctx.syncer`); a mailbox
     not yet open, or a big message, is written from a worker thread instead.
+    The rename, UID and index then happen in a worker thread, under the
+    user's lock that IMAP and POP3 sessions take too (they may hold it long).
     """
     outcomes = []
     for rcpt in rcpts:
@@ -60,7 +62,7 @@ async def deliver_local(ctx: LabContext, entry: Entry, message: bytes, rcpts: li
         try:
             slow = len(message) > BIG_WRITE or not ctx.store.is_open(account.address)
             result = await ctx.syncer.run(ctx.mda.deliver(account, rcpt, entry.sender, message),
-                                          first_in_thread=slow)
+                                          first_in_thread=slow, rest_in_thread=True)
         except OSError as e:
             outcomes.append(Outcome(rcpt, "defer", "local", "4.3.0", f"cannot write to maildir: {e.strerror}"))
             continue

@@ -85,6 +85,27 @@ async def test_a_client_gets_its_banner_only_when_the_gate_opens(lab):
         gate.open()
 
 
+async def test_a_loop_neither_late_nor_quiet_still_lets_sessions_in_one_by_one():
+    gate = Admission()
+    gate.close()
+    valve = LagValve(gate, period=0.01, high=10.0, low=-1.0)  # every tick falls in between
+    entered = []
+
+    async def session(n: int) -> None:
+        await gate.enter()
+        entered.append(n)
+
+    tasks = [asyncio.ensure_future(session(n)) for n in range(3)]
+    valve.start()
+    try:
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        assert entered == [0, 1, 2] and gate.closed
+    finally:
+        valve.stop()
+    valve.hold(1.0)                                    # stopped: a late key press changes nothing
+    assert not gate.closed
+
+
 async def test_hold_keeps_the_gate_shut_for_a_moment_even_on_a_quiet_loop():
     gate = Admission()
     valve = LagValve(gate, period=0.01, high=0.5, low=0.4)      # any lag counts as quiet here

@@ -48,3 +48,17 @@ def test_what_follows_a_huge_pipelined_tail_is_cut_with_a_note():
     out = session(b"DATA\r\n", [b"body\r\n.\r\n"] + [junk * 100] * (3 * RETAIN // (100 * len(junk))))
     cut = [t for k, t in out if k == "note" and "not shown" in t]
     assert cut and all(t == "NOOP " + "x" * 100 for k, t in out[4:] if k == "client")
+
+
+def test_a_body_sent_before_the_354_is_not_shown_twice_nor_mangled():
+    """A client that does not wait for the 354: its body was shown as lines already."""
+    lines, reader = ClientLines(), DataReader(10_000)
+    early = b"Subject: x\r\n"
+    out = lines.feed(b"DATA\r\n" + early)
+    lines.body_started(buffered=len(early))              # aiosmtpd has not read those yet
+    chunk = b"hello\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+    out += lines.feed(chunk)
+    reader.feed(early + chunk)
+    out += lines.body_ended(reader.taken, reader.lines, reader.taken - reader.end_line)
+    assert out == [("client", "DATA"), ("client", "Subject: x"), ("note", "(message body: 2 lines, 19 bytes)"),
+                   ("client", "."), ("client", "MAIL FROM:<a@b>"), ("client", "RCPT TO:<c@d>")]

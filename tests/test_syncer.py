@@ -119,6 +119,52 @@ def test_finish_fsyncs_in_place_and_throws_errors_into_the_steps(tmp_path):
 async def test_close_fails_waiting_requests_instead_of_hanging(tmp_path):
     syncer = Syncer(tmp_path)
     await syncer.flush([tmp_path])
+    waiting = asyncio.ensure_future(syncer.flush([tmp_path]))
+    await asyncio.sleep(0)                     # asked, not yet handed to the thread
     syncer.close()
-    with pytest.raises(RuntimeError):
-        await syncer.flush([tmp_path])
+    for request in (waiting, syncer.flush([tmp_path])):
+        with pytest.raises(OSError) as caught:
+            await request
+        assert caught.value.errno == errno.ESHUTDOWN   # a 451 for the client, never a 5xx
+    syncer.close()                                     # twice is fine
+
+
+async def test_in_fsync_mode_a_bad_path_fails_only_the_request_that_named_it(tmp_path):
+    syncer = Syncer(tmp_path, use_syncfs=False)
+    try:
+        good, bad = (asyncio.ensure_future(syncer.flush(paths))
+                     for paths in ([tmp_path], [tmp_path / "gone"]))
+        await asyncio.wait_for(good, 5)
+        with pytest.raises(FileNotFoundError):
+            await asyncio.wait_for(bad, 5)
+        await syncer.flush([tmp_path])                 # the thread goes on
+    finally:
+        syncer.close()
+
+
+async def test_steps_that_end_without_a_flush_end_in_a_thread_too(tmp_path):
+    def steps():
+        return "nothing to flush"
+        yield []                                       # a generator that never yields
+
+    syncer = Syncer(tmp_path)
+    try:
+        assert await asyncio.wait_for(syncer.run(steps(), first_in_thread=True), 5) == "nothing to flush"
+    finally:
+        syncer.close()
+
+
+async def test_the_steps_after_the_first_flush_can_run_in_a_thread(syncer, tmp_path):
+    threads = []
+
+    def steps():
+        threads.append(threading.current_thread())
+        yield [tmp_path]
+        threads.append(threading.current_thread())
+        yield [tmp_path]
+        threads.append(threading.current_thread())
+        return 42
+
+    assert await syncer.run(steps(), rest_in_thread=True) == 42
+    assert threads[0] is threading.main_thread()
+    assert threads[1] is not threading.main_thread() and threads[2] is not threading.main_thread()

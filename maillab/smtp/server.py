@@ -126,7 +126,8 @@ class LabSMTP(SMTP):
         self.mta.ctx.bus.publish(SessionLine(self.mta.ctx.clock.now(), self.session_id,
                                              self.mta.host.name, "server", printable(text.encode())))
         if text.startswith("354"):
-            self._client_lines.body_started()
+            # what the client sent before the 354 and aiosmtpd has not read yet starts the body
+            self._client_lines.body_started(len(getattr(self._reader, "_buffer", b"")))
         # The lines of a multi-line reply ("250-...") go out in one write with its last line.
         self._out.append(text.encode("utf-8", "surrogateescape") + b"\r\n")
         if text[3:4] == "-":

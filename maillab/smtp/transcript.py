@@ -34,14 +34,16 @@ class ClientLines:
         self._partial = bytearray()
         self._partial_len = 0          # true length of a line cut for display
         self._in_body = False
-        self._seen = 0                 # octets received since the 354
+        self._seen = 0                 # octets of the body stream: since the 354, and buffered before it
+        self._early = 0                # of those, received before the 354
         self._recent: deque[bytes] = deque()   # the last chunks of them, RETAIN octets at most
         self._recent_len = 0
 
-    def body_started(self) -> None:
-        """The server answered 354: what follows is a message body."""
+    def body_started(self, buffered: int = 0) -> None:
+        """The server answered 354: what follows is a message body.  `buffered`: octets the
+        client sent before the 354 that the server has not read yet (shown already, as lines)."""
         self._in_body = True
-        self._seen = 0
+        self._seen = self._early = buffered
         self._recent.clear()
         self._recent_len = 0
 
@@ -49,7 +51,7 @@ class ClientLines:
         """The server's reader took `consumed` octets since the 354, the "." line included:
         a body of `lines` lines and `octets` octets.  What came after it are client lines again."""
         self._in_body = False
-        after = self._seen - consumed
+        after = self._seen - consumed - max(self._early - consumed, 0)   # not counting what was shown
         kept = b"".join(self._recent)
         self._recent.clear()
         self._recent_len = 0

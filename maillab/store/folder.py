@@ -401,11 +401,9 @@ class Folder:
     def _record(m: Message) -> Record:
         return Record(m.uid, m.modseq, m.size, m.internaldate, m.relpath)
 
-    def _persist(self, lines: list[str], sync: bool = True) -> Path | None:
+    def _persist(self, lines: list[str]) -> None:
         """Make the index durable: append `lines`, or rewrite the list when due.
 
-        With `sync=False` an append is not fsynced: the caller gets the list's
-        path back and makes it durable itself (a rewrite is always durable).
         On failure the index in memory is dropped (reloaded from disk on next
         use) and the error propagates: nobody has been told of the change yet.
         """
@@ -414,15 +412,13 @@ class Folder:
                 self._rewrite()
             elif lines:
                 try:
-                    self._list.append(lines, sync)
-                    return None if sync else self._list.path
+                    self._list.append(lines)
                 except FileNotFoundError:
                     self._rewrite()
         except BaseException:
             self._loaded = False
             self._snapshot = None
             raise
-        return None
 
     def _rewrite(self) -> None:
         self._list.rewrite(self._uidvalidity, self._uidnext, self._highestmodseq,
@@ -452,10 +448,15 @@ class Folder:
                   keep_unindexed: bool = False) -> Steps[Message]:
         """Durability steps (maillab.fsutil) that write one message file and index it.
 
-        tmp/ file, durable; rename into `sub`, index line appended; both durable;
-        then `MessagesAdded`.  If indexing fails the file is removed and the
-        error raised — unless `keep_unindexed` (delivery: the message is safe,
-        a later refresh indexes it), which returns a Message with uid 0 instead.
+        First step (no lock, nothing visible yet): the tmp/ file, to be made
+        durable by the caller.  Then, blocking, under the user's lock as one
+        piece: rename into `sub`, fsync that folder, give the UID, append it to
+        the index with fsync, and `MessagesAdded` — so no reader ever sees a
+        UID a crash could take back, and UIDs appear in order.  A driver on the
+        event loop runs that second part in a worker thread.  If indexing
+        fails the file is removed and the error raised — unless
+        `keep_unindexed` (delivery: the message is safe, a later refresh
+        indexes it), which returns a Message with uid 0 instead.
         """
         self._check()
         date = int(internaldate if internaldate is not None else self.user.now())
@@ -470,21 +471,20 @@ class Folder:
                 self._check()
                 os.rename(tmp, self.path / rel)
                 tmp = None
+                fsync_path(self.path / sub)
                 try:
                     modseq = self._highestmodseq + 1
                     m = self._remember(key, rel, size, date, modseq)
                     self._highestmodseq = modseq
                     self._snapshot = None
-                    index = self._persist([add_line(self._record(m))], sync=False)
+                    self._persist([add_line(self._record(m))])
                 except OSError:
-                    if not keep_unindexed:
-                        (self.path / rel).unlink(missing_ok=True)
-                        raise
-                    m, index = Message(0, key, frozenset(), 0, size, date, rel, {}), None
-            yield [self.path / sub] + ([index] if index else [])
-            if m.uid:
+                    if keep_unindexed:
+                        return Message(0, key, frozenset(), 0, size, date, rel, {})
+                    (self.path / rel).unlink(missing_ok=True)
+                    raise
                 self.user.emit(MessagesAdded, mailbox=self.name, uids=(m.uid,))
-            return m
+                return m
         finally:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)

@@ -155,6 +155,9 @@ class MailStore:
         """The folder a delivery to `mailbox` goes to (INBOX if there is no such mailbox), loaded.
         Blocking on first use."""
         user = self.user(address)
+        folder = user.open_folder(mailbox)           # without the user's lock, if open and loaded
+        if folder is not None and folder.loaded:
+            return folder
         try:
             return user.folder(mailbox)
         except (NoSuchMailbox, StoreError):
