@@ -48,7 +48,6 @@ def fsync_path(path: StrPath) -> None:
         os.close(fd)
 
 
-
 def write_new(path: StrPath, data: bytes | list[bytes], mtime: float | None = None) -> None:
     """Create `path` (it must not exist) holding `data` (or its pieces, one after the other,
     written without joining them first), mtime set if given; no fsync.

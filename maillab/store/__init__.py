@@ -10,7 +10,7 @@ Layering: below the servers, above the file system; no asyncio except
     recent = inbox.take_recent()                  # \\Recent: the first session to ask gets them
     for m in inbox.messages(): m.uid, m.flags, m.size
     inbox.store([uid], ["\\\\Seen"], "add")
-    store.deliver("mafudge@syr.edu", data)        # what the MDA calls
+    store.deliver("mafudge@syr.edu", data)        # blocking; the MDA drives deliver_steps
 
 Where things live (one user):
 
