@@ -149,7 +149,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     from .tui.app import MailLabApp  # Textual is imported only for the TUI
     lab = _make_lab(args, echo=False)
-    app = MailLabApp(lab, presenter=args.presenter)
+    app = MailLabApp(lab, presenter=args.presenter, freeze_gc=True)
     app.run()
     if app.startup_error:
         return _fail(app.startup_error)

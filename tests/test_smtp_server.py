@@ -259,3 +259,30 @@ async def test_client_that_vanishes_mid_data_leaves_nothing(lab):
     await asyncio.sleep(0.3)
     assert maildir_messages(lab.state.root, "mafudge@syr.edu") == []
     assert lab.mta("smtp1.syr.edu").queue.entries == {}
+
+
+async def test_a_finished_session_is_freed_by_reference_counting_not_left_to_the_collector(lab):
+    """aiosmtpd keeps bound methods of its protocol; left alone, every session became cyclic
+    garbage that only a full collection (a pause of 100+ ms in a flood) would free."""
+    import gc
+    from maillab.smtp.server import LabSMTP
+
+    def send(n: int) -> None:
+        for _ in range(n):
+            with smtplib.SMTP("127.0.0.1", lab.ports.smtp, timeout=10) as s:
+                s.sendmail("santa@northpole.org", ["mafudge@syr.edu"], b"Subject: x\r\n\r\nhi\r\n")
+
+    await asyncio.to_thread(send, 2)
+    await lab.wait_idle()
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        await asyncio.to_thread(send, 10)
+        await lab.wait_idle()
+        await asyncio.sleep(0.2)
+        gc.collect()
+        cyclic = [o for o in gc.garbage if isinstance(o, LabSMTP)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert cyclic == []

@@ -88,6 +88,28 @@ class LabSMTP(SMTP):
         self._ptr_task = asyncio.ensure_future(self.mta.reverse_name(self.peer_ip))
 
     async def _handle_client(self) -> None:
+        try:
+            await self._serve_session()
+        except asyncio.CancelledError:
+            # aiosmtpd ends every session by cancelling this task (QUIT, EOF, lost connection).
+            # Ended quietly, the task keeps no exception whose traceback would hold this
+            # protocol in a reference cycle (see _release).
+            pass
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Drop what aiosmtpd keeps that points back at this protocol — bound methods of it,
+        and the stream writer — so a finished session is freed at once by reference
+        counting, not later by a pause of the garbage collector (140 ms in a flood)."""
+        self._smtp_methods = {}
+        self._auth_methods = {}
+        self._handle_hooks = {}
+        self._writer = self._stream_writer = None       # the writer's _protocol is this protocol
+        self._client_connected_cb = None                # a bound method of it, kept by asyncio
+        self._authenticator = None                      # our _check_login, bound
+
+    async def _serve_session(self) -> None:
         await self.mta.ctx.admission.enter()     # in a flood under the TUI, new sessions wait here
         # As Postfix does, look up the client's name before the banner.
         name = await self.client_name()
