@@ -12,7 +12,9 @@ every panel (`Panel.feed`) and redraws only the panel on screen
 is what costs, and the lab shares this loop.  A second timer moves the lab
 clock in the header, closes the monitor's second and refreshes countdowns.
 A flood drops the oldest events of the subscription (counted on the Monitor
-panel), never the lab's.
+panel), never the lab's.  In a flood the overload valve (maillab.admission)
+holds new SMTP sessions back while the loop runs late, and for a moment after
+each key press, so a person's keys are answered before new work.
 
 Every action is a key binding, a command palette entry (Ctrl+P) and a line
 of the help screen (?); panels declare theirs in `COMMANDS`.
@@ -27,10 +29,11 @@ import traceback
 from functools import partial
 from typing import Any, Iterable
 
-from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.events import Event as UIEvent
+from textual.events import Key
 from textual.screen import Screen
 from textual.widgets import Header, TabbedContent, TabPane
 
@@ -166,8 +169,8 @@ class MailLabApp(App[None]):
         self._valve = LagValve(self.lab.ctx.admission)
         self._valve.start()
 
-    async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.Key) and not event.is_forwarded and self._valve is not None:
+    async def on_event(self, event: UIEvent) -> None:
+        if isinstance(event, Key) and not event.is_forwarded and self._valve is not None:
             self._valve.hold(KEY_HOLD)          # the key's answer first, new SMTP sessions after
         await super().on_event(event)
 
