@@ -1,6 +1,9 @@
-"""Markers the sans-IO protocol objects (IMAP, POP3) return from `next_event()` instead of an event."""
+"""What the sans-IO protocol objects (IMAP, POP3) share: the markers `next_event()` returns
+instead of an event, and the two events both of them have."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class Sentinel:
@@ -13,3 +16,15 @@ class Sentinel:
 
 NEED_DATA = Sentinel("NEED_DATA")      # feed more bytes
 PAUSED = Sentinel("PAUSED")            # an event waits for the adapter's answer
+
+
+@dataclass(frozen=True, slots=True)
+class StartTls:
+    """STARTTLS (IMAP, RFC 3501 §6.2.1) or STLS (POP3, RFC 2595 §4) accepted: flush, start TLS,
+    then call `tls_started()`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The session is over: send what `data_to_send()` holds, then close the connection."""
+    reason: str

@@ -3,10 +3,20 @@
 `SessionServer` listens on the host's own address, runs one task per
 connection (turning clients away with `busy_reply` past `max_sessions`), and
 on `stop()` cancels every session task and waits for it, so each session
-ends through its own clean-up.  A session is any object with `id`, `writer`
-and a sans-IO `conn` offering `transcript()` and `data_to_send()`.
-Subclasses set `service` (the endpoint's name) and `port()`, build sessions
-in `new_session` and serve them in `run`; `started`/`stopping` are hooks.
+ends through its own clean-up.
+
+`run` is the session loop both protocols share: greet, then answer the sans-IO
+connection's events — NEED_DATA by flushing and `receive`, StartTls with a
+refusal (the seam: TLS is not offered yet), Closed with a last flush, the
+protocol's own events through `handle` — and end however it ends (timeout,
+lost connection, `stop()`, a bug of ours) with the transcript published, the
+`ended` clean-up, and one `SessionClosed`.  A session is any object with `id`,
+`peer_ip`, `peer_port`, `writer`, `reason` and a sans-IO `conn` offering
+`greet()`, `next_event()`, `receive_data()`, `abort()`, `transcript()` and
+`data_to_send()`.  Subclasses set `service` (the endpoint's and the
+protocol's name), `tls_command` and `REASONS`, and fill in `port`,
+`new_session`, `receive`, `handle`, `idle`, `writable`, `closing` and `ended`;
+`started`/`stopping` are hooks too.
 """
 
 from __future__ import annotations
@@ -16,7 +26,8 @@ import contextlib
 from typing import Any, Generic, TypeVar
 
 from .context import LabContext
-from .events import Notice, SessionLine
+from .events import Notice, SessionClosed, SessionLine, SessionOpened
+from .sansio import NEED_DATA, PAUSED, Closed, StartTls
 from .ports import Endpoint
 from .world import Host
 
@@ -26,6 +37,10 @@ S = TypeVar("S")
 class SessionServer(Generic[S]):
     service = ""
     busy_reply = b""
+    tls_command = "STARTTLS"
+    # How a session's end is told (SessionClosed, maillog) and the last line stop() sends:
+    # keys "send timeout", "lost" (with {error}), "stopped", "stopped line", "bug line".
+    REASONS: dict[str, str] = {}
 
     def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...], max_sessions: int) -> None:
         self.ctx = ctx
@@ -46,8 +61,79 @@ class SessionServer(Generic[S]):
     def new_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> S:
         raise NotImplementedError
 
-    async def run(self, session: S) -> None:
+    async def receive(self, s: Any) -> bytes | None:
+        """The client's next bytes (b"" at EOF), or None after telling `conn` of a timeout."""
         raise NotImplementedError
+
+    async def handle(self, s: Any, event: object) -> None:
+        """Answer one of the protocol's own events (not StartTls, not Closed)."""
+        raise NotImplementedError
+
+    def idle(self, s: Any) -> bool:
+        """Between commands: a last line from `stop()` would not cut a reply in two."""
+        raise NotImplementedError
+
+    def writable(self, s: Any) -> bool:
+        """No worker thread is using `s.conn` right now."""
+        return True
+
+    def closing(self, s: Any) -> None:
+        """The protocol said Closed: what to do before its last reply goes out."""
+
+    def ended(self, s: Any) -> None:
+        """The session is over, however it ended: release what it holds."""
+
+    async def run(self, s: Any) -> None:
+        self.ctx.bus.publish(SessionOpened(self.ctx.clock.now(), s.id, self.service, self.host.name,
+                                           f"{s.peer_ip}:{s.peer_port}"))
+        conn = s.conn
+        try:
+            conn.greet()
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    await self.flush(s)
+                    data = await self.receive(s)
+                    if data is not None:
+                        conn.receive_data(data)
+                elif isinstance(event, StartTls):     # the seam: not offered until TLS exists
+                    conn.abort(f"{self.tls_command} without TLS support", "TLS is not available")
+                elif isinstance(event, Closed):
+                    s.reason = event.reason
+                    self.closing(s)
+                    await self.flush(s)
+                    return
+                elif event is PAUSED:                 # every event is answered before looping
+                    raise AssertionError(f"{self.service} protocol paused with no event in hand")
+                else:
+                    await self.handle(s, event)
+        except TimeoutError:
+            s.reason = self.REASONS["send timeout"]
+        except (ConnectionError, OSError) as e:
+            s.reason = self.REASONS["lost"].format(error=e)
+        except asyncio.CancelledError:
+            s.reason = self.REASONS["stopped"]
+            if self.idle(s):
+                self._last_words(s, "server stopped", self.REASONS["stopped line"])
+            raise
+        except Exception as e:                         # our bug: this session ends, the server lives on
+            s.reason = f"Internal error: {type(e).__name__}: {e}"
+            self.notice(self.service, f"Error: {s.reason} ({s.id})")
+            if self.writable(s):
+                self._last_words(s, "internal error", self.REASONS["bug line"])
+        finally:
+            if self.writable(s):
+                self.publish_transcript(s)
+            self.ended(s)
+            with contextlib.suppress(Exception):
+                s.writer.close()
+            self.ctx.bus.publish(SessionClosed(self.ctx.clock.now(), s.id, self.host.name, s.reason))
+
+    @staticmethod
+    def _last_words(s: Any, reason: str, line: str) -> None:
+        with contextlib.suppress(Exception):
+            s.conn.abort(reason, line)
+            s.writer.write(s.conn.data_to_send())
 
     async def started(self) -> None:
         """After the listener is up."""

@@ -48,7 +48,7 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Generator, Iterator, Literal
 
-from ..sansio import NEED_DATA, PAUSED, Sentinel
+from ..sansio import NEED_DATA, PAUSED, Closed, Sentinel, StartTls
 from ..sasl import PlainError, parse_plain
 from ..store import StoreError, UserStore
 from ..store.errors import FlagError, NoSuchMailbox
@@ -90,17 +90,6 @@ class Execute:
     sending `data_to_send()` in between.  `blocking`: it may touch the disk (run it in a thread)."""
     command: str
     blocking: bool
-
-
-@dataclass(frozen=True, slots=True)
-class StartTls:
-    """STARTTLS accepted (RFC 3501 §6.2.1): start TLS, then call `tls_started()`."""
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The session is over: send what `data_to_send()` holds, then close the connection."""
-    reason: str
 
 
 Event = Authenticate | Execute | StartTls | Closed

@@ -34,14 +34,12 @@ import contextlib
 import itertools
 
 from ..context import LabContext
-from ..events import (FlagsChanged, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged,
-                      SessionClosed, SessionOpened)
+from ..events import FlagsChanged, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged
 from ..session_server import SessionServer
 from ..smtp.transcript import printable
 from ..store import StoreError
 from ..world import Host
-from .protocol import (NEED_DATA, PAUSED, Authenticate, Closed, Execute, ImapConnection, StartTls,
-                       State)
+from .protocol import Authenticate, Execute, ImapConnection, State
 
 READ_CHUNK = 64 * 1024
 MAX_SESSIONS = 1000             # per host
@@ -70,6 +68,9 @@ class ImapServer(SessionServer[_Session]):
     """IMAP4rev1 for the mailboxes of `domains`, kept on `host` (RFC 3501)."""
 
     service = "imap"
+    REASONS = {"send timeout": "Timeout while sending", "lost": "Connection lost: {error}",
+               "stopped": "Server shutting down", "stopped line": "Server shutting down",
+               "bug line": "[SERVERBUG] Internal error, closing the connection"}
     busy_reply = b"* BYE [UNAVAILABLE] Too many IMAP sessions on this host, try again later\r\n"
 
     def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...], *,
@@ -111,60 +112,24 @@ class ImapServer(SessionServer[_Session]):
 
     # ---- one connection --------------------------------------------------------------------
 
-    async def run(self, s: _Session) -> None:
-        self.ctx.bus.publish(SessionOpened(self.ctx.clock.now(), s.id, "imap", self.host.name,
-                                           f"{s.peer_ip}:{s.peer_port}"))
-        conn = s.conn
-        try:
-            conn.greet()
-            while True:
-                event = conn.next_event()
-                if event is NEED_DATA:
-                    await self.flush(s)
-                    data = await self._receive(s)
-                    if data is not None:
-                        conn.receive_data(data)
-                elif isinstance(event, Execute):
-                    await self._execute(s, event)
-                elif isinstance(event, Authenticate):
-                    await self._login(s, event)
-                elif isinstance(event, StartTls):     # the seam: STARTTLS is not offered until TLS exists
-                    conn.abort("STARTTLS without TLS support", "TLS is not available")
-                elif isinstance(event, Closed):
-                    s.reason = event.reason
-                    await self.flush(s)
-                    return
-                elif event is PAUSED:                 # every event above is answered before looping
-                    raise AssertionError("IMAP protocol paused with no event in hand")
-        except TimeoutError:
-            s.reason = "Timeout while sending"
-        except (ConnectionError, OSError) as e:
-            s.reason = f"Connection lost: {e}"
-        except asyncio.CancelledError:
-            s.reason = "Server shutting down"
-            if s.waiting_input and not s.in_thread:
-                conn.abort("server stopped", "Server shutting down")
-                with contextlib.suppress(Exception):
-                    s.writer.write(conn.data_to_send())
-            raise
-        except Exception as e:                         # our bug: this session ends, the server lives on
-            s.reason = f"Internal error: {type(e).__name__}: {e}"
-            self.notice("imap", f"Error: {s.reason} ({s.id})")
-            if not s.in_thread:
-                with contextlib.suppress(Exception):
-                    conn.abort("internal error", "[SERVERBUG] Internal error, closing the connection")
-                    s.writer.write(conn.data_to_send())
-        finally:
-            if s.read_task is not None:
-                s.read_task.cancel()
-            if not s.in_thread:
-                self.publish_transcript(s)
-            self._logout(s)
-            with contextlib.suppress(Exception):
-                s.writer.close()
-            self.ctx.bus.publish(SessionClosed(self.ctx.clock.now(), s.id, self.host.name, s.reason))
+    async def handle(self, s: _Session, event: object) -> None:
+        if isinstance(event, Execute):
+            await self._execute(s, event)
+        elif isinstance(event, Authenticate):
+            await self._login(s, event)
 
-    async def _receive(self, s: _Session) -> bytes | None:
+    def idle(self, s: _Session) -> bool:
+        return s.waiting_input and not s.in_thread
+
+    def writable(self, s: _Session) -> bool:
+        return not s.in_thread
+
+    def ended(self, s: _Session) -> None:
+        if s.read_task is not None:
+            s.read_task.cancel()
+        self._logout(s)
+
+    async def receive(self, s: _Session) -> bytes | None:
         """The next chunk from the client (b"" at EOF); None when the session timed out.
 
         While the session idles, store events and the refresh timer are served too."""

@@ -50,7 +50,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Literal, Protocol, Sequence
 
-from ..sansio import NEED_DATA, PAUSED, Sentinel
+from ..sansio import NEED_DATA, PAUSED, Closed, Sentinel, StartTls
 from ..sasl import PlainError, parse_plain
 from ..smtp.transcript import printable
 
@@ -98,17 +98,6 @@ class Update:
     Answer `update_done()` (or `update_done(error)`); then the session closes."""
     delete: tuple[int, ...]
     seen: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StartTls:
-    """STLS accepted (RFC 2595 §4): flush, start TLS, then call `tls_started()`."""
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The session is over: send what `data_to_send()` holds, then close the connection."""
-    reason: str
 
 
 Event = Authenticate | Retrieve | Update | StartTls | Closed

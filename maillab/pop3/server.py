@@ -25,17 +25,14 @@ logouts also go to the maillog as `Notice`s in Dovecot's shape.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 
 from ..context import LabContext
-from ..events import SessionClosed, SessionOpened
 from ..session_server import SessionServer
 from ..smtp.transcript import printable
 from ..store import INBOX, SEEN, Folder, MaildropBusy, MaildropLock, Message, MessageGone, StoreError
 from ..world import Host
-from .protocol import (NEED_DATA, PAUSED, Authenticate, Closed, Pop3Connection, Retrieve, StartTls,
-                       Update)
+from .protocol import Authenticate, Pop3Connection, Retrieve, Update
 
 READ_CHUNK = 64 * 1024
 MAX_SESSIONS = 1000             # per host; more get -ERR [SYS/TEMP] and are closed
@@ -61,6 +58,9 @@ class Pop3Server(SessionServer[_Session]):
     """POP3 for the mailboxes of `domains`, kept on `host` (RFC 1939)."""
 
     service = "pop3"
+    tls_command = "STLS"
+    REASONS = {"send timeout": "timeout while sending", "lost": "lost: {error}", "stopped": "server stopped",
+               "stopped line": "server shutting down", "bug line": "internal error, closing the connection"}
     busy_reply = b"-ERR [SYS/TEMP] too many POP3 sessions on this host, try again later\r\n"
 
     def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...]) -> None:
@@ -72,59 +72,35 @@ class Pop3Server(SessionServer[_Session]):
     def new_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Session:
         return _Session(self, reader, writer)
 
-    async def run(self, s: _Session) -> None:
-        self.ctx.bus.publish(SessionOpened(self.ctx.clock.now(), s.id, "pop3", self.host.name,
-                                           f"{s.peer_ip}:{s.peer_port}"))
-        conn = s.conn
+    async def receive(self, s: _Session) -> bytes | None:
+        s.idle = True                      # (stays True if cancelled while reading: stop() says goodbye)
         try:
-            conn.greet()
-            while True:
-                event = conn.next_event()
-                if event is NEED_DATA:
-                    await self.flush(s)
-                    s.idle = True                      # (stays True if cancelled while reading)
-                    try:
-                        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (stop())
-                        async with asyncio.timeout(self.ctx.session_timeout):
-                            data = await s.reader.read(READ_CHUNK)
-                    except TimeoutError:
-                        s.idle = False
-                        conn.timed_out()
-                        continue
-                    s.idle = False
-                    conn.receive_data(data)
-                elif isinstance(event, Authenticate):
-                    await self._login(s, event)
-                elif isinstance(event, Retrieve):
-                    await self._retrieve(s, event)
-                elif isinstance(event, Update):
-                    await self._update(s, event)
-                elif isinstance(event, StartTls):      # the seam: STLS is not offered until TLS exists
-                    conn.abort("STLS without TLS support", "TLS is not available")
-                elif isinstance(event, Closed):
-                    s.reason = event.reason
-                    self._release(s)                   # before the last reply: a client may reconnect at once
-                    await self.flush(s)
-                    return
-                elif event is PAUSED:                  # every event above is answered before looping
-                    raise AssertionError("POP3 protocol paused with no event in hand")
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (stop())
+            async with asyncio.timeout(self.ctx.session_timeout):
+                data = await s.reader.read(READ_CHUNK)
         except TimeoutError:
-            s.reason = "timeout while sending"
-        except (ConnectionError, OSError) as e:
-            s.reason = f"lost: {e}"
-        except asyncio.CancelledError:
-            s.reason = "server stopped"
-            if s.idle:                              # not in the middle of a reply
-                conn.abort("server stopped", "server shutting down")
-                with contextlib.suppress(Exception):
-                    s.writer.write(conn.data_to_send())
-            raise
-        finally:
-            self.publish_transcript(s)
-            self._release(s)
-            with contextlib.suppress(Exception):
-                s.writer.close()
-            self.ctx.bus.publish(SessionClosed(self.ctx.clock.now(), s.id, self.host.name, s.reason))
+            s.idle = False
+            s.conn.timed_out()
+            return None
+        s.idle = False
+        return data
+
+    async def handle(self, s: _Session, event: object) -> None:
+        if isinstance(event, Authenticate):
+            await self._login(s, event)
+        elif isinstance(event, Retrieve):
+            await self._retrieve(s, event)
+        elif isinstance(event, Update):
+            await self._update(s, event)
+
+    def idle(self, s: _Session) -> bool:
+        return s.idle
+
+    def closing(self, s: _Session) -> None:
+        self._release(s)                   # before the last reply: a client may reconnect at once
+
+    def ended(self, s: _Session) -> None:
+        self._release(s)
 
     def _release(self, s: _Session) -> None:
         """Give the maildrop back (once) and log the logout, Dovecot-style."""
