@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Generator, TypeVar
 
 T = TypeVar("T")
-# Files bigger than this are written from a worker thread rather than on the event loop.
-BIG_WRITE = 1024 * 1024
 StrPath = str | Path
 Steps = Generator[list[StrPath], None, T]
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from .context import LabContext
 from .dns.client import LookupFailed
-from .fsutil import BIG_WRITE
 from .queue.records import Entry
 from .smtp.client import send_hop
 from .world import Host
@@ -46,11 +45,11 @@ class Outcome:
 async def deliver_local(ctx: LabContext, entry: Entry, message: bytes, rcpts: list[str]) -> list[Outcome]:
     """Store one copy per recipient.
 
-    The message file is written on the loop (a page-cache write is cheaper
-    than a thread hop) and flushed by group commit (`ctx.syncer`); a mailbox
-    not yet open, or a big message, is written from a worker thread instead.
-    The rename, UID and index then happen in a worker thread, under the
-    user's lock that IMAP and POP3 sessions take too (they may hold it long).
+    The message file is written and flushed by the group-commit thread
+    (`ctx.syncer`); a mailbox not yet open is opened in a pool thread first
+    (it may need a scan).  The rename, UID and index then happen in a pool
+    thread, under the user's lock that IMAP and POP3 sessions take too (they
+    may hold it long).
     """
     outcomes = []
     for rcpt in rcpts:
@@ -60,9 +59,9 @@ async def deliver_local(ctx: LabContext, entry: Entry, message: bytes, rcpts: li
                                     f"unknown user: \"{rcpt.rpartition('@')[0]}\""))
             continue
         try:
-            slow = len(message) > BIG_WRITE or not ctx.store.is_open(account.address)
             result = await ctx.syncer.run(ctx.mda.deliver(account, rcpt, entry.sender, message),
-                                          first_in_thread=slow, rest_in_thread=True)
+                                          blocking_first=not ctx.store.is_open(account.address),
+                                          blocking_rest=True)
         except OSError as e:
             outcomes.append(Outcome(rcpt, "defer", "local", "4.3.0", f"cannot write to maildir: {e.strerror}"))
             continue

@@ -66,10 +66,11 @@ class FailingSyncer(Syncer):
         super().__init__(folder, use_syncfs=False)
         self.fail_at = fail_at
 
-    def _flush(self, paths) -> None:
-        super()._flush(paths)
+    def _flush(self, requests):
+        failed = super()._flush(requests)
         if self.flushes == self.fail_at:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return failed
 
 
 @pytest.mark.parametrize("fail_at", [1, 2])
@@ -87,7 +88,7 @@ async def test_a_failed_flush_leaves_no_spool_file_behind(tmp_path, fail_at):
         syncer.close()
 
 
-async def test_run_returns_what_the_steps_return_and_big_writes_go_to_a_thread(syncer, tmp_path):
+async def test_run_returns_what_the_steps_return_and_the_loop_does_none_of_their_work(syncer, tmp_path):
     threads = []
 
     def steps():
@@ -95,10 +96,36 @@ async def test_run_returns_what_the_steps_return_and_big_writes_go_to_a_thread(s
         write_new(tmp_path / "big", b"y" * 10)
         yield [tmp_path / "big"]
         threads.append(threading.current_thread())
+        yield [tmp_path]
+        threads.append(threading.current_thread())
         return "done"
 
-    assert await syncer.run(steps(), first_in_thread=True) == "done"
-    assert threads[0] is not threading.main_thread() and threads[1] is threading.main_thread()
+    assert await syncer.run(steps()) == "done"
+    assert len(threads) == 3 and all(t.name == "maillab-sync" for t in threads)
+
+
+async def test_a_blocking_first_step_runs_in_a_pool_thread_and_the_rest_in_the_syncer(syncer, tmp_path):
+    threads = []
+
+    def steps():
+        threads.append(threading.current_thread().name)
+        yield [tmp_path]
+        threads.append(threading.current_thread().name)
+        return 7
+
+    assert await syncer.run(steps(), blocking_first=True) == 7
+    assert threads[0] not in ("maillab-sync", "MainThread") and threads[1] == "maillab-sync"
+
+
+async def test_steps_of_many_writers_share_rounds(syncer, tmp_path):
+    def steps(i):
+        write_new(tmp_path / f"m{i}", b"z" * 100)
+        yield [tmp_path / f"m{i}"]
+        yield [tmp_path]
+        return i
+
+    assert await asyncio.gather(*(syncer.run(steps(i)) for i in range(40))) == list(range(40))
+    assert 2 <= syncer.flushes < 40
 
 
 def test_finish_fsyncs_in_place_and_throws_errors_into_the_steps(tmp_path):
@@ -149,12 +176,14 @@ async def test_steps_that_end_without_a_flush_end_in_a_thread_too(tmp_path):
 
     syncer = Syncer(tmp_path)
     try:
-        assert await asyncio.wait_for(syncer.run(steps(), first_in_thread=True), 5) == "nothing to flush"
+        assert await asyncio.wait_for(syncer.run(steps()), 5) == "nothing to flush"
+        assert await asyncio.wait_for(syncer.run(steps(), blocking_first=True), 5) == "nothing to flush"
+        assert syncer.flushes == 0
     finally:
         syncer.close()
 
 
-async def test_the_steps_after_the_first_flush_can_run_in_a_thread(syncer, tmp_path):
+async def test_the_steps_after_the_first_flush_can_run_in_a_pool_thread(syncer, tmp_path):
     threads = []
 
     def steps():
@@ -165,6 +194,6 @@ async def test_the_steps_after_the_first_flush_can_run_in_a_thread(syncer, tmp_p
         threads.append(threading.current_thread())
         return 42
 
-    assert await syncer.run(steps(), rest_in_thread=True) == 42
-    assert threads[0] is threading.main_thread()
-    assert threads[1] is not threading.main_thread() and threads[2] is not threading.main_thread()
+    assert await syncer.run(steps(), blocking_rest=True) == 42
+    assert threads[0].name == "maillab-sync"
+    assert all(t.name not in ("maillab-sync", "MainThread") for t in threads[1:])

@@ -126,10 +126,19 @@ class Spool:
             lines.append({"q": entry.id, name: value})
         self._append(lines, durable)
 
-    def remove(self, qid: str) -> None:
+    def remove(self, qid: str) -> Steps[None]:
+        """Durability steps that forget a message: its file goes, durably when the disk allows.
+
+        If that flush fails the removal may not survive a crash, and the
+        message would be delivered again after a restart: twice, never lost.
+        """
         try:
             self._msg(qid).unlink()
         except FileNotFoundError:
+            pass
+        try:
+            yield [self.folder]
+        except OSError:
             pass
         if qid in self._journaled:
             self._journaled.discard(qid)
