@@ -539,3 +539,50 @@ def test_the_mda_delivers_through_the_store(state, bus):
     assert ",S=" in path.name and ",W=" in path.name
     added = [e for e in sub.drain() if isinstance(e, MessagesAdded)]
     assert added and added[-1].uids == (1,) and added[-1].mailbox == "INBOX"
+
+
+def test_deliveries_waiting_for_the_lock_are_filed_together_in_order(store, state, bus, monkeypatch):
+    """Ten MDA deliveries arrive while an IMAP session holds the user's lock: the first to get it
+    files all ten with one folder fsync and one index fsync; UIDs are unique, one MODSEQ, one event."""
+    import threading
+
+    from maillab.store import folder as folder_module
+    inbox = store.user(USER).folder("INBOX")
+    fsyncs: list[str] = []
+    real_fsync_path = folder_module.fsync_path
+    monkeypatch.setattr(folder_module, "fsync_path", lambda p: (fsyncs.append(Path(p).name), real_fsync_path(p)))
+    appends: list[int] = []
+    real_append = inbox._list.append
+    monkeypatch.setattr(inbox._list, "append", lambda lines: (appends.append(len(lines)), real_append(lines)))
+    sub = bus.subscribe()
+    results: list = []
+    waiting = threading.Barrier(11)
+
+    def deliver(i: int) -> None:
+        steps = inbox.add_steps(f"Subject: {i}\n\nbody {i}\n".encode(), None, None, "new", keep_unindexed=True)
+        next(steps)                             # the tmp/ file, written
+        waiting.wait()
+        try:
+            steps.send(None)                    # flushed: now file it (blocks on the lock)
+        except StopIteration as stop:
+            results.append(stop.value)
+
+    with inbox.lock:                            # an IMAP session holds the lock meanwhile
+        threads = [threading.Thread(target=deliver, args=(i,)) for i in range(10)]
+        for t in threads:
+            t.start()
+        waiting.wait()
+        deadline = time.monotonic() + 5
+        while len(inbox._arrivals) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for t in threads:
+        t.join(5)
+    assert sorted(m.uid for m in results) == list(range(1, 11))
+    assert len({m.modseq for m in results}) == 1
+    assert fsyncs == ["new"] and appends == [10]
+    added = [e.uids for e in sub.drain() if isinstance(e, MessagesAdded)]
+    assert added == [tuple(range(1, 11))]
+    assert sorted(os.listdir(maildir(state) / "new")) == sorted(inbox.path_of(m.uid).name for m in results)
+    assert os.listdir(maildir(state) / "tmp") == []
+    reopened = MailStore(state).user(USER).folder("INBOX")     # a new lab process
+    assert [reopened.read(u) for u in range(1, 11)] == [inbox.read(m.uid) for m in sorted(results, key=lambda m: m.uid)]

@@ -31,7 +31,9 @@ loaded by `UserStore.folder()`), so they are cheap enough for the loop thread;
 from __future__ import annotations
 
 import os
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Literal, TypeVar
 
@@ -54,6 +56,20 @@ T = TypeVar("T")
 _MTIME_SLACK_NS = 100_000_000
 
 
+@dataclass(slots=True)
+class _Arrival:
+    """A message file in tmp/, durable, waiting for the lock to be filed; then its outcome."""
+    tmp: Path
+    rel: str                    # where it goes: "new/<name>" or "cur/<name>"
+    key: str                    # its Maildir base name
+    size: int
+    date: int
+    keep_unindexed: bool
+    message: Message | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
 class Folder:
     def __init__(self, user: "UserStore", name: str, path: Path, special_use: str | None) -> None:
         self.user = user
@@ -62,6 +78,8 @@ class Folder:
         self._dir = str(path)
         self.special_use = special_use      # "\\Sent", ... or None
         self.lock = user.lock
+        self._arrivals: list[_Arrival] = []             # delivered files waiting to be filed
+        self._arrivals_mutex = threading.Lock()
         self._list = UidList(path)
         self._loaded = False
         self._closed = False
@@ -449,45 +467,82 @@ class Folder:
         """Durability steps (maillab.fsutil) that write one message file and index it.
 
         First step (no lock, nothing visible yet): the tmp/ file, to be made
-        durable by the caller.  Then, blocking, under the user's lock as one
-        piece: rename into `sub`, fsync that folder, give the UID, append it to
-        the index with fsync, and `MessagesAdded` — so no reader ever sees a
-        UID a crash could take back, and UIDs appear in order.  A driver on the
-        event loop runs that second part in a worker thread.  If indexing
-        fails the file is removed and the error raised — unless
-        `keep_unindexed` (delivery: the message is safe, a later refresh
-        indexes it), which returns a Message with uid 0 instead.
+        durable by the caller.  Then, blocking, under the user's lock: the
+        message joins the arrivals, and whoever holds the lock first files
+        every arrival waiting (`_file_arrivals`), so concurrent deliveries
+        share one folder fsync and one index fsync.  A driver on the event
+        loop runs that second part in a worker thread.  If indexing fails the
+        file is removed and the error raised — unless `keep_unindexed`
+        (delivery: the message is safe, a later refresh indexes it), which
+        returns a Message with uid 0 instead.
         """
         self._check()
         date = int(internaldate if internaldate is not None else self.user.now())
         unique = maildir.unique_name()
         size = maildir.crlf_size(stored)
         name = maildir.filename(unique, len(stored), size, letters)
-        key, rel = name.partition(":")[0], f"{sub}/{name}"
-        tmp: Path | None = maildir.write_tmp(self.path, unique, stored, date)
+        tmp = maildir.write_tmp(self.path, unique, stored, date)
+        arrival = _Arrival(tmp, f"{sub}/{name}", name.partition(":")[0], size, date, keep_unindexed)
         try:
             yield [tmp]
-            with self.lock:
-                self._check()
-                os.rename(tmp, self.path / rel)
-                tmp = None
-                fsync_path(self.path / sub)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        with self._arrivals_mutex:
+            self._arrivals.append(arrival)
+        with self.lock:
+            if not arrival.done:                    # nobody filed it while we waited for the lock
+                self._file_arrivals()
+        if arrival.error is not None:
+            raise arrival.error
+        assert arrival.message is not None
+        return arrival.message
+
+    def _file_arrivals(self) -> None:
+        """Under the lock: rename every waiting arrival into place, fsync the folders once,
+        give UIDs (one MODSEQ), append the index with one fsync, then `MessagesAdded`:
+        no reader ever hears of a UID a crash could take back, and UIDs appear in order."""
+        with self._arrivals_mutex:
+            batch, self._arrivals = self._arrivals, []
+        try:
+            self._check()
+            moved = []
+            for a in batch:
                 try:
-                    modseq = self._highestmodseq + 1
-                    m = self._remember(key, rel, size, date, modseq)
-                    self._highestmodseq = modseq
-                    self._snapshot = None
-                    self._persist([add_line(self._record(m))])
-                except OSError:
-                    if keep_unindexed:
-                        return Message(0, key, frozenset(), 0, size, date, rel, {})
-                    (self.path / rel).unlink(missing_ok=True)
-                    raise
-                self.user.emit(MessagesAdded, mailbox=self.name, uids=(m.uid,))
-                return m
+                    os.rename(a.tmp, self.path / a.rel)
+                except OSError as e:
+                    a.error = e
+                else:
+                    moved.append(a)
+            for sub in dict.fromkeys(a.rel.partition("/")[0] for a in moved):
+                fsync_path(self.path / sub)
+            modseq = self._highestmodseq + 1
+            filed = [(a, self._remember(a.key, a.rel, a.size, a.date, modseq)) for a in moved]
+            self._highestmodseq = modseq
+            self._snapshot = None
+            try:
+                self._persist([add_line(self._record(m)) for _, m in filed])
+            except OSError as e:
+                for a, m in filed:
+                    if a.keep_unindexed:
+                        a.message = Message(0, a.key, frozenset(), 0, a.size, a.date, a.rel, {})
+                    else:
+                        (self.path / a.rel).unlink(missing_ok=True)
+                        a.error = e
+                return
+            for a, m in filed:
+                a.message = m
+            if filed:
+                self.user.emit(MessagesAdded, mailbox=self.name, uids=tuple(m.uid for _, m in filed))
+        except BaseException as e:
+            for a in batch:
+                if a.message is None and a.error is None:
+                    a.error = e
+            raise
         finally:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
+            for a in batch:
+                a.tmp.unlink(missing_ok=True)       # gone after a rename; a leftover otherwise
+                a.done = True
 
     def store(self, uids: Iterable[int], flags: Iterable[str], mode: StoreMode = "add",
               unchanged_since: int | None = None) -> StoreResult:
