@@ -67,6 +67,17 @@ def write_new(path: StrPath, data: bytes | list[bytes], mtime: float | None = No
     os.close(fd)
 
 
+def overwrite(path: StrPath, data: list[bytes]) -> None:
+    """Replace what the existing file `path` holds with `data` (its pieces, one after the
+    other), in place: no new inode, its blocks reused; no fsync."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        _writev_all(fd, data)
+        os.ftruncate(fd, sum(map(len, data)))
+    finally:
+        os.close(fd)
+
+
 def write_durable(path: Path, data: bytes, tmp: Path | None = None, sync_dir: bool = True) -> None:
     """Write `data` to `path`: temp file, fsync, rename (then fsync the folder)."""
     tmp = tmp or path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")

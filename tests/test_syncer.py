@@ -59,6 +59,34 @@ async def test_spool_accept_renames_only_after_the_file_is_flushed(syncer, tmp_p
     spool.close()
 
 
+async def test_a_removed_message_file_is_overwritten_by_the_next_one_not_deleted(syncer, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    try:
+        await syncer.run(spool.accept(_entry("Q1"), b"Subject: one\r\n\r\n" + b"x" * 5000))
+        inode = (spool.folder / "Q1.msg").stat().st_ino
+        await syncer.run(spool.remove("Q1"))
+        assert not (spool.folder / "Q1.msg").exists()
+        await syncer.run(spool.accept(_entry("Q2"), b"Subject: two\r\n\r\nshort\r\n"))
+        again = spool.folder / "Q2.msg"
+        assert again.stat().st_ino == inode                        # the same file, no new inode
+        assert again.read_bytes().partition(b"\n")[2] == b"Subject: two\r\n\r\nshort\r\n"   # nothing left over
+        assert [e.id for e in spool.load()] == ["Q2"]
+    finally:
+        spool.close()
+
+
+async def test_spare_files_are_not_messages_and_a_restart_deletes_them(syncer, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    await syncer.run(spool.accept(_entry("Q1"), b"x\r\n"))
+    await syncer.run(spool.remove("Q1"))
+    assert [p.name for p in spool.folder.glob(".spare-*.tmp")] != []
+    spool.close()
+    again = Spool(tmp_path / "spool")
+    assert again.load() == []
+    assert sorted(p.name for p in again.folder.iterdir()) == ["journal"]
+    again.close()
+
+
 class FailingSyncer(Syncer):
     """A disk that fails its n-th flush (as a full or dying disk would)."""
 
@@ -83,6 +111,20 @@ async def test_a_failed_flush_leaves_no_spool_file_behind(tmp_path, fail_at):
         assert caught.value.errno == errno.EIO
         assert sorted(p.name for p in spool.folder.iterdir()) == ["journal"]   # no .msg, no .tmp
         assert spool.load() == []
+    finally:
+        spool.close()
+        syncer.close()
+
+
+async def test_a_spare_whose_rename_was_not_flushed_is_never_reused(tmp_path):
+    syncer = FailingSyncer(tmp_path, fail_at=3)       # accept: 2 flushes; the removal's fails
+    spool = Spool(tmp_path / "spool")
+    try:
+        await syncer.run(spool.accept(_entry("Q1"), b"x\r\n"))
+        await syncer.run(spool.remove("Q1"))             # still removed: a duplicate at worst
+        assert list(spool.folder.glob(".spare-*")) == [] and not (spool.folder / "Q1.msg").exists()
+        await syncer.run(spool.accept(_entry("Q2"), b"y\r\n"))
+        assert (spool.folder / "Q2.msg").exists()
     finally:
         spool.close()
         syncer.close()
