@@ -403,6 +403,21 @@ def start_lab(work: Path, tag: str, offsets: set[int], cpu: int | None) -> tuple
     raise RuntimeError("could not start maillab")
 
 
+def creation_cost(folder: Path, count: int = 200) -> float:
+    """Microseconds to create (and write a byte to) one file in `folder`: about 25 on a rested
+    ext4 here, ten to thirty times that for a minute after many deletions (see bench/README.md)."""
+    probe = folder / "creation-probe"
+    probe.mkdir()
+    started = time.perf_counter()
+    for i in range(count):
+        fd = os.open(probe / str(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, b"x")
+        os.close(fd)
+    took = (time.perf_counter() - started) / count * 1e6
+    shutil.rmtree(probe)
+    return took
+
+
 def work_folder(prefix: str, parent: Path | None = None) -> Path:
     """A new temporary folder for a run's state, by default beside the default state folder.
 
@@ -812,6 +827,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.2f}), "
           f"sizes {', '.join(map(size_label, args.sizes))}, sessions {args.concurrency}, "
           f"one connection per message, work folder {work}", flush=True)
+    creation = creation_cost(work)
+    print(f"creating a file in the work folder: {creation:.0f} µs"
+          + (" -- slow: many files were deleted on this disk lately, figures will be low "
+             "(see bench/README.md)" if creation > 150 else ""), flush=True)
     if "smtp-source" in runners and not use_source:
         print(f"({SMTP_SOURCE} not found: the smtp-source runs are skipped)")
     bench = Bench(args, work)
