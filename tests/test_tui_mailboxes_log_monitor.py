@@ -67,10 +67,15 @@ async def test_the_monitor_shows_traffic_as_sparklines(tmp_path):
         assert app.monitor.series["connections"].peak >= 1
         assert app.monitor.series["out"].peak >= 1
         await until(pilot, lambda: app.monitor.series["disk"].latest > 0, 15)
-        spark = app.query_one("#spark-in", Static)
-        await until(pilot, lambda: set(str(spark.render())) - {"▁"})       # a bar above the floor
-        label = str(app.query_one("#label-in").render())
-        assert label.startswith("messages in:") and "peak" in label
+        view = app.query_one("#metrics-view", Static)
+
+        def line_of(label: str) -> str:
+            return next(line for line in str(view.render()).splitlines() if line.startswith(f" {label}:"))
+
+        await until(pilot, lambda: set(line_of("messages in")[40:]) - {"▁"})     # a bar above the floor
+        assert "peak" in line_of("messages in")[:40]
+        assert set(line_of("delivery failures")[40:]) <= set("▁▂▃▄▅▆▇█")
+        assert "temporary failures: will be retried" in str(view.render())
 
 
 async def test_a_burst_of_log_lines_is_summarised_not_drawn(tmp_path):
