@@ -160,6 +160,10 @@ class Syncer:
                 return value                                     # type: ignore[return-value]
             paths = value
         while True:
+            if self._closed and paths is not None:          # under way: let them clean up first
+                done, value = _step(steps, _closed_error())
+                if done:
+                    return value                                 # type: ignore[return-value]
             done, value = await self._ask(_driven(steps, paths, blocking_rest))  # type: ignore[arg-type,misc]
             if done:
                 return value                                     # type: ignore[return-value]

@@ -239,3 +239,31 @@ async def test_the_steps_after_the_first_flush_can_run_in_a_pool_thread(syncer, 
     assert await syncer.run(steps(), blocking_rest=True) == 42
     assert threads[0].name == "maillab-sync"
     assert all(t.name not in ("maillab-sync", "MainThread") for t in threads[1:])
+
+
+async def test_steps_under_way_when_the_syncer_closes_clean_up_after_themselves(tmp_path, monkeypatch):
+    syncer = Syncer(tmp_path)
+    cleaned = []
+
+    def steps():
+        (tmp_path / "partial").write_bytes(b"x")
+        try:
+            yield [tmp_path / "partial"]
+        except OSError:
+            (tmp_path / "partial").unlink()
+            cleaned.append(True)
+            raise
+        return "never"
+
+    pool = asyncio.to_thread
+
+    async def first_step_then_the_lab_stops(fn, *args):
+        result = await pool(fn, *args)
+        syncer.close()
+        return result
+
+    monkeypatch.setattr(asyncio, "to_thread", first_step_then_the_lab_stops)
+    with pytest.raises(OSError) as caught:
+        await syncer.run(steps(), blocking_first=True)
+    assert caught.value.errno == errno.ESHUTDOWN and cleaned == [True]
+    assert not (tmp_path / "partial").exists()
