@@ -1,5 +1,5 @@
 """What the sans-IO protocol objects (IMAP, POP3) share: the markers `next_event()` returns
-instead of an event, and the two events both of them have."""
+instead of an event, and the three events both of them have."""
 
 from __future__ import annotations
 
@@ -16,6 +16,15 @@ class Sentinel:
 
 NEED_DATA = Sentinel("NEED_DATA")      # feed more bytes
 PAUSED = Sentinel("PAUSED")            # an event waits for the adapter's answer
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    """Check a login; answer `login_ok(...)` or `login_failed(...)` (each protocol says with what:
+    IMAP wants the user's store, POP3 its maildrop locked and opened)."""
+    login: str
+    password: str
+    mechanism: str      # IMAP: "LOGIN" (the command), SASL "PLAIN" or "LOGIN"; POP3: "USER" or "PLAIN"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,10 @@ import contextlib
 from typing import Any, Generic, TypeVar
 
 from .context import LabContext
+from .directory import Account
 from .events import Notice, SessionClosed, SessionLine, SessionOpened
-from .sansio import NEED_DATA, PAUSED, Closed, StartTls
+from .sansio import NEED_DATA, PAUSED, Authenticate, Closed, StartTls
+from .smtp.transcript import printable
 from .ports import Endpoint
 from .world import Host
 
@@ -181,6 +183,17 @@ class SessionServer(Generic[S]):
         now, bus, host = self.ctx.clock.now(), self.ctx.bus, self.host.name
         for direction, text in s.conn.transcript():
             bus.publish(SessionLine(now, s.id, host, direction, text))
+
+    async def check_login(self, s: Any, ev: Authenticate, program: str) -> Account | None:
+        """The account `ev` names if its password is right and it lives in one of this host's
+        domains; else None, with the failure in the maillog (Dovecot's words)."""
+        account = await asyncio.to_thread(self.ctx.directory.authenticate, ev.login, ev.password, self.domains)
+        if account is not None and account.domain in self.domains:
+            return account
+        shown = printable(ev.login.encode("utf-8", "replace"), 80)
+        self.notice(program, f"Login failed: user=<{shown}>, method={ev.mechanism}, rip={s.peer_ip}, "
+                             f"lip={self.host.address}, reason=bad login or password ({s.id})")
+        return None
 
     def notice(self, program: str, text: str) -> None:
         self.ctx.bus.publish(Notice(self.ctx.clock.now(), self.host.name, program, text))

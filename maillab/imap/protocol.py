@@ -48,7 +48,7 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Generator, Iterator, Literal
 
-from ..sansio import NEED_DATA, PAUSED, Closed, Sentinel, StartTls
+from ..sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
 from ..sasl import PlainError, parse_plain
 from ..store import StoreError, UserStore
 from ..store.errors import FlagError, NoSuchMailbox
@@ -75,14 +75,6 @@ class State(enum.Enum):
 
 
 # ---- events ----------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Authenticate:
-    """Check a login; answer `login_ok(user_store, address)` or `login_failed()`."""
-    login: str
-    password: str
-    mechanism: str              # "LOGIN" (the command), "PLAIN" or "LOGIN" (SASL, RFC 4616 / draft LOGIN)
-
 
 @dataclass(frozen=True, slots=True)
 class Execute:

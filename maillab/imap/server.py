@@ -36,7 +36,6 @@ import itertools
 from ..context import LabContext
 from ..events import FlagsChanged, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged
 from ..session_server import SessionServer
-from ..smtp.transcript import printable
 from ..store import StoreError
 from ..world import Host
 from .protocol import Authenticate, Execute, ImapConnection, State
@@ -197,11 +196,8 @@ class ImapServer(SessionServer[_Session]):
     # ---- logins --------------------------------------------------------------------------------
 
     async def _login(self, s: _Session, ev: Authenticate) -> None:
-        account = await asyncio.to_thread(self.ctx.directory.authenticate, ev.login, ev.password, self.domains)
-        shown = printable(ev.login.encode("utf-8", "replace"), 80)
-        if account is None or account.domain not in self.domains:
-            self.notice("imap-login", f"Login failed: user=<{shown}>, method={ev.mechanism}, rip={s.peer_ip}, "
-                                       f"lip={self.host.address}, reason=bad login or password ({s.id})")
+        account = await self.check_login(s, ev, "imap-login")
+        if account is None:
             s.conn.login_failed()
             return
         try:

@@ -50,7 +50,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Literal, Protocol, Sequence
 
-from ..sansio import NEED_DATA, PAUSED, Closed, Sentinel, StartTls
+from ..sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
 from ..sasl import PlainError, parse_plain
 from ..smtp.transcript import printable
 
@@ -71,14 +71,6 @@ class State(enum.Enum):
 
 
 # ---- events ----------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Authenticate:
-    """Check a login, lock and open the maildrop; answer `login_ok` or `login_failed`."""
-    login: str
-    password: str
-    mechanism: str              # "USER" (USER/PASS) or "PLAIN" (RFC 5034 AUTH PLAIN)
-
 
 @dataclass(frozen=True, slots=True)
 class Retrieve:

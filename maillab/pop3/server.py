@@ -29,7 +29,6 @@ import itertools
 
 from ..context import LabContext
 from ..session_server import SessionServer
-from ..smtp.transcript import printable
 from ..store import INBOX, SEEN, Folder, MaildropBusy, MaildropLock, Message, MessageGone, StoreError
 from ..world import Host
 from .protocol import Authenticate, Pop3Connection, Retrieve, Update
@@ -116,11 +115,8 @@ class Pop3Server(SessionServer[_Session]):
     # ---- answering the protocol's events ------------------------------------------------------
 
     async def _login(self, s: _Session, ev: Authenticate) -> None:
-        account = await asyncio.to_thread(self.ctx.directory.authenticate, ev.login, ev.password, self.domains)
-        shown = printable(ev.login.encode("utf-8", "replace"), 80)
-        if account is None or account.domain not in self.domains:
-            self.notice("pop3", f"Login failed: user=<{shown}>, method={ev.mechanism}, rip={s.peer_ip}, "
-                         f"reason=bad login or password ({s.id})")
+        account = await self.check_login(s, ev, "pop3")
+        if account is None:
             s.conn.login_failed("AUTH", "invalid login or password")
             return
         try:
