@@ -71,20 +71,23 @@ def create(conn: "ImapConnection", cmd: Command) -> "Result":
     return None
 
 
-def _is_selected(conn: "ImapConnection", name: str) -> bool:
+def _leave_if_selected(conn: "ImapConnection", name: str) -> None:
+    """Before `name` is deleted or renamed away: if it is the selected mailbox (INBOX stays),
+    go back to AUTHENTICATED and say so (the CLOSED response code of RFC 7162)."""
     try:
-        return conn.view is not None and conn.view.folder.name == check_name(name)
+        selected = conn.view is not None and conn.view.folder.name == check_name(name)
     except MailboxNameError:
-        return False
+        return
+    if selected and name != INBOX:
+        conn.unselect()
+        conn.out.line("* OK [CLOSED] Mailbox closed")
 
 
 def delete(conn: "ImapConnection", cmd: Command) -> "Result":
     """RFC 3501 §6.3.4; deleting the selected mailbox first leaves it (to AUTHENTICATED)."""
     args: MailboxArg = cmd.args
     assert conn.user is not None
-    if _is_selected(conn, args.mailbox) and args.mailbox != INBOX:
-        conn.unselect()
-        conn.out.line("* OK [CLOSED] Mailbox closed")
+    _leave_if_selected(conn, args.mailbox)
     conn.user.delete(args.mailbox)
     return None
 
@@ -93,9 +96,7 @@ def rename(conn: "ImapConnection", cmd: Command) -> "Result":
     """RFC 3501 §6.3.5: children move along; renaming INBOX moves its messages into a new mailbox."""
     args: Rename = cmd.args
     assert conn.user is not None
-    if _is_selected(conn, args.old) and args.old != INBOX:
-        conn.unselect()
-        conn.out.line("* OK [CLOSED] Mailbox closed")
+    _leave_if_selected(conn, args.old)
     conn.user.rename(args.old, args.new)
     return None
 

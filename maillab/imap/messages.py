@@ -28,6 +28,7 @@ from .search import Candidate, Compiler
 
 if TYPE_CHECKING:
     from .protocol import ImapConnection, Result
+    from .view import View
 
 CHUNK_OCTETS = 256 * 1024           # FETCH output handed to the adapter at a time
 BATCH = 200                         # messages whose \Seen is set in one store call
@@ -99,6 +100,11 @@ def fetch(conn: "ImapConnection", cmd: Command) -> Generator[None, None, "Result
     return None
 
 
+def _check_writable(view: "View") -> None:
+    if view.readonly:
+        raise no("Mailbox is read-only (selected with EXAMINE)", "CANNOT")
+
+
 # ---- STORE ---------------------------------------------------------------------------------
 
 def store(conn: "ImapConnection", cmd: Command) -> "Result":
@@ -106,8 +112,7 @@ def store(conn: "ImapConnection", cmd: Command) -> "Result":
     args: Store = cmd.args
     view = conn.view
     assert view is not None
-    if view.readonly:
-        raise no("Mailbox is read-only (selected with EXAMINE)", "CANNOT")
+    _check_writable(view)
     if args.unchangedsince is not None:
         conn.enable_condstore()
     pairs = view.resolve(args.seqset, cmd.uid)
@@ -190,8 +195,8 @@ def _transfer(conn: "ImapConnection", cmd: Command, move: bool) -> "Result":
     args: Copy = cmd.args
     view, user = conn.view, conn.user
     assert view is not None and user is not None
-    if move and view.readonly:
-        raise no("Mailbox is read-only (selected with EXAMINE)", "CANNOT")
+    if move:
+        _check_writable(view)
     pairs = view.resolve(args.seqset, cmd.uid)
     folder = view.folder
     try:
@@ -228,8 +233,7 @@ def expunge(conn: "ImapConnection", cmd: Command) -> "Result":
     args: Expunge = cmd.args
     view = conn.view
     assert view is not None
-    if view.readonly:
-        raise no("Mailbox is read-only (selected with EXAMINE)", "CANNOT")
+    _check_writable(view)
     if args.uids is not None:
         removed = view.folder.expunge([uid for _, uid in view.resolve(args.uids, True)])
     else:
