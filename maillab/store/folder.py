@@ -65,6 +65,7 @@ class _Arrival:
     size: int
     date: int
     keep_unindexed: bool
+    renamed: bool = False       # out of tmp/ (whatever happens next)
     message: Message | None = None
     error: BaseException | None = None
     done: bool = False
@@ -513,6 +514,7 @@ class Folder:
                 except OSError as e:
                     a.error = e
                 else:
+                    a.renamed = True
                     moved.append(a)
             for sub in dict.fromkeys(a.rel.partition("/")[0] for a in moved):
                 fsync_path(self.path / sub)
@@ -541,7 +543,8 @@ class Folder:
             raise
         finally:
             for a in batch:
-                a.tmp.unlink(missing_ok=True)       # gone after a rename; a leftover otherwise
+                if not a.renamed:
+                    a.tmp.unlink(missing_ok=True)   # a leftover: nothing may stay in tmp/
                 a.done = True
 
     def store(self, uids: Iterable[int], flags: Iterable[str], mode: StoreMode = "add",
