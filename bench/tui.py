@@ -214,12 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="10 s of load, one start-up run")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the same load against `maillab serve` (the lab without the TUI)")
+    parser.add_argument("--work", type=Path, metavar="DIR",
+                        help="where the temporary folder goes (default: beside the default state folder); "
+                             "a tmpfs such as /dev/shm takes the disk out of an A/B of UI changes")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.startup_runs = 10.0, 1
 
-    work = ingest.work_folder("maillab-bench-tui-")
+    work = ingest.work_folder("maillab-bench-tui-", args.work)
     avoid: set[int] = set()
     try:
         frames, ready = measure_startup(work, args.startup_runs, avoid)

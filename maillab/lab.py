@@ -123,6 +123,13 @@ class Lab:
                                 f"{len(self.endpoints)} endpoints, {replayed} queued message"
                                 f"{'s' if replayed != 1 else ''} replayed, pid {os.getpid()}"))
 
+    def maillog_tail(self, since: int = 0) -> tuple[int, list[str]]:
+        """Lines written to the maillog so far (a count), and those after the first `since`
+        (the last maillog.RECENT at most); nothing before the lab starts."""
+        if self._log is None:
+            return 0, []
+        return self._log.written, self._log.tail(since)
+
     async def stop(self) -> None:
         if self._control is not None:
             await self._control.stop()

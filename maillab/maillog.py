@@ -5,14 +5,17 @@
 `format_event` is the one place an event becomes a log line (None for events
 that are not logged, like each line of a dialogue).  `MailLog` drains a bus
 subscription into the state folder's log file and, for `maillab serve`, a
-stream.
+stream, and keeps the last `RECENT` lines it wrote (`tail`) for the TUI's
+Log panel, which so shows exactly the file's lines without making them twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import TextIO
 
@@ -20,6 +23,7 @@ from .events import (Bounced, Deferred, Delivered, DnsQuery, Event, EventBus, No
                      Removed, SessionClosed, SessionOpened)
 
 _PID = os.getpid()
+RECENT = 5_000
 
 
 def _stamp(when: float) -> str:
@@ -75,6 +79,8 @@ class MailLog:
         self._file = open(path, "a", encoding="utf-8", buffering=1 << 16)
         self._echo = echo
         self._task: asyncio.Task[None] | None = None
+        self._recent: deque[str] = deque(maxlen=RECENT)
+        self.written = 0                    # lines written so far
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -92,12 +98,19 @@ class MailLog:
             self._sub.dropped = 0
         if not lines:
             return
+        self._recent.extend(lines)
+        self.written += len(lines)
         text = "\n".join(lines) + "\n"
         self._file.write(text)
         self._file.flush()
         if self._echo is not None:
             self._echo.write(text)
             self._echo.flush()
+
+    def tail(self, since: int = 0) -> list[str]:
+        """The lines written after the first `since` (the last RECENT at most), oldest first."""
+        new = min(self.written - since, len(self._recent))
+        return list(itertools.islice(self._recent, len(self._recent) - new, None)) if new > 0 else []
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -214,3 +214,23 @@ def test_a_line_being_written_is_left_out(tmp_path):
     found = find_queue_ids(log, [Q2], ADDRESSES)
     assert not any(isinstance(e, Removed) and e.queue_id == Q2 for e in found.events)
     assert any(isinstance(e, Delivered) and e.queue_id == Q2 for e in found.events)
+
+
+def test_the_writer_keeps_the_last_lines_it_wrote_for_the_log_panel(tmp_path, monkeypatch):
+    from maillab import maillog
+    from maillab.events import EventBus
+
+    monkeypatch.setattr(maillog, "RECENT", 3)
+    log = maillog.MailLog(EventBus(), tmp_path / "maillog")
+    try:
+        log.write(hop_events())
+        lines = (tmp_path / "maillog").read_text().splitlines()
+        assert len(lines) > 3 and log.written == len(lines)
+        assert log.tail() == lines[-3:]                   # bounded: the last RECENT
+        assert log.tail(len(lines) - 1) == lines[-1:]     # only what came after
+        assert log.tail(len(lines)) == []
+        log.write([Notice(T, "smtp1.syr.edu", "test", "one more")])
+        assert log.tail(len(lines)) == [(tmp_path / "maillog").read_text().splitlines()[-1]]
+        assert log.tail(len(lines))[0].endswith("maillab/test[%d]: one more" % maillog._PID)
+    finally:
+        log._file.close()

@@ -12,6 +12,7 @@ from maillab.state import StateDir
 from maillab.tui.app import MailLabApp
 from maillab.tui.forms import HelpScreen
 from maillab.tui.panels import PANELS
+from maillab.tui.rowlist import RowList
 from maillab.world import load_world
 
 from conftest import free_offset
@@ -28,7 +29,7 @@ async def test_the_lab_runs_inside_the_app_and_a_typed_session_appears(tmp_path)
         text = richlog_text(transcript)
         assert "C: HELO northpole.org" in text and "S: 250 2.1.5 Ok" in text
         assert f"queued as {qid}" in text
-        rows = app.query_one("#sessions", DataTable)
+        rows = app.query_one("#sessions", RowList)
         assert rows.row_count == 1 and "smtp1.syr.edu" in str(rows.get_row_at(0))
 
 

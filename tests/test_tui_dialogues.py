@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import socket
 
-from textual.widgets import DataTable, RichLog
+from textual.widgets import RichLog
+
+from maillab.tui.rowlist import RowList
 
 from test_tui_support import course_session, in_thread, richlog_text, running_app, submit, until
 
@@ -42,7 +44,7 @@ async def test_a_telnet_session_appears_line_by_line(tmp_path):
                 assert (await in_thread(typist.say, line)).startswith(reply)
                 await until(pilot, lambda: f"S: {reply}" in richlog_text(transcript))
                 assert f"C: {line}" in richlog_text(transcript)
-            table = app.query_one("#sessions", DataTable)
+            table = app.query_one("#sessions", RowList)
             assert str(table.get_row_at(0)[3]) == "open"
             await in_thread(typist.say, "QUIT")
             await until(pilot, lambda: str(table.get_row_at(0)[3]) == "closed")
@@ -94,7 +96,7 @@ async def test_auth_plain_and_login_are_decoded_with_a_cleartext_warning(tmp_pat
 async def test_follow_mode_and_picking_a_session(tmp_path):
     async with running_app(tmp_path) as (app, pilot):
         transcript = app.query_one("#transcript", RichLog)
-        table = app.query_one("#sessions", DataTable)
+        table = app.query_one("#sessions", RowList)
         first = await in_thread(course_session, app.lab.ports.smtp)
         await until(pilot, lambda: first in richlog_text(transcript))
         await in_thread(submit, "127.0.0.3", app.lab.ports.submission)     # relayed: three sessions more
@@ -103,7 +105,7 @@ async def test_follow_mode_and_picking_a_session(tmp_path):
         await until(pilot, lambda: richlog_text(transcript).startswith(newest.id))   # follow: the newest one
         assert first not in richlog_text(transcript)
         # Enter on the first row shows that session and ends follow mode
-        table.move_cursor(row=0)
+        table.move_cursor(0)
         await pilot.press("enter")
         await until(pilot, lambda: first in richlog_text(transcript))
         assert app.query_one("#dialogues-panel").follow is False

@@ -22,15 +22,10 @@ from dataclasses import dataclass, field
 from ..events import Event, SessionClosed, SessionLine, SessionOpened
 from .explain import Explainer, Note
 
+Line = SessionLine            # a transcript line: .time, .direction ("client", "server", "note"), .text
+
 MAX_SESSIONS = 500
 MAX_LINES = 1_000
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    time: float
-    direction: str            # "client", "server", "note"
-    text: str
 
 
 @dataclass(slots=True)
@@ -41,7 +36,7 @@ class Session:
     client: str               # "name [ip]" or "ip:port"
     started: float
     state: str = "open"       # "open", "closed", "lost: ..."
-    lines: deque[Line] = field(default_factory=deque)
+    lines: deque[Line] = field(default_factory=deque)      # the events themselves: no copy per line
     notes: deque[tuple[Note, ...]] = field(default_factory=deque)   # notes[i] explains lines[i]
     dropped: int = 0
     explained: int = 0        # lines explained so far (of dropped + len(lines))
@@ -127,9 +122,8 @@ class SessionBook:
                     s = self._open(e.session, _protocol_of(e.session), e.host, "?", e.time, changes)
                 if len(s.lines) == s.lines.maxlen:
                     s.dropped += 1
-                line = Line(e.time, e.direction, e.text)
-                s.lines.append(line)
-                changes.lines.setdefault(s.id, []).append(line)
+                s.lines.append(e)
+                changes.lines.setdefault(s.id, []).append(e)
             elif isinstance(e, SessionOpened):
                 ip = e.peer.rpartition(":")[0] or e.peer
                 client = f"{e.peer_name} [{ip}]" if e.peer_name and e.peer_name != "unknown" else e.peer

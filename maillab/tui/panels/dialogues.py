@@ -19,10 +19,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
-from textual.widgets import DataTable, RichLog, Static
+from textual.widgets import RichLog, Static
 
 from ..fmt import stamp
-from ..panel import Batch, Panel, guarded, upsert_row, write
+from ..panel import Batch, Panel, guarded, write
+from ..rowlist import RowList
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -35,7 +36,7 @@ NOTE_STYLE = "italic grey50"
 EXPLAIN_STYLE = "medium_purple3"
 WARNING_STYLE = "bold red"
 TRANSCRIPT_LINES = 2_000
-TABLE_ROWS = 100             # sessions listed, at least (the book keeps more, for the Journey panel)
+TABLE_ROWS = 100             # sessions listed (the book keeps more, for the Journey panel)
 COLUMNS = ("started", "protocol", "host", "state", "peer")
 
 
@@ -85,17 +86,14 @@ remarks (a message body is summarised, not dumped).
 
     def compose_panel(self) -> ComposeResult:
         yield Static("", id="dialogues-hint", classes="hint", markup=False)
-        table: DataTable[str] = DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
-        for column in COLUMNS:
-            table.add_column(column, key=column)
-        yield table
+        yield RowList(COLUMNS, id="sessions")
         yield RichLog(id="transcript", max_lines=TRANSCRIPT_LINES, wrap=True, markup=False)
 
     def on_mount(self) -> None:
         self._hint()
 
     def focus_main(self) -> None:
-        self.query_one("#sessions", DataTable).focus()
+        self.query_one("#sessions", RowList).focus()
 
     # --- state ----------------------------------------------------------------
     def feed(self, batch: Batch) -> None:
@@ -114,38 +112,27 @@ remarks (a message body is summarised, not dumped).
                 self._new_lines.clear()
 
     def flush(self) -> None:
-        table = self.query_one("#sessions", DataTable)
+        table = self.query_one("#sessions", RowList)
         changed = bool(self._opened or self._updated or self._forgotten)
         for sid in self._forgotten:
-            if sid in table.rows:
-                table.remove_row(sid)
-        for sid in [*self._opened, *(u for u in self._updated if u in table.rows)]:
+            table.remove(sid)
+        for sid in [*self._opened[-TABLE_ROWS:], *(u for u in self._updated if u in table)]:
             s = self.book.get(sid)              # (a session trimmed from the table stays out)
             if s is not None:
-                upsert_row(table, sid, self._cells(s), COLUMNS)
-        if table.row_count > 2 * TABLE_ROWS:
-            self._rebuild(table)         # in one go: each removal from a DataTable costs O(rows)
+                table.upsert(sid, self._cells(s))
+        table.keep_last(TABLE_ROWS)                # the cursor stays on its row, if that is kept
         self._opened, self._updated, self._forgotten = [], set(), []
         if self.follow:
             newest = self.book.newest()
             if newest is not None and newest.id != self.selected:
                 self._select(newest.id)
                 # only when a session is new: between two, the cursor is the user's to move
-                table.move_cursor(row=table.row_count - 1, animate=False, scroll=True)
+                table.move_cursor(table.row_count - 1)
         elif self.selected is not None and self.book.get(self.selected) is None:
             self._select(None)
         self._draw_transcript()
         if changed:
             self._hint()
-
-    def _rebuild(self, table: DataTable[str]) -> None:
-        """The table anew from the book's newest sessions, the cursor on the selected one."""
-        table.clear()
-        sessions = list(self.book.sessions.values())[-TABLE_ROWS:]
-        for s in sessions:
-            table.add_row(*self._cells(s), key=s.id)
-        if not self.follow and self.selected in table.rows:
-            table.move_cursor(row=table.get_row_index(self.selected), animate=False)
 
     @staticmethod
     def _cells(s: Session) -> tuple[str, ...]:
@@ -225,7 +212,7 @@ remarks (a message body is summarised, not dumped).
 
     def _hint(self) -> None:
         port = self.lab.ports.smtp
-        shown = self.query_one("#sessions", DataTable).row_count
+        shown = self.query_one("#sessions", RowList).row_count
         self.query_one("#dialogues-hint", Static).update(
             f"telnet 127.0.0.1 {port} · f follow {'ON' if self.follow else 'off'} · "
             f"e explain {'ON' if self.explain else 'off'} · {shown} of {self.book.total_opened} sessions")
@@ -248,20 +235,15 @@ remarks (a message body is summarised, not dumped).
         self._draw_transcript()
 
     @guarded
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id != "sessions":
-            return
+    def on_row_list_selected(self, event: RowList.Selected) -> None:
         self.follow = False
-        self._select(str(event.row_key.value))
+        self._select(event.key)
         self._draw_transcript()
 
     @guarded
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.id != "sessions" or self.follow:
-            return      # in follow mode the cursor moves by itself
-        sid = str(event.row_key.value)
-        if sid != self.selected:
-            self._select(sid)
+    def on_row_list_highlighted(self, event: RowList.Highlighted) -> None:
+        if not self.follow and event.key != self.selected:     # in follow mode the cursor moves by itself
+            self._select(event.key)
             self._draw_transcript()
 
     @guarded
@@ -275,7 +257,7 @@ remarks (a message body is summarised, not dumped).
     @guarded
     def action_clear(self) -> None:
         self.book.clear()
-        self.query_one("#sessions", DataTable).clear()
+        self.query_one("#sessions", RowList).clear()
         self._opened, self._updated, self._forgotten = [], set(), []
         self._select(None)
         self._draw_transcript()

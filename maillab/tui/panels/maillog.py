@@ -1,14 +1,14 @@
 """The Log panel: the maillog as it is written, filterable.
 
-Lines are made by `maillog.format_event`, the same function that writes
-`<state>/log/maillog`, so the panel and the file agree.  The last `KEEP`
-lines are kept; the filter (every word must appear, case ignored) applies to
-them and to what arrives.
+The lines are those the lab's maillog writer just wrote to
+`<state>/log/maillog` (`Lab.maillog_tail`), so the panel and the file agree
+and no line is made twice.  The writer keeps the last `maillog.RECENT`
+lines; the filter (every word must appear, case ignored) applies to them and
+to what arrives.  A hidden panel does nothing: it catches up when shown.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from textual import events
@@ -16,13 +16,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input, Log
 
-from ...maillog import format_event
-from ..panel import Batch, Panel, append_lines, guarded
+from ...maillog import RECENT
+from ..panel import Panel, append_lines, guarded
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
-
-KEEP = 5_000
 
 
 class LogPanel(Panel):
@@ -45,33 +43,25 @@ queues it (`from=`, `size=`, `nrcpt=`), `smtp` relays it or `local` delivers it
 
     def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self.lines: deque[str] = deque(maxlen=KEEP)
-        self._pending: deque[str] = deque(maxlen=KEEP)
+        self._seen = 0                     # maillog lines taken so far
         self.words: list[str] = []
 
     def compose_panel(self) -> ComposeResult:
         yield Input(placeholder="/ filter: words that must all appear (queue ID, host, deferred...)",
                     id="log-filter")
-        yield Log(id="maillog", max_lines=KEEP)
+        yield Log(id="maillog", max_lines=RECENT)
 
     def focus_main(self) -> None:
         self.query_one("#maillog", Log).focus()
-
-    def feed(self, batch: Batch) -> None:
-        for e in batch.events:
-            line = format_event(e)
-            if line is not None:
-                self.lines.append(line)
-                self._pending.append(line)
 
     def _match(self, line: str) -> bool:
         low = line.lower()
         return all(w in low for w in self.words)
 
     def flush(self) -> None:
-        if self._pending:
-            lines = [x for x in self._pending if self._match(x)] if self.words else list(self._pending)
-            self._pending.clear()
+        self._seen, new = self.lab.maillog_tail(self._seen)
+        if new:
+            lines = [x for x in new if self._match(x)] if self.words else new
             if lines:
                 append_lines(self.query_one("#maillog", Log), lines,
                              "{n} more lines in this burst; the maillog file has them all")
@@ -83,8 +73,8 @@ queues it (`from=`, `size=`, `nrcpt=`), `smtp` relays it or `local` delivers it
         self.words = event.value.lower().split()
         log = self.query_one("#maillog", Log)
         log.clear()
-        self._pending.clear()
-        log.write_lines([x for x in self.lines if self._match(x)])
+        self._seen, lines = self.lab.maillog_tail()
+        log.write_lines([x for x in lines if self._match(x)])
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "log-filter":

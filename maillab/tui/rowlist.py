@@ -1,0 +1,244 @@
+"""A table of rows that stays cheap in a flood: the Dialogues panel's session list.
+
+Textual's DataTable renders every cell through Rich and drops its render
+caches whenever rows come and go; in a flood of sessions (hundreds a second,
+the newest always shown) that drawing took a sixth of the loop the lab runs
+on.  `RowList` keeps each row as one line of text, its columns padded to the
+widest cell so far, and draws a line as one styled segment: adding a row is a
+list append, drawing it a slice of a string.
+
+What it offers is what the session list needs: a header that stays put while
+the rows scroll, zebra stripes, a row cursor (up/down, page up/down,
+home/end), Enter or a click to pick a row (`RowList.Selected`), and a
+`RowList.Highlighted` message when the user moves the cursor (a move made by
+the program says nothing).  Rows are keyed by a string, like DataTable's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+GAP = "  "                  # between two columns (and one space before the first, as DataTable)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - cell_len(text))
+
+
+class RowList(ScrollView, can_focus=True):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "cursor_to(0)", "First", show=False),
+        Binding("end", "cursor_to(-1)", "Last", show=False),
+        Binding("enter", "select", "Select", show=False),
+    ]
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"rowlist--header", "rowlist--cursor", "rowlist--even-row"}
+    DEFAULT_CSS = """
+    RowList {
+        background: $surface;
+        color: $foreground;
+        height: auto;
+        max-height: 100%;
+        &:focus {
+            background-tint: $foreground 5%;
+            & > .rowlist--cursor {
+                background: $block-cursor-background;
+                color: $block-cursor-foreground;
+                text-style: $block-cursor-text-style;
+            }
+        }
+        &:dark > .rowlist--even-row { background: $surface-darken-1 40%; }
+        & > .rowlist--even-row { background: $surface-lighten-1 50%; }
+        & > .rowlist--header { text-style: bold; background: $panel; color: $foreground; }
+        & > .rowlist--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+    }
+    """
+
+    @dataclass
+    class Selected(Message):
+        """Enter or a click on a row."""
+        row_list: "RowList"
+        key: str
+
+        @property
+        def control(self) -> "RowList":
+            return self.row_list
+
+    @dataclass
+    class Highlighted(Message):
+        """The user moved the cursor to a row."""
+        row_list: "RowList"
+        key: str
+
+        @property
+        def control(self) -> "RowList":
+            return self.row_list
+
+    def __init__(self, columns: Sequence[str], *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.columns = tuple(columns)
+        self._keys: list[str] = []
+        self._cells: dict[str, tuple[str, ...]] = {}
+        self._lines: dict[str, str] = {}          # key -> its row as one padded line (cache)
+        self._widths = [cell_len(c) for c in self.columns]
+        self._header = ""
+        self.cursor_row = 0
+
+    def on_mount(self) -> None:
+        self._changed()                              # the header, before any row
+
+    # --- the rows ------------------------------------------------------------------
+    @property
+    def row_count(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._cells
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def get_row_at(self, row: int) -> tuple[str, ...]:
+        return self._cells[self._keys[row]]
+
+    def get_row_index(self, key: str) -> int:
+        return self._keys.index(key)
+
+    def upsert(self, key: str, cells: Sequence[str]) -> None:
+        """Add row `key` at the end, or change its cells in place."""
+        cells = tuple(cells)
+        if key not in self._cells:
+            self._keys.append(key)
+        elif self._cells[key] == cells:
+            return
+        self._cells[key] = cells
+        self._lines.pop(key, None)
+        widths = [max(w, cell_len(c)) for w, c in zip(self._widths, cells)]
+        if widths != self._widths:
+            self._widths = widths
+            self._lines.clear()
+            self._header = ""
+        self._changed()
+
+    def remove(self, key: str) -> None:
+        if key in self._cells:
+            self._keys.remove(key)
+            del self._cells[key]
+            self._lines.pop(key, None)
+            self.cursor_row = min(self.cursor_row, max(len(self._keys) - 1, 0))
+            self._changed()
+
+    def keep_last(self, count: int) -> None:
+        """Drop all but the last `count` rows (in one go), the cursor staying on its row if kept."""
+        drop = len(self._keys) - count
+        if drop <= 0:
+            return
+        for key in self._keys[:drop]:
+            del self._cells[key]
+            self._lines.pop(key, None)
+        del self._keys[:drop]
+        self.cursor_row = max(self.cursor_row - drop, 0)
+        self._changed()
+
+    def clear(self) -> None:
+        self._keys.clear()
+        self._cells.clear()
+        self._lines.clear()
+        self._widths = [cell_len(c) for c in self.columns]
+        self._header = ""
+        self.cursor_row = 0
+        self.scroll_to(0, 0, animate=False, immediate=True)
+        self._changed()
+
+    def _changed(self) -> None:
+        width = 1 + sum(self._widths) + len(GAP) * (len(self._widths) - 1)
+        self.virtual_size = Size(width, len(self._keys) + 1)   # the header is line 0 (a new size: layout)
+        self.refresh()
+
+    # --- the cursor -------------------------------------------------------------------
+    def move_cursor(self, row: int, scroll: bool = True) -> None:
+        """Put the cursor on `row` (clamped); scroll it into view.  Says nothing: the program moved it."""
+        self.cursor_row = max(0, min(row, len(self._keys) - 1))
+        if scroll:
+            self._scroll_to_cursor()
+            self.call_after_refresh(self._scroll_to_cursor)     # again once rows just added are laid out
+        self.refresh()
+
+    def _scroll_to_cursor(self) -> None:
+        shown = max(self.scrollable_content_region.height - 1, 1)   # rows under the header
+        top = round(self.scroll_y)
+        if self.cursor_row < top:
+            self.scroll_to(y=self.cursor_row, animate=False, immediate=True)
+        elif self.cursor_row >= top + shown:
+            self.scroll_to(y=self.cursor_row - shown + 1, animate=False, immediate=True)
+
+    def _user_moved(self, row: int) -> None:
+        before = self.cursor_row
+        self.move_cursor(row)
+        if self._keys and self.cursor_row != before:
+            self.post_message(self.Highlighted(self, self._keys[self.cursor_row]))
+
+    def action_cursor(self, step: int) -> None:
+        self._user_moved(self.cursor_row + step)
+
+    def action_page(self, direction: int) -> None:
+        self._user_moved(self.cursor_row + direction * max(self.scrollable_content_region.height - 1, 1))
+
+    def action_cursor_to(self, row: int) -> None:
+        self._user_moved(row if row >= 0 else len(self._keys) - 1)
+
+    def action_select(self) -> None:
+        if self._keys:
+            self.post_message(self.Selected(self, self._keys[self.cursor_row]))
+
+    def on_click(self, event: events.Click) -> None:
+        row = event.y - 1 + round(self.scroll_y)
+        if event.y >= 1 and 0 <= row < len(self._keys):
+            self._user_moved(row)
+            self.action_select()
+
+    # --- drawing ------------------------------------------------------------------------
+    def _line(self, cells: Sequence[str]) -> str:
+        last = len(cells) - 1
+        return " " + GAP.join(c if i == last else _pad(c, w) for i, (c, w) in enumerate(zip(cells, self._widths)))
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if y == 0:
+            if not self._header:
+                self._header = self._line(self.columns)
+            text, style = self._header, base + self.get_component_rich_style("rowlist--header")
+        else:
+            row = scroll_y + y - 1
+            if row >= len(self._keys):
+                return Strip.blank(width, base)
+            key = self._keys[row]
+            text = self._lines.get(key)
+            if text is None:
+                text = self._lines[key] = self._line(self._cells[key])
+            if row == self.cursor_row:
+                style = base + self.get_component_rich_style("rowlist--cursor")
+            elif row % 2 == 0:
+                style = base + self.get_component_rich_style("rowlist--even-row")
+            else:
+                style = base
+        return Strip([Segment(text, style)], cell_len(text)).crop_extend(scroll_x, scroll_x + width, style)

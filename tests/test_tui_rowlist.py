@@ -1,0 +1,86 @@
+"""RowList, the Dialogues panel's cheap table: rows, columns, the cursor, keys and clicks."""
+
+from __future__ import annotations
+
+from textual.app import App, ComposeResult
+
+from maillab.tui.rowlist import RowList
+
+
+class Host(App[None]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.picked: list[str] = []
+        self.highlighted: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield RowList(("started", "protocol", "peer"), id="rows")
+
+    def on_row_list_selected(self, event: RowList.Selected) -> None:
+        self.picked.append(event.key)
+
+    def on_row_list_highlighted(self, event: RowList.Highlighted) -> None:
+        self.highlighted.append(event.key)
+
+
+def lines(app: Host, count: int) -> list[str]:
+    rows = app.query_one(RowList)
+    return [rows.render_line(y).text.rstrip() for y in range(count)]
+
+
+async def test_rows_line_up_under_a_header_that_stays_put():
+    app = Host()
+    async with app.run_test(size=(60, 8)) as pilot:
+        rows = app.query_one(RowList)
+        rows.focus()
+        rows.upsert("a", ("10:00:00", "smtp", "127.0.0.1:4000"))
+        rows.upsert("b", ("10:00:01", "submission", "mail.northpole.org [127.0.0.3]"))
+        await pilot.pause()
+        assert lines(app, 3) == [" started   protocol    peer",
+                                 " 10:00:00  smtp        127.0.0.1:4000",
+                                 " 10:00:01  submission  mail.northpole.org [127.0.0.3]"]
+        rows.upsert("a", ("10:00:00", "smtp", "closed"))           # in place, the order kept
+        assert rows.get_row_at(0) == ("10:00:00", "smtp", "closed") and rows.row_count == 2
+        for n in range(20):
+            rows.upsert(f"k{n}", ("10:00:02", "imap", f"peer {n}"))
+        rows.move_cursor(rows.row_count - 1)                       # scrolled into view
+        await pilot.pause()
+        shown = lines(app, 8)
+        assert shown[0].startswith(" started") and shown[-1].endswith("peer 19")
+        assert app.highlighted == []                               # the program moved it: no message
+
+
+async def test_keys_and_clicks_move_the_cursor_and_pick_a_row():
+    app = Host()
+    async with app.run_test(size=(60, 10)) as pilot:
+        rows = app.query_one(RowList)
+        rows.focus()
+        for key in "abcde":
+            rows.upsert(key, ("10:00:00", "smtp", key))
+        await pilot.pause()
+        await pilot.press("down", "down")
+        assert rows.cursor_row == 2 and app.highlighted == ["b", "c"]
+        await pilot.press("enter")
+        assert app.picked == ["c"]
+        await pilot.press("end")
+        assert rows.cursor_row == 4
+        await pilot.press("home", "up")                            # clamped at the first row
+        assert rows.cursor_row == 0
+        await pilot.click(RowList, offset=(3, 2))                  # line 2: the second row
+        assert rows.cursor_row == 1 and app.picked[-1] == "b"
+
+
+async def test_trimming_keeps_the_cursor_on_its_row_and_clear_empties():
+    app = Host()
+    async with app.run_test(size=(60, 10)) as pilot:
+        rows = app.query_one(RowList)
+        for n in range(10):
+            rows.upsert(str(n), ("10:00:00", "smtp", str(n)))
+        rows.move_cursor(7)
+        rows.keep_last(5)
+        assert rows.keys() == ["5", "6", "7", "8", "9"] and rows.get_row_at(rows.cursor_row)[2] == "7"
+        rows.remove("7")
+        assert "7" not in rows and rows.row_count == 4
+        rows.clear()
+        await pilot.pause()
+        assert rows.row_count == 0 and lines(app, 2) == [" started  protocol  peer", ""]   # widths anew
