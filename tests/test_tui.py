@@ -4,7 +4,7 @@ error containment, and a clean quit with the spool kept.  Real servers on loopba
 from __future__ import annotations
 
 from textual.command import CommandPalette
-from textual.widgets import DataTable, Header, RichLog, TabbedContent
+from textual.widgets import Header, RichLog, TabbedContent
 
 from maillab.lab import Lab
 from maillab.ports import Ports

@@ -25,6 +25,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.reactive import reactive
+from rich.text import Text
 from textual.widgets import DataTable, Log, RichLog, Static
 
 from ..errors import UserError
@@ -46,6 +47,28 @@ class Batch:
 
     def of(self, *kinds: type[Event]) -> list[Event]:
         return [e for e in self.events if isinstance(e, kinds)]
+
+
+class Hint(Static):
+    """A panel's line of help or status, changed often: `show(text)` repaints it, and asks for a
+    layout of the screen (which costs a full redraw) only when its height may change."""
+
+    DEFAULT_CLASSES = "hint"
+
+    def __init__(self, text: str = "", *, id: str | None = None) -> None:
+        super().__init__(text, id=id, markup=False)
+        self.text = text
+
+    def show(self, text: str) -> None:
+        if text == self.text:
+            return
+        width = self.content_region.width
+        same_height = width > 0 and self._lines(self.text, width) == self._lines(text, width)
+        self.text = text
+        self.update(text, layout=not same_height)
+
+    def _lines(self, text: str, width: int) -> int:
+        return len(Text(text).wrap(self.app.console, width))
 
 
 def write(log: RichLog, text: Any) -> None:

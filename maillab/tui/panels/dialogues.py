@@ -19,10 +19,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
-from textual.widgets import RichLog, Static
+from textual.widgets import RichLog
 
 from ..fmt import stamp
-from ..panel import Batch, Panel, guarded, write
+from ..panel import Batch, Hint, Panel, guarded, write
 from ..rowlist import RowList
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ remarks (a message body is summarised, not dumped).
         self._redraw = False
 
     def compose_panel(self) -> ComposeResult:
-        yield Static("", id="dialogues-hint", classes="hint", markup=False)
+        yield Hint(id="dialogues-hint")
         yield RowList(COLUMNS, id="sessions")
         yield RichLog(id="transcript", max_lines=TRANSCRIPT_LINES, wrap=True, markup=False)
 
@@ -213,7 +213,7 @@ remarks (a message body is summarised, not dumped).
     def _hint(self) -> None:
         port = self.lab.ports.smtp
         shown = self.query_one("#sessions", RowList).row_count
-        self.query_one("#dialogues-hint", Static).update(
+        self.query_one("#dialogues-hint", Hint).show(
             f"telnet 127.0.0.1 {port} · f follow {'ON' if self.follow else 'off'} · "
             f"e explain {'ON' if self.explain else 'off'} · {shown} of {self.book.total_opened} sessions")
 

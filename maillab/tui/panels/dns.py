@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Log, Static
+from textual.widgets import DataTable, Log
 
 from ...dns.authority import FAULT_MODES
 from ...errors import UserError
 from ...events import DnsQuery, Notice
 from ..fmt import stamp
 from ..forms import ConfirmScreen, Field, FormScreen
-from ..panel import Batch, Panel, append_lines, guarded, row_table
+from ..panel import Batch, Hint, Panel, append_lines, guarded, row_table
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -79,7 +79,7 @@ The table lists each record; below, every query as it arrives, with who asked
         self._dirty = True
 
     def compose_panel(self) -> ComposeResult:
-        yield Static("", id="dns-hint", classes="hint", markup=False)
+        yield Hint(id="dns-hint")
         yield row_table("dns-records", COLUMNS)
         yield Log(id="dns-log", max_lines=LOG_LINES)
 
@@ -122,7 +122,7 @@ The table lists each record; below, every query as it arrives, with who asked
             table.add_row(zone, r.name, str(r.ttl), r.rdtype, r.data)
         if records:
             table.move_cursor(row=min(cursor, len(records) - 1), animate=False)
-        self.query_one("#dns-hint", Static).update(
+        self.query_one("#dns-hint", Hint).show(
             f"{len(records)} records in {len({r.zone for r in records})} zones · e edit · a add · d delete · "
             "F zone fault · "
             f"dig @127.0.0.1 -p {self.lab.ports.dns} syr.edu MX")

@@ -26,12 +26,12 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
-from textual.widgets import DataTable, RichLog, Static
+from textual.widgets import DataTable, RichLog
 
 from ...maillog_read import Found, find_queue_ids, recent_deliveries
 from ..fmt import duration, stamp
 from ..journey import Hop, JourneyIndex, QueueRecord, hops
-from ..panel import Batch, Panel, guarded, row_table, write
+from ..panel import Batch, Hint, Panel, guarded, row_table, write
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -83,7 +83,7 @@ list also starts with the maillog's last deliveries.
         self.current: tuple[str, str] | None = None
 
     def compose_panel(self) -> ComposeResult:
-        yield Static(HINT, id="journey-hint", classes="hint", markup=False)
+        yield Hint(HINT, id="journey-hint")
         yield row_table("deliveries", COLUMNS)
         with Container(id="journey-body"):
             yield RichLog(id="hops", wrap=True, max_lines=500, auto_scroll=False)
@@ -98,7 +98,7 @@ list also starts with the maillog's last deliveries.
         past, _note = await asyncio.to_thread(recent_deliveries, self.lab.state.maillog, TABLE_ROWS)
         added = self.index.add_past(past)
         if added:
-            self.query_one("#journey-hint", Static).update(f"{HINT} The first {added} are from the maillog.")
+            self.query_one("#journey-hint", Hint).show(f"{HINT} The first {added} are from the maillog.")
             self._dirty = self._reorder = True
             if self.app.active_panel is self:
                 self.flush()

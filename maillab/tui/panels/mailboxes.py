@@ -11,11 +11,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from ...events import (MailboxCreated, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged)
 from ..fmt import size
-from ..panel import Batch, Panel, guarded, row_table, upsert_row
+from ..panel import Batch, Hint, Panel, guarded, row_table, upsert_row
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -43,7 +43,7 @@ client that deletes what it downloads makes the count drop.
         self._last = 0.0
 
     def compose_panel(self) -> ComposeResult:
-        yield Static("", id="mailboxes-hint", classes="hint", markup=False)
+        yield Hint(id="mailboxes-hint")
         yield row_table("mailboxes-table", COLUMNS)
 
     def focus_main(self) -> None:
@@ -72,6 +72,6 @@ client that deletes what it downloads makes the count drop.
                      size(r["size"]), str(r["folders"]))
             upsert_row(table, r["address"], cells, COLUMNS)
         total = sum(r["messages"] for r in rows)
-        self.query_one("#mailboxes-hint", Static).update(
+        self.query_one("#mailboxes-hint", Hint).show(
             f"{len(rows)} accounts, {total} messages, {size(sum(r['size'] for r in rows))} · "
             f"POP3: telnet 127.0.0.1 {self.lab.ports.pop3} (USER mafudge@syr.edu, PASS maillab)")

@@ -18,7 +18,7 @@ from textual.markup import escape
 from textual.widgets import Static
 
 from ..metrics import spark
-from ..panel import Panel
+from ..panel import Hint, Panel
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -55,7 +55,7 @@ Hosts and DNS panels.
         self.monitor = app.monitor
 
     def compose_panel(self) -> ComposeResult:
-        yield Static("", id="monitor-status", classes="hint", markup=False)
+        yield Hint(id="monitor-status")
         with VerticalScroll(id="metrics"):
             yield Static("", id="metrics-view")
 
@@ -80,6 +80,6 @@ Hosts and DNS panels.
                         f"[dim]{escape(f' {HINTS[key]}')}[/]\n{gap}")
         view.update("".join(rows).rstrip("\n"))
         dropped = self.monitor.dropped
-        self.query_one("#monitor-status", Static).update(
+        self.query_one("#monitor-status", Hint).show(
             "last 2 minutes, one point per second"
             + (f" · {dropped} events skipped by the display in floods" if dropped else ""))

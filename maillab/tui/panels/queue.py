@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from ...events import Bounced, Deferred, Delivered, Queued, QueueMoved, Removed
 from ..fmt import countdown, long_stamp
 from ..forms import ConfirmScreen
-from ..panel import Batch, Panel, guarded, row_table, upsert_row
+from ..panel import Batch, Hint, Panel, guarded, row_table, upsert_row
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -75,7 +75,7 @@ reason a delivery failed.
         self._last = 0.0
 
     def compose_panel(self) -> ComposeResult:
-        yield Static("", id="queue-status", classes="hint", markup=False)
+        yield Hint(id="queue-status")
         yield row_table("queue-table", COLUMNS)
 
     def focus_main(self) -> None:
@@ -128,7 +128,7 @@ reason a delivery failed.
         pages = max((self.total + PAGE - 1) // PAGE, 1)
         speed = self.lab.clock.speed
         where = self.host or "all hosts"
-        self.query_one("#queue-status", Static).update(
+        self.query_one("#queue-status", Hint).show(
             f"{self.total} message{'s' if self.total != 1 else ''} queued on {where} · page "
             f"{self.page + 1}/{pages} · lab clock {long_stamp(now)} ×{speed:g}")
 

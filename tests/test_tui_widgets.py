@@ -1,9 +1,11 @@
-"""RowList, the Dialogues panel's cheap table: rows, columns, the cursor, keys and clicks."""
+"""The TUI's own widgets: RowList (the Dialogues panel's cheap table: rows, columns, the cursor,
+keys and clicks) and Hint (a status line that asks for a layout only when its height changes)."""
 
 from __future__ import annotations
 
 from textual.app import App, ComposeResult
 
+from maillab.tui.panel import Hint
 from maillab.tui.rowlist import RowList
 
 
@@ -84,3 +86,30 @@ async def test_trimming_keeps_the_cursor_on_its_row_and_clear_empties():
         rows.clear()
         await pilot.pause()
         assert rows.row_count == 0 and lines(app, 2) == [" started  protocol  peer", ""]   # widths anew
+
+
+class HintHost(App[None]):
+    def compose(self) -> ComposeResult:
+        yield Hint("3 of 3 sessions", id="hint")
+
+
+async def test_a_hint_asks_for_a_layout_only_when_its_height_changes():
+    app = HintHost()
+    async with app.run_test(size=(30, 6)) as pilot:
+        hint = app.query_one(Hint)
+        await pilot.pause()
+        asked: list[bool] = []
+        original = hint.refresh
+
+        def refresh(*args, layout: bool = False, **kwargs):
+            asked.append(layout)
+            return original(*args, layout=layout, **kwargs)
+
+        hint.refresh = refresh
+        hint.show("4 of 4 sessions")                   # one line still: a repaint
+        hint.show("4 of 4 sessions")                   # no change: nothing
+        assert asked == [False]
+        hint.show("telnet 127.0.0.1 2525 · f follow ON · 4 of 4 sessions")   # wraps: taller
+        assert asked == [False, True]
+        await pilot.pause()
+        assert hint.size.height == 2 and "4 of 4 sessions" in str(hint.render())
