@@ -72,24 +72,19 @@ class RowList(ScrollView, can_focus=True):
     """
 
     @dataclass
-    class Selected(Message):
+    class RowMessage(Message):
+        row_list: "RowList"
+        key: str
+
+        @property
+        def control(self) -> "RowList":
+            return self.row_list
+
+    class Selected(RowMessage):
         """Enter or a click on a row."""
-        row_list: "RowList"
-        key: str
 
-        @property
-        def control(self) -> "RowList":
-            return self.row_list
-
-    @dataclass
-    class Highlighted(Message):
+    class Highlighted(RowMessage):
         """The user moved the cursor to a row."""
-        row_list: "RowList"
-        key: str
-
-        @property
-        def control(self) -> "RowList":
-            return self.row_list
 
     def __init__(self, columns: Sequence[str], *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
