@@ -100,20 +100,23 @@ async def test_a_zone_fault_from_the_panel(tmp_path):
         assert app.lab.dns_faults() == {"gmail.com": "servfail"}
 
 
+def waiting_at(lab) -> set[str]:
+    """The hosts where mail for bob@luxsci.net waits, deferred."""
+    return {e["host"] for e in lab.queue_listing() if e["recipients"][0]["address"] == "bob@luxsci.net"
+            and e["queue"] == "deferred"}
+
+
 async def test_the_tour_s_backup_mx_story(tmp_path):
     """README and help: with mx1 down mail waits at mx2; mx3 at 15 takes the next one."""
     async with running_app(tmp_path) as (app, pilot):
         lab = app.lab
         await lab.host_down("mx1.luxsci.net")
 
-        def waiting_at() -> set[str]:
-            return {e["host"] for e in lab.queue_listing() if e["recipients"][0]["address"] == "bob@luxsci.net"
-                    and e["queue"] == "deferred"}
         await in_thread(submit, "127.0.0.3", lab.ports.submission, rcpt="bob@luxsci.net")
-        assert await until(pilot, lambda: "mx2.luxsci.net" in waiting_at())
+        assert await until(pilot, lambda: "mx2.luxsci.net" in waiting_at(lab))
         lab.dns_edit("luxsci.net", "luxsci.net", "MX", "30 mx3.luxsci.net.", "15 mx3.luxsci.net.")
         await in_thread(submit, "127.0.0.3", lab.ports.submission, rcpt="bob@luxsci.net")
-        assert await until(pilot, lambda: waiting_at() == {"mx2.luxsci.net", "mx3.luxsci.net"})
+        assert await until(pilot, lambda: waiting_at(lab) == {"mx2.luxsci.net", "mx3.luxsci.net"})
 
 
 async def over_the_wire(app, name: str, rdtype: str) -> dns.message.Message:
@@ -216,17 +219,14 @@ async def test_add_a_better_mx_in_the_panel_and_routing_follows(tmp_path):
         lab = app.lab
         await lab.host_down("mx1.luxsci.net")
 
-        def waiting_at() -> set[str]:
-            return {e["host"] for e in lab.queue_listing() if e["recipients"][0]["address"] == "bob@luxsci.net"
-                    and e["queue"] == "deferred"}
         await in_thread(submit, "127.0.0.3", lab.ports.submission, rcpt="bob@luxsci.net")
-        assert await until(pilot, lambda: waiting_at() == {"mx2.luxsci.net"})
+        assert await until(pilot, lambda: waiting_at(lab) == {"mx2.luxsci.net"})
         table = await dns_panel(app, pilot)
         select_row(table, "luxsci.net", "luxsci.net", "MX", "30 mx3.luxsci.net.")
         await add_in_form(app, pilot, "15 mx3")
         await until(pilot, lambda: ["luxsci.net", "luxsci.net", "300", "MX", "15 mx3.luxsci.net."]
                     in table_rows(table))
         await in_thread(submit, "127.0.0.3", lab.ports.submission, rcpt="bob@luxsci.net")
-        assert await until(pilot, lambda: waiting_at() == {"mx2.luxsci.net", "mx3.luxsci.net"})
+        assert await until(pilot, lambda: waiting_at(lab) == {"mx2.luxsci.net", "mx3.luxsci.net"})
         assert await until(pilot, lambda: any("via mx3.luxsci.net[127.0.0.7]" in text
                                               for r in app.journeys.records.values() for _t, text in r.events))

@@ -21,11 +21,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence, TypeVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.reactive import reactive
-from rich.text import Text
 from textual.widgets import DataTable, Log, RichLog, Static
 
 from ..errors import UserError
