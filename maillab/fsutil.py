@@ -15,6 +15,7 @@ commit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -46,9 +47,10 @@ def fsync_path(path: StrPath) -> None:
         os.close(fd)
 
 
-def write_new(path: StrPath, data: bytes | list[bytes], mtime: float | None = None) -> None:
+def write_new(path: StrPath, data: bytes | list[bytes], mtime: float | None = None,
+              fsync: bool = False) -> None:
     """Create `path` (it must not exist) holding `data` (or its pieces, one after the other,
-    written without joining them first), mtime set if given; no fsync.
+    written without joining them first), mtime set if given; fsynced only if asked.
 
     On failure the partial file is removed and the error raised.
     """
@@ -60,9 +62,12 @@ def write_new(path: StrPath, data: bytes | list[bytes], mtime: float | None = No
             write_all(fd, data)
         if mtime is not None:
             os.utime(fd, (mtime, mtime))
+        if fsync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
-        os.unlink(path)
+        with contextlib.suppress(OSError):      # the error to report is the first one
+            os.unlink(path)
         raise
     os.close(fd)
 
@@ -81,15 +86,7 @@ def overwrite(path: StrPath, data: list[bytes]) -> None:
 def write_durable(path: Path, data: bytes, tmp: Path | None = None, sync_dir: bool = True) -> None:
     """Write `data` to `path`: temp file, fsync, rename (then fsync the folder)."""
     tmp = tmp or path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        write_all(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
+    write_new(tmp, data, fsync=True)
     os.rename(tmp, path)
     if sync_dir:
         fsync_path(path.parent)

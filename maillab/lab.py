@@ -87,7 +87,8 @@ class Lab:
         store = MailStore(self.state, self.bus, self.clock)
         self.ctx = LabContext(world=self.world, state=self.state, ports=self.ports, clock=self.clock,
                               bus=self.bus, directory=directory, store=store, mda=Mda(directory, store),
-                              resolver=LabResolver(DNS_ADDRESS, self.ports.dns), syncer=Syncer(self.state.root),
+                              resolver=LabResolver(DNS_ADDRESS, self.ports.dns),
+                              syncer=Syncer(self.state.root, use_syncfs=self.state.one_file_system()),
                               session_timeout=self.session_timeout, smtp_timeout=self.smtp_timeout,
                               retry=self.retry or self.world.retry)
         self._authority = Authority(self.world.zones)

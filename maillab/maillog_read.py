@@ -29,6 +29,7 @@ still being written (no newline yet) at the end of the file is left out.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -61,6 +62,7 @@ _STATUS_KIND: dict[str, type[Delivered | Deferred | Bounced]] = {
     "sent": Delivered, "deferred": Deferred, "bounced": Bounced}
 
 
+@functools.lru_cache(maxsize=4096)     # a busy log repeats each second's stamp; `ref` is per file
 def _when(month: str, day: str, hh: str, mm: str, ss: str, ref: float) -> float | None:
     """Local time of a year-less stamp: the year that puts it nearest `ref`."""
     mon = _MONTHS.get(month)
@@ -350,18 +352,18 @@ def recent_deliveries(path: Path, limit: int, budget: int = DEFAULT_BUDGET) -> t
     and a note on what was read."""
     files = log_files(path)
     scan = _Scan(budget)
-    found: list[Delivered] = []
+    newest_first: list[Delivered] = []
     for file, _base, data in _blocks(files, scan):
         ref = _mtime(file)
-        block = []
-        for _offset, raw in _lines_with(data, b", relay=local, "):
+        for _offset, raw in reversed(list(_lines_with(data, b", relay=local, "))):
+            if len(newest_first) >= limit:
+                break
             e = parse_line(_decode(raw), ref)
             if isinstance(e, Delivered):
-                block.append(e)
-        found = block + found
-        if len(found) >= limit:
+                newest_first.append(e)
+        if len(newest_first) >= limit:
             break
-    found = found[-limit:] if limit > 0 else []
+    found = newest_first[::-1]
     if not files:
         return found, f"no maillog at {path}"
     return found, _note(scan.read, scan.exhausted, files, f"{len(found)} deliveries")

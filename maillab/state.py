@@ -56,6 +56,11 @@ class StateDir:
             raise StateError(f"unsafe mailbox name {local!r}")
         return self.root / "mail" / domain / local
 
+    def one_file_system(self) -> bool:
+        """Whether the spool and the Maildirs live on the state folder's file system (no mount
+        or symlink leads elsewhere): then one syncfs of it flushes them all."""
+        return len({os.stat(p).st_dev for p in (self.root, self.root / "spool", self.root / "mail")}) == 1
+
     def prepare(self) -> None:
         """Create the folder tree and take the lock; fails if another lab uses it."""
         try:

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import sys
+import tempfile
 import threading
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from maillab.fsutil import finish, write_new
 from maillab.queue.records import Entry, Recipient
 from maillab.queue.spool import Spool
+from maillab.state import StateDir
 from maillab.syncer import Syncer
 
 
@@ -267,3 +269,19 @@ async def test_steps_under_way_when_the_syncer_closes_clean_up_after_themselves(
         await syncer.run(steps(), blocking_first=True)
     assert caught.value.errno == errno.ESHUTDOWN and cleaned == [True]
     assert not (tmp_path / "partial").exists()
+
+
+
+def test_syncfs_only_when_the_spool_and_maildirs_share_the_state_folder_s_file_system(tmp_path):
+    state = StateDir(tmp_path / "state")
+    state.prepare()
+    assert state.one_file_system()
+    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system to put the Maildirs on")
+    elsewhere = tempfile.mkdtemp(dir="/dev/shm")
+    try:
+        (state.root / "mail").rmdir()
+        (state.root / "mail").symlink_to(elsewhere)     # the Maildirs on another file system
+        assert not state.one_file_system()               # a syncfs of the state folder would miss them
+    finally:
+        os.rmdir(elsewhere)
