@@ -7,6 +7,7 @@ import socket
 import time
 
 from maillab.admission import Admission, LagValve
+from maillab.events import SessionClosed, SessionOpened
 
 
 async def test_an_open_gate_lets_sessions_in_at_once():
@@ -83,6 +84,25 @@ async def test_a_client_gets_its_banner_only_when_the_gate_opens(lab):
         assert (await asyncio.wait_for(banner, 10)).startswith(b"220 smtp1.syr.edu ESMTP")
     finally:
         gate.open()
+
+
+async def test_a_client_that_gives_up_at_the_gate_opened_no_session_and_closes_none(lab):
+    sub = lab.bus.subscribe(kinds=(SessionOpened, SessionClosed))
+    gate = lab.ctx.admission
+    gate.close()
+    try:
+        quitter = socket.create_connection(("127.0.0.1", lab.ports.smtp), timeout=10)
+        await asyncio.sleep(0.2)                       # accepted, waiting at the gate
+        quitter.close()
+        await asyncio.sleep(0.2)
+        gate.open()
+        assert (await asyncio.to_thread(_banner, "127.0.0.1", lab.ports.smtp)).startswith(b"220")
+        await asyncio.sleep(0.2)
+        kinds = [type(e).__name__ for e in sub.drain()]
+        assert kinds == ["SessionOpened", "SessionClosed"]   # the second client's; none for the quitter
+    finally:
+        gate.open()
+        sub.close()
 
 
 async def test_a_loop_neither_late_nor_quiet_still_lets_sessions_in_one_by_one():

@@ -472,3 +472,16 @@ def test_replace_record_refuses_to_make_a_duplicate():
     with pytest.raises(ValueError, match="already there"):
         authority.replace_record("syr.edu", "syr.edu", "MX", "10 smtp1.syr.edu.", "20 smtp2")
     assert authority.replace_record("syr.edu", "syr.edu", "MX", "10 smtp1", "10 smtp1").data == "10 smtp1.syr.edu."
+
+
+def test_a_zone_fault_is_set_healed_and_refused_for_a_zone_the_world_lacks():
+    authority = Authority(load_world().zones)
+    authority.set_fault(" syr.edu ", "servfail")
+    assert authority.faults == {dns.name.from_text("syr.edu"): "servfail"}
+    authority.set_fault("syr.edu", None)
+    assert authority.faults == {}
+    for zone in ("example.com", "bad..zone"):              # a name dnspython refuses: the same KeyError
+        with pytest.raises(KeyError, match="no zone"):
+            authority.set_fault(zone, "servfail")
+    with pytest.raises(ValueError, match="unknown DNS fault"):
+        authority.set_fault("syr.edu", "flaky")

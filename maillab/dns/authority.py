@@ -126,9 +126,7 @@ class Authority:
 
     def set_fault(self, zone: str, mode: str | None) -> None:
         """Make a zone fail: "servfail", "nxdomain" (every name), "timeout" (no answer); None heals it."""
-        origin = dns.name.from_text(zone)
-        if origin not in self._zones:
-            raise KeyError(f"no zone {zone} in this world")
+        origin, _z = self._zone(zone)
         if mode is None:
             self.faults.pop(origin, None)
         elif mode in FAULT_MODES:
@@ -212,9 +210,8 @@ class Authority:
         self._changed(origin)
         return _record(origin, owner, rds.ttl, current)
 
-    def _locate(self, zone: str, name: str,
-                rdtype: str) -> tuple[dns.name.Name, dns.zone.Zone, dns.name.Name, dns.rdatatype.RdataType]:
-        """(origin, zone, owner, type) of an edit; what no edit may touch is refused here."""
+    def _zone(self, zone: str) -> tuple[dns.name.Name, dns.zone.Zone]:
+        """The origin and zone named `zone`; KeyError when this world has no such zone."""
         try:
             origin = dns.name.from_text(zone.strip())
         except dns.exception.DNSException:
@@ -222,6 +219,12 @@ class Authority:
         z = self._zones.get(origin)
         if z is None:
             raise KeyError(f"no zone {zone} in this world")
+        return origin, z
+
+    def _locate(self, zone: str, name: str,
+                rdtype: str) -> tuple[dns.name.Name, dns.zone.Zone, dns.name.Name, dns.rdatatype.RdataType]:
+        """(origin, zone, owner, type) of an edit; what no edit may touch is refused here."""
+        origin, z = self._zone(zone)
         try:
             kind = dns.rdatatype.from_text(rdtype.strip())
         except (dns.exception.DNSException, ValueError):

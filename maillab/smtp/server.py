@@ -63,6 +63,7 @@ class LabSMTP(SMTP):
         self._out: list[bytes] = []
         self._raw_replies = False
         self._opened = False
+        self._announced = False          # SessionOpened published: only then a SessionClosed
         self._ptr_task: asyncio.Task[str | None] | None = None
         super().__init__(MtaHandler(mta, service), hostname=mta.host.name, ident="ESMTP maillab",
                          data_size_limit=mta.ctx.world.message_size_limit, enable_SMTPUTF8=True,
@@ -113,6 +114,7 @@ class LabSMTP(SMTP):
         await self.mta.ctx.admission.enter()     # in a flood under the TUI, new sessions wait here
         # As Postfix does, look up the client's name before the banner.
         name = await self.client_name()
+        self._announced = True
         self.mta.ctx.bus.publish(SessionOpened(self.mta.ctx.clock.now(), self.session_id, self.service,
                                                self.mta.host.name, f"{self.peer_ip}:{self.peer_port}",
                                                name or "unknown"))
@@ -130,6 +132,8 @@ class LabSMTP(SMTP):
         self.mta.forget(self)
         if self._ptr_task is not None and not self._ptr_task.done():
             self._ptr_task.cancel()
+        if not self._announced:
+            return          # gone while waiting at the gate or for its PTR: it never opened
         reason = f"lost: {error}" if error else "closed"
         self.mta.ctx.bus.publish(SessionClosed(self.mta.ctx.clock.now(), self.session_id,
                                                self.mta.host.name, reason))
