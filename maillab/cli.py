@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import eventloop
 from .admin import cmd_clock, cmd_dns, cmd_hosts, cmd_queue
 from .errors import UserError
 from .state import StateDir, default_state_path
@@ -142,7 +143,8 @@ async def _serve(lab: "Lab") -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     lab = _make_lab(args, echo=True)
-    asyncio.run(_serve(lab))
+    with eventloop.runner() as runner:
+        runner.run(_serve(lab))
     return 0
 
 
@@ -150,7 +152,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from .tui.app import MailLabApp  # Textual is imported only for the TUI
     lab = _make_lab(args, echo=False)
     app = MailLabApp(lab, presenter=args.presenter, freeze_gc=True)
-    app.run()
+    with eventloop.runner() as runner:
+        app.run(loop=runner.get_loop())
     if app.startup_error:
         return _fail(app.startup_error)
     return 0

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from maillab import eventloop
 from maillab.clock import Clock
 from maillab.lab import Lab, LabError
 from maillab.ports import Ports
@@ -27,6 +28,11 @@ from maillab.world import load_world
 
 HOST_ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6",
                   "127.0.0.7", "127.0.0.66")
+
+
+def pytest_asyncio_loop_factories(config, item):
+    """Every async test runs on the loop the lab ships with (maillab.eventloop)."""
+    return {"uvloop": eventloop.new_loop}
 
 
 def _ports_free(ports: Ports) -> bool:
