@@ -8,11 +8,12 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
-from textual.widgets import Button, DataTable, Input, Log, Select
+from textual.widgets import Button, Input, Log, Select
 
 from maillab.dns.authority import Authority
 from maillab.lab import DNS_ADDRESS
 from maillab.tui.forms import ConfirmScreen, FormScreen
+from maillab.tui.rowlist import RowList
 from maillab.world import load_world
 
 from test_tui_support import in_thread, log_text, running_app, screen_text, submit, table_rows, until
@@ -64,7 +65,7 @@ def test_records_list_every_zone_with_soa_first():
 async def test_edit_an_mx_preference_in_the_panel_and_routing_follows(tmp_path):
     async with running_app(tmp_path) as (app, pilot):
         await pilot.press("4")
-        table = app.query_one("#dns-records", DataTable)
+        table = app.query_one("#dns-records", RowList)
         await until(pilot, lambda: table.row_count > 50)
         row = next(i for i, r in enumerate(table_rows(table)) if r[3] == "MX" and r[4] == "20 smtp2.syr.edu.")
         table.move_cursor(row=row)
@@ -89,7 +90,7 @@ async def test_edit_an_mx_preference_in_the_panel_and_routing_follows(tmp_path):
 async def test_a_zone_fault_from_the_panel(tmp_path):
     async with running_app(tmp_path) as (app, pilot):
         await pilot.press("4")
-        table = app.query_one("#dns-records", DataTable)
+        table = app.query_one("#dns-records", RowList)
         await until(pilot, lambda: table.row_count > 50)
         table.move_cursor(row=next(i for i, r in enumerate(table_rows(table)) if r[0] == "gmail.com"))
         await pilot.press("F")
@@ -129,14 +130,14 @@ def answers(reply: dns.message.Message) -> list[str]:
     return sorted(r.to_text() for rrset in reply.answer for r in rrset)
 
 
-async def dns_panel(app, pilot) -> DataTable:
+async def dns_panel(app, pilot) -> RowList:
     await pilot.press("4")
-    table = app.query_one("#dns-records", DataTable)
+    table = app.query_one("#dns-records", RowList)
     await until(pilot, lambda: table.row_count > 50)
     return table
 
 
-def select_row(table: DataTable, zone: str, name: str, rdtype: str, data: str) -> None:
+def select_row(table: RowList, zone: str, name: str, rdtype: str, data: str) -> None:
     table.move_cursor(row=table_rows(table).index([zone, name, "300", rdtype, data]))
 
 

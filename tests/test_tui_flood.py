@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from unittest import mock
 
-from textual.widgets import DataTable, TabbedContent
+from textual.widgets import TabbedContent
 
 from maillab.events import SessionClosed, SessionLine, SessionOpened
 from maillab.fsutil import finish
@@ -60,7 +60,7 @@ async def test_a_queue_of_thousands_is_paged(tmp_path):
     async with running_app(tmp_path) as (app, pilot):
         assert app.lab.queue_depth() == 3000
         await pilot.press("2")
-        table = app.query_one("#queue-table", DataTable)
+        table = app.query_one("#queue-table", RowList)
         status = app.query_one("#queue-status")
         await until(pilot, lambda: table.row_count == PAGE)
         assert "3000 messages queued on all hosts · page 1/30" in str(status.render())

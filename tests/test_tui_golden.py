@@ -16,9 +16,8 @@ import os
 import re
 from pathlib import Path
 
-from textual.widgets import DataTable
-
 from maillab.tui.forms import HelpScreen
+from maillab.tui.rowlist import RowList
 
 from test_tui_support import running_app, until
 
@@ -83,7 +82,7 @@ async def test_golden_help_screen(tmp_path):
 async def test_golden_hosts_panel_at_80x24(tmp_path):
     async with running_app(tmp_path, size=(80, 24)) as (app, pilot):
         await pilot.press("3")
-        await until(pilot, lambda: app.query_one("#hosts-table", DataTable).row_count == len(app.lab.world.hosts))
+        await until(pilot, lambda: app.query_one("#hosts-table", RowList).row_count == len(app.lab.world.hosts))
         await pilot.pause(0.3)
         check("hosts-80x24", screen_grid(app))
 
@@ -91,6 +90,6 @@ async def test_golden_hosts_panel_at_80x24(tmp_path):
 async def test_golden_dns_panel(tmp_path):
     async with running_app(tmp_path, size=(120, 40)) as (app, pilot):
         await pilot.press("4")
-        await until(pilot, lambda: app.query_one("#dns-records", DataTable).row_count > 10)
+        await until(pilot, lambda: app.query_one("#dns-records", RowList).row_count > 10)
         await pilot.pause(0.3)
         check("dns-120x40", screen_grid(app))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import socket
 
-from textual.widgets import Button, DataTable, Input, Select
+from textual.widgets import Button, Input, Select
 
 from maillab.tui.forms import FormScreen
+from maillab.tui.rowlist import RowList
 
 from test_tui_support import in_thread, running_app, screen_text, table_rows, until
 
@@ -27,7 +28,7 @@ def rcpt_reply(address: str, port: int) -> str:
         return f.readline().decode()
 
 
-def state_of(table: DataTable, host: str) -> str:
+def state_of(table: RowList, host: str) -> str:
     return next(r[2] for r in table_rows(table) if r[0] == host)
 
 
@@ -35,7 +36,7 @@ async def test_down_in_a_chosen_mode_then_up(tmp_path):
     async with running_app(tmp_path) as (app, pilot):
         port = app.lab.ports.smtp
         await pilot.press("3")
-        table = app.query_one("#hosts-table", DataTable)
+        table = app.query_one("#hosts-table", RowList)
         await until(pilot, lambda: table.row_count == len(app.lab.world.hosts))
         assert table_rows(table)[0][:3] == ["smtp1.syr.edu", "127.0.0.1", "up"]
         assert "submission:" in table_rows(table)[0][3] and table_rows(table)[0][4] == "syr.edu"
@@ -66,7 +67,7 @@ async def test_down_in_a_chosen_mode_then_up(tmp_path):
 async def test_chaos_from_the_panel(tmp_path):
     async with running_app(tmp_path) as (app, pilot):
         await pilot.press("3")
-        table = app.query_one("#hosts-table", DataTable)
+        table = app.query_one("#hosts-table", RowList)
         await until(pilot, lambda: table.row_count > 0)
         table.move_cursor(row=0)
         await pilot.press("c")

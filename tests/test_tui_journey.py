@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
-from textual.widgets import DataTable, RichLog
+from textual.widgets import RichLog
+
+from maillab.tui.rowlist import RowList
 
 from conftest import wait_for
 from test_tui_support import in_thread, richlog_text, running_app, submit, table_rows, until
@@ -17,7 +19,7 @@ async def test_a_relayed_message_shows_two_hops_and_what_the_lab_saw(tmp_path):
         await until(pilot, lambda: len(app.journeys.deliveries) == 1)
         final = app.journeys.deliveries[0]
         await pilot.press("5")
-        table = app.query_one("#deliveries", DataTable)
+        table = app.query_one("#deliveries", RowList)
         await until(pilot, lambda: table.row_count == 1)
         assert table_rows(table)[0][1:] == ["mafudge@syr.edu", final.queue_id, "smtp1.syr.edu"]
         await pilot.press("enter")
@@ -52,7 +54,7 @@ async def test_a_message_no_longer_in_the_mailbox(tmp_path):
         for path in (tmp_path / "state" / "mail" / "northpole.org" / "santa" / "new").iterdir():
             path.unlink()                                                     # a POP3 client took it
         await pilot.press("5")
-        await until(pilot, lambda: app.query_one("#deliveries", DataTable).row_count == 1)
+        await until(pilot, lambda: app.query_one("#deliveries", RowList).row_count == 1)
         await app.query_one("#journey-panel").run_action("show")
         assert "no longer in the mailbox" in richlog_text(app.query_one("#hops", RichLog))
 
@@ -74,7 +76,7 @@ async def test_mail_relayed_by_an_earlier_serve_shows_its_record_from_the_maillo
     async with running_app(tmp_path, size=(180, 50)) as (app, pilot):
         assert first_qid not in app.journeys.records                  # nothing of it was seen live
         await pilot.press("5")
-        table = app.query_one("#deliveries", DataTable)
+        table = app.query_one("#deliveries", RowList)
         await until(pilot, lambda: table.row_count == 1)
         assert table_rows(table)[0][1:] == ["mafudge@syr.edu", final_qid, "smtp1.syr.edu"]
         await pilot.press("enter")

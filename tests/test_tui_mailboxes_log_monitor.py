@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, Input, Log, Static
+from textual.widgets import Input, Log, Static
 
 from maillab.events import Notice
+from maillab.tui.rowlist import RowList
 
 from test_tui_support import course_session, in_thread, log_text, running_app, table_rows, until
 
 
-def mailbox_row(table: DataTable, address: str) -> list[str]:
+def mailbox_row(table: RowList, address: str) -> list[str]:
     return next(r for r in table_rows(table) if r[0] == address)
 
 
 async def test_mailboxes_count_messages_and_sizes(tmp_path):
     async with running_app(tmp_path) as (app, pilot):
         await pilot.press("6")
-        table = app.query_one("#mailboxes-table", DataTable)
+        table = app.query_one("#mailboxes-table", RowList)
         await until(pilot, lambda: table.row_count == 8)
         assert mailbox_row(table, "mafudge@syr.edu")[:4] == ["mafudge@syr.edu", "Michael Fudge", "smtp1.syr.edu", "0"]
         assert not (tmp_path / "state" / "mail" / "gmail.com").exists()      # looking creates nothing...

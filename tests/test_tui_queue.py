@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable
 
 from maillab.tui.forms import ConfirmScreen, FormScreen
+from maillab.tui.rowlist import RowList
 
 from test_tui_support import course_session, in_thread, running_app, table_rows, until
 
 
-def row_of(table: DataTable, qid: str) -> list[str] | None:
+def row_of(table: RowList, qid: str) -> list[str] | None:
     return next((r for r in table_rows(table) if r[0] == qid), None)
 
 
@@ -20,7 +20,7 @@ async def test_deferred_mail_and_every_queue_action(tmp_path):
         # the backup MX takes the mail and keeps it: smtp1 refuses connections
         qid = await in_thread(course_session, lab.ports.smtp, "127.0.0.2")
         await pilot.press("2")
-        table = app.query_one("#queue-table", DataTable)
+        table = app.query_one("#queue-table", RowList)
         await until(pilot, lambda: (row_of(table, qid) or [""] * 3)[2] == "deferred")
         row = row_of(table, qid)
         assert row[1] == "smtp2.syr.edu" and row[3] == "mafudge@syr.edu" and row[4] == "1"
@@ -59,7 +59,7 @@ async def test_delete_asks_first_and_host_filter_and_pages(tmp_path):
         await lab.host_down("smtp1.syr.edu")
         qids = [await in_thread(course_session, lab.ports.smtp, "127.0.0.2") for _ in range(3)]
         await pilot.press("2")
-        table = app.query_one("#queue-table", DataTable)
+        table = app.query_one("#queue-table", RowList)
         await until(pilot, lambda: all(row_of(table, q) for q in qids))
         table.move_cursor(row=0)
         victim = table_rows(table)[0][0]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from textual.widgets import DataTable, RichLog
+from textual.widgets import RichLog
 
 from maillab.tui.app import MailLabApp
 from maillab.tui.forms import HelpScreen
+from maillab.tui.rowlist import RowList
 
 from test_tui_support import (course_session, in_thread, richlog_text, running_app, screen_text, submit,
                               table_rows, until)
@@ -49,7 +50,7 @@ async def test_screenshot_queue_with_a_deferred_message(tmp_path):
         await app.lab.host_down("smtp1.syr.edu")
         qid = await in_thread(course_session, app.lab.ports.smtp, "127.0.0.2")
         await pilot.press("2")
-        table = app.query_one("#queue-table", DataTable)
+        table = app.query_one("#queue-table", RowList)
         await until(pilot, lambda: any(r[0] == qid and r[2] == "deferred" for r in table_rows(table)))
         text = snapshot(app, tmp_path, "queue")
         row = next(line for line in text.splitlines() if qid in line).split()
@@ -63,7 +64,7 @@ async def test_screenshot_journey(tmp_path):
         await in_thread(submit, "127.0.0.3", app.lab.ports.submission)
         await until(pilot, lambda: app.journeys.deliveries)
         await pilot.press("5")
-        await until(pilot, lambda: app.query_one("#deliveries", DataTable).row_count)
+        await until(pilot, lambda: app.query_one("#deliveries", RowList).row_count)
         await pilot.press("enter")
         await until(pilot, lambda: "2 hops" in richlog_text(app.query_one("#hops", RichLog)))
         text = snapshot(app, tmp_path, "journey")

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import AsyncIterator, Callable
 
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Log, RichLog
+from textual.widgets import Log, RichLog
 
 from maillab.clock import Clock
 from maillab.lab import Lab
 from maillab.ports import Ports
 from maillab.state import StateDir
 from maillab.tui.app import MailLabApp
+from maillab.tui.rowlist import RowList
 from maillab.world import load_world
 
 from conftest import free_offset
@@ -46,7 +47,7 @@ def log_text(log: Log) -> str:
     return "\n".join(log.lines)
 
 
-def table_rows(table: DataTable) -> list[list[str]]:
+def table_rows(table: RowList) -> list[list[str]]:
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 

@@ -1,4 +1,4 @@
-"""The TUI's own widgets: RowList (the Dialogues panel's cheap table: rows, columns, the cursor,
+"""The TUI's own widgets: RowList (the table of every panel: rows, columns, the cursor, a reloaded listing,
 keys and clicks) and Hint (a status line that asks for a layout only when its height changes)."""
 
 from __future__ import annotations
@@ -86,6 +86,27 @@ async def test_trimming_keeps_the_cursor_on_its_row_and_clear_empties():
         rows.clear()
         await pilot.pause()
         assert rows.row_count == 0 and lines(app, 2) == [" started  protocol  peer", ""]   # widths anew
+
+
+async def test_replace_reloads_a_listing_and_the_cursor_follows_its_row():
+    app = Host()
+    async with app.run_test(size=(60, 10)) as pilot:
+        rows = app.query_one(RowList)
+        assert rows.selected is None
+        rows.replace({k: ("10:00:00", "smtp", f"peer {k} with a long name") for k in "abcd"})
+        rows.move_cursor(2)
+        assert rows.selected == ("10:00:00", "smtp", "peer c with a long name")
+        rows.replace({"x": ("10:00:01", "imap", "new"), "a": ("10:00:00", "smtp", "a"),
+                      "c": ("10:00:00", "pop3", "c")})      # b and d gone, c changed and moved
+        assert rows.keys() == ["x", "a", "c"] and rows.selected == ("10:00:00", "pop3", "c")
+        await pilot.pause()
+        assert lines(app, 4) == [" started   protocol  peer",        # the long cells left: narrower
+                                 " 10:00:01  imap      new",
+                                 " 10:00:00  smtp      a",
+                                 " 10:00:00  pop3      c"]
+        rows.replace({"y": ("10:00:02", "smtp", "y")})     # its row gone: the cursor stays in range
+        assert rows.cursor_row == 0 and rows.selected == ("10:00:02", "smtp", "y")
+        assert app.highlighted == []
 
 
 class HintHost(App[None]):

@@ -58,7 +58,7 @@ DISK_EVERY = 2                   # seconds between two samples of the disk usage
 DISK_SHARE = 20                  # ...and 20 times what the last one took (a big spool: less often)
 SPEEDS = (1.0, 10.0, 60.0, 600.0, 3600.0)
 GC_OLD = 100                     # middle collections between two full ones (CPython: 10)
-KEY_HOLD = 0.1                   # seconds new SMTP sessions wait after a key press (maillab.admission)
+KEY_HOLD = 0.05                  # seconds new SMTP sessions wait after a key press (maillab.admission)
 
 INTRO = """\
 # maillab — the lab you can watch

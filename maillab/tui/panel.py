@@ -26,7 +26,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.reactive import reactive
-from textual.widgets import DataTable, Log, RichLog, Static
+from textual.widgets import Log, RichLog, Static
 
 from ..errors import UserError
 from ..events import Event
@@ -86,24 +86,6 @@ def append_lines(log: Log, lines: Sequence[str], skipped: str) -> None:
     if len(lines) > FLUSH_LINES:
         lines = [f"… {skipped.format(n=len(lines) - FLUSH_LINES)}", *lines[-FLUSH_LINES:]]
     log.write_lines(lines)
-
-
-def row_table(table_id: str, columns: Sequence[str]) -> DataTable[str]:
-    """A table of rows picked with the cursor, one column (keyed by its title) per entry of `columns`."""
-    table: DataTable[str] = DataTable(id=table_id, cursor_type="row", zebra_stripes=True)
-    for column in columns:
-        table.add_column(column, key=column)
-    return table
-
-
-def upsert_row(table: DataTable[Any], key: str, cells: Sequence[str], columns: Sequence[str]) -> None:
-    """Add row `key`, or change just the cells that differ, so the cursor and scroll stay put."""
-    if key not in table.rows:
-        table.add_row(*cells, key=key)
-        return
-    for column, before, after in zip(columns, table.get_row(key), cells):
-        if before != after:
-            table.update_cell(key, column, after, update_width=True)
 
 
 def guarded(method: F) -> F:

@@ -1,23 +1,27 @@
-"""A table of rows that stays cheap in a flood: the Dialogues panel's session list.
+"""The TUI's table, cheap in a flood: sessions, the queue, deliveries, hosts, DNS records, mailboxes.
 
 Textual's DataTable renders every cell through Rich and drops its render
 caches whenever rows come and go; in a flood of sessions (hundreds a second,
 the newest always shown) that drawing took a sixth of the loop the lab runs
-on.  `RowList` keeps each row as one line of text, its columns padded to the
-widest cell so far, and draws a line as one styled segment: adding a row is a
-list append, drawing it a slice of a string.
+on, and a busy queue or delivery list took 100 ms to come on screen.
+`RowList` keeps each row as one line of text, its columns padded to the
+widest cell, and draws a line as one styled segment: adding a row is a list
+append, drawing it a slice of a string.
 
-What it offers is what the session list needs: a header that stays put while
-the rows scroll, zebra stripes, a row cursor (up/down, page up/down,
-home/end), Enter or a click to pick a row (`RowList.Selected`), and a
-`RowList.Highlighted` message when the user moves the cursor (a move made by
-the program says nothing).  Rows are keyed by a string, like DataTable's.
+It offers what the panels need: a header that stays put while the rows
+scroll (up and down; left and right when wider than the screen), zebra
+stripes, a row cursor (up/down, page up/down, home/end), Enter or a click to
+pick a row (`RowList.Selected`), and a `RowList.Highlighted` message when the
+user moves the cursor (a move made by the program says nothing).  Rows are
+keyed by a string; `upsert` adds or changes one row (a live list),
+`replace` makes the table exactly a new set of rows (a listing reloaded),
+the cursor staying on its row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -116,6 +120,11 @@ class RowList(ScrollView, can_focus=True):
     def get_row_index(self, key: str) -> int:
         return self._keys.index(key)
 
+    @property
+    def selected(self) -> tuple[str, ...] | None:
+        """The cells of the row under the cursor; None when there are no rows."""
+        return self._cells[self._keys[self.cursor_row]] if self._keys else None
+
     def upsert(self, key: str, cells: Sequence[str]) -> None:
         """Add row `key` at the end, or change its cells in place."""
         cells = tuple(cells)
@@ -130,6 +139,27 @@ class RowList(ScrollView, can_focus=True):
             self._widths = widths
             self._lines.clear()
             self._header = ""
+        self._changed()
+
+    def replace(self, rows: Mapping[str, Sequence[str]]) -> None:
+        """Make the table exactly `rows`, in their order: the cursor stays on its row if it is
+        kept (else at the same place), columns fit the new cells, unchanged lines stay cached."""
+        at = self._keys[self.cursor_row] if self._keys else None
+        cells = {key: tuple(c) for key, c in rows.items()}
+        widths = [cell_len(c) for c in self.columns]
+        for row in cells.values():
+            widths = [max(w, cell_len(c)) for w, c in zip(widths, row)]
+        if widths != self._widths:
+            self._widths = widths
+            self._lines.clear()
+            self._header = ""
+        else:
+            self._lines = {k: line for k, line in self._lines.items() if self._cells.get(k) == cells.get(k)}
+        self._keys = list(cells)
+        self._cells = cells
+        if at in cells:
+            self.cursor_row = self._keys.index(at)
+        self.cursor_row = max(0, min(self.cursor_row, len(self._keys) - 1))
         self._changed()
 
     def remove(self, key: str) -> None:

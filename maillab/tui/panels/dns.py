@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Log
+from textual.widgets import Log
 
 from ...dns.authority import FAULT_MODES
 from ...errors import UserError
 from ...events import DnsQuery, Notice
 from ..fmt import stamp
 from ..forms import ConfirmScreen, Field, FormScreen
-from ..panel import Batch, Hint, Panel, append_lines, guarded, row_table
+from ..panel import Batch, Hint, Panel, append_lines, guarded
+from ..rowlist import RowList
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -80,11 +81,11 @@ The table lists each record; below, every query as it arrives, with who asked
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(id="dns-hint")
-        yield row_table("dns-records", COLUMNS)
+        yield RowList(COLUMNS, id="dns-records")
         yield Log(id="dns-log", max_lines=LOG_LINES)
 
     def focus_main(self) -> None:
-        self.query_one("#dns-records", DataTable).focus()
+        self.query_one("#dns-records", RowList).focus()
 
     def feed(self, batch: Batch) -> None:
         world = self.lab.world
@@ -112,26 +113,22 @@ The table lists each record; below, every query as it arrives, with who asked
 
     def reload(self) -> None:
         self._dirty = False
-        table = self.query_one("#dns-records", DataTable)
-        cursor = table.cursor_row
-        table.clear()
         faults = self.lab.dns_faults()
         records = self.lab.dns_records()
-        for r in records:
-            zone = f"{r.zone} ({faults[r.zone]})" if r.zone in faults else r.zone
-            table.add_row(zone, r.name, str(r.ttl), r.rdtype, r.data)
-        if records:
-            table.move_cursor(row=min(cursor, len(records) - 1), animate=False)
+        self.query_one("#dns-records", RowList).replace({   # a record is one rdata of one rrset: a key
+            f"{r.zone}\t{r.name}\t{r.rdtype}\t{r.data}":
+                (f"{r.zone} ({faults[r.zone]})" if r.zone in faults else r.zone, r.name, str(r.ttl), r.rdtype, r.data)
+            for r in records})
         self.query_one("#dns-hint", Hint).show(
             f"{len(records)} records in {len({r.zone for r in records})} zones · e edit · a add · d delete · "
             "F zone fault · "
             f"dig @127.0.0.1 -p {self.lab.ports.dns} syr.edu MX")
 
     def _selected(self) -> tuple[str, str, str, str, str] | None:
-        table = self.query_one("#dns-records", DataTable)
-        if not table.row_count:
+        row = self.query_one("#dns-records", RowList).selected
+        if row is None:
             return None
-        zone, name, ttl, rdtype, data = (str(c) for c in table.get_row_at(table.cursor_row))
+        zone, name, ttl, rdtype, data = row
         return zone.split(" (")[0], name, ttl, rdtype, data
 
     # --- actions -------------------------------------------------------------------

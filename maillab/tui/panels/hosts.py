@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from ...events import HostChanged, Queued, Removed
 from ...mta import CHAOS_STAGES, FAULT_MODES
 from ..forms import Field, FormScreen
-from ..panel import Batch, Panel, guarded, row_table, upsert_row
+from ..panel import Batch, Panel, guarded
+from ..rowlist import RowList
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -61,10 +62,10 @@ domains whose mailboxes it keeps, and how many messages wait in its queue.
 
     def compose_panel(self) -> ComposeResult:
         yield Static("Select a host, then d (down), u (up), c (chaos).", classes="hint", markup=False)
-        yield row_table("hosts-table", COLUMNS)
+        yield RowList(COLUMNS, id="hosts-table")
 
     def focus_main(self) -> None:
-        self.query_one("#hosts-table", DataTable).focus()
+        self.query_one("#hosts-table", RowList).focus()
 
     def feed(self, batch: Batch) -> None:
         if batch.of(HostChanged, Queued, Removed):
@@ -82,17 +83,14 @@ domains whose mailboxes it keeps, and how many messages wait in its queue.
 
     def reload(self) -> None:
         self._dirty = False
-        table = self.query_one("#hosts-table", DataTable)
-        for h in self.lab.hosts_listing():
-            cells = (h["name"], h["address"], h["state"], " ".join(h["services"]) or "-",
-                     ", ".join(h["domains"]) or "-", str(h["queued"]), h["chaos"] or "-")
-            upsert_row(table, h["name"], cells, COLUMNS)
+        self.query_one("#hosts-table", RowList).replace({
+            h["name"]: (h["name"], h["address"], h["state"], " ".join(h["services"]) or "-",
+                        ", ".join(h["domains"]) or "-", str(h["queued"]), h["chaos"] or "-")
+            for h in self.lab.hosts_listing()})
 
     def _selected(self) -> str | None:
-        table = self.query_one("#hosts-table", DataTable)
-        if not table.row_count:
-            return None
-        return str(table.get_row_at(table.cursor_row)[0])
+        row = self.query_one("#hosts-table", RowList).selected
+        return row[0] if row is not None else None
 
     # --- actions -------------------------------------------------------------------
     @guarded

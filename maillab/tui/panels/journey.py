@@ -26,12 +26,13 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
-from textual.widgets import DataTable, RichLog
+from textual.widgets import RichLog
 
 from ...maillog_read import Found, find_queue_ids, recent_deliveries
 from ..fmt import duration, stamp
 from ..journey import Hop, JourneyIndex, QueueRecord, hops
-from ..panel import Batch, Hint, Panel, guarded, row_table, write
+from ..panel import Batch, Hint, Panel, guarded, write
+from ..rowlist import RowList
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -84,7 +85,7 @@ list also starts with the maillog's last deliveries.
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(HINT, id="journey-hint")
-        yield row_table("deliveries", COLUMNS)
+        yield RowList(COLUMNS, id="deliveries")
         with Container(id="journey-body"):
             yield RichLog(id="hops", wrap=True, max_lines=500, auto_scroll=False)
             yield RichLog(id="record", wrap=True, max_lines=2_000, auto_scroll=False)
@@ -104,7 +105,7 @@ list also starts with the maillog's last deliveries.
                 self.flush()
 
     def focus_main(self) -> None:
-        self.query_one("#deliveries", DataTable).focus()
+        self.query_one("#deliveries", RowList).focus()
 
     def on_resize(self, event: events.Resize) -> None:
         self.query_one("#journey-body").set_class(event.size.width < NARROW, "-narrow")
@@ -116,32 +117,30 @@ list also starts with the maillog's last deliveries.
         if not self._dirty:
             return
         self._dirty = False
-        table = self.query_one("#deliveries", DataTable)
+        table = self.query_one("#deliveries", RowList)
         if self._reorder:
             self._reorder = False
             table.clear()
-        recent = list(self.index.deliveries)[-TABLE_ROWS:]
-        wanted = {f"{d.queue_id}\t{d.recipient}": d for d in recent}
-        for key in [k.value for k in table.rows if k.value not in wanted]:
-            table.remove_row(key)
-        for key, d in wanted.items():
-            if key not in table.rows:
-                table.add_row(stamp(d.time), d.recipient, d.queue_id, d.host, key=key)
+        for d in list(self.index.deliveries)[-TABLE_ROWS:]:       # oldest first, as they came
+            key = f"{d.queue_id}\t{d.recipient}"
+            if key not in table:
+                table.upsert(key, (stamp(d.time), d.recipient, d.queue_id, d.host))
+        table.keep_last(TABLE_ROWS)
 
     # --- showing one message ---------------------------------------------------------
     @guarded
-    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "deliveries":
-            qid, _, recipient = str(event.row_key.value).partition("\t")
+    async def on_row_list_selected(self, event: RowList.Selected) -> None:
+        if event.row_list.id == "deliveries":
+            qid, _, recipient = event.key.partition("\t")
             await self.show_journey(recipient, qid)
 
     @guarded
     async def action_show(self) -> None:
-        table = self.query_one("#deliveries", DataTable)
-        if not table.row_count:
+        row = self.query_one("#deliveries", RowList).selected
+        if row is None:
             self.app.notify("No delivered message yet: send one first", severity="warning")
             return
-        _when, recipient, qid, _host = (str(c) for c in table.get_row_at(table.cursor_row))
+        _when, recipient, qid, _host = row
         await self.show_journey(recipient, qid)
 
     async def show_journey(self, recipient: str, qid: str) -> None:

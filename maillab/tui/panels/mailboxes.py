@@ -11,11 +11,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
-from textual.widgets import DataTable
 
 from ...events import (MailboxCreated, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged)
 from ..fmt import size
-from ..panel import Batch, Hint, Panel, guarded, row_table, upsert_row
+from ..panel import Batch, Hint, Panel, guarded
+from ..rowlist import RowList
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -44,10 +44,10 @@ client that deletes what it downloads makes the count drop.
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(id="mailboxes-hint")
-        yield row_table("mailboxes-table", COLUMNS)
+        yield RowList(COLUMNS, id="mailboxes-table")
 
     def focus_main(self) -> None:
-        self.query_one("#mailboxes-table", DataTable).focus()
+        self.query_one("#mailboxes-table", RowList).focus()
 
     def feed(self, batch: Batch) -> None:
         if batch.of(MessagesAdded, MessagesExpunged, MailboxCreated, MailboxDeleted, MailboxRenamed):
@@ -66,11 +66,10 @@ client that deletes what it downloads makes the count drop.
     @guarded
     async def reload(self) -> None:
         rows = await asyncio.to_thread(self.lab.mailbox_summary)
-        table = self.query_one("#mailboxes-table", DataTable)
-        for r in rows:
-            cells = (r["address"], r["display"] or "-", r["host"], str(r["messages"]), str(r["unseen"]),
-                     size(r["size"]), str(r["folders"]))
-            upsert_row(table, r["address"], cells, COLUMNS)
+        self.query_one("#mailboxes-table", RowList).replace({
+            r["address"]: (r["address"], r["display"] or "-", r["host"], str(r["messages"]), str(r["unseen"]),
+                           size(r["size"]), str(r["folders"]))
+            for r in rows})
         total = sum(r["messages"] for r in rows)
         self.query_one("#mailboxes-hint", Hint).show(
             f"{len(rows)} accounts, {total} messages, {size(sum(r['size'] for r in rows))} · "

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable
 
 from ...events import Bounced, Deferred, Delivered, Queued, QueueMoved, Removed
 from ..fmt import countdown, long_stamp
 from ..forms import ConfirmScreen
-from ..panel import Batch, Hint, Panel, guarded, row_table, upsert_row
+from ..panel import Batch, Hint, Panel, guarded
+from ..rowlist import RowList
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -76,10 +76,10 @@ reason a delivery failed.
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(id="queue-status")
-        yield row_table("queue-table", COLUMNS)
+        yield RowList(COLUMNS, id="queue-table")
 
     def focus_main(self) -> None:
-        self.query_one("#queue-table", DataTable).focus()
+        self.query_one("#queue-table", RowList).focus()
 
     def feed(self, batch: Batch) -> None:
         if batch.of(Queued, QueueMoved, Removed, Deferred, Delivered, Bounced):
@@ -113,16 +113,8 @@ reason a delivery failed.
                 rows[f"{e['id']}\t{r['address']}"] = (
                     e["id"], e["host"], status, r["address"], str(r["attempts"]), due,
                     r["last_result"] or "", e["sender"] or "<>")
-        self._apply(rows)
+        self.query_one("#queue-table", RowList).replace(rows)
         self._status(now)
-
-    def _apply(self, rows: dict[str, tuple[str, ...]]) -> None:
-        """Change the table to `rows` in place, so the cursor stays where it was."""
-        table = self.query_one("#queue-table", DataTable)
-        for key in [k.value for k in table.rows if k.value not in rows]:
-            table.remove_row(key)
-        for key, cells in rows.items():
-            upsert_row(table, key, cells, COLUMNS)
 
     def _status(self, now: float) -> None:
         pages = max((self.total + PAGE - 1) // PAGE, 1)
@@ -133,12 +125,11 @@ reason a delivery failed.
             f"{self.page + 1}/{pages} · lab clock {long_stamp(now)} ×{speed:g}")
 
     def _selected_id(self) -> str | None:
-        table = self.query_one("#queue-table", DataTable)
-        if not table.row_count:
+        row = self.query_one("#queue-table", RowList).selected
+        if row is None:
             self.app.notify("The queue is empty: nothing selected", severity="warning")
             return None
-        row = table.get_row_at(table.cursor_row)
-        return str(row[0])
+        return row[0]
 
     # --- actions -------------------------------------------------------------------
     @guarded
