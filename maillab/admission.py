@@ -66,7 +66,7 @@ class LagValve:
     """
 
     def __init__(self, admission: Admission, period: float = 0.01, high: float = 0.025,
-                 low: float = 0.008, step: int = 4) -> None:
+                 low: float = 0.008, step: int = 8) -> None:
         self.admission = admission
         self.period, self.high, self.low, self.step = period, high, low, step
         self.lag = 0.0

@@ -103,6 +103,19 @@ async def test_ptr(dns_lab):
         await dns_lab.resolver.ptr("not-an-address")
 
 
+async def test_repeated_look_ups_all_reach_the_server_and_a_changed_zone_is_heard(dns_lab):
+    resolver = dns_lab.resolver
+    for _ in range(3):
+        assert await resolver.mx("syr.edu") == [(10, "smtp1.syr.edu"), (20, "smtp2.syr.edu")]
+        with pytest.raises(LookupFailed) as failed:
+            await resolver.mx("nobody.syr.edu")
+        assert "NXDOMAIN" in failed.value.reason and failed.value.__traceback__ is not None
+    assert [q.name for q in dns_lab.queries()] == ["syr.edu", "nobody.syr.edu"] * 3   # nothing cached
+    assert len(resolver._read) == 2                  # each distinct reply was read once
+    dns_lab.server.authority.delete_record("syr.edu.", "syr.edu", "MX", "20 smtp2.syr.edu.")
+    assert await resolver.mx("syr.edu") == [(10, "smtp1.syr.edu")]
+
+
 async def test_truncated_udp_falls_back_to_tcp(dns_lab):
     addresses = await dns_lab.resolver.a("many.big.test")
     assert len(addresses) == 100

@@ -10,6 +10,7 @@ import asyncio
 import random
 import smtplib
 import socket
+import time
 
 from maillab.events import SessionLine
 
@@ -225,6 +226,26 @@ async def test_silent_client_gets_421_and_is_closed(lab):
     line, rest = await asyncio.to_thread(silent)
     assert line[0].startswith("421 4.4.2 smtp1.syr.edu")
     assert rest == b""
+
+
+async def test_a_client_that_keeps_talking_is_not_timed_out(lab):
+    for mta in lab.mtas.values():
+        mta.ctx.session_timeout = 0.5
+
+    def talk():
+        t = Typist("127.0.0.1", lab.ports.smtp)
+        replies = []
+        for _ in range(6):                  # 1.5 s in all, three times the timeout
+            time.sleep(0.25)
+            replies.append(t.say("NOOP")[0])
+        started = time.monotonic()
+        last = t.reply()                    # then silent: the timeout counts from the last command
+        t.close()
+        return replies, last, time.monotonic() - started
+
+    replies, last, waited = await asyncio.to_thread(talk)
+    assert replies == ["250 2.0.0 OK"] * 6
+    assert last[0].startswith("421 4.4.2") and 0.3 < waited < 1.5
 
 
 async def test_hundreds_of_idle_connections_do_not_stop_a_real_session(lab):

@@ -8,9 +8,10 @@ keeps one UDP socket, and replies are matched to queries by ID and question
 
 Every look-up goes on the wire, but the CPU work around it is memoized: the
 wire form of a question is built once (only the ID changes), the reverse name
-of an address once, and a reply is parsed once per distinct reply (the same
-octets after the ID parse the same).
-Both memos are bounded and keyed by exact content, so they never go stale.
+of an address once, and a reply is parsed and read (its rcode, the records
+asked for, CNAMEs followed) once per distinct reply: the same octets after
+the ID parse and read the same.
+The memos are bounded and keyed by exact content, so they never go stale.
 
 Invariants: it never consults the system resolver (this machine's resolv.conf
 points off the box) and caches nothing, so every look-up reaches the DNS log.
@@ -30,6 +31,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.reversename
 import dns.rrset
@@ -102,6 +104,8 @@ class LabResolver:
         self._questions: dict[tuple[dns.name.Name, dns.rdatatype.RdataType],
                               tuple[dns.message.Message, bytes]] = {}
         self._parsed: dict[bytes, tuple[dns.message.Message, list]] = {}
+        # id of a parsed reply -> (that reply, kept alive so the id stays its own; what it says)
+        self._read: dict[int, tuple[dns.message.Message, "dns.rrset.RRset | LookupFailed | None"]] = {}
         self._reverse_names: dict[str, dns.name.Name] = {}
 
     def close(self) -> None:
@@ -193,32 +197,46 @@ class LabResolver:
         except dns.exception.DNSException as e:
             raise LookupFailed(f"{name!r} is not a valid domain name: {e}", temporary=False) from None
         query, wire = self._question(qname, rdtype)
-        shown = _Shown(qname)
         try:
             response = await self._udp(query, wire, source)
         except dns.exception.Timeout:
-            raise LookupFailed(f"{shown}: DNS timeout ({self.server}:{self.port})", temporary=True) from None
+            raise LookupFailed(f"{_Shown(qname)}: DNS timeout ({self.server}:{self.port})",
+                               temporary=True) from None
         except (OSError, dns.exception.DNSException) as e:
-            raise LookupFailed(f"{shown}: DNS error: {e or type(e).__name__}", temporary=True) from None
-        rcode = response.rcode()
-        if rcode == dns.rcode.NXDOMAIN:
-            raise LookupFailed(f"{shown}: no such domain (NXDOMAIN)", temporary=False)
-        if rcode == dns.rcode.REFUSED:
-            raise LookupFailed(f"{shown}: not a lab domain (REFUSED)", temporary=False)
-        if rcode != dns.rcode.NOERROR:
-            raise LookupFailed(f"{shown}: DNS answered {dns.rcode.to_text(rcode)}", temporary=True)
-        for _ in range(9):                               # follow the CNAME chain in the answer
-            try:
-                return response.find_rrset(response.answer, qname, query.question[0].rdclass, rdtype)
-            except KeyError:
-                pass
-            try:
-                cname = response.find_rrset(response.answer, qname, query.question[0].rdclass,
-                                            dns.rdatatype.CNAME)
-            except KeyError:
-                return None
-            qname = cname[0].target
-        return None
+            raise LookupFailed(f"{_Shown(qname)}: DNS error: {e or type(e).__name__}", temporary=True) from None
+        known = self._read.get(id(response))
+        if known is None or known[0] is not response:
+            known = (response, _answer(response, qname, query.question[0].rdclass, rdtype))
+            _remember(self._read, id(response), known)
+        said = known[1]
+        if isinstance(said, LookupFailed):
+            raise LookupFailed(said.reason, said.temporary)       # a fresh one: no traceback piles up
+        return said
+
+
+def _answer(response: dns.message.Message, qname: dns.name.Name, rdclass: dns.rdataclass.RdataClass,
+            rdtype: dns.rdatatype.RdataType) -> "dns.rrset.RRset | LookupFailed | None":
+    """What `response` says about `qname`/`rdtype`: its records (CNAMEs followed), None for
+    NODATA, or the failure to raise."""
+    shown = _Shown(qname)
+    rcode = response.rcode()
+    if rcode == dns.rcode.NXDOMAIN:
+        return LookupFailed(f"{shown}: no such domain (NXDOMAIN)", temporary=False)
+    if rcode == dns.rcode.REFUSED:
+        return LookupFailed(f"{shown}: not a lab domain (REFUSED)", temporary=False)
+    if rcode != dns.rcode.NOERROR:
+        return LookupFailed(f"{shown}: DNS answered {dns.rcode.to_text(rcode)}", temporary=True)
+    for _ in range(9):                                   # follow the CNAME chain in the answer
+        try:
+            return response.find_rrset(response.answer, qname, rdclass, rdtype)
+        except KeyError:
+            pass
+        try:
+            cname = response.find_rrset(response.answer, qname, rdclass, dns.rdatatype.CNAME)
+        except KeyError:
+            return None
+        qname = cname[0].target
+    return None
 
 
 class _Shown:

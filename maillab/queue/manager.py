@@ -27,7 +27,11 @@ from .scheduler import Scheduler
 from .spool import Spool, new_queue_id
 
 Deliver = Callable[[Entry, bytes, list[str]], Awaitable[list[Outcome]]]
-MAX_PARALLEL_DELIVERIES = 32
+# Deliveries in progress at once.  Each one spends most of its time waiting for flushes to disk
+# and for the loop, so too few cannot keep up with a flood: under the TUI at 500 msg/s offered,
+# 32 delivered 400 a second and the queue grew; 64 keep up.  A kill -9 can catch that many
+# delivered but not yet removed from the spool: delivered again after the restart.
+MAX_PARALLEL_DELIVERIES = 64
 # A message just accepted goes to its first attempt from memory, not from the
 # spool, while the bytes so held in waiting stay under this bound.
 MAX_HELD_BYTES = 32 * 1024 * 1024

@@ -6,7 +6,9 @@
 - ENHANCEDSTATUSCODES on every reply (`codes.enhance`) and PIPELINING in EHLO;
 - a DATA reader of its own (`DataReader`): bare-LF lines and a bare-LF "."
   end the message, and the body is read in large chunks, not line by line;
-- a 421 before closing a session that timed out (RFC 5321 §4.5.3.2).
+- a 421 before closing a session that timed out (RFC 5321 §4.5.3.2), and one
+  timer per session that a command moves on, not a timer cancelled and armed
+  anew at every command and body chunk;
 
 `MtaHandler` holds the policy hooks: address checks, relay rules, AUTH against
 the directory, and DATA, which stamps the Received header and hands the
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from ..events import SessionClosed, SessionLine, SessionOpened
-from . import introspection
+from . import overhead
 from .codes import enhance
 from .datareader import DataReader, DataStatus
 from .policy import check_address, check_rcpt
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 logging.getLogger("mail.log").setLevel(logging.CRITICAL)
 logging.getLogger("mail.log").propagate = False
 warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS", module="aiosmtpd")
-introspection.install()
+overhead.install()
 
 _session_numbers = itertools.count(1)
 # The everyday path: <dot-atom@domain> then parameters. Anything else (quoted
@@ -65,6 +67,7 @@ class LabSMTP(SMTP):
         self._opened = False
         self._announced = False          # SessionOpened published: only then a SessionClosed
         self._ptr_task: asyncio.Task[str | None] | None = None
+        self._deadline = self._timer_at = 0.0     # when the session times out; when its timer fires
         super().__init__(MtaHandler(mta, service), hostname=mta.host.name, ident="ESMTP maillab",
                          data_size_limit=mta.ctx.world.message_size_limit, enable_SMTPUTF8=True,
                          timeout=mta.ctx.session_timeout, auth_required=(service == "submission"),
@@ -162,6 +165,25 @@ class LabSMTP(SMTP):
         self._out.clear()
         self._writer.write(data)
         await self._writer.drain()
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Move the session's deadline.  The timer stays armed where it is unless the deadline
+        came nearer; firing early, it re-arms itself for what is left."""
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        if self._timeout_handle is None or self._deadline < self._timer_at:
+            if self._timeout_handle is not None:
+                self._timeout_handle.cancel()
+            self._arm()
+
+    def _arm(self) -> None:
+        self._timer_at = self._deadline
+        self._timeout_handle = self.loop.call_at(self._deadline, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        if self.loop.time() < self._deadline:
+            self._arm()
+        else:
+            self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .app import MailLabApp
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -80,11 +81,12 @@ def write(log: RichLog, text: Any) -> None:
 FLUSH_LINES = 300       # lines a Log gets in one frame, at most: a flood is summarised, not drawn
 
 
-def append_lines(log: Log, lines: Sequence[str], skipped: str) -> None:
-    """Append `lines` to a Log, only the last FLUSH_LINES of them; `skipped` ("{n} lines
-    not shown") stands for the others."""
-    if len(lines) > FLUSH_LINES:
-        lines = [f"… {skipped.format(n=len(lines) - FLUSH_LINES)}", *lines[-FLUSH_LINES:]]
+def append_lines(log: Log, items: Sequence[T], skipped: str, line: Callable[[T], str] = str) -> None:
+    """Append the lines of `items` (`line` makes one) to a Log, only the last FLUSH_LINES of
+    them, so only those are made; `skipped` ("{n} lines not shown") stands for the others."""
+    lines = [line(item) for item in items[-FLUSH_LINES:]]
+    if len(items) > FLUSH_LINES:
+        lines.insert(0, f"… {skipped.format(n=len(items) - FLUSH_LINES)}")
     log.write_lines(lines)
 
 

@@ -76,7 +76,7 @@ The table lists each record; below, every query as it arrives, with who asked
 
     def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self._pending: deque[str] = deque(maxlen=LOG_LINES)
+        self._pending: deque[DnsQuery | Notice] = deque(maxlen=LOG_LINES)   # lines made when drawn
         self._dirty = True
 
     def compose_panel(self) -> ComposeResult:
@@ -88,27 +88,28 @@ The table lists each record; below, every query as it arrives, with who asked
         self.query_one("#dns-records", RowList).focus()
 
     def feed(self, batch: Batch) -> None:
-        world = self.lab.world
         for e in batch.of(DnsQuery, Notice):
-            if isinstance(e, Notice):
-                if e.program == "dns":
-                    self._pending.append(f"{stamp(e.time)} {e.text}")
-                    self._dirty = True
-                continue
-            assert isinstance(e, DnsQuery)
-            ip = e.client.rpartition(":")[0]
-            host = world.host_at(ip)
-            who = host.name if host else ip
-            plural = "" if e.answers == 1 else "s"
-            self._pending.append(f"{stamp(e.time)} {who:<22} {e.transport} {e.name} {e.rdtype} -> "
-                                 f"{e.rcode}, {e.answers} answer{plural}")
+            if isinstance(e, DnsQuery):
+                self._pending.append(e)
+            elif e.program == "dns":
+                self._pending.append(e)
+                self._dirty = True
+
+    def _line(self, e: DnsQuery | Notice) -> str:
+        if isinstance(e, Notice):
+            return f"{stamp(e.time)} {e.text}"
+        ip = e.client.rpartition(":")[0]
+        host = self.lab.world.host_at(ip)
+        who = host.name if host else ip
+        plural = "" if e.answers == 1 else "s"
+        return f"{stamp(e.time)} {who:<22} {e.transport} {e.name} {e.rdtype} -> {e.rcode}, {e.answers} answer{plural}"
 
     def flush(self) -> None:
         if self._dirty:
             self.reload()
         if self._pending:
             append_lines(self.query_one("#dns-log", Log), list(self._pending),
-                         "{n} more queries in this burst (the maillog has them all)")
+                         "{n} more queries in this burst (the maillog has them all)", self._line)
             self._pending.clear()
 
     def reload(self) -> None:

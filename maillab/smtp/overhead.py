@@ -1,4 +1,6 @@
-"""aiosmtpd's per-connection introspection, done once per class.
+"""aiosmtpd's overhead per connection and per command, paid once or only when it is used.
+
+Per connection: introspection, done once per class.
 
 `aiosmtpd.smtp.SMTP.__init__` runs for every connection and looks for its
 AUTH mechanisms with `inspect.getmembers()` on the protocol and on the handler
@@ -17,11 +19,18 @@ module an `inspect` and a `dir` that remember their answer per class:
   command or a hook).
 
 Anything else aiosmtpd.smtp asks of `inspect` goes to the real module.
+
+Per command: aiosmtpd logs each command line twice (DEBUG and INFO) through
+`sanitized_log`, which masks AUTH secrets with a regular expression before
+it hands the line to the logger, whether or not that level is on.  The lab
+keeps aiosmtpd's logger off (it reports through events), so `install()` also
+gives aiosmtpd a `sanitized_log` that asks the logger first.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import types
 from typing import Any, Callable
 
@@ -62,9 +71,20 @@ class _ClassMemo(types.ModuleType):
         return sig
 
 
+_sanitized_log = aiosmtpd.smtp.sanitized_log
+
+
+def _sanitized_log_if_on(func: Callable[..., None], msg: str, *args: Any, **kwargs: Any) -> None:
+    """aiosmtpd's `sanitized_log(log.debug or log.info, ...)`, only if that level is logged."""
+    logger: logging.Logger = func.__self__                      # type: ignore[attr-defined]
+    if logger.isEnabledFor(logging.DEBUG if func.__name__ == "debug" else logging.INFO):
+        _sanitized_log(func, msg, *args, **kwargs)
+
+
 def install() -> None:
-    """Give aiosmtpd.smtp the memoizing `inspect` and `dir` (idempotent)."""
+    """Give aiosmtpd.smtp the memoizing `inspect` and `dir` and the lazy `sanitized_log` (idempotent)."""
     if not isinstance(aiosmtpd.smtp.inspect, _ClassMemo):
         memo = _ClassMemo()
         aiosmtpd.smtp.inspect = memo  # type: ignore[attr-defined]
         aiosmtpd.smtp.dir = memo.dir  # type: ignore[attr-defined]   # shadows the builtin there only
+        aiosmtpd.smtp.sanitized_log = _sanitized_log_if_on  # type: ignore[attr-defined]
