@@ -10,10 +10,11 @@ connection's events — NEED_DATA by flushing and `receive`, StartTls with a
 refusal (the seam: TLS is not offered yet), Closed with a last flush, the
 protocol's own events through `handle` — and end however it ends (timeout,
 lost connection, `stop()`, a bug of ours) with the transcript published, the
-`ended` clean-up, and one `SessionClosed`.  A session is any object with `id`,
-`peer_ip`, `peer_port`, `writer`, `reason` and a sans-IO `conn` offering
-`greet()`, `next_event()`, `receive_data()`, `abort()`, `transcript()` and
-`data_to_send()`.  Subclasses set `service` (the endpoint's and the
+`ended` clean-up, and one `SessionClosed`.  A session is a `Session` (its
+id, peer, streams, end reason and sans-IO `conn`, which offers `greet()`,
+`next_event()`, `receive_data()`, `abort()`, `transcript()` and
+`data_to_send()`), with the protocol's own state added by a subclass.
+Subclasses of `SessionServer` set `service` (the endpoint's and the
 protocol's name), `tls_command` and `REASONS`, and fill in `port`,
 `new_session`, `receive`, `handle`, `idle`, `writable`, `closing` and `ended`;
 `started`/`stopping` are hooks too.
@@ -23,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Generic, TypeVar
+import itertools
+from collections import defaultdict
+from typing import Any, Generic, Iterator, TypeVar
 
 from .context import LabContext
 from .directory import Account
@@ -33,7 +36,24 @@ from .smtp.transcript import printable
 from .ports import Endpoint
 from .world import Host
 
-S = TypeVar("S")
+_numbers: defaultdict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))   # per service
+
+
+class Session:
+    """One connection as `SessionServer.run` sees it: "host/service/n", the peer, the streams,
+    the sans-IO connection, and why it ended (the server's REASONS["closed"] until told otherwise)."""
+
+    def __init__(self, server: "SessionServer[Any]", reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, conn: Any) -> None:
+        self.reader, self.writer = reader, writer
+        self.id = f"{server.host.name}/{server.service}/{next(_numbers[server.service])}"
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer_ip, self.peer_port = str(peer[0]), peer[1]
+        self.conn = conn
+        self.reason = server.REASONS["closed"]
+
+
+S = TypeVar("S", bound=Session)
 
 
 class SessionServer(Generic[S]):
@@ -41,7 +61,8 @@ class SessionServer(Generic[S]):
     busy_reply = b""
     tls_command = "STARTTLS"
     # How a session's end is told (SessionClosed, maillog) and the last line stop() sends:
-    # keys "send timeout", "lost" (with {error}), "stopped", "stopped line", "bug line".
+    # keys "closed" (a clean end), "send timeout", "lost" (with {error}), "stopped",
+    # "stopped line", "bug line".
     REASONS: dict[str, str] = {}
 
     def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...], max_sessions: int) -> None:

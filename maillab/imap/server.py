@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 
 from ..context import LabContext
 from ..events import FlagsChanged, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged
-from ..session_server import SessionServer
+from ..session_server import Session, SessionServer
 from ..store import StoreError
 from ..world import Host
 from .protocol import Authenticate, Execute, ImapConnection, State
@@ -46,28 +45,22 @@ AUTOLOGOUT = 30 * 60.0          # RFC 3501 §5.4: at least 30 minutes once authe
 IDLE_REFRESH = 2.0              # seconds between looks at the Maildir while idling
 
 _STORE_EVENTS = (MessagesAdded, FlagsChanged, MessagesExpunged, MailboxDeleted, MailboxRenamed)
-_session_numbers = itertools.count(1)
+class _Session(Session):
+    conn: ImapConnection
 
-
-class _Session:
     def __init__(self, server: "ImapServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.id = f"{server.host.name}/imap/{next(_session_numbers)}"
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.peer_ip, self.peer_port = str(peer[0]), peer[1]
-        self.conn = ImapConnection(server.host.name)
+        super().__init__(server, reader, writer, ImapConnection(server.host.name))
         self.wake = asyncio.Event()                 # the store changed something of this user
         self.read_task: asyncio.Future[bytes] | None = None
         self.waiting_input = False                  # between commands: safe to say BYE
         self.in_thread = False                      # conn is being used by a worker thread
-        self.reason = "Connection closed"
 
 
 class ImapServer(SessionServer[_Session]):
     """IMAP4rev1 for the mailboxes of `domains`, kept on `host` (RFC 3501)."""
 
     service = "imap"
-    REASONS = {"send timeout": "Timeout while sending", "lost": "Connection lost: {error}",
+    REASONS = {"closed": "Connection closed", "send timeout": "Timeout while sending", "lost": "Connection lost: {error}",
                "stopped": "Server shutting down", "stopped line": "Server shutting down",
                "bug line": "[SERVERBUG] Internal error, closing the connection"}
     busy_reply = b"* BYE [UNAVAILABLE] Too many IMAP sessions on this host, try again later\r\n"

@@ -25,10 +25,9 @@ logouts also go to the maillog as `Notice`s in Dovecot's shape.
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 from ..context import LabContext
-from ..session_server import SessionServer
+from ..session_server import Session, SessionServer
 from ..store import INBOX, SEEN, Folder, MaildropBusy, MaildropLock, Message, MessageGone, StoreError
 from ..world import Host
 from .protocol import Authenticate, Pop3Connection, Retrieve, Update
@@ -36,21 +35,14 @@ from .protocol import Authenticate, Pop3Connection, Retrieve, Update
 READ_CHUNK = 64 * 1024
 MAX_SESSIONS = 1000             # per host; more get -ERR [SYS/TEMP] and are closed
 
-_session_numbers = itertools.count(1)
+class _Session(Session):
+    conn: Pop3Connection
 
-
-class _Session:
     def __init__(self, server: "Pop3Server", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.server = server
-        self.reader, self.writer = reader, writer
-        self.id = f"{server.host.name}/pop3/{next(_session_numbers)}"
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.peer_ip, self.peer_port = str(peer[0]), peer[1]
-        self.conn = Pop3Connection(server.host.name)
+        super().__init__(server, reader, writer, Pop3Connection(server.host.name))
         self.idle = False                   # waiting for the client's next command
         self.lock: MaildropLock | None = None
         self.folder: Folder | None = None
-        self.reason = "closed"
 
 
 class Pop3Server(SessionServer[_Session]):
@@ -58,7 +50,7 @@ class Pop3Server(SessionServer[_Session]):
 
     service = "pop3"
     tls_command = "STLS"
-    REASONS = {"send timeout": "timeout while sending", "lost": "lost: {error}", "stopped": "server stopped",
+    REASONS = {"closed": "closed", "send timeout": "timeout while sending", "lost": "lost: {error}", "stopped": "server stopped",
                "stopped line": "server shutting down", "bug line": "internal error, closing the connection"}
     busy_reply = b"-ERR [SYS/TEMP] too many POP3 sessions on this host, try again later\r\n"
 
