@@ -174,3 +174,4 @@ async def test_queue_state_survives_a_restart(queue, tmp_path):
     assert [r["attempts"] for r in entry["recipients"]] == [1, 1]
     again.spool.close()
     manager.spool = Spool(manager.spool.folder)    # for the fixture's close
+

@@ -9,12 +9,15 @@ sender gets one delayed-delivery DSN.  Permanent failures bounce at once,
 through the normal mail path; a bounce is never bounced.
 
 Admin operations (flush, hold, release, delete, requeue) and every change of
-queue are events on the bus.
+queue are events on the bus.  `in_flow` is the SMTP server's brake when mail
+comes in faster than it goes out (Postfix's in-flow control).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from typing import Awaitable, Callable
 
 from ..context import LabContext
@@ -32,6 +35,13 @@ Deliver = Callable[[Entry, bytes, list[str]], Awaitable[list[Outcome]]]
 # 32 delivered 400 a second and the queue grew; 64 keep up.  A kill -9 can catch that many
 # delivered but not yet removed from the spool: delivered again after the restart.
 MAX_PARALLEL_DELIVERIES = 64
+# In-flow control, as Postfix's in_flow_delay (1 s): when mail arrives faster than it is delivered,
+# a new message waits up to IN_FLOW_DELAY for the deliveries started and waiting for a slot to
+# fall under IN_FLOW_BACKLOG; then it goes on anyway.  A flood slows its sender down instead of
+# growing the queue for as long as it lasts.
+IN_FLOW_BACKLOG = 4 * MAX_PARALLEL_DELIVERIES
+IN_FLOW_DELAY = 1.0
+IN_FLOW_NOTICE_EVERY = 10.0     # seconds (monotonic) between two maillog lines saying so
 # A message just accepted goes to its first attempt from memory, not from the
 # spool, while the bytes so held in waiting stay under this bound.
 MAX_HELD_BYTES = 32 * 1024 * 1024
@@ -53,10 +63,44 @@ class QueueManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_PARALLEL_DELIVERIES)
         self._held_bytes = 0
+        self._inflow: deque[asyncio.Future[None]] = deque()
+        self.flow_delays = 0            # messages that had to wait in in_flow
+        self._flow_noticed = -IN_FLOW_NOTICE_EVERY
 
     @property
     def busy(self) -> bool:
         return bool(self._tasks)
+
+    async def in_flow(self) -> None:
+        """Before a new message: return at once while deliveries keep up, else once the backlog
+        is under IN_FLOW_BACKLOG again, or after IN_FLOW_DELAY at the most."""
+        if len(self._tasks) < IN_FLOW_BACKLOG and not self._inflow:
+            return
+        self.flow_delays += 1
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._flow_noticed >= IN_FLOW_NOTICE_EVERY:
+            self._flow_noticed = loop.time()
+            self._notice(f"mail arrives faster than it is delivered ({len(self._tasks)} deliveries "
+                         f"under way or waiting): new messages wait up to {IN_FLOW_DELAY:g} s "
+                         f"(in-flow control)", program="cleanup")
+        future = loop.create_future()
+        self._inflow.append(future)
+        try:
+            await asyncio.wait_for(future, IN_FLOW_DELAY)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            with contextlib.suppress(ValueError):
+                self._inflow.remove(future)
+
+    def _delivery_done(self, task: "asyncio.Task[None]") -> None:
+        self._tasks.discard(task)
+        room = IN_FLOW_BACKLOG - len(self._tasks)
+        while room > 0 and self._inflow:
+            future = self._inflow.popleft()
+            if not future.done():
+                future.set_result(None)
+                room -= 1
 
     # --- intake and start-up ------------------------------------------------
     def new_queue_id(self) -> str:
@@ -96,7 +140,7 @@ class QueueManager:
         self._moved(entry)
         task = asyncio.ensure_future(self._run(entry, message))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._delivery_done)
 
     async def _run(self, entry: Entry, message: bytes | None) -> None:
         held = len(message) if message is not None else 0

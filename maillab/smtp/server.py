@@ -11,8 +11,10 @@
   anew at every command and body chunk;
 
 `MtaHandler` holds the policy hooks: address checks, relay rules, AUTH against
-the directory, and DATA, which stamps the Received header and hands the
-message to the host's spool — the 250 goes out only once it is on disk.
+the directory, MAIL (which waits, as Postfix's in_flow_delay, while the
+host's deliveries lag behind), and DATA, which stamps the Received header and
+hands the message to the host's spool — the 250 goes out only once it is on
+disk.
 """
 
 from __future__ import annotations
@@ -317,6 +319,7 @@ class MtaHandler:
         error = check_address(address, allow_empty=True) or self.mta.chaos_reply("MAIL")
         if error:
             return error
+        await self.mta.queue.in_flow()           # a new message: Postfix's in-flow control
         envelope.mail_from = address or "<>"
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Ok"
