@@ -36,7 +36,7 @@ from .queue.records import RetryPolicy
 from .state import StateDir
 from .store import MailStore
 from .store.flags import split_info
-from .store.maildir import read_header, sizes_in_name
+from .store.maildir import folder_totals, read_header, sizes_in_name
 from .store.names import name_from_dirname
 from .syncer import Syncer
 from .world import World
@@ -342,12 +342,11 @@ class Lab:
                 folders += [Path(e.path) for e in os.scandir(root)
                             if name_from_dirname(e.name) is not None and (Path(e.path) / "cur").is_dir()]
             for folder in folders:
+                messages, unseen, size = folder_totals(folder)
                 row["folders"] += 1
-                for name, sub, size in _maildir_files(folder):
-                    letters = split_info(name)[1]
-                    row["messages"] += 1
-                    row["unseen"] += sub == "new" or "S" not in (letters or "")
-                    row["size"] += size
+                row["messages"] += messages
+                row["unseen"] += unseen
+                row["size"] += size
             out.append(row)
         return out
 

@@ -14,6 +14,7 @@ from maillab.directory import Account
 from maillab.events import (EventBus, FlagsChanged, MailboxCreated, MailboxDeleted, MailboxRenamed,
                             MessagesAdded, MessagesExpunged)
 from maillab.fsutil import finish
+from maillab.store.maildir import folder_totals
 from maillab.mda import Mda
 from maillab.state import StateDir
 from maillab.store import (FlagError, KeywordLimit, MailboxExists, MailboxNameError, MailboxNotAllowed,
@@ -193,6 +194,20 @@ def test_the_uidlist_is_compacted(store, state):
     assert lines[0].startswith(f"maillab-uidlist 1 V{inbox.uidvalidity} ")
     again = MailStore(state).user(USER).folder("INBOX")
     assert again.get(1).flags == frozenset() and again.get(1).modseq == inbox.get(1).modseq
+
+
+
+def test_folder_totals_count_what_a_maildir_reader_sees(store, state):
+    inbox = store.user(USER).folder("INBOX")
+    read = store.deliver(USER, MSG).uid
+    store.deliver(USER, MSG)
+    inbox.store([read], ["\\Seen"], "add")                       # into cur/ with S
+    drop_in(inbox.path, "1700000000.outside.host", b"Subject: x\r\n\r\nhi\r\n")    # no S=/W=: stat'ed
+    drop_in(inbox.path, "1700000001.outside.host:2,F", b"Subject: y\n\nyo\n", sub="cur")
+    (inbox.path / "new" / ".hidden").write_bytes(b"not a message")
+    messages, unseen, size = folder_totals(inbox.path)
+    assert messages == 4 and unseen == 3                          # all but the one marked seen
+    assert size == 2 * inbox.get(read).size + len(b"Subject: x\r\n\r\nhi\r\n") + len(b"Subject: y\n\nyo\n")
 
 
 # ---- flags ----------------------------------------------------------------------------

@@ -33,7 +33,8 @@ _counter_lock = threading.Lock()
 _pid = os.getpid()          # getpid(2) is a real system call on every call: ask once per process
 os.register_at_fork(after_in_child=lambda: globals().__setitem__("_pid", os.getpid()))
 _HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-_SIZE_FIELD = re.compile(r",([SW])=(\d+)")
+_S_FIELD = re.compile(r",S=(\d+)")
+_W_FIELD = re.compile(r",W=(\d+)")
 _BLANK_LINE = re.compile(rb"(?:^|\n)\r?\n")
 
 
@@ -53,9 +54,40 @@ def filename(unique: str, stored_size: int, crlf: int, letters: str | None) -> s
 
 def sizes_in_name(base: str) -> tuple[int | None, int | None]:
     """(S=, W=) from a base name; None where absent."""
-    found = dict(_SIZE_FIELD.findall(base))
-    s, w = found.get("S"), found.get("W")
-    return (int(s) if s else None), (int(w) if w else None)
+    s, w = _S_FIELD.search(base), _W_FIELD.search(base)      # a count of a big Maildir reads every name
+    return (int(s[1]) if s else None), (int(w[1]) if w else None)
+
+
+def folder_totals(folder: Path) -> tuple[int, int, int]:
+    """(messages, unseen, RFC822 size) of one Maildir folder, read-only.
+
+    A flooded INBOX holds tens of thousands of files and the TUI counts it
+    while the lab runs, so the work per file is done in C: one listing per
+    subfolder, one search for the W= sizes over all the names; a file whose
+    name has no W= is stat'ed.  Unseen: everything in new/, and what in cur/
+    lacks the S flag."""
+    messages = unseen = size = 0
+    for sub in ("new", "cur"):
+        try:
+            names = [n for n in os.listdir(folder / sub) if not n.startswith(".")]
+        except FileNotFoundError:
+            continue
+        sized = _W_FIELD.findall("\n".join(names))
+        size += sum(map(int, sized))
+        gone = 0
+        if len(sized) < len(names):
+            for name in names:
+                if ",W=" not in name:
+                    try:
+                        size += os.stat(folder / sub / name).st_size
+                    except FileNotFoundError:
+                        gone += 1                   # expunged, or moved to cur/, meanwhile
+        messages += len(names) - gone
+        if sub == "new":
+            unseen += len(names) - gone
+        else:
+            unseen += sum(1 for n in names if "S" not in n.partition(":2,")[2])
+    return messages, unseen, size
 
 
 def to_lf(data: bytes) -> bytes:

@@ -1,7 +1,8 @@
 """The Mailboxes panel: every account with its mailbox host, message count, unseen count and size.
 
 Counts come from the Maildirs (`Lab.mailbox_summary`, read in a thread) and
-are refreshed when the store reports a change, at most once a second, and no
+are refreshed when the store reports a change (and counted once as the lab
+starts, so the panel opens on numbers), at most once a second, and no
 more often than 20 times what the last count took: counting looks at every
 message file, and in a flood of deliveries into one mailbox (15,000 files
 after 30 s at 500 msg/s) a count every second took the GIL from the loop for
@@ -57,10 +58,12 @@ client that deletes what it downloads makes the count drop.
     def feed(self, batch: Batch) -> None:
         if batch.of(MessagesAdded, MessagesExpunged, MailboxCreated, MailboxDeleted, MailboxRenamed):
             self._dirty = True
+        if self._next == 0.0:
+            self.flush()            # the first count as the lab starts: the panel opens on numbers
 
     def show(self) -> None:
         self._dirty = True
-        self.flush()
+        self.call_after_refresh(self.safe, self.flush)     # the panel on screen first, with the last count
 
     def flush(self) -> None:
         if self._dirty and self.lab.ctx is not None and time.monotonic() >= self._next:
