@@ -45,9 +45,18 @@ class Batch:
     events: list[Event]
     sessions: Changes = field(default_factory=Changes)
     deliveries: int = 0        # final deliveries the journey index learnt of
+    _types: set[type] | None = field(default=None, init=False, repr=False)
+
+    def has(self, *kinds: type[Event]) -> bool:
+        """Whether any event is one of `kinds` (a flood frame holds thousands: the types are
+        gathered once, and each panel asks about a few of them)."""
+        if self._types is None:
+            self._types = {type(e) for e in self.events}
+        return any(issubclass(t, kinds) for t in self._types)
 
     def of(self, *kinds: type[Event]) -> list[Event]:
-        return [e for e in self.events if isinstance(e, kinds)]
+        """The events of `kinds`, in order."""
+        return [e for e in self.events if isinstance(e, kinds)] if self.has(*kinds) else []
 
 
 class Hint(Static):

@@ -68,7 +68,7 @@ domains whose mailboxes it keeps, and how many messages wait in its queue.
         self.query_one("#hosts-table", RowList).focus()
 
     def feed(self, batch: Batch) -> None:
-        if batch.of(HostChanged, Queued, Removed):
+        if batch.has(HostChanged, Queued, Removed):
             self._dirty = True
 
     def flush(self) -> None:

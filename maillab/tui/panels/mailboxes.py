@@ -56,7 +56,7 @@ client that deletes what it downloads makes the count drop.
         self.query_one("#mailboxes-table", RowList).focus()
 
     def feed(self, batch: Batch) -> None:
-        if batch.of(MessagesAdded, MessagesExpunged, MailboxCreated, MailboxDeleted, MailboxRenamed):
+        if batch.has(MessagesAdded, MessagesExpunged, MailboxCreated, MailboxDeleted, MailboxRenamed):
             self._dirty = True
         if self._next == 0.0:
             self.flush()            # the first count as the lab starts: the panel opens on numbers

@@ -82,7 +82,7 @@ reason a delivery failed.
         self.query_one("#queue-table", RowList).focus()
 
     def feed(self, batch: Batch) -> None:
-        if batch.of(Queued, QueueMoved, Removed, Deferred, Delivered, Bounced):
+        if batch.has(Queued, QueueMoved, Removed, Deferred, Delivered, Bounced):
             self._dirty = True
 
     def flush(self) -> None:
