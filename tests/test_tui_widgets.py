@@ -109,6 +109,33 @@ async def test_replace_reloads_a_listing_and_the_cursor_follows_its_row():
         assert app.highlighted == []
 
 
+async def test_a_batch_that_ends_at_the_same_size_asks_for_no_layout():
+    app = Host()
+    async with app.run_test(size=(60, 10)) as pilot:
+        rows = app.query_one(RowList)
+        for n in range(5):
+            rows.upsert(str(n), ("10:00:00", "smtp", str(n)))
+        await pilot.pause()
+        asked: list[bool] = []
+        original = rows.refresh
+
+        def refresh(*args, layout: bool = False, **kwargs):
+            asked.append(layout)
+            return original(*args, layout=layout, **kwargs)
+
+        rows.refresh = refresh
+        with rows.batch():                       # a flood frame: one in, one out
+            rows.upsert("5", ("10:00:01", "smtp", "5"))
+            rows.keep_last(5)
+        assert asked and not any(asked) and rows.keys() == ["1", "2", "3", "4", "5"]
+        before = len(asked)
+        with rows.batch():
+            rows.upsert("6", ("10:00:02", "smtp", "6"))
+        assert asked[before:].count(True) == 1   # one more row: one layout, at the end
+        await pilot.pause()
+        assert lines(app, 7)[-1].endswith("6")
+
+
 class HintHost(App[None]):
     def compose(self) -> ComposeResult:
         yield Hint("3 of 3 sessions", id="hint")

@@ -16,12 +16,18 @@ user moves the cursor (a move made by the program says nothing).  Rows are
 keyed by a string; `upsert` adds or changes one row (a live list),
 `replace` makes the table exactly a new set of rows (a listing reloaded),
 the cursor staying on its row.
+
+A change of the table's size asks Textual for a layout of the whole screen
+(a full redraw): `with rows.batch():` around several changes asks once, and
+not at all when they end at the size they started from, as adding a row and
+trimming one does in a flood.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar, Iterator, Mapping, Sequence
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -99,6 +105,7 @@ class RowList(ScrollView, can_focus=True):
         self._widths = [cell_len(c) for c in self.columns]
         self._header = ""
         self.cursor_row = 0
+        self._batched = 0                          # inside batch(): the size is set at its end
 
     def on_mount(self) -> None:
         self._changed()                              # the header, before any row
@@ -192,9 +199,23 @@ class RowList(ScrollView, can_focus=True):
         self.scroll_to(0, 0, animate=False, immediate=True)
         self._changed()
 
+    @contextmanager
+    def batch(self) -> Iterator["RowList"]:
+        """Several changes, one new size (if any) at the end."""
+        self._batched += 1
+        try:
+            yield self
+        finally:
+            self._batched -= 1
+            if not self._batched:
+                self._changed()
+
     def _changed(self) -> None:
+        if self._batched:
+            return
         width = 1 + sum(self._widths) + len(GAP) * (len(self._widths) - 1)
-        self.virtual_size = Size(width, len(self._keys) + 1)   # the header is line 0 (a new size: layout)
+        # the header is line 0; a size that differs asks for a layout (an equal one does nothing)
+        self.virtual_size = Size(width, len(self._keys) + 1)
         self.refresh()
 
     # --- the cursor -------------------------------------------------------------------

@@ -114,13 +114,14 @@ remarks (a message body is summarised, not dumped).
     def flush(self) -> None:
         table = self.query_one("#sessions", RowList)
         changed = bool(self._opened or self._updated or self._forgotten)
-        for sid in self._forgotten:
-            table.remove(sid)
-        for sid in [*self._opened[-TABLE_ROWS:], *(u for u in self._updated if u in table)]:
-            s = self.book.get(sid)              # (a session trimmed from the table stays out)
-            if s is not None:
-                table.upsert(sid, self._cells(s))
-        table.keep_last(TABLE_ROWS)                # the cursor stays on its row, if that is kept
+        with table.batch():                        # full: new rows in, as many out, no new size
+            for sid in self._forgotten:
+                table.remove(sid)
+            for sid in [*self._opened[-TABLE_ROWS:], *(u for u in self._updated if u in table)]:
+                s = self.book.get(sid)          # (a session trimmed from the table stays out)
+                if s is not None:
+                    table.upsert(sid, self._cells(s))
+            table.keep_last(TABLE_ROWS)            # the cursor stays on its row, if that is kept
         self._opened, self._updated, self._forgotten = [], set(), []
         if self.follow:
             newest = self.book.newest()

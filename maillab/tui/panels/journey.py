@@ -118,14 +118,15 @@ list also starts with the maillog's last deliveries.
             return
         self._dirty = False
         table = self.query_one("#deliveries", RowList)
-        if self._reorder:
-            self._reorder = False
-            table.clear()
-        for d in list(self.index.deliveries)[-TABLE_ROWS:]:       # oldest first, as they came
-            key = f"{d.queue_id}\t{d.recipient}"
-            if key not in table:
-                table.upsert(key, (stamp(d.time), d.recipient, d.queue_id, d.host))
-        table.keep_last(TABLE_ROWS)
+        with table.batch():
+            if self._reorder:
+                self._reorder = False
+                table.clear()
+            for d in list(self.index.deliveries)[-TABLE_ROWS:]:   # oldest first, as they came
+                key = f"{d.queue_id}\t{d.recipient}"
+                if key not in table:
+                    table.upsert(key, (stamp(d.time), d.recipient, d.queue_id, d.host))
+            table.keep_last(TABLE_ROWS)
 
     # --- showing one message ---------------------------------------------------------
     @guarded
