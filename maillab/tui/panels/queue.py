@@ -45,6 +45,9 @@ reason a delivery failed.
 - `H` shows one host at a time; `[` and `]` page through a long queue.
 - The lab clock: `>` faster, `<` slower, `a` jump ahead (say `4h`, `1d`): watch
   retries back off (5 min, 10, 20, ... up to 66 min) and, after 5 days, the bounce.
+- In a flood, a host with more than 256 deliveries under way or waiting makes each
+  new message wait at MAIL FROM, up to a second, for them to drain: Postfix's
+  *in-flow control* (`in_flow_delay`). The maillog says so (program `cleanup`).
 """
     COMMANDS = [("Queue: flush", "Try every deferred message now", "flush"),
                 ("Queue: hold the selected message", "Set it aside until released", "hold"),
