@@ -4,6 +4,7 @@ keys and clicks) and Hint (a status line that asks for a layout only when its he
 from __future__ import annotations
 
 from textual.app import App, ComposeResult
+from textual.widget import Widget
 
 from maillab.tui.panel import Hint
 from maillab.tui.rowlist import RowList
@@ -23,6 +24,24 @@ class Host(App[None]):
 
     def on_row_list_highlighted(self, event: RowList.Highlighted) -> None:
         self.highlighted.append(event.key)
+
+
+def refreshes(widget: Widget) -> list[bool]:
+    """From now on, each refresh `widget` asks for: True when it asks for a layout of the screen."""
+    asked: list[bool] = []
+    original = widget.refresh
+
+    def refresh(*args, layout: bool = False, **kwargs):
+        asked.append(layout)
+        return original(*args, layout=layout, **kwargs)
+
+    widget.refresh = refresh                     # type: ignore[method-assign]
+    return asked
+
+
+def fill(rows: RowList, count: int) -> None:
+    for n in range(count):
+        rows.upsert(str(n), ("10:00:00", "smtp", str(n)))
 
 
 def lines(app: Host, count: int) -> list[str]:
@@ -76,8 +95,7 @@ async def test_trimming_keeps_the_cursor_on_its_row_and_clear_empties():
     app = Host()
     async with app.run_test(size=(60, 10)) as pilot:
         rows = app.query_one(RowList)
-        for n in range(10):
-            rows.upsert(str(n), ("10:00:00", "smtp", str(n)))
+        fill(rows, 10)
         rows.move_cursor(7)
         rows.keep_last(5)
         assert rows.keys() == ["5", "6", "7", "8", "9"] and rows.get_row_at(rows.cursor_row)[2] == "7"
@@ -113,17 +131,9 @@ async def test_a_batch_that_ends_at_the_same_size_asks_for_no_layout():
     app = Host()
     async with app.run_test(size=(60, 10)) as pilot:
         rows = app.query_one(RowList)
-        for n in range(5):
-            rows.upsert(str(n), ("10:00:00", "smtp", str(n)))
+        fill(rows, 5)
         await pilot.pause()
-        asked: list[bool] = []
-        original = rows.refresh
-
-        def refresh(*args, layout: bool = False, **kwargs):
-            asked.append(layout)
-            return original(*args, layout=layout, **kwargs)
-
-        rows.refresh = refresh
+        asked = refreshes(rows)
         with rows.batch():                       # a flood frame: one in, one out
             rows.upsert("5", ("10:00:01", "smtp", "5"))
             rows.keep_last(5)
@@ -146,14 +156,7 @@ async def test_a_hint_asks_for_a_layout_only_when_its_height_changes():
     async with app.run_test(size=(30, 6)) as pilot:
         hint = app.query_one(Hint)
         await pilot.pause()
-        asked: list[bool] = []
-        original = hint.refresh
-
-        def refresh(*args, layout: bool = False, **kwargs):
-            asked.append(layout)
-            return original(*args, layout=layout, **kwargs)
-
-        hint.refresh = refresh
+        asked = refreshes(hint)
         hint.show("4 of 4 sessions")                   # one line still: a repaint
         hint.show("4 of 4 sessions")                   # no change: nothing
         assert asked == [False]
