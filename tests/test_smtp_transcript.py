@@ -40,14 +40,27 @@ def test_bare_lf_and_the_end_split_across_chunks():
 
 def test_what_follows_a_huge_pipelined_tail_is_cut_with_a_note():
     junk = b"NOOP " + b"x" * 100 + b"\r\n"
-    tail = junk * (2 * RETAIN // len(junk))
-    out = session(b"DATA\r\n", [b"body\r\n.\r\n" + tail])
-    assert out[1:3] == [("note", "(message body: 1 lines, 6 bytes)"), ("client", ".")]
-    assert len(out) == 3 + len(tail) // len(junk)       # one chunk: all of it was kept
+    few = session(b"DATA\r\n", [b"body\r\n.\r\n" + junk * 10])
+    assert few[1:3] == [("note", "(message body: 1 lines, 6 bytes)"), ("client", ".")]
+    assert len(few) == 3 + 10                                # a few pipelined commands: all shown
+    for chunks in ([b"body\r\n.\r\n" + junk * (4 * RETAIN // len(junk))],          # one big chunk
+                   [b"body\r\n.\r\n"] + [junk * 100] * (3 * RETAIN // (100 * len(junk)))):
+        out = session(b"DATA\r\n", chunks)
+        cut = [t for k, t in out if k == "note" and "not shown" in t]
+        shown = [t for k, t in out[3:] if k == "client"]
+        assert len(cut) == 1 and 0 < len(shown) <= 2 * RETAIN // len(junk)
+        assert all(t == "NOOP " + "x" * 100 for t in shown)     # whole lines, from a line's start
+        hidden = int(cut[0].strip("(").split()[0])
+        assert hidden + len(shown) * len(junk) == sum(map(len, chunks)) - len(b"body\r\n.\r\n")
 
-    out = session(b"DATA\r\n", [b"body\r\n.\r\n"] + [junk * 100] * (3 * RETAIN // (100 * len(junk))))
-    cut = [t for k, t in out if k == "note" and "not shown" in t]
-    assert cut and all(t == "NOOP " + "x" * 100 for k, t in out[4:] if k == "client")
+
+def test_memory_stays_bounded_while_a_big_body_streams():
+    lines = ClientLines()
+    lines.feed(b"DATA\r\n")
+    lines.body_started()
+    for size in (1_000_000, 100, 5_000, 300_000, 7):
+        lines.feed(b"y" * size)
+        assert lines._recent_len == sum(map(len, lines._recent)) <= 2 * RETAIN
 
 
 def test_a_body_sent_before_the_354_is_not_shown_twice_nor_mangled():

@@ -6,8 +6,10 @@ as escapes) and cut at a display limit.  After the server's 354, the message
 body is not dumped, nor even looked at here: the server's DATA reader finds
 its end, and then tells `body_ended` how many octets it took; out come one
 note, "(message body: N lines, M bytes)", the client's "." line, and the lines
-of whatever the client sent after it.  Memory is bounded by one display line
-plus the last `RETAIN` octets received during a body.
+of whatever the client sent after it (from a line's start, within the last
+`RETAIN` to twice `RETAIN` octets received: a transcript shows a pipelined
+QUIT or next command, not a flood of them).  Memory is bounded by one display line plus twice `RETAIN`
+octets, however big the chunks a body arrives in.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Literal
 
 Kind = Literal["client", "note"]
 DISPLAY_LIMIT = 512
-RETAIN = 256 * 1024         # octets of a body's last chunks kept, for what follows its end
+RETAIN = 16 * 1024          # octets of a body's last chunks kept, for what follows its end
 
 
 def printable(raw: bytes, limit: int = DISPLAY_LIMIT) -> str:
@@ -36,7 +38,7 @@ class ClientLines:
         self._in_body = False
         self._seen = 0                 # octets of the body stream: since the 354, and buffered before it
         self._early = 0                # of those, received before the 354
-        self._recent: deque[bytes] = deque()   # the last chunks of them, RETAIN octets at most
+        self._recent: deque[bytes] = deque()   # the last chunks of them (tails), 2 x RETAIN at most
         self._recent_len = 0
 
     def body_started(self, buffered: int = 0) -> None:
@@ -57,16 +59,20 @@ class ClientLines:
         self._recent_len = 0
         out: list[tuple[Kind, str]] = [("note", f"(message body: {lines} lines, {octets} bytes)"),
                                        ("client", ".")]
-        if after > len(kept):
-            out.append(("note", f"({after - len(kept)} octets after the message not shown)"))
-        if after > 0:
-            out += self.feed(kept[len(kept) - min(after, len(kept)):])
+        shown = kept[len(kept) - min(max(after, 0), len(kept)):]
+        if after > len(shown):                          # cut: show from the next line's start
+            shown = shown[shown.find(b"\n") + 1:] if b"\n" in shown else b""
+            out.append(("note", f"({after - len(shown)} octets after the message not shown)"))
+        if shown:
+            out += self.feed(shown)
         return out
 
     def feed(self, data: bytes) -> list[tuple[Kind, str]]:
         out: list[tuple[Kind, str]] = []
         if self._in_body:
             self._seen += len(data)
+            if len(data) > RETAIN:
+                data = data[-RETAIN:]                   # a big chunk: its tail is all that may be shown
             self._recent.append(data)
             self._recent_len += len(data)
             while self._recent_len - len(self._recent[0]) >= RETAIN:
