@@ -35,8 +35,7 @@ from .queue.manager import QueueError
 from .queue.records import RetryPolicy
 from .state import StateDir
 from .store import MailStore
-from .store.flags import split_info
-from .store.maildir import folder_totals, read_header, sizes_in_name
+from .store.maildir import folder_totals, read_header
 from .store.names import name_from_dirname
 from .syncer import Syncer
 from .world import World
@@ -360,9 +359,9 @@ class Lab:
         if account is None:
             return None
         folder = self.state.maildir(account.domain, account.local)
-        files = sorted(_maildir_files(folder), key=lambda f: f[0], reverse=True)[:scan]  # names start with time
+        files = sorted(_maildir_files(folder), reverse=True)[:scan]   # names start with the time
         needle = f" id {queue_id}".encode()
-        for name, sub, _size in files:
+        for name, sub in files:
             try:
                 header = read_header(folder / sub / name)
             except OSError:
@@ -423,22 +422,13 @@ class Lab:
             control.register(name, handler)
 
 
-def _maildir_files(folder: Path) -> list[tuple[str, str, int]]:
-    """(file name, "new" or "cur", RFC822 size) of every message in one Maildir folder."""
+def _maildir_files(folder: Path) -> list[tuple[str, str]]:
+    """(file name, "new" or "cur") of every message in one Maildir folder."""
     out = []
     for sub in ("new", "cur"):
         try:
-            entries = list(os.scandir(folder / sub))
+            names = os.listdir(folder / sub)
         except FileNotFoundError:
             continue
-        for e in entries:
-            if e.name.startswith("."):
-                continue
-            size = sizes_in_name(split_info(e.name)[0])[1]
-            if size is None:
-                try:
-                    size = e.stat().st_size
-                except FileNotFoundError:
-                    continue
-            out.append((e.name, sub, size))
+        out += [(name, sub) for name in names if not name.startswith(".")]
     return out

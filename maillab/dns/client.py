@@ -53,13 +53,26 @@ class LookupFailed(Exception):
         self.temporary = temporary
 
 
+_UNREAD = object()
+
+
+class _Reply:
+    """A parsed reply, the question it answers, and what it says about it (read on first use)."""
+    __slots__ = ("response", "question", "said")
+
+    def __init__(self, response: dns.message.Message, question: list) -> None:
+        self.response = response
+        self.question = question
+        self.said: object = _UNREAD         # then: the records, None (NODATA) or a LookupFailed
+
+
 class _UdpChannel(asyncio.DatagramProtocol):
     """One UDP socket to the lab server, shared by every query from one source address."""
 
-    def __init__(self, parsed: dict[bytes, tuple[dns.message.Message, list]]) -> None:
+    def __init__(self, parsed: dict[bytes, _Reply]) -> None:
         self.transport: asyncio.DatagramTransport | None = None
-        self.waiting: dict[int, tuple[dns.message.Message, asyncio.Future[dns.message.Message]]] = {}
-        self.parsed = parsed           # reply octets after the ID -> (parsed reply, question it answers)
+        self.waiting: dict[int, tuple[dns.message.Message, asyncio.Future[_Reply]]] = {}
+        self.parsed = parsed           # reply octets after the ID -> that reply
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -80,11 +93,10 @@ class _UdpChannel(asyncio.DatagramProtocol):
             query.id = response.id                  # the ID matched: `waiting` is keyed by it
             if not query.is_response(response):
                 return
-            known = (response, query.question)
+            known = _Reply(response, query.question)
             _remember(self.parsed, data[2:], known)
-        response, answered = known
-        if answered == query.question and not future.done():
-            future.set_result(response)
+        if known.question == query.question and not future.done():
+            future.set_result(known)
 
     def error_received(self, exc: Exception) -> None:
         for _, future in self.waiting.values():
@@ -103,9 +115,7 @@ class LabResolver:
         self._channels: dict[str | None, _UdpChannel] = {}
         self._questions: dict[tuple[dns.name.Name, dns.rdatatype.RdataType],
                               tuple[dns.message.Message, bytes]] = {}
-        self._parsed: dict[bytes, tuple[dns.message.Message, list]] = {}
-        # id of a parsed reply -> (that reply, kept alive so the id stays its own; what it says)
-        self._read: dict[int, tuple[dns.message.Message, "dns.rrset.RRset | LookupFailed | None"]] = {}
+        self._parsed: dict[bytes, _Reply] = {}
         self._reverse_names: dict[str, dns.name.Name] = {}
 
     def close(self) -> None:
@@ -125,7 +135,7 @@ class LabResolver:
             _remember(self._questions, key, question)
         return question
 
-    async def _udp(self, query: dns.message.Message, wire: bytes, source: str | None) -> dns.message.Message:
+    async def _udp(self, query: dns.message.Message, wire: bytes, source: str | None) -> _Reply:
         channel = self._channels.get(source)
         if channel is None or channel.transport is None:
             loop = asyncio.get_running_loop()
@@ -137,21 +147,21 @@ class LabResolver:
             qid = secrets.randbelow(65536)
             if qid not in channel.waiting:
                 break
-        future: asyncio.Future[dns.message.Message] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
         channel.waiting[qid] = (query, future)
         try:
             assert channel.transport is not None
             channel.transport.sendto(qid.to_bytes(2, "big") + wire[2:])
-            response = await asyncio.wait_for(future, self.timeout)
+            reply = await asyncio.wait_for(future, self.timeout)
         except asyncio.TimeoutError:
             raise dns.exception.Timeout() from None
         finally:
             channel.waiting.pop(qid, None)
-        if response.flags & dns.flags.TC:                # too big for UDP: ask again over TCP
+        if reply.response.flags & dns.flags.TC:          # too big for UDP: ask again over TCP
             tcp_query = dns.message.from_wire(secrets.randbelow(65536).to_bytes(2, "big") + wire[2:])
-            response = await dns.asyncquery.tcp(tcp_query, self.server, timeout=self.timeout, port=self.port,
-                                                source=source)
-        return response
+            reply = _Reply(await dns.asyncquery.tcp(tcp_query, self.server, timeout=self.timeout,
+                                                    port=self.port, source=source), query.question)
+        return reply
 
     async def mx(self, domain: str, source: str | None = None) -> list[tuple[int, str]]:
         """Mail exchangers of `domain`, best first (RFC 5321 §5.1), names lowercase, no dot."""
@@ -198,20 +208,18 @@ class LabResolver:
             raise LookupFailed(f"{name!r} is not a valid domain name: {e}", temporary=False) from None
         query, wire = self._question(qname, rdtype)
         try:
-            response = await self._udp(query, wire, source)
+            reply = await self._udp(query, wire, source)
         except dns.exception.Timeout:
             raise LookupFailed(f"{_Shown(qname)}: DNS timeout ({self.server}:{self.port})",
                                temporary=True) from None
         except (OSError, dns.exception.DNSException) as e:
             raise LookupFailed(f"{_Shown(qname)}: DNS error: {e or type(e).__name__}", temporary=True) from None
-        known = self._read.get(id(response))
-        if known is None or known[0] is not response:
-            known = (response, _answer(response, qname, query.question[0].rdclass, rdtype))
-            _remember(self._read, id(response), known)
-        said = known[1]
+        if reply.said is _UNREAD:
+            reply.said = _answer(reply.response, qname, query.question[0].rdclass, rdtype)
+        said = reply.said
         if isinstance(said, LookupFailed):
             raise LookupFailed(said.reason, said.temporary)       # a fresh one: no traceback piles up
-        return said
+        return said                                                 # type: ignore[return-value]
 
 
 def _answer(response: dns.message.Message, qname: dns.name.Name, rdclass: dns.rdataclass.RdataClass,

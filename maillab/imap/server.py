@@ -60,7 +60,8 @@ class ImapServer(SessionServer[_Session]):
     """IMAP4rev1 for the mailboxes of `domains`, kept on `host` (RFC 3501)."""
 
     service = "imap"
-    REASONS = {"closed": "Connection closed", "send timeout": "Timeout while sending", "lost": "Connection lost: {error}",
+    REASONS = {"closed": "Connection closed", "send timeout": "Timeout while sending",
+               "lost": "Connection lost: {error}",
                "stopped": "Server shutting down", "stopped line": "Server shutting down",
                "bug line": "[SERVERBUG] Internal error, closing the connection"}
     busy_reply = b"* BYE [UNAVAILABLE] Too many IMAP sessions on this host, try again later\r\n"

@@ -50,7 +50,8 @@ class Pop3Server(SessionServer[_Session]):
 
     service = "pop3"
     tls_command = "STLS"
-    REASONS = {"closed": "closed", "send timeout": "timeout while sending", "lost": "lost: {error}", "stopped": "server stopped",
+    REASONS = {"closed": "closed", "send timeout": "timeout while sending", "lost": "lost: {error}",
+               "stopped": "server stopped",
                "stopped line": "server shutting down", "bug line": "internal error, closing the connection"}
     busy_reply = b"-ERR [SYS/TEMP] too many POP3 sessions on this host, try again later\r\n"
 

@@ -102,7 +102,8 @@ The table lists each record; below, every query as it arrives, with who asked
         host = self.lab.world.host_at(ip)
         who = host.name if host else ip
         plural = "" if e.answers == 1 else "s"
-        return f"{stamp(e.time)} {who:<22} {e.transport} {e.name} {e.rdtype} -> {e.rcode}, {e.answers} answer{plural}"
+        return (f"{stamp(e.time)} {who:<22} {e.transport} {e.name} {e.rdtype} -> {e.rcode}, "
+                f"{e.answers} answer{plural}")
 
     def flush(self) -> None:
         if self._dirty:
