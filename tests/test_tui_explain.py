@@ -26,14 +26,14 @@ def test_the_course_replies_are_explained_with_their_rfc_section():
         '354: start mail input: send the message, end it with a line holding only "." (RFC 5321 §4.1.1.4)']
     assert texts(explain_reply("250 2.1.5 Ok")) == [
         "250: requested action okay, completed (RFC 5321 §4.2.2)",
-        "2.1.5: success, destination address valid (RFC 3463 §3.3)"]
+        "2.1.5: success, destination address valid (RFC 3463 §3.2)"]
     notes = texts(explain_reply("550 5.1.1 <nobody@syr.edu>: Recipient address rejected"))
     assert notes[0].startswith("550: mailbox unavailable") and "RFC 5321 §4.2.2" in notes[0]
-    assert notes[1] == "5.1.1: permanent failure, bad destination mailbox address (no such user) (RFC 3463 §3.3)"
+    assert notes[1] == "5.1.1: permanent failure, bad destination mailbox address (no such user) (RFC 3463 §3.2)"
     assert texts(explain_reply("554 5.7.1 <x@gmail.com>: Relay access denied"))[1] == \
-        "5.7.1: permanent failure, delivery not authorized, message refused (RFC 3463 §3.9)"
+        "5.7.1: permanent failure, delivery not authorized, message refused (RFC 3463 §3.8)"
     assert texts(explain_reply("421 4.4.2 smtp1.syr.edu Error: timeout exceeded"))[1] == \
-        "4.4.2: persistent transient failure, bad connection (RFC 3463 §3.6)"
+        "4.4.2: persistent transient failure, bad connection (RFC 3463 §3.5)"
     assert "220: service ready" in texts(explain_reply("220 smtp1.syr.edu ESMTP maillab"))[0]
 
 
@@ -41,7 +41,7 @@ def test_unknown_codes_fall_back_to_their_class_and_garbage_gets_nothing():
     assert texts(explain_reply("299 whatever")) == ["299: success (RFC 5321 §4.2.1)"]
     assert explain_enhanced("5.9.9") is None
     assert texts([explain_enhanced("4.7.99")]) == [
-        "4.7.99: persistent transient failure, security or policy (detail 99) (RFC 3463 §3.9)"]
+        "4.7.99: persistent transient failure, security or policy (detail 99) (RFC 3463 §3.8)"]
     assert explain_reply("hello there") == []
     assert explain_reply("") == []
 
@@ -125,3 +125,22 @@ def test_after_starttls_the_password_did_not_cross_in_the_clear():
 def test_pop3_pass_and_imap_login_warn():
     assert Explainer("pop3").feed("client", "PASS maillab")[-1].warning
     assert Explainer("imap").feed("client", 'a1 LOGIN mafudge@syr.edu "maillab"')[-1].warning
+
+
+def test_the_classes_cite_rfc_3463_section_3_1_to_3_8():
+    assert explain_enhanced("2.0.0").ref == "RFC 3463 §3.1"
+    assert explain_enhanced("2.1.5").ref == "RFC 3463 §3.2"
+    assert explain_enhanced("5.5.1").ref == "RFC 3463 §3.6"
+    assert explain_enhanced("5.7.1").ref == "RFC 3463 §3.8"
+
+
+def test_pop3_pass_and_imap_login_are_not_called_base64():
+    pop = Explainer("pop3").feed("client", "PASS maillab")[-1]
+    imap = Explainer("imap").feed("client", 'a1 LOGIN mafudge@syr.edu "maillab"')[-1]
+    assert pop.ref == "RFC 1939 §7" and "base64" not in pop.text and "plain text" in pop.text
+    assert imap.ref == "RFC 9051 §6.2.3" and "base64" not in imap.text and "LOGINDISABLED" in imap.text
+
+
+def test_queued_as_teaches_that_the_server_now_holds_the_message():
+    texts_ = texts(explain_reply("250 2.0.0 Ok: queued as 4Fx2Q"))
+    assert any("now on disk" in t and "RFC 5321 §6.1" in t for t in texts_)

@@ -72,14 +72,14 @@ REPLY_CODES: dict[str, tuple[str, str]] = {
 # --- enhanced status codes (RFC 3463; registry RFC 5248) -----------------------------------
 _CLASSES = {"2": "success", "4": "persistent transient failure", "5": "permanent failure"}
 _SUBJECTS = {
-    "0": ("other or undefined status", "RFC 3463 §3.2"),
-    "1": ("addressing", "RFC 3463 §3.3"),
-    "2": ("mailbox", "RFC 3463 §3.4"),
-    "3": ("mail system", "RFC 3463 §3.5"),
-    "4": ("network and routing", "RFC 3463 §3.6"),
-    "5": ("mail delivery protocol", "RFC 3463 §3.7"),
-    "6": ("message content or media", "RFC 3463 §3.8"),
-    "7": ("security or policy", "RFC 3463 §3.9"),
+    "0": ("other or undefined status", "RFC 3463 §3.1"),
+    "1": ("addressing", "RFC 3463 §3.2"),
+    "2": ("mailbox", "RFC 3463 §3.3"),
+    "3": ("mail system", "RFC 3463 §3.4"),
+    "4": ("network and routing", "RFC 3463 §3.5"),
+    "5": ("mail delivery protocol", "RFC 3463 §3.6"),
+    "6": ("message content or media", "RFC 3463 §3.7"),
+    "7": ("security or policy", "RFC 3463 §3.8"),
 }
 ENHANCED_DETAILS: dict[str, str] = {
     "0.0": "other undefined status",
@@ -194,7 +194,14 @@ IMAP_COMMANDS: dict[str, tuple[str, str]] = {
 
 _REPLY = re.compile(r"^(\d{3})([ -])(?:([245])\.(\d{1,3})\.(\d{1,3})\b)?")
 IMPLICIT_TLS = ("smtps", "imaps", "pop3s")
-_CLEAR = "the password crossed the wire in the clear: base64 is an encoding, not encryption"
+_CLEAR = {   # what a password looked like on the wire without TLS, per way of sending it
+    "auth": ("the password crossed the wire in the clear: base64 is an encoding, not encryption",
+             "RFC 4954 §4"),
+    "pop3": ("POP3 PASS sends the password as plain text, readable by anyone on the wire",
+             "RFC 1939 §7"),
+    "imap": ("IMAP LOGIN sends the password as a plain string; a server without TLS should "
+             "refuse it (LOGINDISABLED)", "RFC 9051 §6.2.3"),
+}
 
 
 def _protocol_family(protocol: str) -> str:
@@ -242,6 +249,9 @@ def explain_reply(line: str, protocol: str = "smtp") -> list[Note]:
         enhanced = explain_enhanced(f"{m.group(3)}.{m.group(4)}.{m.group(5)}")
         if enhanced is not None:
             notes.append(enhanced)
+    if code == "250" and "queued as" in line.lower():
+        notes.append(Note("now on disk: from here the server is responsible for the message",
+                          "RFC 5321 §6.1"))
     if code == "250" and not m.group(3):
         keyword = line[4:].split(" ", 1)[0].upper()
         if keyword in EHLO_KEYWORDS:
@@ -314,11 +324,11 @@ class Explainer:
         self._expect: str | None = None     # "plain", "login-user", "login-pass": the next client line
         self._starttls_asked = False
 
-    def _clear_warning(self) -> Note:
+    def _clear_warning(self, how: str = "auth") -> Note:
+        text, ref = _CLEAR[how]
         if self.tls:
-            return Note("inside TLS: only this lab sees it decoded; the wire carried ciphertext",
-                        "RFC 4954 §4")
-        return Note(_CLEAR, "RFC 4954 §4", warning=True)
+            return Note("inside TLS: only this lab sees the password; the wire carried ciphertext", ref)
+        return Note(text, ref, warning=True)
 
     def feed(self, direction: str, text: str) -> list[Note]:
         """The notes for one line ("client" or "server"; "note" lines get none)."""
@@ -348,11 +358,11 @@ class Explainer:
             elif mech == "LOGIN":
                 self._expect = "login-user"
         elif self.family == "pop3" and verb == "PASS":
-            notes.append(self._clear_warning())
+            notes.append(self._clear_warning("pop3"))
         elif self.family == "pop3" and verb == "AUTH" and len(words) >= 3 and words[1].upper() == "PLAIN":
             notes += self._plain(words[2])
         elif self.family == "imap" and len(words) >= 2 and words[1].upper() == "LOGIN":
-            notes.append(self._clear_warning())
+            notes.append(self._clear_warning("imap"))
         if verb in ("STARTTLS", "STLS") or (self.family == "imap" and len(words) >= 2
                                             and words[1].upper() == "STARTTLS"):
             self._starttls_asked = True
