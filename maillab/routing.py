@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .context import LabContext
 from .dns.client import LookupFailed
+from .events import Notice
 from .queue.records import Entry
 from .smtp.client import send_hop
 from .world import Host
@@ -124,6 +125,10 @@ async def relay(ctx: LabContext, host: Host, entry: Entry, message: bytes, domai
                                             f"host {relay_name} said: {reply}", name))
             if hop.error:
                 last_error, last_dsn = hop.error, "4.4.1" if not hop.connected else "4.4.2"
+                # Postfix's words for a failed try, e.g. "connect to smtp1.syr.edu[127.0.0.1]:25: Connection refused"
+                text = (f"connect to {relay_name}: {hop.error.partition(': ')[2]}" if not hop.connected
+                        else f"{relay_name}: {hop.error}")
+                ctx.bus.publish(Notice(ctx.clock.now(), host.name, "smtp", text, entry.id))
             remaining = still
             if not remaining:
                 return outcomes

@@ -54,6 +54,24 @@ async def test_primary_down_mail_goes_to_the_next_mx_and_waits_for_it(lab):
     assert lab.mta("mx2.luxsci.net").queue.entries == {}
 
 
+async def test_each_refused_mx_try_gets_its_own_maillog_line(lab):
+    """Issue 13: the failed try at the preferred MX is logged in Postfix's words, not only the last reason."""
+    await lab.mta("mx1.luxsci.net").down("refuse")
+    await lab.mta("mx2.luxsci.net").down("refuse")
+    assert await asyncio.to_thread(send, "127.0.0.4", lab.ports.submission, "tim.jorgensen@gmail.com",
+                                   "bob@luxsci.net", "both MXs down", True) == {}
+    port = lab.ports.smtp
+
+    def tries() -> list[str]:
+        return [line for line in lab.maillog_tail()[1]
+                if " mx.gmail.com maillab/smtp[" in line and "Connection refused" in line]
+
+    lines = await async_wait_for(lambda: len(tries()) >= 2 and tries())
+    assert lines, f"no two refused tries logged: {tries()}"
+    assert f": connect to mx1.luxsci.net[127.0.0.5]:{port}: Connection refused" in lines[0]
+    assert f": connect to mx2.luxsci.net[127.0.0.6]:{port}: Connection refused" in lines[1]
+
+
 async def test_a_deferred_message_survives_a_restart_and_is_replayed(tmp_path):
     state, offset = StateDir(tmp_path / "state"), free_offset()
     first = Lab(world=load_world(), state=state, ports=Ports(offset))
