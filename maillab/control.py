@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, BinaryIO, Callable, Iterable
 
 from .errors import UserError
+from .fsutil import UnsafeFolder, private_dir
 
 MAX_REQUEST = 64 * 1024
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -41,7 +42,10 @@ def socket_path(state_root: Path) -> Path:
         return path
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / f"maillab-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    try:
+        private_dir(folder)
+    except UnsafeFolder as e:
+        raise ControlError(f"control socket folder {e}") from None
     return folder / f"{digest}.sock"
 
 

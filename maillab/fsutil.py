@@ -3,7 +3,8 @@
 `write_all` loops until every byte is written; `write_new` creates a file that
 did not exist (not yet durable); `write_durable` creates a file under a temp
 name, fsyncs it and renames it into place, then fsyncs the folder so the
-rename itself survives a power cut.
+rename itself survives a power cut.  `private_dir` makes (or checks) a folder
+only its owner may enter: 0700, owned by us, umask-independent.
 
 Multi-step writes are written once as *durability steps*: a generator that
 does its file work and yields the paths that must be on stable storage before
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Generator, TypeVar
 
@@ -90,6 +92,28 @@ def write_durable(path: Path, data: bytes, tmp: Path | None = None, sync_dir: bo
     os.rename(tmp, path)
     if sync_dir:
         fsync_path(path.parent)
+
+
+class UnsafeFolder(Exception):
+    """A folder we did not make for ourselves: another user's, or others may write in it."""
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) mode 0700 whatever the umask, or accept an
+    existing one only if we own it and neither group nor others may write in it (then it
+    is made 0700 too); raises UnsafeFolder otherwise. Does not follow a symlink at `path`."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeFolder(f"{path}: not a folder")
+    if st.st_uid != os.getuid():
+        raise UnsafeFolder(f"{path}: owned by uid {st.st_uid}, not by us (uid {os.getuid()})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeFolder(f"{path}: group or others may write in it (mode "
+                           f"{stat.S_IMODE(st.st_mode):o}); refusing to use it")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+    return path
 
 
 def finish(steps: Steps[T]) -> T:

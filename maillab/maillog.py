@@ -76,7 +76,9 @@ class MailLog:
 
     def __init__(self, bus: EventBus, path: Path, echo: TextIO | None = None) -> None:
         self._sub = bus.subscribe(maxlen=100_000)
-        self._file = open(path, "a", encoding="utf-8", buffering=1 << 16)
+        self._file = open(path, "a", encoding="utf-8", buffering=1 << 16,
+                          opener=lambda p, flags: os.open(p, flags, 0o600))
+        os.fchmod(self._file.fileno(), 0o600)     # addresses and sizes: the owner's only
         self._echo = echo
         self._task: asyncio.Task[None] | None = None
         self._recent: deque[str] = deque(maxlen=RECENT)

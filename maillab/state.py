@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from .errors import UserError
+from .fsutil import UnsafeFolder, private_dir
 
 
 class StateError(UserError):
@@ -65,9 +66,11 @@ class StateDir:
         """Create the folder tree and take the lock; fails if another lab uses it."""
         try:
             for sub in (self.root, self.log_dir, self.root / "spool", self.root / "mail"):
-                sub.mkdir(parents=True, exist_ok=True)
+                private_dir(sub)
         except OSError as e:
             raise StateError(f"{self.root}: cannot create the state folder: {e.strerror}") from None
+        except UnsafeFolder as e:
+            raise StateError(f"unsafe state folder: {e}") from None
         fd = os.open(self.root / "lab.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
