@@ -116,3 +116,20 @@ def test_a_line_is_too_long_exactly_past_998_octets_before_its_crlf(lengths, new
     assert r.done
     too_long = any(n + stuffed > 998 for n in lengths)
     assert (r.status is DataStatus.LINE_TOO_LONG) == too_long
+
+
+def test_a_body_over_the_in_flight_budget_is_refused_and_gives_everything_back():
+    from maillab.smtp.budget import MemoryBudget
+    budget = MemoryBudget(limit=5000)
+    first = DataReader(10_000_000, budget=budget)
+    first.feed(b"y" * 998 + b"\r\n")
+    second = DataReader(10_000_000, budget=budget)
+    for _ in range(10):
+        second.feed(b"x" * 500 + b"\r\n")
+    second.feed(b".\r\n")
+    assert second.done and second.status is DataStatus.NO_STORAGE and second.message() == b""
+    assert budget.held == 1000          # only the first reader's line is still held
+    first.feed(b".\r\n")
+    assert first.status is DataStatus.OK and first.message() == b"y" * 998 + b"\r\n"
+    first.release()
+    assert budget.held == 0

@@ -18,6 +18,8 @@ from __future__ import annotations
 import enum
 import re
 
+from .budget import MemoryBudget
+
 MAX_LINE = 1000  # octets including CRLF, RFC 5321 §4.5.3.1.6
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -46,13 +48,17 @@ class DataStatus(enum.Enum):
     OK = "ok"
     TOO_BIG = "too big"          # 552 5.3.4
     LINE_TOO_LONG = "line too long"  # 500 5.5.2 (after the final dot)
+    NO_STORAGE = "no storage"    # 452 4.3.1: the in-flight budget is spent
 
 
 class DataReader:
     """Feed bytes after the 354; `done` turns true at the end-of-data line."""
 
-    def __init__(self, max_size: int, max_line: int = MAX_LINE) -> None:
+    def __init__(self, max_size: int, max_line: int = MAX_LINE,
+                 budget: MemoryBudget | None = None) -> None:
         self.max_size = max_size
+        self.budget = budget       # shared across sessions; `release()` gives back
+        self.held = 0              # octets taken from the budget
         self.max_line = max_line
         self.status = DataStatus.OK
         self.done = False
@@ -100,10 +106,17 @@ class DataReader:
         """The message with CRLF line endings, unstuffed (valid once done and OK)."""
         return b"".join(self._parts)
 
+    def release(self) -> None:
+        """Drop the stored message and give its octets back to the budget."""
+        self._parts.clear()
+        if self.budget is not None:
+            self.budget.give(self.held)
+        self.held = 0
+
     def _over_line(self) -> None:
         if self.status is DataStatus.OK:
             self.status = DataStatus.LINE_TOO_LONG
-            self._parts.clear()
+            self.release()
 
     def _take(self, lines: bytes, dots: bool) -> None:
         """Store whole lines: CRLF endings, transparency dots removed (`dots`: there are some)."""
@@ -126,6 +139,12 @@ class DataReader:
             return
         if self.size > self.max_size:
             self.status = DataStatus.TOO_BIG
-            self._parts.clear()
+            self.release()
             return
+        if self.budget is not None:
+            if not self.budget.take(len(lines)):
+                self.status = DataStatus.NO_STORAGE
+                self.release()
+                return
+            self.held += len(lines)
         self._parts.append(lines)

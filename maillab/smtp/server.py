@@ -31,6 +31,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, sy
 from ..events import SessionClosed, SessionLine, SessionOpened
 from . import overhead
 from .codes import enhance
+from .budget import IN_FLIGHT
 from .datareader import DataReader, DataStatus
 from .policy import check_address, check_rcpt
 from .received import protocol_name, received_header
@@ -225,16 +226,24 @@ class LabSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        reader = DataReader(self.data_size_limit or 10 * 1024 * 1024)
+        reader = DataReader(self.data_size_limit or 10 * 1024 * 1024, budget=IN_FLIGHT)
         try:
-            await self._read_body(reader)
+            await self._data_and_reply(reader)
         except asyncio.IncompleteReadError:
             return  # the client went away: nothing was accepted
+        finally:
+            reader.release()
+
+    async def _data_and_reply(self, reader: DataReader) -> None:
+        """Read the body into `reader`, hand it on, and give the reply."""
+        await self._read_body(reader)
         bus, now, host = self.mta.ctx.bus, self.mta.ctx.clock.now(), self.mta.host.name
         for kind, text in self._client_lines.body_ended(reader.taken, reader.lines, reader.taken - reader.end_line):
             bus.publish(SessionLine(now, self.session_id, host, kind, text))
         if reader.status is DataStatus.TOO_BIG:
             status = "552 5.3.4 Error: message file too big"
+        elif reader.status is DataStatus.NO_STORAGE:
+            status = "452 4.3.1 Insufficient system storage, try again later"
         elif reader.status is DataStatus.LINE_TOO_LONG:
             status = "500 5.5.2 Error: line too long (RFC 5321 section 4.5.3.1.6: 1000 octets with CRLF)"
         else:
