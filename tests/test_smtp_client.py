@@ -198,7 +198,12 @@ async def test_connection_refused_is_temporary() -> None:
     assert not result.connected and result.temporary
     assert result.error == f"connect to 127.0.0.1:{port}: Connection refused"
     assert result.rcpt_replies == {} and result.greeting is None
-    assert sub.drain() == []        # no session was opened
+    # the try is still a session row (issue 13), closed with its reason
+    opened, note, closed = sub.drain()
+    assert isinstance(opened, SessionOpened) and opened.protocol == "smtp-out"
+    assert opened.peer == f"127.0.0.1:{port}"
+    assert isinstance(note, SessionLine) and note.direction == "note" and note.text == result.error
+    assert isinstance(closed, SessionClosed) and closed.reason == result.error
 
 
 async def test_silent_server_times_out() -> None:

@@ -8,13 +8,15 @@ a time (no PIPELINING), so the transcript reads like a lesson.
 
 Invariants: `send_hop` never raises for anything the network or the peer
 does (refused, reset, silence, garbage); that becomes a `HopResult` with
-`error` set and `temporary` true.  Every read is bounded by `timeout`
-(in the spirit of §4.5.3.2).  Each recipient ends with at most one reply in
-`rcpt_replies`: its RCPT reply if refused there, else the reply that decided
-it for everyone (greeting, EHLO/HELO, MAIL FROM, DATA or end of data).  A
-recipient without a reply was not decided; with `error` set it is to be
-retried.  The transcript goes on the bus; the message body is summarised in
-one note, never dumped.  Arguments carrying CR or LF are our bug: ValueError.
+`error` set and `temporary` true; a refused or timed-out connect is still a
+session on the bus (opened and closed with its reason), so each try shows.
+Every read is bounded by `timeout` (in the spirit of §4.5.3.2).  Each
+recipient ends with at most one reply in `rcpt_replies`: its RCPT reply if
+refused there, else the reply that decided it for everyone (greeting,
+EHLO/HELO, MAIL FROM, DATA or end of data).  A recipient without a reply was
+not decided; with `error` set it is to be retried.  The transcript goes on
+the bus; the message body is summarised in one note, never dumped.
+Arguments carrying CR or LF are our bug: ValueError.
 """
 
 from __future__ import annotations
@@ -136,9 +138,9 @@ async def send_hop(*, helo: str, source_ip: str | None, dest_ip: str, dest_port:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(dest_ip, dest_port, local_addr=local), timeout)
     except asyncio.TimeoutError:
-        return _failed(result, f"connect to {peer}: timeout")
+        return _unreached(result, f"connect to {peer}: timeout", bus, clock, session, host, peer)
     except OSError as exc:
-        return _failed(result, f"connect to {peer}: {_reason(exc)}")
+        return _unreached(result, f"connect to {peer}: {_reason(exc)}", bus, clock, session, host, peer)
     result.connected = True
     bus.publish(SessionOpened(clock.now(), session, "smtp-out", host, peer))
     conv = _Conversation(reader, writer, bus, clock, session, host, timeout)
@@ -262,6 +264,16 @@ def _extensions(reply: Reply) -> dict[str, str]:
         if keyword:
             found[keyword.upper()] = params.strip()
     return found
+
+
+def _unreached(result: HopResult, error: str, bus: EventBus, clock: Clock, session: str,
+               host: str, peer: str) -> HopResult:
+    """A try that never got a connection still is a session row, closed with its reason."""
+    now = clock.now()
+    bus.publish(SessionOpened(now, session, "smtp-out", host, peer))
+    bus.publish(SessionLine(now, session, host, "note", error))
+    bus.publish(SessionClosed(now, session, host, error))
+    return _failed(result, error)
 
 
 def _failed(result: HopResult, error: str) -> HopResult:
