@@ -105,3 +105,28 @@ async def test_mail_relayed_by_an_earlier_serve_shows_its_record_from_the_maillo
         assert "no dialogue: the maillog does not keep one" in second
         assert "From the maillog: found 2 of 2 queue IDs; searched the last" in second
         assert "DNS lines name no queue ID" in second
+
+
+async def test_panels_may_ask_which_panel_is_shown_while_the_app_mounts(tmp_path, monkeypatch):
+    """Children mount before the app's on_mount: the panel shown must be known by then."""
+    from maillab.tui.panels.journey import JourneyPanel
+    seen: list[object] = []
+    mounted = JourneyPanel.on_mount
+
+    def asking(self: JourneyPanel) -> None:
+        seen.append(self.app.active_panel)        # what _load_past asks when it finishes early
+        mounted(self)
+    monkeypatch.setattr(JourneyPanel, "on_mount", asking)
+    async with running_app(tmp_path) as (app, _pilot):
+        assert seen == [app.panels[0]]
+
+
+async def test_a_restart_on_a_used_state_folder_loads_past_deliveries_without_error(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        await in_thread(submit, "127.0.0.3", app.lab.ports.submission, rcpt="santa@northpole.org")
+        await until(pilot, lambda: len(app.journeys.deliveries) == 1)
+    async with running_app(tmp_path) as (app, pilot):      # at the end: no panel error was logged
+        await until(pilot, lambda: len(app.journeys.deliveries) == 1)
+        assert not [n for n in app._notifications if n.severity == "error"]
+        await pilot.press("5")
+        await until(pilot, lambda: app.query_one("#deliveries", RowList).row_count == 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import inspect
 import re
 import smtplib
 import socket
@@ -52,13 +53,24 @@ def table_rows(table: RowList) -> list[list[str]]:
 
 
 async def until(pilot: Pilot, predicate: Callable[[], object], timeout: float = 10.0) -> object:
-    """Let the app run until `predicate()` is truthy; returns its last value."""
+    """Let the app run until `predicate()` is truthy and return that value; AssertionError
+    (naming what was awaited) if it is still false after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
-        if value or time.monotonic() > deadline:
+        if value:
             return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s in vain for: {_described(predicate)}")
         await pilot.pause(0.05)
+
+
+def _described(predicate: Callable[[], object]) -> str:
+    """The source line of a lambda, or the function's name."""
+    try:
+        return inspect.getsource(predicate).strip()
+    except (OSError, TypeError):
+        return getattr(predicate, "__qualname__", repr(predicate))
 
 
 @asynccontextmanager

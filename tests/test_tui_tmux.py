@@ -85,7 +85,10 @@ def test_maillab_in_tmux_shows_a_typed_session_at_80x24(tmux, tmp_path):
     assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
     assert "Dialogues" in lines[1] and "Quit" in lines[-1]
 
+    def subjects() -> list[str]:
+        return [m["Subject"] for m in maildir_messages(state, "mafudge@syr.edu")]
+    assert wait_for(subjects, 20), f"not delivered before quitting:\n{tmux.screen()}"   # then quit
     tmux.run("send-keys", "-t", tmux.name, "q")
     assert wait_for(lambda: "EXITED" in tmux.screen(), 20), tmux.screen()
     assert not StateDir(state).in_use() and not accepts(port)
-    assert [m["Subject"] for m in maildir_messages(state, "mafudge@syr.edu")] == ["You are on the naughty list"]
+    assert subjects() == ["You are on the naughty list"]

@@ -126,7 +126,10 @@ class MailLabApp(App[None]):
     # --- layout --------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header()
-        with TabbedContent(id="tabs", initial=_panel_id(PANELS[0])):
+        # Kept from here, not looked up at mount: children mount (and may ask which panel is
+        # shown) before the app's on_mount runs; until the tabs mount, the first panel is shown.
+        self._tabs = TabbedContent(id="tabs", initial=_panel_id(PANELS[0]))
+        with self._tabs:
             for n, kind in enumerate(PANELS, 1):
                 pid = _panel_id(kind)
                 with TabPane(f"{n} {kind.TITLE}", id=pid):
@@ -136,7 +139,6 @@ class MailLabApp(App[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self._tabs = self.query_one("#tabs", TabbedContent)   # on the main screen, under any modal
         self.title = f"maillab · world {self.lab.world.name}"
         self._clock_title()
         self.set_interval(1 / PUMP_HZ, self._pump)
