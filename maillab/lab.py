@@ -79,6 +79,7 @@ class Lab:
             raise
 
     async def _start(self) -> None:
+        self.clock.persist(self.state.clock_file)
         directory = Directory(self.state.directory_file)
         directory.seed(self.world)
         self._log = MailLog(self.bus, self.state.maillog, self.echo)

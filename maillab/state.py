@@ -42,6 +42,10 @@ class StateDir:
         return self.root / "directory.json"
 
     @property
+    def clock_file(self) -> Path:
+        return self.root / "clock.json"
+
+    @property
     def log_dir(self) -> Path:
         return self.root / "log"
 
