@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from textual.widgets import Input, Log, Static
 
 from maillab.events import Notice
+from maillab.tui.panels.monitor import MonitorPanel
 from maillab.tui.rowlist import RowList
 
 from test_tui_support import course_session, in_thread, log_text, running_app, table_rows, until
@@ -77,6 +80,24 @@ async def test_the_monitor_shows_traffic_as_sparklines(tmp_path):
         assert "peak" in line_of("messages in")[:40]
         assert set(line_of("delivery failures")[40:]) <= set("▁▂▃▄▅▆▇█")
         assert "temporary failures: will be retried" in str(view.render())
+
+
+async def test_the_monitor_never_shows_a_peak_below_the_current_value(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        await pilot.press("8")
+        panel = app.query_one(MonitorPanel)
+        app.monitor.tick(0, 400_000, 0)             # 0.4 MB on disk: was shown "(peak 0)"
+        app.monitor.tick(0, 400_000, 123_456)       # a flood held back: the peak was cut off
+        panel.tick()
+        lines = [line for line in str(app.query_one("#metrics-view", Static).render()).splitlines()
+                 if "(peak" in line]
+        assert len(lines) == len(app.monitor.series)
+        for line in lines:
+            value, peak = re.search(r": ([\d.]+)\S* \(peak ([\d.]+)\)", line[:MonitorPanel.LABEL]).groups()
+            assert float(value) <= float(peak), line
+        disk = next(line for line in lines if line.startswith(" spool + Maildirs:"))
+        assert "0.4MB (peak 0.4)" in disk
+        assert "(peak 123456)" in next(line for line in lines if "123456/s" in line)
 
 
 async def test_a_burst_of_log_lines_is_summarised_not_drawn(tmp_path):

@@ -17,7 +17,7 @@ from textual.containers import VerticalScroll
 from textual.markup import escape
 from textual.widgets import Static
 
-from ..metrics import spark
+from ..metrics import Series, spark
 from ..panel import Hint, Panel
 
 if TYPE_CHECKING:
@@ -68,15 +68,22 @@ Hosts and DNS panels.
     def focus_main(self) -> None:
         self.query_one("#metrics", VerticalScroll).focus()
 
+    def head(self, key: str, s: Series) -> str:
+        """` label: value (peak P)` within LABEL - 1 columns: the peak in the value's own
+        format (a 0.4 MB disk is not "peak 0"), and the label, never a number, shortened."""
+        digits = 1 if key == "disk" else 0
+        figures = f": {s.latest:.{digits}f}{s.unit} (peak {s.peak:.{digits}f})"
+        room = max(self.LABEL - 2 - len(figures), 1)
+        label = s.label if len(s.label) <= room else s.label[:room - 1] + "…"
+        return f" {label}{figures}"
+
     def tick(self) -> None:
         view = self.query_one("#metrics-view", Static)
         width = max((view.size.width or 100) - self.LABEL, 10)
         gap = "\n" if self.has_class("-presenter") else ""
         rows = []
         for key, s in self.monitor.series.items():
-            value = f"{s.latest:.1f}" if key == "disk" else f"{s.latest:.0f}"
-            head = f" {s.label}: {value}{s.unit} (peak {s.peak:.0f})"
-            rows.append(f"{escape(head.ljust(self.LABEL)[:self.LABEL])}[$accent]{spark(s.points, width)}[/]\n"
+            rows.append(f"{escape(self.head(key, s).ljust(self.LABEL))}[$accent]{spark(s.points, width)}[/]\n"
                         f"[dim]{escape(f' {HINTS[key]}')}[/]\n{gap}")
         view.update("".join(rows).rstrip("\n"))
         dropped = self.monitor.dropped
