@@ -47,8 +47,12 @@ def cmd_queue(args: argparse.Namespace) -> int:
             if text is not None:
                 sys.stdout.write(text)
         except NotRunning:
+            state = StateDir(args.state)
+            if not state.root.is_dir():
+                raise ControlError(f"state folder {state.root} does not exist: no lab runs or has run "
+                                   f"there (start one with: maillab serve --state {state.root})") from None
             print("(the lab is not running: read from the state folder)")
-            sys.stdout.write(_offline_queue(StateDir(args.state)))
+            sys.stdout.write(_offline_queue(state))
         return 0
     if action == "flush":
         n = call(sock, "queue.flush")

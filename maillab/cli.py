@@ -12,12 +12,14 @@ import asyncio
 import gc
 import signal
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import eventloop
 from .admin import cmd_clock, cmd_dns, cmd_hosts, cmd_queue
 from .errors import UserError
+from .ports import Ports
 from .state import StateDir, default_state_path
 
 if TYPE_CHECKING:
@@ -26,13 +28,21 @@ if TYPE_CHECKING:
 EXIT_ERROR = 1
 
 
-def _lab_options(p: argparse.ArgumentParser) -> None:
+def _version() -> str:
+    try:
+        return metadata.version("maillab")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def _lab_options(p: argparse.ArgumentParser, ports: Ports) -> None:
     p.add_argument("--world", metavar="DIR", type=Path,
                    help="world folder with lab.toml and zone files (default: the built-in world)")
     p.add_argument("--state", metavar="DIR", type=Path,
                    help=f"state folder: spool, Maildirs, directory, logs (default: {default_state_path()})")
     p.add_argument("--port-offset", metavar="N", type=int, default=0,
-                   help="add N to every port (DNS 1053, SMTP 2525, ...), to run beside another lab")
+                   help=f"add N to every port (now: DNS {ports.dns}, SMTP {ports.smtp}, IMAP {ports.imap}, "
+                        f"POP3 {ports.pop3}, ...), to run beside another lab")
     p.add_argument("--clock-speed", metavar="X", type=float, default=1.0,
                    help="run the lab clock X times faster (600: a day in under 2.5 minutes)")
 
@@ -42,22 +52,24 @@ def _state_option(p: argparse.ArgumentParser) -> None:
                    help=f"state folder of the lab (default: {default_state_path()})")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(ports: Ports = Ports()) -> argparse.ArgumentParser:
+    """The parser; its help shows the ports of `ports` (the offset given on the command line)."""
     parser = argparse.ArgumentParser(
         prog="maillab",
         description="A small Internet of mail on loopback: DNS, MTAs, Maildirs, and a TUI to watch it.",
-        epilog="Without a command, maillab starts the TUI. Try: maillab serve, then telnet localhost 2525")
+        epilog=f"Without a command, maillab starts the TUI. Try: maillab serve, then telnet localhost {ports.smtp}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     tui = sub.add_parser("tui", help="the lab inside the terminal UI (the default)",
                          description="Run the lab with its terminal UI on the same event loop.")
-    _lab_options(tui)
+    _lab_options(tui, ports)
     tui.add_argument("--presenter", action="store_true",
                      help="start in presenter mode: bigger, simpler panels for a projector (key p)")
     serve = sub.add_parser("serve", help="the lab headless: endpoints, then the maillog",
                            description="Run the lab without a UI. Prints one line per listening "
                                        "endpoint, then the maillog. Ctrl-C or SIGTERM stops it; "
                                        "the queue is kept.")
-    _lab_options(serve)
+    _lab_options(serve, ports)
     reset = sub.add_parser("reset", help="delete the state folder and start afresh",
                            description="Delete the state folder: queued mail, Maildirs, accounts, logs.")
     reset.add_argument("--state", metavar="DIR", type=Path, help="state folder to delete")
@@ -113,7 +125,6 @@ def _make_lab(args: argparse.Namespace, echo: bool) -> "Lab":
     # The engine is imported only by the commands that run it: admin commands start fast.
     from .clock import Clock
     from .lab import Lab, LabError
-    from .ports import Ports
     from .world import load_world
     world = load_world(args.world)
     if not 0 <= args.port_offset <= 60000:
@@ -176,10 +187,20 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _offset_in(argv: list[str]) -> int:
+    """The --port-offset on the command line (0 if none or not a number), for the help text."""
+    early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    early.add_argument("--port-offset", default="0")
+    try:
+        return int(early.parse_known_args(argv)[0].port_offset)
+    except (argparse.ArgumentError, ValueError):     # a bad value: the real parser says so
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+    parser = build_parser(Ports(_offset_in(argv)))
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["tui", *argv]        # `maillab --state DIR` is `maillab tui --state DIR`
     args = parser.parse_args(argv)
     command = args.command

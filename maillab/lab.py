@@ -29,7 +29,7 @@ from .events import EventBus, Notice
 from .maillog import MailLog
 from .mda import Mda
 from .mta import CHAOS_STAGES, Chaos, Mta
-from .ports import Endpoint, Ports
+from .ports import Endpoint, Ports, listen_failure
 from .queue.listing import queue_chunks
 from .queue.manager import QueueError
 from .queue.records import RetryPolicy
@@ -96,7 +96,7 @@ class Lab:
         try:
             await self._dns.start()
         except OSError as e:
-            raise LabError(f"cannot listen for DNS on {DNS_ADDRESS}:{self.ports.dns}: {e.strerror}") from None
+            raise LabError(listen_failure("DNS", DNS_ADDRESS, (self.ports.dns,), e)) from None
         self.endpoints.append(Endpoint("dns", "ns.lab (udp+tcp)", DNS_ADDRESS, self.ports.dns))
         for host in self.world.hosts.values():
             mta = Mta(host, self.ctx)
@@ -104,16 +104,16 @@ class Lab:
             try:
                 await mta.start()
             except OSError as e:
-                raise LabError(f"cannot listen on {host.address} for {host.name}: {e.strerror}"
-                               f" (is another lab running? try --port-offset)") from None
+                raise LabError(listen_failure(host.name, host.address,
+                                              (self.ports.smtp, self.ports.submission), e)) from None
             self.endpoints += mta.endpoints
             for agent in access_agents(self.ctx, host, mta.mailbox_domains) if mta.mailbox_domains else ():
                 self._agents.append(agent)
                 try:
                     await agent.start()
                 except OSError as e:
-                    raise LabError(f"cannot listen on {host.address} for {host.name}: {e.strerror}"
-                                   f" (is another lab running? try --port-offset)") from None
+                    raise LabError(listen_failure(host.name, host.address, (self.ports.imap, self.ports.imaps,
+                                                  self.ports.pop3, self.ports.pop3s), e)) from None
                 self.endpoints += agent.endpoints
         self._control = ControlServer(socket_path(self.state.root))
         self._register_commands(self._control)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -112,6 +113,17 @@ def _line_of(text: str, needle: str) -> int:
     return 1
 
 
+def _a_record_line(text: str, host: str, relative: str, addresses: set[str]) -> int:
+    """The line of the A record of `host` (written relative or absolute) giving one of `addresses`."""
+    owners = {relative, host + "."}
+    for number, line in enumerate(text.splitlines(), 1):
+        tokens = line.split(";")[0].split()
+        if tokens and tokens[0] in owners and "A" in (t.upper() for t in tokens[1:]) \
+                and any(a in tokens for a in addresses):
+            return number
+    return _line_of(text, relative)
+
+
 def _load_zone(path: Path, origin: str) -> dns.zone.Zone:
     try:
         text = path.read_text(encoding="utf-8")
@@ -143,6 +155,15 @@ def _zone_error(path: Path, text: str, origin: str, message: str) -> str:
             pass
     shown = lines[number - 1].strip() if 0 < number <= len(lines) else ""
     return f"{path}:{number}: {what}" + (f" ({shown})" if shown else "")
+
+
+def _positive_int(table: dict, key: str, default: int, fail: Callable[[str, str], WorldError]) -> int:
+    """The setting `key` of a lab.toml table, which must be a whole number above 0."""
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise fail(key, f"[lab] {key} = {value!r}: expected a whole number of bytes above 0, "
+                        f"like {default}")
+    return value
 
 
 def _reverse_zone(hosts: dict[str, Host]) -> dns.zone.Zone:
@@ -267,7 +288,7 @@ def load_world(path: Path | str | None = None) -> World:
             if host.address not in addresses:
                 text_z = zone_files[origin].read_text(encoding="utf-8")
                 short = host.name[: -len(origin)].rstrip(".") if host.name.endswith(origin[:-1]) else host.name
-                raise WorldError(f"{zone_files[origin]}:{_line_of(text_z, short.split('.')[0])}: "
+                raise WorldError(f"{zone_files[origin]}:{_a_record_line(text_z, host.name, short, addresses)}: "
                                  f"A record of {host.name} is {', '.join(sorted(addresses))}, "
                                  f"but lab.toml gives {host.address}")
         if not found:
@@ -291,6 +312,6 @@ def load_world(path: Path | str | None = None) -> World:
         domains=domains,
         zones=zones,
         reject_unknown_recipients=bool(lab.get("reject_unknown_recipients", False)),
-        message_size_limit=int(lab.get("message_size_limit", 10 * 1024 * 1024)),
+        message_size_limit=_positive_int(lab, "message_size_limit", 10 * 1024 * 1024, fail),
         retry=retry,
     )
