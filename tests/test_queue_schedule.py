@@ -56,6 +56,15 @@ async def settle(manager=None):
         await asyncio.sleep(0.001)
 
 
+async def async_wait(predicate, manager, timeout: float = 10.0) -> None:
+    """Let the loop run until `predicate()` holds; fail loudly after `timeout` seconds."""
+    async def until() -> None:
+        while not predicate():
+            await settle(manager)
+            await asyncio.sleep(0.001)
+    await asyncio.wait_for(until(), timeout)
+
+
 async def run_until(manager, clock, lab_seconds, step=60.0):
     """Advance the lab clock in steps, letting due deliveries run."""
     end = clock.now() + lab_seconds
@@ -79,6 +88,44 @@ async def test_backoff_doubles_from_5_minutes_to_the_4000_second_cap(queue):
     assert entry["queue"] == "deferred"
     assert entry["recipients"][0]["attempts"] == len(times)
     assert entry["last_result"].startswith("4.4.1 connect to 127.0.0.9:25")
+
+
+async def test_a_4_hour_clock_jump_counts_the_attempts_the_schedule_would_have_made(queue):
+    """Issue 13: `clock advance 4h` with the host down is not one retry but the backoff's ~7."""
+    manager, clock, net, _ = queue
+    await manager.accept("Q1", "santa@northpole.org", ("a@syr.edu",), b"Subject: x\r\n\r\nx\r\n")
+    await settle(manager)
+    first = net.attempts["santa@northpole.org"][0]
+    clock.advance(4 * 3600)
+    await async_wait(lambda: len(net.attempts["santa@northpole.org"]) == 2, manager)
+    await settle(manager)
+    # Postfix's schedule from the first try: +300, +600, +1200, +2400, then +4000 each
+    slots, due, delay = [], first + 300, 300
+    while due <= clock.now():
+        slots.append(due)
+        delay = min(delay * 2, 4000)
+        due += delay
+    assert len(slots) == 6                       # 300, 900, 2100, 4500, 8500, 12500 s
+    [entry] = manager.listing()
+    [rcpt] = entry["recipients"]
+    assert rcpt["attempts"] == 1 + len(slots)    # the first, 5 skipped by the jump, 1 real now
+    assert rcpt["last_result"].endswith("(5 scheduled attempts skipped: the clock jumped or the lab was stopped)")
+    assert len(net.attempts["santa@northpole.org"]) == 2        # the world ran two
+    assert entry["next_attempt"] == pytest.approx(rcpt["last_attempt"] + 4000)
+
+
+async def test_no_attempts_are_counted_for_the_hours_a_message_was_held(queue):
+    manager, clock, net, _ = queue
+    await manager.accept("Q1", "santa@northpole.org", ("a@syr.edu",), b"Subject: x\r\n\r\nx\r\n")
+    await settle(manager)
+    await manager.hold("Q1")
+    clock.advance(4 * 3600)
+    await manager.release("Q1")
+    await async_wait(lambda: len(net.attempts["santa@northpole.org"]) == 2, manager)
+    await settle(manager)
+    [entry] = manager.listing()
+    assert entry["recipients"][0]["attempts"] == 2
+    assert "skipped" not in entry["last_result"]
 
 
 async def test_delay_warning_once_after_4_hours_then_failure_after_5_days(queue):

@@ -182,9 +182,15 @@ class QueueManager:
         changed: list[Recipient] = []
         for o in outcomes:
             r = entry.recipients[o.recipient]
-            r.attempts += 1
+            # a clock jump (or a stopped lab) spans attempts the world did not run:
+            # counted as the schedule would have made them, and said so
+            skipped = (policy.slots_until(r.attempts, r.next_attempt, now) - 1
+                       if r.attempts and r.next_attempt > 0 else 0)
+            r.attempts += 1 + max(skipped, 0)
             r.last_attempt = now
-            r.last_result = f"{o.dsn} {o.detail}"
+            r.last_result = f"{o.dsn} {o.detail}" + (f" ({skipped} scheduled attempts skipped: "
+                                                     "the clock jumped or the lab was stopped)"
+                                                     if skipped > 0 else "")
             if o.kind == "defer":
                 r.next_attempt = now + policy.delay_after(r.attempts)
             else:
@@ -266,6 +272,8 @@ class QueueManager:
         if not entry.held:
             raise QueueError(f"message {entry.id} is not on hold")
         entry.held = False
+        for r in entry.pending:
+            r.next_attempt = 0.0     # tried now; no attempts were due while it was held
         await asyncio.to_thread(self.spool.record, entry, [], True, held=False)
         self._moved(entry)
         self.kick(entry.id)

@@ -31,6 +31,15 @@ class RetryPolicy:
         """Seconds to wait after the `attempts`-th failed attempt (1, 2, ...)."""
         return min(self.first_retry * 2 ** max(attempts - 1, 0), self.max_backoff)
 
+    def slots_until(self, attempts: int, due: float, now: float) -> int:
+        """How many attempts this schedule makes from `due` (the next after `attempts`
+        failures) up to `now`: 1 for a try on time, more after a clock jump."""
+        slots = 0
+        while due <= now:
+            slots += 1
+            due += self.delay_after(attempts + slots)
+        return slots
+
 
 @dataclass(slots=True)
 class Recipient:
