@@ -1,7 +1,7 @@
 """The account directory: users, passwords and aliases, kept in TinyDB.
 
 TinyDB's own JSONStorage rewrites its file in place, so a kill at the wrong
-moment leaves invalid JSON (LIBNOTES.md).  `AtomicJSONStorage` writes a temp
+moment leaves invalid JSON (docs/LIBNOTES.md).  `AtomicJSONStorage` writes a temp
 file, fsyncs it and renames it over the old one: the file on disk is always a
 whole, valid database.  The directory is seeded from the world on first use;
 later changes (the `accounts` command) live only here.
