@@ -166,6 +166,14 @@ def _positive_int(table: dict, key: str, default: int, fail: Callable[[str, str]
     return value
 
 
+def _flag(table: dict, key: str, fail: Callable[[str, str], WorldError]) -> bool:
+    """The setting `key` of the [lab] table, which must be true or false (false if absent)."""
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise fail(key, f"[lab] {key} = {value!r}: expected true or false")
+    return value
+
+
 def _reverse_zone(hosts: dict[str, Host]) -> dns.zone.Zone:
     lines = ["$TTL 300",
              "@ IN SOA ns.in-addr.arpa. hostmaster.in-addr.arpa. ( 1 3600 600 604800 300 )",
@@ -311,7 +319,7 @@ def load_world(path: Path | str | None = None) -> World:
         hosts=hosts,
         domains=domains,
         zones=zones,
-        reject_unknown_recipients=bool(lab.get("reject_unknown_recipients", False)),
+        reject_unknown_recipients=_flag(lab, "reject_unknown_recipients", fail),
         message_size_limit=_positive_int(lab, "message_size_limit", 10 * 1024 * 1024, fail),
         retry=retry,
     )

@@ -67,6 +67,15 @@ def test_a_setting_of_the_wrong_kind_is_one_line_naming_file_key_and_line(world,
     assert "\n" not in err
 
 
+def test_a_flag_that_is_not_true_or_false_is_refused(world, tmp_path, capsys):
+    toml = world / "lab.toml"
+    edit(toml, "reject_unknown_recipients = false", 'reject_unknown_recipients = "no"')
+    assert main(["serve", "--world", str(world), "--state", str(tmp_path / "s")]) == 1
+    line = line_of(toml, "reject_unknown_recipients =")
+    assert capsys.readouterr().err.strip() == (
+        f"maillab: {toml}:{line}: [lab] reject_unknown_recipients = 'no': expected true or false")
+
+
 def test_zone_and_lab_toml_disagreeing_names_the_a_record_line(world, tmp_path, capsys):
     zone = world / "syr.edu.zone"
     edit(zone, "smtp2    IN A   127.0.0.2", "smtp2    IN A   127.0.0.9")
