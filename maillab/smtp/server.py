@@ -24,7 +24,7 @@ import itertools
 import logging
 import re
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
@@ -53,6 +53,12 @@ _session_numbers = itertools.count(1)
 _SIMPLE_PATH = re.compile(r"\s*<((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\.)*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
                           r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)>(?=\s|$)\s*(.*)", re.S)
 MAX_RECIPIENTS = 1000   # RFC 5321 §4.5.3.1.8 asks for at least 100
+
+
+class _DeferredCheck(NamedTuple):
+    """Credentials aiosmtpd has parsed, to be checked off the loop."""
+    mechanism: str
+    auth_data: Any
 
 
 class LabSMTP(SMTP):
@@ -292,6 +298,24 @@ class LabSMTP(SMTP):
                     return b"".join(parts)   # the DataReader marks it too long
 
     # --- AUTH ----------------------------------------------------------------
+    # aiosmtpd calls the authenticator synchronously, on the loop; a password hash there
+    # stalls every service of the lab.  Its auth_* methods only parse: the check they end
+    # with is deferred and run in a worker thread.
+    def _authenticate(self, mechanism: str, auth_data: Any) -> Any:
+        return _DeferredCheck(mechanism, auth_data)
+
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> Any:
+        return await self._off_loop(await super().auth_PLAIN(server, args))
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> Any:
+        return await self._off_loop(await super().auth_LOGIN(server, args))
+
+    async def _off_loop(self, result: Any) -> Any:
+        if not isinstance(result, _DeferredCheck):
+            return result            # refused while parsing, or aborted by the client
+        return await asyncio.to_thread(self._check_login, self, self.session, self.envelope,
+                                       result.mechanism, result.auth_data)
+
     def _check_login(self, server: SMTP, session: Session, envelope: Envelope,
                       mechanism: str, auth_data: Any) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
