@@ -48,10 +48,12 @@ async def test_a_session_that_vanishes_mid_data_gives_its_budget_back(lab, tiny_
         t.say("MAIL FROM:<santa@northpole.org>")
         t.say("RCPT TO:<mafudge@syr.edu>")
         t.say("DATA")
-        t.send(b"Subject: half\r\n\r\n" + b"half a mess\r\n" * 1000)
+        t.send(b"Subject: half\r\n\r\n" + b"half a mess\r\n" * 30000)  # 390 KB: past the stream's read step
         return t
 
+    tiny_budget.limit = 1024 * 1024
     t = await asyncio.to_thread(vanish)
     assert await async_wait_for(lambda: tiny_budget.held > 0)
+    t.file.close()      # the socket's file holds its descriptor open
     t.close()
-    assert await async_wait_for(lambda: tiny_budget.held == 0)
+    assert await async_wait_for(lambda: tiny_budget.held == 0), tiny_budget.held
