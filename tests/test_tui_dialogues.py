@@ -46,8 +46,12 @@ async def test_a_telnet_session_appears_line_by_line(tmp_path):
                 assert f"C: {line}" in richlog_text(transcript)
             table = app.query_one("#sessions", RowList)
             assert str(table.get_row_at(0)[3]) == "open"
+            assert "session closed" not in richlog_text(transcript)
             await in_thread(typist.say, "QUIT")
             await until(pilot, lambda: str(table.get_row_at(0)[3]) == "closed")
+            # the transcript, drawn while it was open, says so too, last (it said "open" before)
+            await until(pilot, lambda: richlog_text(transcript).rstrip().endswith("— session closed"))
+            assert ", open" not in richlog_text(transcript)
         finally:
             typist.close()
 
@@ -61,7 +65,7 @@ async def test_explain_annotates_codes_and_commands(tmp_path):
         await pilot.press("e")
         text = richlog_text(transcript)
         assert "↳ 354: start mail input" in text and "RFC 5321 §4.1.1.4" in text
-        assert "↳ 2.1.5: success, destination address valid (RFC 3463 §3.3)" in text
+        assert "↳ 2.1.5: success, destination address valid (RFC 3463 §3.2)" in text
         assert "↳ RCPT: one envelope recipient" in text
         assert "e explain ON" in str(app.query_one("#dialogues-hint").render())
         await pilot.press("e")

@@ -83,6 +83,7 @@ remarks (a message body is summarised, not dumped).
         self._forgotten: list[str] = []
         self._new_lines: list[Line] = []      # of the selected session, not yet shown
         self._redraw = False
+        self._ended = False                   # the selected session closed since its last draw
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(id="dialogues-hint")
@@ -105,6 +106,7 @@ remarks (a message body is summarised, not dumped).
             del self._opened[:-self.book.max_sessions]
         self._updated |= ch.updated
         self._forgotten += ch.forgotten
+        self._ended |= self.selected in ch.updated
         if self.selected is not None and self.selected in ch.lines:
             self._new_lines += ch.lines[self.selected]
             if len(self._new_lines) > TRANSCRIPT_LINES:
@@ -147,6 +149,7 @@ remarks (a message body is summarised, not dumped).
     # --- transcript -------------------------------------------------------------
     def _draw_transcript(self) -> None:
         log = self.query_one("#transcript", RichLog)
+        ended, self._ended = self._ended, False
         if self._redraw:
             self._redraw = False
             self._new_lines.clear()
@@ -160,10 +163,14 @@ remarks (a message body is summarised, not dumped).
             if s.dropped:
                 write(log, Text(f"({s.dropped} earlier lines not kept)", style=NOTE_STYLE))
             self._write_lines(log, s, list(s.lines))
-        elif self._new_lines:
+            if not s.open:
+                write(log, self._ending(s))
+        elif self._new_lines or ended:
             s = self.book.get(self.selected) if self.selected else None
             if s is not None:
                 self._write_lines(log, s, self._new_lines[-len(s.lines):])
+                if ended and not s.open:
+                    write(log, self._ending(s))
             self._new_lines.clear()
 
     def _write_lines(self, log: RichLog, s: Session, lines: list[Line]) -> None:
@@ -185,9 +192,14 @@ remarks (a message body is summarised, not dumped).
     def _heading(self, s: Session) -> Text:
         text = Text()
         text.append(f"{s.id}", style="bold")
-        text.append(f" — {s.protocol} on {s.host}, peer {s.client}, started {stamp(s.started)}, {s.state}",
+        text.append(f" — {s.protocol} on {s.host}, peer {s.client}, started {stamp(s.started)}",
                     style=NOTE_STYLE)
         return text
+
+    @staticmethod
+    def _ending(s: Session) -> Text:
+        """The transcript's last line once `s` is over: the heading is not redrawn when it closes."""
+        return Text(f"— session {s.state}", style=NOTE_STYLE)
 
     def _rows(self, line: Line, notes: tuple[Note, ...]) -> list[Text]:
         """One transcript line as display rows: the line, its notes, a gap after a reply (presenter)."""
