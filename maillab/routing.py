@@ -88,6 +88,7 @@ async def relay(ctx: LabContext, host: Host, entry: Entry, message: bytes, domai
             return [Outcome(r, "bounce", "none", "5.4.6", f"mail for {domain} loops back to myself")
                     for r in rcpts]
     last_error, last_dsn = "no MX host answered", "4.4.1"
+    tries: list[str] = []        # each failed try's reason, so none is lost to the last one
     remaining = list(rcpts)
     outcomes: list[Outcome] = []
     port = ctx.ports.smtp
@@ -97,6 +98,7 @@ async def relay(ctx: LabContext, host: Host, entry: Entry, message: bytes, domai
         except LookupFailed as e:
             last_error = f"Host or domain name not found. Name service error for name={name} type=A: {e.reason}"
             last_dsn = "4.4.3"
+            tries.append(last_error)
             continue
         for ip in addresses:
             relay_name = f"{name}[{ip}]:{port}"
@@ -129,7 +131,11 @@ async def relay(ctx: LabContext, host: Host, entry: Entry, message: bytes, domai
                 text = (f"connect to {relay_name}: {hop.error.partition(': ')[2]}" if not hop.connected
                         else f"{relay_name}: {hop.error}")
                 ctx.bus.publish(Notice(ctx.clock.now(), host.name, "smtp", text, entry.id))
+                tries.append(text)
+            elif still and last_error.startswith(f"host {relay_name} said:"):
+                tries.append(last_error)
             remaining = still
             if not remaining:
                 return outcomes
-    return outcomes + [Outcome(r, "defer", "none", last_dsn, last_error) for r in remaining]
+    detail = "; ".join(tries) or last_error
+    return outcomes + [Outcome(r, "defer", "none", last_dsn, detail) for r in remaining]

@@ -55,7 +55,7 @@ async def test_primary_down_mail_goes_to_the_next_mx_and_waits_for_it(lab):
 
 
 async def test_each_refused_mx_try_gets_its_own_maillog_line(lab):
-    """Issue 13: the failed try at the preferred MX is logged in Postfix's words, not only the last reason."""
+    """Issue 13: the failed try at each MX is logged in Postfix's words, not only the last reason."""
     await lab.mta("mx1.luxsci.net").down("refuse")
     await lab.mta("mx2.luxsci.net").down("refuse")
     assert await asyncio.to_thread(send, "127.0.0.4", lab.ports.submission, "tim.jorgensen@gmail.com",
@@ -70,6 +70,26 @@ async def test_each_refused_mx_try_gets_its_own_maillog_line(lab):
     assert lines, f"no two refused tries logged: {tries()}"
     assert f": connect to mx1.luxsci.net[127.0.0.5]:{port}: Connection refused" in lines[0]
     assert f": connect to mx2.luxsci.net[127.0.0.6]:{port}: Connection refused" in lines[1]
+    # mx3 (the last backup) took it and cannot pass it on: its deferral keeps both
+    # reasons, in the queue record too, not only the last MX's
+    both = (f"connect to mx1.luxsci.net[127.0.0.5]:{port}: Connection refused; "
+            f"connect to mx2.luxsci.net[127.0.0.6]:{port}: Connection refused")
+    [entry] = await async_wait_for(lambda: lab.mta("mx3.luxsci.net").queue.listing())
+    assert entry["last_result"] == f"4.4.1 {both}"
+
+
+async def test_a_deferral_lists_every_mx_reason_a_421_greeting_too(lab):
+    await lab.mta("mx1.luxsci.net").down("421")
+    for name in ("mx2.luxsci.net", "mx3.luxsci.net"):
+        await lab.mta(name).down("refuse")
+    assert await asyncio.to_thread(send, "127.0.0.4", lab.ports.submission, "tim.jorgensen@gmail.com",
+                                   "bob@luxsci.net", "all MXs down", True) == {}
+    [entry] = await async_wait_for(lambda: [e for e in lab.mta("mx.gmail.com").queue.listing()
+                                            if e["last_result"]])
+    reasons = entry["last_result"].split("; ")
+    assert len(reasons) == 3, reasons
+    assert reasons[0].startswith(f"4.4.1 host mx1.luxsci.net[127.0.0.5]:{lab.ports.smtp} said: 421")
+    assert reasons[1].startswith("connect to mx2.luxsci.net[") and reasons[2].startswith("connect to mx3.luxsci.net[")
 
 
 async def test_a_deferred_message_survives_a_restart_and_is_replayed(tmp_path):
