@@ -50,20 +50,53 @@ async def test_a_session_cancelled_while_waiting_leaves_the_queue():
     await asyncio.wait_for(gate.enter(), 0.1)      # the cancelled one took no place
 
 
+class RecordingGate(Admission):
+    """A gate that notes, in order, each change of state with the loop time it happened at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changes: list[tuple[str, float]] = []
+        self.changed = asyncio.Event()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.changes.append(("close", asyncio.get_running_loop().time()))
+            self.changed.set()
+        super().close()
+
+    def open(self, batch: int | None = None) -> None:
+        if self.closed:
+            self.changes.append(("open", asyncio.get_running_loop().time()))
+            self.changed.set()
+        super().open(batch)
+
+    async def wait_for(self, wanted: list[str], timeout: float = 5.0) -> None:
+        """Until the changes so far are `wanted` (AssertionError after `timeout`)."""
+        async def seen() -> None:
+            while [kind for kind, _ in self.changes] != wanted:
+                self.changed.clear()
+                await self.changed.wait()
+        try:
+            await asyncio.wait_for(seen(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"gate changes {self.changes}, wanted {wanted}") from None
+
+
 async def test_a_late_loop_closes_the_valve_and_a_quiet_one_reopens_it():
-    gate = Admission()
+    gate = RecordingGate()
     valve = LagValve(gate, period=0.01, high=0.02, low=0.008)
+    lags: list[float] = []
+    tick = valve._tick
+
+    def noted_tick() -> None:          # the lag each tick judged by, in order
+        tick()
+        lags.append(valve.lag)
+    valve._tick = noted_tick           # type: ignore[method-assign]
     valve.start()
     try:
-        await asyncio.sleep(0.03)
         time.sleep(0.06)                           # the loop is stuck in a callback for 60 ms
-        await asyncio.sleep(0)
-        await asyncio.sleep(0.001)
-        assert gate.closed and valve.lag > 0.02
-        deadline = time.monotonic() + 5
-        while gate.closed and time.monotonic() < deadline:   # quiet again: it reopens
-            await asyncio.sleep(0.01)
-        assert not gate.closed
+        await gate.wait_for(["close", "open"])     # closed by the late tick, reopened when quiet
+        assert lags[0] > valve.high                # the first tick came about 50 ms late
     finally:
         valve.stop()
 
@@ -127,17 +160,14 @@ async def test_a_loop_neither_late_nor_quiet_still_lets_sessions_in_one_by_one()
 
 
 async def test_hold_keeps_the_gate_shut_for_a_moment_even_on_a_quiet_loop():
-    gate = Admission()
+    gate = RecordingGate()
     valve = LagValve(gate, period=0.01, high=0.5, low=0.4)      # any lag counts as quiet here
     valve.start()
     try:
+        held_at = asyncio.get_running_loop().time()
         valve.hold(0.15)
-        await asyncio.sleep(0.08)
-        assert gate.closed                                       # quiet, but held
-        deadline = time.monotonic() + 5
-        while gate.closed and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        assert not gate.closed
+        await gate.wait_for(["close", "open"])
+        assert gate.changes[1][1] >= held_at + 0.15             # quiet, but held until then
     finally:
         valve.stop()
 
