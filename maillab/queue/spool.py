@@ -224,8 +224,11 @@ class Spool:
             elif name.endswith(".msg"):
                 entry = state.get(name[:-4])
                 if entry is None:
-                    with open(dirent.path, "rb") as f:
-                        entry = _entry_from(json.loads(f.readline()))
+                    try:
+                        with open(dirent.path, "rb") as f:
+                            entry = _entry_from(json.loads(f.readline()))
+                    except FileNotFoundError:
+                        continue           # removed since the listing: delivered meanwhile
                 if entry.pending:
                     entries.append(entry)
                 elif compact:              # all final, crashed before removal
