@@ -216,12 +216,15 @@ async def test_tcp_idle_and_partial_frames_are_closed(dns_lab, monkeypatch):
         writer.close()
 
 
-async def test_tcp_connections_are_bounded(dns_lab, monkeypatch):
-    monkeypatch.setattr(server_module, "MAX_TCP_CLIENTS", 2)
-    held = [await asyncio.open_connection("127.0.0.1", dns_lab.port) for _ in range(2)]
-    await asyncio.sleep(0.05)
+async def test_idle_tcp_connections_make_room_for_a_query(dns_lab):
+    """Past MAX_TCP_CLIENTS idle connections a new one is still answered: the oldest idle goes."""
+    count = server_module.MAX_TCP_CLIENTS + 20
+    held = [await asyncio.open_connection("127.0.0.1", dns_lab.port) for _ in range(count)]
     reader, writer = await asyncio.open_connection("127.0.0.1", dns_lab.port)
-    assert await asyncio.wait_for(reader.read(), 2) == b""
+    query = dns.message.make_query("syr.edu", "MX")
+    writer.write(frame(query.to_wire()))
+    assert (await asyncio.wait_for(read_frame(reader), 10)).id == query.id
+    assert await asyncio.wait_for(held[0][0].read(), 10) == b""       # the oldest idle one was closed
     for _, w in held + [(reader, writer)]:
         w.close()
 

@@ -8,7 +8,7 @@ queries, answered in order (RFC 7766 §6.2.1).  Every answered query publishes a
 Invariants: no input can crash the server or make it wait forever: a frame is
 at most 65535 octets by construction, a TCP connection idle (or stalled
 mid-frame) for `IDLE_TIMEOUT` seconds is closed, and at most `MAX_TCP_CLIENTS`
-connections are served at once.  Packets `Authority` can not answer are
+connections are served at once: a new one then closes the oldest idle one.  Packets `Authority` can not answer are
 dropped.  `stop()` closes the UDP endpoint, the listener and every open
 connection.
 """
@@ -39,6 +39,7 @@ class DnsServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._clients: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._idle: set[asyncio.Task[None]] = set()   # waiting for the next query's length
 
     @property
     def endpoints(self) -> list[str]:
@@ -80,17 +81,29 @@ class DnsServer:
 
     # -- TCP -------------------------------------------------------------------
 
+    def _close_oldest_idle(self) -> bool:
+        """Make room by closing the longest-open connection waiting between queries
+        (RFC 7766 §6.2.3); False when every connection is mid-query."""
+        for task, writer in self._clients.items():     # oldest first
+            if task in self._idle:
+                self._idle.discard(task)
+                writer.close()                        # its task ends on EOF and leaves _clients
+                return True
+        return False
+
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if len(self._clients) >= MAX_TCP_CLIENTS:
+        if len(self._clients) >= MAX_TCP_CLIENTS and not self._close_oldest_idle():
             writer.close()
             return
         self._clients[task] = writer
         peer = writer.get_extra_info("peername") or ("?", 0)
         try:
             while True:
+                self._idle.add(task)
                 header = await asyncio.wait_for(reader.readexactly(2), IDLE_TIMEOUT)
+                self._idle.discard(task)
                 length = int.from_bytes(header, "big")
                 if length == 0:
                     break
@@ -108,6 +121,7 @@ class DnsServer:
             pass
         finally:
             self._clients.pop(task, None)
+            self._idle.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
