@@ -10,6 +10,7 @@ what a user reads there.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from textual.widgets import RichLog
@@ -88,3 +89,22 @@ async def test_screenshot_help_and_presenter(tmp_path):
         text = snapshot(app, tmp_path, "presenter")
         assert "SERVER ‹ 354 End data with" in text and "CLIENT › DATA" in text
         assert "started" not in text                      # no session table in presenter mode
+
+
+async def test_dialog_texts_wrap_instead_of_being_cut_at_80x24():
+    from textual.app import App
+
+    from maillab.tui.forms import ConfirmScreen, Field, FormScreen
+
+    question = ("Remove the message 4F2A1B from the deferred queue of smtp1.syr.edu for good? "
+                "It will not be retried and no bounce is sent to the sender santa@northpole.org")
+    label = ("Recipient address (a mailbox of the lab, e.g. mafudge@syr.edu; an outside address "
+             "is relayed through the MX that DNS names for its domain)")
+    for screen, text in ((ConfirmScreen(question), question),
+                         (FormScreen("Send a test message", [Field("to", label)]), label)):
+        app = App()
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.push_screen(screen)
+            await pilot.pause()
+            shown = " ".join(re.sub("[\u2580-\u259f]", " ", screen_text(app)).split())   # no borders
+            assert " ".join(text.split()) in shown          # every word, none cut off at the edge

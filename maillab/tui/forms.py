@@ -29,6 +29,7 @@ _MODAL_CSS = """
 FormScreen, ConfirmScreen, HelpScreen { align: center middle; }
 .dialog { width: 70; max-width: 95%; height: auto; max-height: 90%; border: thick $accent;
           background: $surface; padding: 1 2; overflow-y: auto; }
+.dialog Label { width: 100%; text-wrap: wrap; }
 .dialog .title { text-style: bold; margin-bottom: 1; }
 .dialog Label.field { margin-top: 1; }
 .dialog .buttons { height: auto; margin-top: 1; align-horizontal: right; }
