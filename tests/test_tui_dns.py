@@ -231,3 +231,22 @@ async def test_add_a_better_mx_in_the_panel_and_routing_follows(tmp_path):
         assert await until(pilot, lambda: waiting_at(lab) == {"mx2.luxsci.net", "mx3.luxsci.net"})
         assert await until(pilot, lambda: any("via mx3.luxsci.net[127.0.0.7]" in text
                                               for r in app.journeys.records.values() for _t, text in r.events))
+
+
+async def test_records_sort_numbers_as_numbers_and_the_cursor_stays_on_an_edited_record(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        lab = app.lab
+        lab.dns_add("syr.edu", "syr.edu", "MX", "5 mx5.syr.edu.")
+        lab.dns_add("syr.edu", "syr.edu", "MX", "100 mx100.syr.edu.")
+        await pilot.press("4")
+        panel = app.query_one("#dns-panel")
+        panel.reload()
+        table = app.query_one("#dns-records", RowList)
+        mx = [row[4] for row in table_rows(table) if row[0].startswith("syr.edu") and row[3] == "MX"]
+        prefs = [int(d.split()[0]) for d in mx]
+        assert prefs == sorted(prefs) and 5 in prefs and 100 in prefs, mx
+        key = next(k for k in table.keys() if k.endswith("\t100 mx100.syr.edu."))
+        table.move_cursor(table.get_row_index(key))
+        panel._edit(panel._selected(), {"data": "1 mx100.syr.edu.", "ttl": "300"})
+        await pilot.pause()
+        assert table.selected[4] == "1 mx100.syr.edu.", (table.selected, [n.message for n in app._notifications])

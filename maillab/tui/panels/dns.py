@@ -12,6 +12,7 @@ beside other data, ...) comes back as a notification.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Log
 
-from ...dns.authority import FAULT_MODES
+from ...dns.authority import FAULT_MODES, Record
 from ...errors import UserError
 from ...events import DnsQuery, Notice
 from ..fmt import stamp
@@ -116,7 +117,7 @@ The table lists each record; below, every query as it arrives, with who asked
     def reload(self) -> None:
         self._dirty = False
         faults = self.lab.dns_faults()
-        records = self.lab.dns_records()
+        records = sorted(self.lab.dns_records(), key=_record_order)
         self.query_one("#dns-records", RowList).replace({   # a record is one rdata of one rrset: a key
             f"{r.zone}\t{r.name}\t{r.rdtype}\t{r.data}":
                 (f"{r.zone} ({faults[r.zone]})" if r.zone in faults else r.zone, r.name, str(r.ttl), r.rdtype, r.data)
@@ -154,6 +155,10 @@ The table lists each record; below, every query as it arrives, with who asked
         record = self.lab.dns_edit(zone, name, rdtype, data, values["data"], _ttl_of(values["ttl"]))
         self.app.notify(f"{record.text}: the next look-up (and so routing) sees it", title="record changed")
         self.reload()
+        table = self.query_one("#dns-records", RowList)      # the cursor stays on the edited record
+        key = f"{record.zone}\t{record.name}\t{record.rdtype}\t{record.data}"
+        if key in table:
+            table.move_cursor(table.get_row_index(key))
 
     @guarded
     def action_add(self) -> None:
@@ -217,6 +222,20 @@ The table lists each record; below, every query as it arrives, with who asked
             self.lab.dns_fault(zone, values["mode"])
             self.app.notify(f"zone {zone}: {values['mode']}")
             self.reload()
+
+
+def _natural(text: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key that compares runs of digits as numbers: "MX 5" < "MX 20" < "MX 100"."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part.lower())
+                 for part in re.split(r"(\d+)", text) if part)
+
+
+_APEX_FIRST = ("SOA", "NS")     # a zone file's order: its SOA, its name servers, then the rest
+
+
+def _record_order(r: Record) -> tuple[object, ...]:
+    rank = _APEX_FIRST.index(r.rdtype) if r.rdtype in _APEX_FIRST else len(_APEX_FIRST)
+    return (_natural(r.zone), r.name != r.zone, _natural(r.name), rank, r.rdtype, _natural(r.data))
 
 
 def _ttl_of(text: str, blank: bool = False) -> int | None:
