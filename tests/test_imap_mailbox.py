@@ -43,11 +43,16 @@ def test_select_reports_the_mailbox(store):
 
 def test_examine_is_read_only_and_claims_no_recent(store):
     store.deliver(USER, msg())
+    store.deliver(USER, msg("two"))
     c = session(store, mailbox=None)
     out = c.lines("e EXAMINE INBOX")
     assert "* OK [PERMANENTFLAGS ()] Read-only mailbox" in out and out[-1] == "e OK [READ-ONLY] EXAMINE completed"
-    assert "* 1 RECENT" not in out
-    assert store.user(USER).folder("INBOX").recent == 1
+    # RFC 3501 §6.3.2: EXAMINE reports \Recent (as STATUS and SELECT would) but does not clear it
+    assert "* 2 RECENT" in out
+    assert store.user(USER).folder("INBOX").recent == 2
+    store.deliver(USER, msg("three"))                # a new message seen by the EXAMINE session
+    assert c.lines("n NOOP")[:2] == ["* 3 EXISTS", "* 3 RECENT"]
+    assert "* 3 RECENT" in session(store, mailbox=None).lines("s SELECT INBOX")
     assert c.lines("x STORE 1 +FLAGS (\\Seen)") == ["x NO [CANNOT] Mailbox is read-only (selected with EXAMINE)"]
     assert c.lines("y EXPUNGE")[-1].startswith("y NO")
 

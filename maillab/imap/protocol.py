@@ -341,7 +341,7 @@ class ImapConnection:
 
     def select(self, folder: "Folder", readonly: bool) -> View:
         """Enter SELECTED with a new view of `folder` (mailboxes.py's SELECT and EXAMINE)."""
-        recent = frozenset() if readonly else folder.take_recent()
+        recent = folder.peek_recent() if readonly else folder.take_recent()
         self.view = View(folder, readonly, recent)
         self.state = State.SELECTED
         return self.view

@@ -138,8 +138,7 @@ class View:
             self.ghosts = set()
         if new:
             self.uids.extend(new)
-            if not self.readonly:
-                self.recent |= folder.take_recent()
+            self.recent |= folder.peek_recent() if self.readonly else folder.take_recent()
             lines.append(f"* {len(self.uids)} EXISTS")
             lines.append(f"* {self.recent_count} RECENT")
         return lines

@@ -182,6 +182,12 @@ class Folder:
         """How many messages no session has claimed yet (STATUS RECENT)."""
         return len(self._recent)
 
+    def peek_recent(self) -> frozenset[int]:
+        """The \\Recent messages no session has claimed, left unclaimed (EXAMINE, RFC 3501 §6.3.2)."""
+        self._check()
+        with self.lock:
+            return frozenset(self._recent)
+
     def uids(self) -> tuple[int, ...]:
         return tuple(m.uid for m in self.messages())
 
