@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import socket
 
@@ -121,3 +122,24 @@ async def test_follow_mode_and_picking_a_session(tmp_path):
         await until(pilot, lambda: third in richlog_text(transcript))
         await pilot.press("c")
         assert table.row_count == 0 and "No session selected" in richlog_text(transcript)
+
+
+async def test_an_idle_dialogues_panel_repaints_nothing(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        await in_thread(course_session, app.lab.ports.smtp)
+        table = app.query_one("#sessions", RowList)
+        await until(pilot, lambda: table.row_count >= 1)
+        await pilot.pause()
+        refreshes, pumps = [], asyncio.Event()
+        table.refresh = lambda *a, **k: refreshes.append(a)          # type: ignore[method-assign]
+        panel_flush = app._shown_panel().flush
+        flushed = []
+
+        def counting_flush() -> None:
+            panel_flush()
+            flushed.append(1)
+            if len(flushed) >= 30:
+                pumps.set()
+        app._shown_panel().flush = counting_flush                    # type: ignore[method-assign]
+        await asyncio.wait_for(pumps.wait(), 30)                     # two seconds of 15 Hz frames, no events
+        assert refreshes == []

@@ -106,6 +106,7 @@ class RowList(ScrollView, can_focus=True):
         self._header = ""
         self.cursor_row = 0
         self._batched = 0                          # inside batch(): the size is set at its end
+        self._batch_changed = False                # ... if something changed in it
 
     def on_mount(self) -> None:
         self._changed()                              # the header, before any row
@@ -201,17 +202,19 @@ class RowList(ScrollView, can_focus=True):
 
     @contextmanager
     def batch(self) -> Iterator["RowList"]:
-        """Several changes, one new size (if any) at the end."""
+        """Several changes, one new size (if any) at the end; none, no repaint."""
         self._batched += 1
         try:
             yield self
         finally:
             self._batched -= 1
-            if not self._batched:
+            if not self._batched and self._batch_changed:
+                self._batch_changed = False
                 self._changed()
 
     def _changed(self) -> None:
         if self._batched:
+            self._batch_changed = True
             return
         width = 1 + sum(self._widths) + len(GAP) * (len(self._widths) - 1)
         # the header is line 0; a size that differs asks for a layout (an equal one does nothing)
