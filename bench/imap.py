@@ -28,7 +28,14 @@ measured from a file renamed into new/ to EXISTS, as no Postfix is involved),
 and the table gains Dovecot columns and maillab/Dovecot ratios.  Otherwise the
 ratios are to the Dovecot 2.3 figures quoted in issue 4 (same machine).
 
+Write and concurrency (issue 13), with --write: single-client APPEND of
+--append-count 2 KB messages (synchronizing literals, one command at a time;
+APPEND/s), then --sessions concurrent sessions on a 1,000-message mailbox each
+doing a FETCH / SEARCH / STORE mix; every command's median and p95 latency,
+for maillab and for Dovecot side by side, and the ratios.
+
     python3 bench/imap.py                 # 10,000 messages, about a minute
+    python3 bench/imap.py --write         # APPEND/s and 10 concurrent sessions only
     python3 bench/imap.py --messages 1000 --latency-count 20
 """
 
@@ -328,7 +335,7 @@ base_dir = {base}/run
 state_dir = {base}/state
 log_path = {base}/dovecot.log
 listen = {host}
-protocols = imap pop3
+protocols = {protocols}
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
@@ -358,6 +365,8 @@ service imap-login {{
     port = 0
   }}
 }}
+{pop3_service}"""
+DOVECOT_POP3_SERVICE = """\
 service pop3-login {{
   chroot =
   inet_listener pop3 {{
@@ -368,6 +377,7 @@ service pop3-login {{
   }}
 }}
 """
+DOVECOT_POP3 = Path("/usr/lib/dovecot/pop3")     # Debian's dovecot-pop3d; without it, IMAP only
 
 
 @dataclass
@@ -382,7 +392,7 @@ class Dovecot:
         import grp
         import pwd
         offset = free_offset()
-        self.imap, self.pop3 = 1143 + offset, 1110 + offset
+        self.imap, self.pop3 = 1143 + offset, (1110 + offset if DOVECOT_POP3.exists() else 0)
         user = pwd.getpwuid(os.getuid()).pw_name
         group = grp.getgrgid(os.getgid()).gr_name
 
@@ -392,18 +402,30 @@ class Dovecot:
             except KeyError:
                 return "nobody"
         login_user = system_user("dovenull") if os.getuid() == 0 else user
+        if os.getuid() == 0:            # nor mail processes (userdb returning uid 0 is refused)
+            mail_user = pwd.getpwnam(system_user("nobody"))
+            user, group = mail_user.pw_name, grp.getgrgid(mail_user.pw_gid).gr_name
+            for root, dirs, files in os.walk(self.mail):
+                for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                    os.chown(name, mail_user.pw_uid, mail_user.pw_gid)
         internal_user = system_user("dovecot") if os.getuid() == 0 else user
         for sub in ("run", "state"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         (self.base / "passwd").write_text(f"mafudge:{{PLAIN}}{PASSWORD}\n")
+        # the auth process runs as Dovecot's internal user: it must reach the passwd file
+        for folder in (self.base.parent, self.base):
+            os.chmod(folder, os.stat(folder).st_mode | 0o711)
+        os.chmod(self.base / "passwd", 0o644)
         conf = self.base / "dovecot.conf"
         conf.write_text(DOVECOT_CONF.format(base=self.base, host=HOST, mail=self.mail, user=user, group=group,
                                             login_user=login_user, internal_user=internal_user,
-                                            imap=self.imap, pop3=self.pop3))
+                                            imap=self.imap, protocols="imap pop3" if self.pop3 else "imap",
+                                            pop3_service=DOVECOT_POP3_SERVICE.format(pop3=self.pop3)
+                                            if self.pop3 else ""))
         self.proc = subprocess.Popen([shutil.which("dovecot") or "dovecot", "-F", "-c", str(conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 20
-        while port_free(self.imap) or port_free(self.pop3):
+        while port_free(self.imap) or (self.pop3 and port_free(self.pop3)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("dovecot did not start (see " + str(self.base / "dovecot.log") + ")")
             time.sleep(0.05)
@@ -423,14 +445,160 @@ def dovecot_deliverer(maildir: Path):
     return deliver
 
 
+# ---- writes and concurrent sessions (issue 13) -----------------------------------------------
+
+APPEND_SIZE = 2048
+MIX_MESSAGES = 1000
+MIX_COMMANDS = ("FETCH", "SEARCH", "STORE")
+
+
+def append_message(i: int) -> bytes:
+    """A 2 KB message (CRLF) for APPEND, distinct by number."""
+    head = (f"From: Santa <santa@northpole.org>\r\nTo: {USER}\r\nSubject: append {i}\r\n"
+            f"Message-ID: <append.{i}@northpole.org>\r\n\r\n").encode()
+    line = b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstu\r\n"
+    body = line * ((APPEND_SIZE - len(head)) // len(line))
+    return head + body + b"x" * (APPEND_SIZE - len(head) - len(body) - 2) + b"\r\n"
+
+
+def append_rate(port: int, count: int) -> float:
+    """APPENDs per second, one client, one APPEND at a time (synchronizing literal)."""
+    c = Imap(port)
+    c.command(f"LOGIN {USER} {PASSWORD}")
+    c.command("CREATE Bench")
+    started = time.perf_counter()
+    for i in range(count):
+        data = append_message(i)
+        c.n += 1
+        tag = f"BENCH{c.n:04d}"
+        c.sock.sendall(f"{tag} APPEND Bench {{{len(data)}}}\r\n".encode())
+        c.read_until(b"\r\n")                   # the "+ " continuation
+        c.sock.sendall(data + b"\r\n")
+        c.read_tagged(f"{tag} ".encode())
+        line = c.read_until(b"\r\n")
+        if not line.startswith(f"{tag} OK".encode()):
+            raise RuntimeError(f"APPEND: {line[:120]!r}")
+    elapsed = time.perf_counter() - started
+    _, data = c.command("STATUS Bench (MESSAGES)")
+    if f"MESSAGES {count})".encode() not in data:
+        raise RuntimeError(f"APPEND: {count} appended, STATUS says {data[:200]!r}")
+    c.close()
+    return count / elapsed
+
+
+def mix_session(port: int, seed: int, rounds: int, count: int, out: dict[str, list[float]],
+                errors: list[str], ready, go) -> None:
+    """One long session: SELECT, then `rounds` x (FETCH of 10 headers, SEARCH, STORE of a flag)."""
+    rng = random.Random(seed)
+    try:
+        c = Imap(port)
+        c.command(f"LOGIN {USER} {PASSWORD}")
+        c.command("SELECT INBOX")
+        ready.release()
+        go.wait()
+        for _ in range(rounds):
+            first = rng.randint(1, count - 9)
+            ms, data = c.command(f"FETCH {first}:{first + 9} (FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")
+            assert data.count(b" FETCH (") >= 10, data[:200]
+            out["FETCH"].append(ms)
+            ms, data = c.command(f"SEARCH {rng.choice(('UNSEEN', 'FLAGGED', 'SUBJECT ' + SEARCH_WORD))}")
+            assert b"* SEARCH" in data, data[:200]
+            out["SEARCH"].append(ms)
+            n = rng.randint(1, count)
+            ms, _ = c.command(f"STORE {n} {rng.choice('+-')}FLAGS (\\Flagged)")
+            out["STORE"].append(ms)
+        c.close()
+    except Exception as e:  # noqa: BLE001 -- reported by the caller
+        errors.append(f"{type(e).__name__}: {e}")
+        ready.release()
+
+
+def concurrent_latency(port: int, sessions: int, rounds: int, count: int) -> dict[str, tuple[float, float]]:
+    """(median, p95) milliseconds of each command of the mix with `sessions` concurrent sessions."""
+    import threading
+    out: dict[str, list[float]] = {k: [] for k in MIX_COMMANDS}
+    errors: list[str] = []
+    ready, go = threading.Semaphore(0), threading.Event()
+    threads = [threading.Thread(target=mix_session, args=(port, i, rounds, count, out, errors, ready, go))
+               for i in range(sessions)]
+    for t in threads:
+        t.start()
+    for _ in threads:
+        if not ready.acquire(timeout=TIMEOUT):
+            raise RuntimeError("a session did not get to SELECT in time")
+    go.set()
+    for t in threads:
+        t.join(TIMEOUT * rounds)
+        if t.is_alive():
+            raise RuntimeError("a session did not finish in time")
+    if errors:
+        raise RuntimeError(f"{len(errors)} sessions failed: {errors[0]}")
+    return {k: (statistics.median(v), statistics.quantiles(v, n=20)[-1]) for k, v in out.items()}
+
+
+def run_writes(imap: int, append_count: int, sessions: int, rounds: int) -> dict[str, tuple[float, ...]]:
+    results: dict[str, tuple[float, ...]] = {"APPEND/s (1 client, 2 KB)": (append_rate(imap, append_count),)}
+    for k, v in concurrent_latency(imap, sessions, rounds, MIX_MESSAGES).items():
+        results[f"{k} x{sessions} (median, p95 ms)"] = v
+    return results
+
+
+def report_writes(ours: dict[str, tuple[float, ...]], theirs: dict[str, tuple[float, ...]]) -> None:
+    print("\nwrites and concurrent sessions (issue 13 targets: APPEND/s >= Dovecot's; "
+          "latency with 10 sessions <= 2x Dovecot's)")
+    head = f"{'measure':<34}{'maillab':>18}{'dovecot':>18}{'ratio':>16}{'target':>10}"
+    print(head)
+    print("-" * len(head))
+    for step, values in ours.items():
+        other = theirs.get(step)
+        if step.startswith("APPEND"):
+            mine, ref = f"{values[0]:.1f}", f"{other[0]:.1f}" if other else "-"
+            ratio = f"{values[0] / other[0]:.2f}x" if other else "-"
+            met = "-" if not other else ("met" if values[0] >= other[0] else "NOT met")
+        else:
+            mine = f"{values[0]:.1f} / {values[1]:.1f}"
+            ref = f"{other[0]:.1f} / {other[1]:.1f}" if other else "-"
+            ratio = f"{values[0] / other[0]:.2f}x / {values[1] / other[1]:.2f}x" if other else "-"
+            met = "-" if not other else ("met" if values[0] <= 2 * other[0] else "NOT met")
+        print(f"{step:<34}{mine:>18}{ref:>18}{ratio:>16}{met:>10}")
+
+
+def main_writes(args: argparse.Namespace, work: Path) -> None:
+    state = work / "state"
+    maildir = state / "mail" / "syr.edu" / "mafudge"
+    generate(maildir, MIX_MESSAGES)
+    pristine = work / "pristine"
+    have_dovecot = shutil.which("dovecot") is not None
+    if have_dovecot:
+        shutil.copytree(maildir, pristine / "mafudge", symlinks=True)
+    lab = Lab(state)
+    lab.start()
+    try:
+        ours = run_writes(lab.imap, args.append_count, args.sessions, args.rounds)
+    finally:
+        lab.stop()
+    theirs: dict[str, tuple[float, ...]] = {}
+    if have_dovecot:
+        dovecot = Dovecot(work / "dovecot", pristine)
+        dovecot.start()
+        try:
+            theirs = run_writes(dovecot.imap, args.append_count, args.sessions, args.rounds)
+        finally:
+            dovecot.stop()
+    report_writes(ours, theirs)
+    if not have_dovecot:
+        print("dovecot is not installed: no reference (issue 13 quotes 142-774 APPEND/s, FETCH 14 ms, SEARCH 16 ms)")
+
+
 # ---- the run ---------------------------------------------------------------------------------
 
 def run_server(imap: int, pop3: int, count: int, deliver, latency_count: int) -> dict[str, tuple[float, ...]]:
     cold = script(imap, count)
     warm = script(imap, count)
     results: dict[str, tuple[float, ...]] = {k: (cold[k], warm[k]) for k in cold}
-    pop3_stat(pop3)
-    results["POP3 STAT"] = (float("nan"), min(pop3_stat(pop3) for _ in range(3)))
+    if pop3:
+        pop3_stat(pop3)
+        results["POP3 STAT"] = (float("nan"), min(pop3_stat(pop3) for _ in range(3)))
     lat = idle_latency(imap, deliver, latency_count)
     q = statistics.quantiles(lat, n=10) if len(lat) >= 2 else lat * 9
     results["delivery→IDLE EXISTS (median)"] = (float("nan"), statistics.median(lat))
@@ -449,8 +617,21 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=10_000)
     ap.add_argument("--latency-count", type=int, default=50)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--write", action="store_true", help="only APPEND/s and the concurrent-session mix")
+    ap.add_argument("--append-count", type=int, default=500)
+    ap.add_argument("--sessions", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=30, help="FETCH/SEARCH/STORE rounds per session")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="maillab-bench-imap-"))
+    if args.write:
+        try:
+            main_writes(args, work)
+        finally:
+            if args.keep:
+                print(f"kept {work}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+        return 0
     labs: list[Lab] = []
     dovecot: Dovecot | None = None
     try:
