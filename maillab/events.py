@@ -114,6 +114,17 @@ class Bounced(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class MxTried(Event):
+    """One try of one queued message at one MX address, whatever came of it."""
+    host: str             # the sending host
+    queue_id: str
+    mx: str               # "smtp1.syr.edu"
+    address: str          # "127.0.0.1:25"; "" when the MX name did not resolve
+    result: str           # "delivered", "deferred", "bounced" or "refused"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class QueueMoved(Event):
     """A message changed queue: incoming, active, deferred or hold."""
     host: str

@@ -7,6 +7,8 @@ backup MX only tries hosts more preferred than itself), resolves each MX to
 its A records, and makes an SMTP hop from the host's own address, trying the
 next MX on a temporary failure.  Both return one `Outcome` per recipient:
 sent, bounce or defer — the queue manager decides what to do with them.
+Each try at an MX address goes into the message's history (`Entry.history`)
+and on the bus (`MxTried`), the failed ones before the one that took it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from dataclasses import dataclass
 
 from .context import LabContext
 from .dns.client import LookupFailed
-from .events import Notice
-from .queue.records import Entry
+from .events import MxTried, Notice
+from .queue.records import Attempt, Entry
 from .smtp.client import send_hop
+from .smtp.replies import Reply
 from .world import Host
 
 _out_sessions = itertools.count(1)
@@ -71,6 +74,24 @@ async def deliver_local(ctx: LabContext, entry: Entry, message: bytes, rcpts: li
     return outcomes
 
 
+def _tried(ctx: LabContext, host: Host, entry: Entry, mx: str, address: str, result: str,
+           reason: str) -> None:
+    now = ctx.clock.now()
+    entry.add_attempt(Attempt(now, mx, address, result, reason))
+    ctx.bus.publish(MxTried(now, host.name, entry.id, mx, address, result, reason))
+
+
+def _hop_result(replies: list[Reply]) -> tuple[str, str]:
+    """(result, reason) of a hop that talked SMTP, from its replies to our recipients."""
+    if not replies:
+        return "deferred", "no reply to any recipient"
+    taken = next((r for r in replies if r.is_positive), None)
+    if taken is not None:
+        return "delivered", str(taken)
+    refused = [r for r in replies if not r.is_permanent]
+    return ("deferred", str(refused[0])) if refused else ("bounced", str(replies[0]))
+
+
 async def relay(ctx: LabContext, host: Host, entry: Entry, message: bytes, domain: str,
                 rcpts: list[str]) -> list[Outcome]:
     resolver, me = ctx.resolver, host.address
@@ -99,6 +120,7 @@ async def relay(ctx: LabContext, host: Host, entry: Entry, message: bytes, domai
             last_error = f"Host or domain name not found. Name service error for name={name} type=A: {e.reason}"
             last_dsn = "4.4.3"
             tries.append(last_error)
+            _tried(ctx, host, entry, name, "", "deferred", last_error)
             continue
         for ip in addresses:
             relay_name = f"{name}[{ip}]:{port}"
@@ -108,6 +130,13 @@ async def relay(ctx: LabContext, host: Host, entry: Entry, message: bytes, domai
                                  session=f"{host.name}/smtp-out/{next(_out_sessions)}",
                                  eightbit=not message.isascii(),
                                  smtputf8=not all(a.isascii() for a in (entry.sender, *remaining)))
+            replies = [x for x in (hop.rcpt_replies.get(r) for r in remaining) if x is not None]
+            if hop.error:
+                result = "refused" if not hop.connected and "refused" in hop.error.lower() else "deferred"
+                _tried(ctx, host, entry, name, f"{ip}:{port}", result,
+                       hop.error.partition(": ")[2] if not hop.connected else hop.error)
+            else:
+                _tried(ctx, host, entry, name, f"{ip}:{port}", *_hop_result(replies))
             still: list[str] = []
             for r in remaining:
                 reply = hop.rcpt_replies.get(r)

@@ -3,7 +3,8 @@
 A message is in one of Postfix's queues, derived from its recipients and
 flags: `hold` (set aside by the admin), `active` (a delivery is running),
 `deferred` (waiting for its next attempt), `incoming` (just arrived).  Each
-recipient keeps its attempts, next and last attempt, and last result.
+recipient keeps its attempts, next and last attempt, and last result; the
+message keeps its last `MAX_HISTORY` tries, one `Attempt` per MX address tried.
 
 The retry policy is Postfix's by default: first retry after 5 minutes
 (minimal_backoff_time 300 s), doubling up to 4000 s (maximal_backoff_time),
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 PENDING = "pending"      # not yet final: waiting for (another) attempt
 SENT = "sent"
 BOUNCED = "bounced"
+MAX_HISTORY = 20         # tries kept per message, the newest
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,24 @@ class Recipient:
                 "last_result": self.last_result}
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at one MX address: lab time, the MX, its IP:port, what came of it and why."""
+    at: float
+    mx: str
+    address: str           # "127.0.0.1:25"; "" when the MX name did not resolve
+    result: str            # "delivered", "deferred", "bounced" or "refused"
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"at": self.at, "mx": self.mx, "address": self.address, "result": self.result,
+                "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, item: dict) -> "Attempt":
+        return cls(item["at"], item["mx"], item["address"], item["result"], item["reason"])
+
+
 @dataclass(slots=True)
 class Entry:
     id: str
@@ -68,6 +88,11 @@ class Entry:
     held: bool = False
     warned: bool = False
     active: bool = False
+    history: list[Attempt] = field(default_factory=list)     # oldest first, at most MAX_HISTORY
+
+    def add_attempt(self, attempt: Attempt) -> None:
+        self.history.append(attempt)
+        del self.history[:-MAX_HISTORY]
 
     @property
     def pending(self) -> list[Recipient]:
@@ -101,4 +126,5 @@ class Entry:
         return {"id": self.id, "queue": queue, "sender": self.sender, "arrival": self.arrival,
                 "size": self.size, "client": self.client,
                 "recipients": [r.to_json() for r in self.recipients.values()],
-                "next_attempt": next_attempt if pending else None, "last_result": last}
+                "next_attempt": next_attempt if pending else None, "last_result": last,
+                "history": [a.to_json() for a in self.history]}

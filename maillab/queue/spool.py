@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from ..fsutil import Steps, fsync_path, overwrite, write_all, write_durable, write_new
-from .records import PENDING, Entry, Recipient
+from .records import PENDING, Attempt, Entry, Recipient
 
 _ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
 SPARES = 64                 # removed message files kept for reuse
@@ -70,6 +70,10 @@ def _entry_from(env: dict) -> Entry:
                   env.get("extra", {}))
     entry.recipients = {r: Recipient(r) for r in env["recipients"]}
     return entry
+
+
+def _history(entry: Entry) -> dict:
+    return {"q": entry.id, "h": [a.to_json() for a in entry.history]}
 
 
 def _parse_lines(lines: list[bytes]) -> list[dict]:
@@ -146,6 +150,8 @@ class Spool:
         for r in recipients:
             lines.append({"q": entry.id, "r": r.address, "s": r.status, "a": r.attempts,
                           "n": r.next_attempt, "l": r.last_attempt, "x": r.last_result})
+        if recipients and entry.history:     # after an attempt: the tries so far (bounded), the last wins
+            lines.append(_history(entry))
         for name, value in flags.items():
             lines.append({"q": entry.id, name: value})
         self._append(lines, durable)
@@ -211,6 +217,8 @@ class Spool:
             elif "r" in item and item["r"] in entry.recipients:
                 entry.recipients[item["r"]] = Recipient(item["r"], item["s"], item["a"], item["n"],
                                                         item["l"], item["x"])
+            elif "h" in item:
+                entry.history = [Attempt.from_json(a) for a in item["h"]]
             elif "held" in item:
                 entry.held = bool(item["held"])
             elif "warned" in item:
@@ -249,6 +257,8 @@ class Spool:
                 if r.status != PENDING or r.attempts:
                     lines.append({"q": entry.id, "r": r.address, "s": r.status, "a": r.attempts,
                                   "n": r.next_attempt, "l": r.last_attempt, "x": r.last_result})
+            if entry.history:
+                lines.append(_history(entry))
             if entry.held:
                 lines.append({"q": entry.id, "held": True})
             if entry.warned:
