@@ -568,7 +568,8 @@ def test_deliveries_waiting_for_the_lock_are_filed_together_in_order(store, stat
     monkeypatch.setattr(folder_module, "fsync_path", lambda p: (fsyncs.append(Path(p).name), real_fsync_path(p)))
     appends: list[int] = []
     real_append = inbox._list.append
-    monkeypatch.setattr(inbox._list, "append", lambda lines: (appends.append(len(lines)), real_append(lines)))
+    monkeypatch.setattr(inbox._list, "append",
+                        lambda lines, sync=True: (appends.append(len(lines)), real_append(lines, sync)))
     sub = bus.subscribe()
     results: list = []
     waiting = threading.Barrier(11)
@@ -601,3 +602,27 @@ def test_deliveries_waiting_for_the_lock_are_filed_together_in_order(store, stat
     assert os.listdir(maildir(state) / "tmp") == []
     reopened = MailStore(state).user(USER).folder("INBOX")     # a new lab process
     assert [reopened.read(u) for u in range(1, 11)] == [inbox.read(m.uid) for m in sorted(results, key=lambda m: m.uid)]
+
+
+def test_claiming_recent_does_not_fsync_and_a_lost_record_is_recovered(state, bus, monkeypatch):
+    """take_recent appends its rename records without fsync (\\Recent is session state); if a crash
+    loses them, the next load finds the files in cur/ by their base names: same UIDs, nothing lost,
+    the messages recent again."""
+    store = MailStore(state, bus)
+    for i in range(3):
+        store.deliver(USER, f"Subject: {i}\n\nbody {i}\n".encode())
+    inbox = store.user(USER).folder("INBOX")
+    before = inbox._list.path.read_bytes()
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    assert inbox.take_recent() == {1, 2, 3}
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert fsyncs == []
+    assert not os.listdir(maildir(state) / "new")
+    inbox._list.path.write_bytes(before)                    # the crash: the unsynced records are lost
+    again = MailStore(state, EventBus()).user(USER).folder("INBOX")
+    assert [(m.uid, m.relpath[:4]) for m in again.messages()] == [(1, "cur/"), (2, "cur/"), (3, "cur/")]
+    assert [again.read(m.uid) for m in again.messages()] == [f"Subject: {i}\n\nbody {i}\n".encode()
+                                                            for i in range(3)]
+    assert again.recent == 3                                # recent again: RFC 3501 allows it

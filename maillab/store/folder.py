@@ -148,8 +148,11 @@ class Folder:
         Maildir's `new/` means.  Kept in memory, and on disk only that way:
         taking them moves their files from `new/` into `cur/`, one rename
         each (no listing of the folder: this runs for every new message a
-        selected session hears of).  Files other programs drop in are found
-        by `refresh()`, not here.
+        selected session hears of, on the event loop), and index records not
+        fsynced: after a crash a file may be back in `new/` (recent again,
+        which RFC 3501 allows) or in `cur/` while its record says `new/` (the
+        scan at load sees the rename; recent again too).  Files other programs drop in are
+        found by `refresh()`, not here.
         """
         self._check()
         with self.lock:
@@ -175,7 +178,7 @@ class Folder:
             lines.append(rename_line(uid, m.modseq, rel))
         if lines:
             self._snapshot = None
-            self._persist(lines)
+            self._persist(lines, sync=False)     # \Recent is session state (RFC 3501 §2.3.2): no fsync
 
     @property
     def recent(self) -> int:
@@ -426,8 +429,11 @@ class Folder:
     def _record(m: Message) -> Record:
         return Record(m.uid, m.modseq, m.size, m.internaldate, m.relpath)
 
-    def _persist(self, lines: list[str]) -> None:
+    def _persist(self, lines: list[str], sync: bool = True) -> None:
         """Make the index durable: append `lines`, or rewrite the list when due.
+
+        With `sync` False the appended lines are not fsynced (records whose loss
+        a crash may cost: the scan at load finds the files where they are).
 
         On failure the index in memory is dropped (reloaded from disk on next
         use) and the error propagates: nobody has been told of the change yet.
@@ -437,7 +443,7 @@ class Folder:
                 self._rewrite()
             elif lines:
                 try:
-                    self._list.append(lines)
+                    self._list.append(lines, sync)
                 except FileNotFoundError:
                     self._rewrite()
         except BaseException:

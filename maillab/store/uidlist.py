@@ -125,15 +125,17 @@ class UidList:
         self.lines, self.needs_rewrite = len(body_lines), not clean
         return Loaded(uidvalidity, top_uid + 1, top_mod, records, len(body_lines), clean)
 
-    def append(self, lines: Iterable[str]) -> None:
-        """Append records and fsync; FileNotFoundError if the file vanished (rewrite then)."""
+    def append(self, lines: Iterable[str], sync: bool = True) -> None:
+        """Append records and fsync (unless not `sync`: the next fsynced append or rewrite covers them);
+        FileNotFoundError if the file vanished (rewrite then)."""
         data = "".join(lines).encode("utf-8", "surrogateescape")
         if not data:
             return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:
             write_all(fd, data)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         self.lines += data.count(b"\n")
