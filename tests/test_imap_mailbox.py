@@ -242,3 +242,31 @@ def test_check_close_unselect(store):
     assert c.conn.state is State.AUTHENTICATED
     c.select("INBOX", "EXAMINE")
     c.ok("e CLOSE")
+
+
+def test_recent_never_exceeds_exists_when_a_message_arrives_and_goes_during_the_catch_up(store, monkeypatch):
+    """A message delivered between the catch-up's look at new UIDs and its claim of \\Recent
+    (another thread, in the lab) must not be claimed by a view that does not have it: once it
+    is expunged, nothing would take its \\Recent back (issue 13: "* 3 EXISTS" then "* 4 RECENT")."""
+    store.deliver(USER, msg("first"))
+    c = session(store)
+    folder = store.user(USER).folder("INBOX")
+    store.deliver(USER, msg("second"))
+    take = folder.take_recent
+    interloper: list[int] = []
+
+    def racing(*args: object, **kwargs: object) -> frozenset[int]:
+        if not interloper:                          # once: a delivery lands right now
+            interloper.append(folder.append(msg("third"), ["\\Deleted"]).uid)
+        return take(*args, **kwargs)                # type: ignore[arg-type]
+    monkeypatch.setattr(folder, "take_recent", racing)
+    assert c.ok("n1 NOOP") == ["* 2 EXISTS", "* 2 RECENT"]
+    session(store, mailbox=None).ok("s SELECT INBOX")     # someone else, who claims the interloper
+    other = session(store)
+    other.ok("x EXPUNGE")
+    assert folder.get(interloper[0]) is None
+    store.deliver(USER, msg("fourth"))
+    out = c.ok("n2 NOOP")
+    exists = [int(line.split()[1]) for line in out if line.endswith(" EXISTS")]
+    recent = [int(line.split()[1]) for line in out if line.endswith(" RECENT")]
+    assert exists and recent and recent[-1] <= exists[-1], out

@@ -193,3 +193,28 @@ def test_autologout_and_abort(store):
     d = Client(store)
     d.conn.abort("server stopped", "Server shutting down")
     assert d.conn.data_to_send() == b"* BYE Server shutting down\r\n"
+
+
+def _announced_before_use(lines: list[str], keyword: str) -> bool:
+    """True when `* FLAGS` naming `keyword` comes before the first FETCH carrying it."""
+    for line in lines:
+        if line.startswith("* FLAGS (") and keyword in line[9:].rstrip(")").split():
+            return True
+        if " FETCH (" in line and keyword in line:
+            return False
+    raise AssertionError(f"no FETCH carried {keyword}: {lines}")
+
+
+def test_a_new_keyword_is_announced_by_flags_before_a_fetch_carries_it(store):
+    """RFC 3501 §7.2.6: FLAGS (and PERMANENTFLAGS) before any FETCH with the new keyword,
+    whether this session's STORE added it or another's was heard of in a FETCH."""
+    store.deliver(USER, msg("one"))
+    c, other = session(store), session(store)
+    out = c.ok("s1 STORE 1 +FLAGS ($Mine)")
+    assert _announced_before_use(out, "$Mine"), out
+    assert out.index("* 1 FETCH (FLAGS ($Mine \\Recent))") > 0
+    assert sum(line.startswith("* OK [PERMANENTFLAGS (") for line in out) == 1, out
+    other.ok("s2 STORE 1 +FLAGS ($Theirs)")
+    out = c.ok("f1 FETCH 1 (FLAGS)")
+    assert _announced_before_use(out, "$Theirs"), out
+    assert c.ok("n1 NOOP") == []                    # announced once, not again at the catch-up

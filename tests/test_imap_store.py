@@ -29,8 +29,8 @@ def test_store_add_remove_set_and_silent(store):
         "* 1 FETCH (FLAGS (\\Flagged \\Seen \\Recent))", "* 2 FETCH (FLAGS (\\Flagged \\Seen \\Recent))"]
     assert c.ok("b STORE 2 -FLAGS \\Flagged") == ["* 2 FETCH (FLAGS (\\Seen \\Recent))"]
     out = c.ok("c STORE 3 FLAGS ($Label1 \\Answered)")
-    assert out[0] == "* 3 FETCH (FLAGS (\\Answered $Label1 \\Recent))"
-    assert out[1] == "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Label1)"    # a new keyword
+    assert out[0] == "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Label1)"    # a new keyword,
+    assert out[2] == "* 3 FETCH (FLAGS (\\Answered $Label1 \\Recent))"         # announced first (RFC 3501 §7.2.6)
     assert c.ok("d STORE 4 +FLAGS.SILENT (\\Draft)") == []
     assert c.ok("e UID STORE 5 +FLAGS (\\Seen)") == ["* 5 FETCH (UID 5 FLAGS (\\Seen \\Recent))"]
     assert [sorted(m.flags) for m in inbox(store).messages()] == [

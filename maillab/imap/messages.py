@@ -84,6 +84,7 @@ def fetch(conn: "ImapConnection", cmd: Command) -> Generator[None, None, "Result
                 continue
             if since is not None and m.modseq <= since:
                 continue
+            conn.announce_keywords()
             data = MessageData(folder, seq, m, view.is_recent(uid))
             try:
                 parts = render(data, items, extra_flags=uid in seen_now,
@@ -129,6 +130,7 @@ def store(conn: "ImapConnection", cmd: Command) -> "Result":
         m = folder.get(uid)
         if m is None or uid in modified:
             continue
+        conn.announce_keywords()            # after reading m.flags, before sending them
         if args.silent:
             if conn.condstore and uid in changed:       # RFC 7162 §3.1.3: MODSEQ even when silent
                 out.bulk([f"* {seq} FETCH (UID {uid} MODSEQ ({m.modseq}))"])

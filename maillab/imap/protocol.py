@@ -294,12 +294,23 @@ class ImapConnection:
         self._tagged(cmd.tag, "OK", text, code)
 
     def send_updates(self, allow_expunge: bool) -> None:
-        """What other sessions changed in the selected mailbox (and new keywords: FLAGS)."""
-        assert self.view is not None and self.user is not None
+        """What other sessions changed in the selected mailbox (and new keywords: FLAGS first)."""
+        assert self.view is not None
+        lines = self.view.sync(allow_expunge, self.condstore)
+        self.announce_keywords()
+        for line in lines:
+            self.out.line(line)
+
+    def announce_keywords(self) -> None:
+        """FLAGS and PERMANENTFLAGS again if a keyword was added since they were last sent.
+
+        Call it after reading the flags about to be sent in a FETCH response, before
+        sending it (RFC 3501 §7.2.6): a keyword is registered before any message
+        carries it, so every keyword read before this call is announced by it.
+        """
+        assert self.user is not None
         if self.user.keywords.version != self._keywords_version:
             self.send_flags()
-        for line in self.view.sync(allow_expunge, self.condstore):
-            self.out.line(line)
 
     def send_flags(self) -> None:
         """FLAGS and PERMANENTFLAGS of the selected mailbox (RFC 3501 §7.2.6, §7.1)."""
@@ -341,8 +352,7 @@ class ImapConnection:
 
     def select(self, folder: "Folder", readonly: bool) -> View:
         """Enter SELECTED with a new view of `folder` (mailboxes.py's SELECT and EXAMINE)."""
-        recent = folder.peek_recent() if readonly else folder.take_recent()
-        self.view = View(folder, readonly, recent)
+        self.view = View(folder, readonly)
         self.state = State.SELECTED
         return self.view
 

@@ -45,14 +45,22 @@ class MailboxGone(Exception):
 
 
 class View:
-    def __init__(self, folder: Folder, readonly: bool, recent: frozenset[int] = frozenset()) -> None:
+    def __init__(self, folder: Folder, readonly: bool) -> None:
         self.folder = folder
         self.readonly = readonly
         self.synced = folder.highestmodseq          # read before the snapshot: never miss a change
         self.uids: list[int] = [m.uid for m in folder.messages()]
         self.own: set[int] = set()                  # MODSEQs of this session's own commits
         self.ghosts: set[int] = set()               # expunged, not yet reported
-        self.recent: set[int] = set(recent)
+        self.recent: set[int] = set()               # always a subset of uids
+        self._claim_recent()
+
+    def _claim_recent(self) -> None:
+        """\\Recent for the messages of the view only: one that arrived after the view's last
+        UID is claimed when the view has it, else RECENT could exceed EXISTS for good."""
+        last = self.uids[-1] if self.uids else 0
+        folder = self.folder
+        self.recent |= folder.peek_recent(last) if self.readonly else folder.take_recent(last)
 
     @property
     def exists(self) -> int:
@@ -138,7 +146,7 @@ class View:
             self.ghosts = set()
         if new:
             self.uids.extend(new)
-            self.recent |= folder.peek_recent() if self.readonly else folder.take_recent()
+            self._claim_recent()
             lines.append(f"* {len(self.uids)} EXISTS")
             lines.append(f"* {self.recent_count} RECENT")
         return lines

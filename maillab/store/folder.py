@@ -139,8 +139,12 @@ class Folder:
                 snap = self._snapshot = tuple(self._by_uid[u] for u in self._uids)
         return snap
 
-    def take_recent(self) -> frozenset[int]:
-        """Claim the \\Recent messages (RFC 3501 §2.3.2): the first session to ask gets them.
+    def take_recent(self, upto: int | None = None) -> frozenset[int]:
+        """Claim the \\Recent messages up to UID `upto` (RFC 3501 §2.3.2): the first session to ask gets them.
+
+        `upto` is the last UID the session knows of (None: all): it never claims
+        a message it has not seen (one that arrived meanwhile is left to the next call,
+        so its \\Recent can not end up counted by a session without it).
 
         A message is recent from the moment the store first sees it (delivery,
         APPEND, COPY/MOVE target, a file found on disk) until one session takes
@@ -156,8 +160,8 @@ class Folder:
         """
         self._check()
         with self.lock:
-            taken = frozenset(self._recent)
-            self._recent.clear()
+            taken = frozenset(u for u in self._recent if upto is None or u <= upto)
+            self._recent -= taken
             self._claim(taken)
             return taken
 
@@ -185,11 +189,11 @@ class Folder:
         """How many messages no session has claimed yet (STATUS RECENT)."""
         return len(self._recent)
 
-    def peek_recent(self) -> frozenset[int]:
-        """The \\Recent messages no session has claimed, left unclaimed (EXAMINE, RFC 3501 §6.3.2)."""
+    def peek_recent(self, upto: int | None = None) -> frozenset[int]:
+        """The \\Recent messages up to UID `upto` no session has claimed, left unclaimed (EXAMINE, RFC 3501 §6.3.2)."""
         self._check()
         with self.lock:
-            return frozenset(self._recent)
+            return frozenset(u for u in self._recent if upto is None or u <= upto)
 
     def uids(self) -> tuple[int, ...]:
         return tuple(m.uid for m in self.messages())
