@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import threading
 
 import pytest
 
@@ -123,3 +124,40 @@ def test_search_caches_decoded_headers_on_the_message(client):
     hits(client, "SUBJECT tonight")
     m = client.conn.view.folder.get(2)
     assert m.cache[("h", "subject")] == "café tonight"
+
+
+def test_body_search_finds_every_message_while_other_threads_rename_their_files(tmp_path):
+    """Flag changes rename message files (Maildir info ":2,FS"); a SEARCH reading bodies meanwhile
+    must still find every message: the retry after a rename happens under the folder's lock, so a
+    second rename can not make a message that exists look gone (issue 13, IMAP item 3).  Two
+    threads toggle \\Seen on all messages until the searches are done."""
+    store = MailStore(StateDir(tmp_path / "state"))
+    inbox = store.user(USER).folder("INBOX")
+    uids = [inbox.append(f"Subject: m{i}\n\nneedle {i}\n".encode()).uid for i in range(10)]
+    c = session(store)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def toggle() -> None:
+        try:
+            while not done.is_set():
+                inbox.store(uids, ["\\Seen"], "add")
+                inbox.store(uids, ["\\Seen"], "remove")
+        except BaseException as e:      # reported by the test
+            errors.append(e)
+            raise
+
+    threads = [threading.Thread(target=toggle) for _ in range(2)]
+    for t in threads:
+        t.start()
+    def found() -> int:         # the flag changes come with the reply: keep the SEARCH line
+        [line] = [line for line in c.ok("s SEARCH BODY needle") if line.startswith("* SEARCH")]
+        return len(line.split()) - 2
+    try:
+        short = [n for n in (found() for _ in range(3000)) if n != len(uids)]
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert not errors
+    assert short == [], f"{len(short)} of 3000 searches missed messages that exist"

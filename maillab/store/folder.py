@@ -238,11 +238,13 @@ class Folder:
         try:
             return fn(self._file(uid))
         except FileNotFoundError:
-            self.refresh(force=True)        # renamed or moved by another program?
-        try:
-            return fn(self._file(uid))
-        except FileNotFoundError:
-            raise MessageGone(f"message UID {uid} is gone") from None
+            pass                            # renamed by a flag change, or by another program
+        with self.lock:                     # no flag change can rename it again while we read
+            self.refresh(force=True)
+            try:
+                return fn(self._file(uid))
+            except FileNotFoundError:
+                raise MessageGone(f"message UID {uid} is gone") from None
 
     # ---- loading and reconciling with the disk ---------------------------------------
 
