@@ -6,15 +6,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maillab.imap.framing import FramingError, Framer, RawCommand, RawLine, tag_of
+from maillab.smtp.budget import MemoryBudget
 
 
 class Wire:
     """A Framer with its continuation requests and transcript collected."""
 
-    def __init__(self, **limits: int) -> None:
+    def __init__(self, budget: MemoryBudget | None = None, **limits: int) -> None:
         self.sent: list[bytes] = []
         self.notes: list[str] = []
-        self.framer = Framer(lambda wire, shown: self.sent.append(wire), self.notes.append, **limits)
+        self.framer = Framer(lambda wire, shown: self.sent.append(wire), self.notes.append, budget=budget,
+                             **limits)
 
     def feed(self, data: bytes, mode: str = "command") -> list[object]:
         self.framer.receive_data(data)
@@ -120,3 +122,25 @@ def test_arbitrary_bytes_frame_without_crashing_and_stay_bounded(chunks):
         for frame in w.feed(chunk):
             assert isinstance(frame, (RawCommand, FramingError))
         assert w.framer.buffered <= 256 + 300 + 1024
+
+
+def test_append_literals_share_a_budget_held_until_the_next_command():
+    budget = MemoryBudget(100)
+    a, b = Wire(budget), Wire(budget)
+    assert a.feed(b"a1 APPEND INBOX {60}\r\n" + b"x" * 30) == []
+    assert a.sent == [b"+ Ready for literal data\r\n"] and budget.held == 60
+    assert a.framer.buffered <= 60
+    [refused] = b.feed(b"b1 APPEND INBOX {60}\r\n")
+    assert refused == FramingError("b1", "Too many messages being appended at once, try again later",
+                                   "LIMIT", no=True)
+    assert b.sent == [] and budget.held == 60
+    refused, noop = b.feed(b"b2 APPEND INBOX {60+}\r\n" + b"y" * 60 + b"\r\nb3 NOOP\r\n")
+    assert refused.code == "LIMIT" and noop == RawCommand((b"b3 NOOP",), ())   # type: ignore[union-attr]
+    assert b.framer.buffered == 0 and budget.held == 60
+    assert a.feed(b"x" * 30 + b"\r\n") == [RawCommand((b"a1 APPEND INBOX ", b""), (b"x" * 60,))]
+    assert budget.held == 60                                # until the APPEND is answered
+    assert a.feed(b"a2 NOOP\r\n") == [RawCommand((b"a2 NOOP",), ())]
+    assert budget.held == 0
+    assert b.feed(b"b4 APPEND INBOX {60}\r\n") == [] and budget.held == 60
+    b.framer.release()
+    assert budget.held == 0

@@ -15,6 +15,12 @@ Invariants:
   `max_command`.  A refused synchronizing literal is never sent by the
   client; a refused non-synchronizing one is read and dropped as it arrives
   (counted, never stored), so memory stays bounded either way;
+- the message literals of APPEND that all sessions hold at once stay within
+  one budget (`APPEND_IN_FLIGHT`, a `maillab.smtp.budget.MemoryBudget`): an
+  APPEND that would go over it is refused like a too-big one, with
+  `NO [LIMIT]`, before its "+ ".  A literal's octets are held from its
+  announcement until the framer is asked for the next command (its APPEND
+  has run by then) or `release()`d as the session ends;
 - a line longer than `max_line` is dropped as it arrives, up to its end;
 - after any framing error the partial command is forgotten and framing
   starts again at the next line;
@@ -32,12 +38,15 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Literal
 
+from ..smtp.budget import MemoryBudget
 from ..smtp.transcript import printable
 
 MAX_LINE = 64 * 1024                # octets in one line segment
 MAX_LITERAL = 64 * 1024             # one literal of a command other than APPEND
 MAX_APPEND = 64 * 1024 * 1024       # the message literal of APPEND (APPENDLIMIT, RFC 7889)
 MAX_COMMAND = 1024 * 1024           # lines and literals of one command other than APPEND
+
+APPEND_IN_FLIGHT = MemoryBudget(2 * MAX_APPEND)     # APPEND literals of every session of the process
 
 Mode = Literal["command", "idle", "sasl"]
 
@@ -85,8 +94,10 @@ def tag_of(line: bytes) -> str | None:
 class Framer:
     def __init__(self, send: Callable[[bytes, str], None], note: Callable[[str], None], *,
                  max_line: int = MAX_LINE, max_literal: int = MAX_LITERAL,
-                 max_append: int = MAX_APPEND, max_command: int = MAX_COMMAND) -> None:
-        """`send(wire, transcript_text)` queues a continuation request; `note(text)` a client line."""
+                 max_append: int = MAX_APPEND, max_command: int = MAX_COMMAND,
+                 budget: MemoryBudget | None = None) -> None:
+        """`send(wire, transcript_text)` queues a continuation request; `note(text)` a client line;
+        APPEND literals are taken from `budget` (default `APPEND_IN_FLIGHT`)."""
         self._send = send
         self._note = note
         self.max_line, self.max_literal = max_line, max_literal
@@ -102,6 +113,8 @@ class Framer:
         self._size = 0
         self._after_literal: int | None = None   # size of the literal before the next segment
         self._hide = ""                 # "login": the command is LOGIN (hide its password)
+        self.budget = budget if budget is not None else APPEND_IN_FLIGHT
+        self._held = 0                  # octets taken from the budget for the current APPEND
 
     # ---- input ---------------------------------------------------------------------------
 
@@ -123,9 +136,16 @@ class Framer:
         """True while a command has begun but is not complete (a partial line or literal)."""
         return bool(self._buf) or bool(self._lines) or self._need >= 0 or self._discard > 0
 
+    def release(self) -> None:
+        """Give back what the current APPEND holds of the budget (the session is over)."""
+        self.budget.give(self._held)
+        self._held = 0
+
     def next(self, mode: Mode = "command") -> Frame | None:
         """The next whole command (or line, in "idle"/"sasl" mode), an error, or None for more data."""
         buf = self._buf
+        if self._held and self._need < 0 and not self._lines:
+            self.release()                      # the APPEND that held it has been answered
         while True:
             if self._discard:
                 n = min(self._discard, len(buf))
@@ -199,24 +219,33 @@ class Framer:
         n = int(digits)
         append = bool(_APPEND.match(self._lines[0] if self._lines else line))
         limit = self.max_append if append else min(self.max_literal, self.max_command - self._size)
+        tag = tag_of(self._lines[0] if self._lines else line)
         if n > limit:
-            tag = tag_of(self._lines[0] if self._lines else line)
-            self._reset()
-            if plus:
-                self._discard = n
-                if n == 0:
-                    self._skip_line = True
             if append:
-                return FramingError(tag, f"Message too big: {n} octets, the limit is {self.max_append} "
-                                         f"(APPENDLIMIT)", "TOOBIG", no=True)
-            return FramingError(tag, f"Literal too big: {n} octets, the limit for this command "
-                                     f"is {max(limit, 0)}", "TOOBIG")
+                return self._refuse(tag, n, plus, f"Message too big: {n} octets, the limit is "
+                                                  f"{self.max_append} (APPENDLIMIT)", "TOOBIG", no=True)
+            return self._refuse(tag, n, plus, f"Literal too big: {n} octets, the limit for this command "
+                                              f"is {max(limit, 0)}", "TOOBIG")
+        if append:
+            if not self.budget.take(n):
+                return self._refuse(tag, n, plus, "Too many messages being appended at once, "
+                                                  "try again later", "LIMIT", no=True)
+            self._held += n
         self._lines.append(line[:m.start()])
         self._size += n
         self._need = n
         if not plus:
             self._send(b"+ Ready for literal data\r\n", "+ Ready for literal data")
         return None
+
+    def _refuse(self, tag: str | None, n: int, plus: bool, text: str, code: str, no: bool = False) -> FramingError:
+        """Refuse an announced literal of `n` octets: forget the command, drop a LITERAL+ as it comes."""
+        self._reset()
+        if plus:
+            self._discard = n
+            if n == 0:
+                self._skip_line = True
+        return FramingError(tag, text, code, no=no)
 
     def _line_too_long(self, line: bytes | None = None) -> FramingError:
         head = bytes(self._lines[0]) if self._lines else bytes(line if line is not None else self._buf[:80])

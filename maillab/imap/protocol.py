@@ -368,6 +368,7 @@ class ImapConnection:
     def _close(self, reason: str) -> None:
         self.state = State.LOGOUT
         self._closed = Closed(reason)
+        self.framer.release()                   # an APPEND literal cut short holds no budget
         self._waiting = None
         self.idling = False
         self.view = None

@@ -120,6 +120,7 @@ class ImapServer(SessionServer[_Session]):
     def ended(self, s: _Session) -> None:
         if s.read_task is not None:
             s.read_task.cancel()
+        s.conn.framer.release()             # however it ended: its APPEND literal holds no budget
         self._logout(s)
 
     async def receive(self, s: _Session) -> bytes | None:
