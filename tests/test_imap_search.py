@@ -161,3 +161,26 @@ def test_body_search_finds_every_message_while_other_threads_rename_their_files(
             t.join()
     assert not errors
     assert short == [], f"{len(short)} of 3000 searches missed messages that exist"
+
+
+def test_address_keys_match_addresses_as_envelope_parses_them(tmp_path):
+    """FROM/TO/CC/BCC match the envelope's addresses (RFC 3501 §6.4.4), parsed as ENVELOPE parses
+    them: comments inside an address do not hide it (issue 13); the raw text still matches too."""
+    store = MailStore(StateDir(tmp_path / "state"))
+    inbox = store.user(USER).folder("INBOX")
+    inbox.append(b"From: <user-from (comment)@ (comment) domain.org>\n"
+                 b"To: =?utf-8?q?J=C3=BCrgen?= <juergen (home) @ example.net>, friends: ann@a.org;\n"
+                 b"Subject: commented\n\nbody\n")
+    inbox.append(b"From: other@domain.org\nTo: nobody@example.net\nSubject: plain\n\nbody\n")
+    c = session(store)
+    envelope = c.ok("f FETCH 1 ENVELOPE")[0]
+    assert '(NIL NIL "user-from" "domain.org")' in envelope
+    assert hits(c, 'FROM "user-from@domain.org"') == [1]
+    assert hits(c, 'FROM "user-from@domain"') == [1]
+    assert hits(c, 'TO "juergen@example.net"') == [1]
+    assert hits(c, 'CHARSET UTF-8 TO "jürgen <juergen@example.net>"') == [1]
+    assert hits(c, 'TO friends') == [1]                             # a group's name
+    assert hits(c, 'FROM "(comment)"') == [1]                       # the raw text, as HEADER FROM
+    assert hits(c, 'HEADER FROM "comment) domain"') == [1]
+    assert hits(c, 'FROM "@domain.org"') == [1, 2]
+    assert hits(c, 'NOT FROM "user-from@domain.org"') == [2]

@@ -6,6 +6,14 @@ AND lists are reordered so that keys answered from the index in memory
 (flags, sizes, dates, UIDs, sequence numbers) run before those that read the
 message (headers, then bodies), and evaluation stops at the first failure.
 
+FROM, TO, CC and BCC match "the envelope structure's field" (RFC 3501
+§6.4.4): each address as `envelope.parse_addresses` reads it (ENVELOPE's own
+parser), as its display name, mailbox@host and "name <mailbox@host>", so
+`<user (comment)@ (comment) example.org>` is found by "user@example.org" as
+Dovecot finds it.  The parser gives HEADER FROM the same key, and that one
+means "the header contains the string", so the raw (decoded) field text
+matches as well: a match in either form counts.
+
 String matching is case-insensitive substring matching on decoded text:
 header values have their RFC 2047 encoded-words decoded, bodies their
 Content-Transfer-Encoding and charset.  Decoded header values are cached in
@@ -27,7 +35,7 @@ from bisect import bisect_right
 from typing import Callable
 
 from . import mime
-from .envelope import field_value
+from .envelope import field_value, parse_addresses
 from .fetch import MessageData
 from .parser import STAR, SeqSet
 
@@ -54,7 +62,33 @@ class Candidate(MessageData):
         return text
 
 
+    def address_text(self, name: str) -> str:
+        """The addresses of a header field as parsed (one form a line), case-folded; cached."""
+        key = ("a", name)
+        cache = self.m.cache
+        text = cache.get(key)
+        if text is None:
+            forms: list[str] = []
+            for n, raw in self.fields():
+                if n == name:
+                    for display, _adl, mailbox, host in parse_addresses(field_value(raw)):
+                        forms.extend(_address_forms(display, mailbox, host))
+            text = cache[key] = "\n".join(forms).casefold()
+        return text
+
+
+def _address_forms(display: str | None, mailbox: str | None, host: str | None) -> list[str]:
+    """What an address is searched as: its display name, mailbox@host, "name <mailbox@host>"."""
+    name = decode_header(display.encode("utf-8", "surrogateescape")) if display else ""
+    spec = f"{mailbox}@{host}" if mailbox and host else mailbox or ""     # no host: a group's name
+    forms = [f for f in (name, spec) if f]
+    if name and host:
+        forms.append(f"{name} <{spec}>")
+    return forms
+
+
 _CACHED_HEADERS = frozenset({"subject", "from", "to", "cc", "bcc", "date", "message-id"})
+_ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc"})
 
 
 def decode_header(raw: bytes) -> str:
@@ -207,6 +241,9 @@ class Compiler:
             def header_pred(c: Candidate) -> bool:
                 text = c.header_text(name)
                 return text is not None and needle in text
+
+            if name in _ADDRESS_HEADERS:
+                return (lambda c: needle in c.address_text(name) or header_pred(c)), _COST_HEADER
             return header_pred, _COST_HEADER
         if kind == "body":
             needle = key[1].casefold()
