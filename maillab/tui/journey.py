@@ -6,7 +6,8 @@
 ESMTPA a login), under which queue ID, and how long after the previous hop.
 
 `JourneyIndex` keeps, from the event stream, what the lab saw happen to each
-queue ID (queued, deferred, delivered, notices), which sessions mentioned it
+queue ID (queued, each try at each MX — `attempt_line`, ✗ failed, ✓ taken —,
+deferred, delivered, notices), which sessions mentioned it
 ("queued as ID"), the recent DNS queries, and the recent final deliveries a
 user can pick.  Everything is bounded.  No Textual here.
 
@@ -27,8 +28,8 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import parsedate_to_datetime
 
-from ..events import (Bounced, Deferred, Delivered, DnsQuery, Event, Notice, Queued, QueueMoved,
-                      Removed, SessionLine)
+from ..events import (Bounced, Deferred, Delivered, DnsQuery, Event, MxTried, Notice, Queued,
+                      QueueMoved, Removed, SessionLine)
 
 MAX_MESSAGES = 5_000
 MAX_EVENTS = 40
@@ -118,12 +119,22 @@ class QueueRecord:
     events: list[tuple[float, str]] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)     # sessions that said "queued as" it
     queued: bool = False                                  # saw it queued: the record starts at the start
+    tried: bool = False                                   # saw its MX tries (MxTried)
+
+
+def attempt_line(mx: str, address: str, result: str, reason: str) -> str:
+    """One try at one MX, e.g. "✗ smtp1.syr.edu[127.0.0.1]:25 refused: Connection refused"."""
+    ip, _, port = address.rpartition(":")
+    where = f"{mx}[{ip}]:{port}" if address else mx
+    return f"{'✓' if result == 'delivered' else '✗'} {where} {result}: {reason}"
 
 
 def _describe(e: Event) -> str | None:
     if isinstance(e, Queued):
         return (f"queued at {e.host}: from <{e.sender}> to {', '.join(e.recipients)}, {e.size} bytes"
                 + (f", client {e.client}" if e.client else ""))
+    if isinstance(e, MxTried):
+        return f"{e.host}: {attempt_line(e.mx, e.address, e.result, e.reason)}"
     if isinstance(e, QueueMoved):
         return f"{e.host}: now in the {e.queue} queue"
     if isinstance(e, Delivered):
@@ -176,6 +187,9 @@ class JourneyIndex:
             if text is None:
                 continue
             r = self._record(qid, e.time)
+            if isinstance(e, Notice) and e.program == "smtp" and r.tried:
+                continue        # routing's maillog line for a failed try: its MxTried row says it
+            r.tried = r.tried or isinstance(e, MxTried)
             r.host = r.host or getattr(e, "host", "")
             r.last = e.time
             r.queued = r.queued or isinstance(e, Queued)

@@ -5,7 +5,9 @@ active, deferred, hold), recipient, attempts, the next attempt counting down
 in lab time, and the last reason.  The rows come from `Lab.queue_page` (the
 same records `maillab queue` lists), one page of `PAGE` messages at a time,
 so a queue of 100,000 messages costs no more than one of 200.  Actions go
-through the same `Lab` methods as the control socket.
+through the same `Lab` methods as the control socket.  Enter opens the
+selected message's detail below the table: its attempt history, one line per
+try at each MX, with its reason (Enter on it again closes it).
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.widgets import RichLog
 
 from ...events import Bounced, Deferred, Delivered, Queued, QueueMoved, Removed
-from ..fmt import countdown, long_stamp
+from ..fmt import countdown, long_stamp, stamp
 from ..forms import ConfirmScreen
-from ..panel import Batch, Hint, Panel, guarded
+from ..journey import attempt_line
+from ..panel import Batch, Hint, Panel, guarded, write
 from ..rowlist import RowList
 
 if TYPE_CHECKING:
@@ -39,6 +44,8 @@ delivered), *deferred* (waiting for a retry), *hold* (set aside) — the attempt
 so far, when the next attempt is due (counted down in **lab time**), and the last
 reason a delivery failed.
 
+- `Enter` shows the selected message's attempts: each try at each MX (✗ failed,
+  ✓ taken), its address and the reason, oldest first (the last 20 are kept).
 - `x` flush: try every deferred message now (`postqueue -f`).
 - `h` hold / `r` release the selected message; `d` deletes it (asks first);
   `R` requeues it (forget the retry schedule, try now).
@@ -67,6 +74,8 @@ reason a delivery failed.
                 Binding("a", "app.clock_advance", "Advance")]
     DEFAULT_CSS = """
     QueuePanel #queue-table { height: 1fr; }
+    QueuePanel #queue-detail { height: 12; display: none; border-top: solid $accent; }
+    QueuePanel #queue-detail.-open { display: block; }
     """
 
     def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
@@ -76,10 +85,14 @@ reason a delivery failed.
         self.total = 0
         self._dirty = True
         self._last = 0.0
+        self.detail: str | None = None           # queue ID whose attempts are shown
+        self._shown: dict[str, dict] = {}        # this page's messages, by queue ID
+        self._drawn: object = None               # what the detail shows now
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(id="queue-status")
         yield RowList(COLUMNS, id="queue-table")
+        yield RichLog(id="queue-detail", wrap=True, max_lines=200, auto_scroll=False)
 
     def focus_main(self) -> None:
         self.query_one("#queue-table", RowList).focus()
@@ -117,7 +130,44 @@ reason a delivery failed.
                     e["id"], e["host"], status, r["address"], str(r["attempts"]), due,
                     r["last_result"] or "", e["sender"] or "<>")
         self.query_one("#queue-table", RowList).replace(rows)
+        self._shown = {e["id"]: e for e in entries}
         self._status(now)
+        if self.detail is not None:
+            self._draw_detail()
+
+    @guarded
+    def on_row_list_selected(self, event: RowList.Selected) -> None:
+        if event.row_list.id != "queue-table":
+            return
+        qid = event.key.partition("\t")[0]
+        self.detail = None if qid == self.detail else qid
+        self.query_one("#queue-detail", RichLog).set_class(self.detail is not None, "-open")
+        self._drawn = None
+        if self.detail is not None:
+            self._draw_detail()
+
+    def _draw_detail(self) -> None:
+        """The selected message's attempt history, redrawn only when it changed."""
+        entry = self._shown.get(self.detail or "")
+        state = (self.detail, entry and entry["queue"], entry and len(entry["history"]),
+                 entry and entry["history"] and entry["history"][-1]["at"])
+        if state == self._drawn:
+            return
+        self._drawn = state
+        log = self.query_one("#queue-detail", RichLog)
+        log.clear()
+        if entry is None:
+            write(log, Text(f"{self.detail}: no longer queued here (delivered, bounced, deleted, or "
+                            "on another page)", style="dim"))
+            return
+        history = entry["history"]
+        write(log, Text(f"{entry['id']} at {entry['host']} ({entry['queue']}), from <{entry['sender']}>: "
+                        f"{len(history)} tr{'y' if len(history) == 1 else 'ies'}, oldest first", style="bold"))
+        if not history:
+            write(log, Text("   no attempt yet", style="dim"))
+        for a in history:
+            write(log, Text(f"{stamp(a['at'])} {attempt_line(a['mx'], a['address'], a['result'], a['reason'])}",
+                            style="green" if a["result"] == "delivered" else "red"))
 
     def _status(self, now: float) -> None:
         pages = max((self.total + PAGE - 1) // PAGE, 1)
