@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .admission import Admission
+from .authguard import AuthGuard
 from .clock import Clock
 from .directory import Directory
 from .dns.client import LabResolver
@@ -38,3 +39,4 @@ class LabContext:
     smtp_timeout: float = 30.0           # each read of an outbound SMTP hop
     greylist_delay: float = 60.0         # lab seconds before a greylisted triple is let through
     admission: Admission = field(default_factory=Admission)   # new SMTP sessions pass it first
+    auth_guard: AuthGuard = field(default_factory=AuthGuard)  # failed logins per client address

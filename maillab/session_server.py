@@ -28,6 +28,7 @@ import itertools
 from collections import defaultdict
 from typing import Any, Generic, Iterator, TypeVar
 
+from .authguard import penalise
 from .context import LabContext
 from .directory import Account
 from .events import Notice, SessionClosed, SessionLine, SessionOpened
@@ -207,13 +208,16 @@ class SessionServer(Generic[S]):
 
     async def check_login(self, s: Any, ev: Authenticate, program: str) -> Account | None:
         """The account `ev` names if its password is right and it lives in one of this host's
-        domains; else None, with the failure in the maillog (Dovecot's words)."""
+        domains; else None, with the failure in the maillog (Dovecot's words), once the
+        client address's auth penalty (`authguard`) has been waited."""
         account = await asyncio.to_thread(self.ctx.directory.authenticate, ev.login, ev.password, self.domains)
         if account is not None and account.domain in self.domains:
+            self.ctx.auth_guard.succeeded(s.peer_ip)
             return account
         shown = printable(ev.login.encode("utf-8", "replace"), 80)
         self.notice(program, f"Login failed: user=<{shown}>, method={ev.mechanism}, rip={s.peer_ip}, "
                              f"lip={self.host.address}, reason=bad login or password ({s.id})")
+        await penalise(self.ctx, self.host.name, program, s.peer_ip, s.id)
         return None
 
     def notice(self, program: str, text: str) -> None:

@@ -236,10 +236,12 @@ def test_auth_plain_bad_password_and_cancel_and_garbage(drop):
     assert drop.send(b"AUTH PLAIN\r\n*\r\n") == b"+ \r\n-ERR authentication cancelled\r\n"
     assert drop.send(b"AUTH PLAIN\r\n!!notbase64!!\r\n") == b"+ \r\n-ERR invalid base64 in SASL response\r\n"
     assert drop.conn.state is State.AUTHORIZATION
+    assert drop.send(b"AUTH CRAM-MD5\r\n").startswith(b"-ERR unsupported SASL mechanism CRAM-MD5")
+    # a malformed PLAIN message is a failed login too: with the bad password above, the third closes
     assert drop.send(b"AUTH PLAIN " + base64.b64encode(b"no-nuls") + b"\r\n").startswith(b"-ERR [AUTH] malformed")
     assert drop.send(f"AUTH PLAIN {plain(USER, 'maillab', authzid='santa@northpole.org')}\r\n".encode()) \
         .startswith(b"-ERR [AUTH] authorization identity")
-    assert drop.send(b"AUTH CRAM-MD5\r\n").startswith(b"-ERR unsupported SASL mechanism CRAM-MD5")
+    assert drop.events[-1] == Closed("too many failed logins")
 
 
 def test_auth_without_mechanism_lists_plain(drop):
@@ -458,9 +460,17 @@ def test_consecutive_bad_commands_close_the_session(drop):
 
 
 def test_a_good_command_resets_the_bad_count(drop):
-    for _ in range(5):
+    for _ in range(2):
         drop.send(b"junk\r\n" * 9 + b"CAPA\r\n")
     assert drop.conn.state is State.AUTHORIZATION
+
+
+def test_errors_not_in_a_row_still_close_before_login(drop):
+    """Postfix's hard error limit: 20 errors in all, whatever comes between them."""
+    out = drop.send((b"AUTH FOO\r\nCAPA\r\n") * 20)
+    assert out.count(b"-ERR unsupported SASL mechanism FOO") == 20
+    assert out.endswith(b"-ERR unsupported SASL mechanism FOO (try PLAIN); too many errors, closing the connection\r\n")
+    assert drop.events[-1] == Closed("too many errors")
 
 
 def test_semantic_errors_do_not_count_as_bad(session):

@@ -417,13 +417,17 @@ class ImapConnection:
         self._answering(Authenticate)
         tag, self._auth_tag = self._auth_tag, None
         if code == "AUTHENTICATIONFAILED":
-            self._auth_failures += 1
-            if self._auth_failures >= self.max_auth_failures:
-                self._tagged(tag, "NO", text, code)
-                self.out.line("* BYE Too many failed logins")
-                self._close("Too many failed logins")
-                return
+            self._refuse_login(tag, text, code)
+        else:
+            self._tagged(tag, "NO", text, code)
+
+    def _refuse_login(self, tag: str, text: str, code: str) -> None:
+        """NO for a failed login (a malformed PLAIN message is one); the last one allowed says BYE."""
+        self._auth_failures += 1
         self._tagged(tag, "NO", text, code)
+        if self._auth_failures >= self.max_auth_failures:
+            self.out.line("* BYE Too many failed logins")
+            self._close("Too many failed logins")
 
     def tls_started(self) -> None:
         """TLS is up after STARTTLS: forget everything said before it (RFC 3501 §6.2.1)."""
@@ -497,7 +501,7 @@ class ImapConnection:
         try:
             login, password = parse_plain(data)
         except PlainError as e:
-            self._tagged(tag, "NO", str(e), "AUTHORIZATIONFAILED" if e.authorization else "AUTHENTICATIONFAILED")
+            self._refuse_login(tag, str(e), "AUTHORIZATIONFAILED" if e.authorization else "AUTHENTICATIONFAILED")
             return None
         return self._authenticate(tag, login, password, "PLAIN")
 

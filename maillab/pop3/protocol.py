@@ -37,7 +37,8 @@ Which command is valid in which state is the table `COMMANDS`.  Invariants:
   after NEED_DATA;
 - two kinds of error, as in h11: the peer's (an `-ERR` reply, with an RFC 2449
   / RFC 3206 response code where one fits; `max_bad_commands` protocol errors
-  in a row close the session) and ours (calling an answer method that no
+  in a row, `max_errors` in all before login, `max_auth_failures` failed logins (a
+  malformed PLAIN message is one) close the session) and ours (calling an answer method that no
   event asked for raises `Pop3UsageError`).
 """
 
@@ -50,6 +51,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Literal, Protocol, Sequence
 
+from ..authguard import HARD_ERROR_LIMIT
 from ..sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
 from ..sasl import PlainError, parse_plain
 from ..smtp.transcript import printable
@@ -177,12 +179,14 @@ class _Command:
 
 class Pop3Connection:
     def __init__(self, hostname: str, *, tls_available: bool = False, max_bad_commands: int = 10,
-                 max_auth_failures: int = 3, implementation: str = "maillab") -> None:
+                 max_auth_failures: int = 3, max_errors: int = HARD_ERROR_LIMIT,
+                 implementation: str = "maillab") -> None:
         self.hostname = hostname
         self.tls_available = tls_available
         self.tls_active = False
         self.max_bad_commands = max_bad_commands
         self.max_auth_failures = max_auth_failures
+        self.max_errors = max_errors
         self.implementation = implementation
         self.state = State.AUTHORIZATION
         self.login: str | None = None           # the account, once in TRANSACTION
@@ -195,6 +199,7 @@ class Pop3Connection:
         self._pending: Retrieve | None = None
         self._closed: Closed | None = None
         self._bad = 0
+        self._errors = 0                        # -ERR replies to the peer's faults before login
         self._auth_failures = 0
         self._user: str | None = None           # USER given, PASS awaited
         # the maildrop view (TRANSACTION)
@@ -306,12 +311,17 @@ class Pop3Connection:
 
     def _error(self, e: _PeerError) -> Event | None:
         text = e.text
+        self._errors += self.login is None      # before login; a user's "no such message" is no attack
         if e.bad:
             self._bad += 1
             if self._bad >= self.max_bad_commands:
                 self._reply_err(f"{text}; {self._bad} bad commands in a row, closing the connection", e.code)
                 self._close("too many bad commands")
                 return self._closed
+        if self._errors >= self.max_errors:          # Postfix's smtpd_hard_error_limit
+            self._reply_err(f"{text}; too many errors, closing the connection", e.code)
+            self._close("too many errors")
+            return self._closed
         self._reply_err(text, e.code)
         return None
 
@@ -382,12 +392,19 @@ class Pop3Connection:
         self.state = State.AUTHORIZATION
         self._user = None
         if code == "AUTH":
-            self._auth_failures += 1
-            if self._auth_failures >= self.max_auth_failures:
-                self._reply_err(f"{text}; {self._auth_failures} failed logins, closing the connection", code)
-                self._close("too many failed logins")
-                return
-        self._reply_err(text, code)
+            self._login_refused(text)
+        else:
+            self._reply_err(text, code)
+
+    def _login_refused(self, text: str) -> Event | None:
+        """-ERR [AUTH] for a failed login; the last one allowed closes the session."""
+        self._auth_failures += 1
+        if self._auth_failures >= self.max_auth_failures:
+            self._reply_err(f"{text}; {self._auth_failures} failed logins, closing the connection", "AUTH")
+            self._close("too many failed logins")
+            return self._closed
+        self._reply_err(text, "AUTH")
+        return None
 
     def message(self, data: bytes) -> None:
         """The message asked for by `Retrieve`, in CRLF form (for TOP, the header alone will do)."""
@@ -491,8 +508,8 @@ class Pop3Connection:
             raise _PeerError("invalid base64 in SASL response") from None
         try:
             authcid, password = parse_plain(decoded)
-        except PlainError as e:
-            raise _PeerError(str(e)[0].lower() + str(e)[1:], "AUTH", bad=False) from None
+        except PlainError as e:             # a failed login too (a spray of them must end)
+            return self._login_refused(str(e)[0].lower() + str(e)[1:])
         self._user = authcid
         self._wait(Authenticate)
         return Authenticate(authcid, password, "PLAIN")

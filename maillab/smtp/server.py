@@ -9,6 +9,8 @@
 - a 421 before closing a session that timed out (RFC 5321 §4.5.3.2), and one
   timer per session that a command moves on, not a timer cancelled and armed
   anew at every command and body chunk;
+- a failed AUTH waits the client address's penalty, and too many error replies
+  end the session with 421 (`authguard`; Postfix's smtpd_hard_error_limit);
 
 `MtaHandler` holds the policy hooks: address checks, relay rules, AUTH against
 the directory, MAIL (which waits, as Postfix's in_flow_delay, while the
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
+from ..authguard import ErrorLimit, penalise
 from ..events import SessionClosed, SessionLine, SessionOpened
 from . import overhead
 from .codes import enhance
@@ -77,6 +80,7 @@ class LabSMTP(SMTP):
         self._announced = False          # SessionOpened published: only then a SessionClosed
         self._ptr_task: asyncio.Task[str | None] | None = None
         self._deadline = self._timer_at = 0.0     # when the session times out; when its timer fires
+        self._errors = ErrorLimit()
         super().__init__(MtaHandler(mta, service), hostname=mta.host.name, ident="ESMTP maillab",
                          data_size_limit=mta.ctx.world.message_size_limit, enable_SMTPUTF8=True,
                          timeout=mta.ctx.session_timeout, auth_required=(service == "submission"),
@@ -173,7 +177,16 @@ class LabSMTP(SMTP):
         data = b"".join(self._out)
         self._out.clear()
         self._writer.write(data)
+        if self._errors.reply(text[:3]) and not text.startswith("421"):
+            await self._too_many_errors()
         await self._writer.drain()
+
+    async def _too_many_errors(self) -> None:
+        """Postfix's smtpd_hard_error_limit: the last error was one too many; close as QUIT does."""
+        await self.push("421 4.7.0 Too many errors, closing connection")
+        assert self._handler_coroutine is not None and self.transport is not None
+        self._handler_coroutine.cancel()
+        self.transport.close()
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         """Move the session's deadline.  The timer stays armed where it is unless the deadline
@@ -313,8 +326,14 @@ class LabSMTP(SMTP):
     async def _off_loop(self, result: Any) -> Any:
         if not isinstance(result, _DeferredCheck):
             return result            # refused while parsing, or aborted by the client
-        return await asyncio.to_thread(self._check_login, self, self.session, self.envelope,
-                                       result.mechanism, result.auth_data)
+        checked = await asyncio.to_thread(self._check_login, self, self.session, self.envelope,
+                                          result.mechanism, result.auth_data)
+        if checked.success:
+            self.mta.ctx.auth_guard.succeeded(self.peer_ip)
+        else:
+            await penalise(self.mta.ctx, self.mta.host.name, f"postfix/{self.service}", self.peer_ip,
+                           self.session_id)
+        return checked
 
     def _check_login(self, server: SMTP, session: Session, envelope: Envelope,
                       mechanism: str, auth_data: Any) -> AuthResult:
