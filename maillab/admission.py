@@ -10,18 +10,84 @@ backlog does not rush in at once.  A key press holds the gate shut for a
 moment too (`hold`), so the answer to a person comes before new sessions.  A waiting client just sees a late banner,
 as it would from a busy Postfix whose clients wait in the listen queue.
 
-Sessions in progress are never paused, and nothing is refused.  `maillab
+Sessions in progress are never paused, and the valve refuses nothing.  `maillab
 serve` runs no valve: there the gate is always open.
+
+`ConnectionLimits` is the other gate, which every SMTP, IMAP and POP3
+connection passes as it is accepted: at most `per_client` connections from
+one address to one service of a host (Postfix's
+smtpd_client_connection_count_limit, Dovecot's mail_max_userip_connections),
+at most `per_service` to one service of a host, and never so many in the
+whole lab that fewer than `fd_reserve` file descriptors remain, so that past
+the limits the lab still accepts and answers with a refusal instead of
+refusing silently.  It also holds `preauth_timeout`, the idle time allowed to
+an IMAP or POP3 client that has not logged in.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import resource
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+PER_CLIENT = 500        # every lab host and benchmark connects from 127.0.0.x: generous by default
+PER_SERVICE = 1000
+FD_RESERVE = 64         # descriptors kept for accepting and answering past the limits
+PREAUTH_TIMEOUT = 60.0  # seconds an IMAP/POP3 client may idle before logging in
+
+
+@dataclass
+class ConnectionLimits:
+    per_client: int = PER_CLIENT
+    per_service: int = PER_SERVICE
+    fd_reserve: int = FD_RESERVE
+    preauth_timeout: float = PREAUTH_TIMEOUT
+    _by_client: Counter[tuple[str, str, str]] = field(default_factory=Counter, repr=False)
+    _by_service: Counter[tuple[str, str]] = field(default_factory=Counter, repr=False)
+    _total: int = field(default=0, repr=False)
+
+    def admit(self, host: str, service: str, ip: str, per_service: int | None = None) -> str | None:
+        """Count a new connection in and return None, or return why it is refused (not counted):
+        "client" (too many from `ip`) or "service" (too many to the service, or too few
+        descriptors left).  `per_service` lowers the service's own limit."""
+        if self._by_client[host, service, ip] >= self.per_client:
+            return "client"
+        limit = self.per_service if per_service is None else min(per_service, self.per_service)
+        if self._by_service[host, service] >= limit or self._total >= self._descriptor_budget():
+            return "service"
+        self._by_client[host, service, ip] += 1
+        self._by_service[host, service] += 1
+        self._total += 1
+        return None
+
+    def leave(self, host: str, service: str, ip: str) -> None:
+        """An admitted connection has ended."""
+        key = (host, service, ip)
+        self._by_client[key] -= 1
+        if not self._by_client[key]:
+            del self._by_client[key]
+        self._by_service[host, service] -= 1
+        self._total -= 1
+
+    def count(self, host: str, service: str, ip: str) -> int:
+        return self._by_client[host, service, ip]
+
+    def warning(self, refusal: str, service: str, ip: str) -> str:
+        """The maillog line for a refusal, in Postfix's words."""
+        if refusal == "client":
+            return (f"warning: Connection concurrency limit exceeded: {self.per_client} from "
+                    f"unknown[{ip}] for service {service}")
+        return f"warning: Too many connections to service {service}; refused unknown[{ip}]"
+
+    def _descriptor_budget(self) -> int:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return (1 << 62) if soft == resource.RLIM_INFINITY else soft - self.fd_reserve
 
 
 class Admission:
     def __init__(self) -> None:
+        self.limits = ConnectionLimits()      # what every SMTP/IMAP/POP3 connection passes at accept
         self._waiting: deque[asyncio.Future[None]] = deque()
         self.closed = False
         self.waited = 0            # sessions that had to wait (shown on the Monitor panel)

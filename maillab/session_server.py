@@ -5,6 +5,12 @@ connection (turning clients away with `busy_reply` past `max_sessions`), and
 on `stop()` cancels every session task and waits for it, so each session
 ends through its own clean-up.
 
+Every connection first passes `ctx.admission.limits` (per client address, per
+service, the descriptor reserve); one refused gets `client_busy_reply` or
+`busy_reply` and a maillog warning.  `login_timeout()` is the idle time
+allowed before login: the session timeout, but at most the limits'
+`preauth_timeout`.
+
 `run` is the session loop both protocols share: greet, then answer the sans-IO
 connection's events — NEED_DATA by flushing and `receive`, StartTls with a
 refusal (the seam: TLS is not offered yet), Closed with a last flush, the
@@ -59,7 +65,8 @@ S = TypeVar("S", bound=Session)
 
 class SessionServer(Generic[S]):
     service = ""
-    busy_reply = b""
+    busy_reply = b""            # past the service's limit (or the descriptor reserve)
+    client_busy_reply = b""     # past the per-client limit (ConnectionLimits.per_client)
     tls_command = "STARTTLS"
     # How a session's end is told (SessionClosed, maillog) and the last line stop() sends:
     # keys "closed" (a clean end), "send timeout", "lost" (with {error}), "stopped",
@@ -81,6 +88,10 @@ class SessionServer(Generic[S]):
 
     def port(self) -> int:
         raise NotImplementedError
+
+    def login_timeout(self) -> float:
+        """How long a client that has not logged in may stay idle."""
+        return min(self.ctx.session_timeout, self.ctx.admission.limits.preauth_timeout)
 
     def new_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> S:
         raise NotImplementedError
@@ -186,9 +197,13 @@ class SessionServer(Generic[S]):
             self._server = None
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._sessions) >= self.max_sessions:
-            with contextlib.suppress(OSError):
-                writer.write(self.busy_reply)
+        limits, host = self.ctx.admission.limits, self.host.name
+        ip = str((writer.get_extra_info("peername") or ("?",))[0])
+        refusal = limits.admit(host, self.service, ip, self.max_sessions)
+        if refusal is not None:
+            self.notice(self.service, limits.warning(refusal, self.service, ip))
+            with contextlib.suppress(OSError, RuntimeError):      # RuntimeError: uvloop, already reset
+                writer.write(self.client_busy_reply if refusal == "client" else self.busy_reply)
                 writer.close()
             return
         task = asyncio.current_task()
@@ -200,6 +215,7 @@ class SessionServer(Generic[S]):
             pass        # stop() cancelled us; asyncio's stream callback would log a cancelled task as an error
         finally:
             del self._sessions[task]
+            limits.leave(host, self.service, ip)
 
     def publish_transcript(self, s: Any) -> None:
         now, bus, host = self.ctx.clock.now(), self.ctx.bus, self.host.name
@@ -228,6 +244,8 @@ class SessionServer(Generic[S]):
         self.publish_transcript(s)
         data = s.conn.data_to_send()
         if data:
+            if s.writer.transport.is_closing():     # the client reset: uvloop's write would raise RuntimeError
+                raise ConnectionResetError("reset by peer")
             s.writer.write(data)
             async with asyncio.timeout(self.ctx.session_timeout):
                 await s.writer.drain()

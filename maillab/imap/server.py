@@ -18,7 +18,8 @@ events and wakes the idling sessions of that user, which then ask the
 protocol for their updates (`idle_poll`); every `IDLE_REFRESH` seconds an
 idling session also looks at its Maildir for changes other programs made.
 
-Timers: `login_timeout` (ctx.session_timeout) before login, the autologout
+Timers: `login_timeout()` (ctx.session_timeout, at most
+ctx.admission.limits.preauth_timeout) before login, the autologout
 (RFC 3501 §5.4: at least 30 minutes) after it.  At most `max_sessions`
 connections per host; more get `* BYE [UNAVAILABLE]` and are closed.
 
@@ -65,11 +66,11 @@ class ImapServer(SessionServer[_Session]):
                "stopped": "Server shutting down", "stopped line": "Server shutting down",
                "bug line": "[SERVERBUG] Internal error, closing the connection"}
     busy_reply = b"* BYE [UNAVAILABLE] Too many IMAP sessions on this host, try again later\r\n"
+    client_busy_reply = b"* BYE Too many connections from IP\r\n"
 
     def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...], *,
                  max_sessions: int = MAX_SESSIONS, autologout: float | None = None) -> None:
         super().__init__(ctx, host, domains, max_sessions)
-        self.login_timeout = ctx.session_timeout
         self.autologout = autologout if autologout is not None else max(AUTOLOGOUT, ctx.session_timeout)
         self._by_user: dict[str, set[_Session]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
@@ -129,7 +130,7 @@ class ImapServer(SessionServer[_Session]):
         While the session idles, store events and the refresh timer are served too."""
         conn = s.conn
         loop = asyncio.get_running_loop()
-        limit = self.login_timeout if conn.state is State.NOT_AUTHENTICATED else self.autologout
+        limit = self.login_timeout() if conn.state is State.NOT_AUTHENTICATED else self.autologout
         deadline = loop.time() + limit
         s.waiting_input = True              # (stays True if cancelled while waiting: stop() says BYE)
         while True:

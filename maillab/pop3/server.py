@@ -54,6 +54,7 @@ class Pop3Server(SessionServer[_Session]):
                "stopped": "server stopped",
                "stopped line": "server shutting down", "bug line": "internal error, closing the connection"}
     busy_reply = b"-ERR [SYS/TEMP] too many POP3 sessions on this host, try again later\r\n"
+    client_busy_reply = b"-ERR [SYS/TEMP] too many connections\r\n"
 
     def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...]) -> None:
         super().__init__(ctx, host, domains, MAX_SESSIONS)
@@ -68,7 +69,7 @@ class Pop3Server(SessionServer[_Session]):
         s.idle = True                      # (stays True if cancelled while reading: stop() says goodbye)
         try:
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (stop())
-            async with asyncio.timeout(self.ctx.session_timeout):
+            async with asyncio.timeout(self.ctx.session_timeout if s.lock else self.login_timeout()):
                 data = await s.reader.read(READ_CHUNK)
         except TimeoutError:
             s.idle = False

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from ..authguard import ErrorLimit, penalise
-from ..events import SessionClosed, SessionLine, SessionOpened
+from ..events import Notice, SessionClosed, SessionLine, SessionOpened
 from . import overhead
 from .codes import enhance
 from .budget import IN_FLIGHT
@@ -79,6 +79,7 @@ class LabSMTP(SMTP):
         self._opened = False
         self._announced = False          # SessionOpened published: only then a SessionClosed
         self._ptr_task: asyncio.Task[str | None] | None = None
+        self._refusal: str | None = None     # why ctx.admission.limits refused this connection, if it did
         self._deadline = self._timer_at = 0.0     # when the session times out; when its timer fires
         self._errors = ErrorLimit()
         super().__init__(MtaHandler(mta, service), hostname=mta.host.name, ident="ESMTP maillab",
@@ -102,13 +103,16 @@ class LabSMTP(SMTP):
         self._opened = True
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.peer_ip, self.peer_port = str(peer[0]), peer[1]
-        self._ptr_task = asyncio.ensure_future(self.mta.reverse_name(self.peer_ip))
+        self._refusal = self.mta.ctx.admission.limits.admit(self.mta.host.name, self.service, self.peer_ip)
+        if self._refusal is None:
+            self._ptr_task = asyncio.ensure_future(self.mta.reverse_name(self.peer_ip))
 
     async def _handle_client(self) -> None:
         try:
             await self._serve_session()
-        except asyncio.CancelledError:
-            # aiosmtpd ends every session by cancelling this task (QUIT, EOF, lost connection).
+        except (asyncio.CancelledError, ConnectionError):
+            # aiosmtpd ends every session by cancelling this task (QUIT, EOF, lost connection);
+            # a reply to a client that reset is a ConnectionResetError (see push).
             # Ended quietly, the task keeps no exception whose traceback would hold this
             # protocol in a reference cycle (see _release).
             pass
@@ -127,9 +131,21 @@ class LabSMTP(SMTP):
         self._authenticator = None                      # our _check_login, bound
 
     async def _serve_session(self) -> None:
+        if self._refusal is not None:        # past ctx.admission.limits: say so, log it, close
+            limits = self.mta.ctx.admission.limits
+            self.mta.ctx.bus.publish(Notice(self.mta.ctx.clock.now(), self.mta.host.name, f"postfix/{self.service}",
+                                            limits.warning(self._refusal, self.service, self.peer_ip)))
+            self._raw_replies = True
+            await self.push("421 4.7.0 Too many connections from IP" if self._refusal == "client" else
+                            f"421 4.3.2 {self.hostname} Too many connections, try again later")
+            assert self.transport is not None
+            self.transport.close()
+            return
         await self.mta.ctx.admission.enter()     # in a flood under the TUI, new sessions wait here
         # As Postfix does, look up the client's name before the banner.
         name = await self.client_name()
+        if self.transport is None or self.transport.is_closing():
+            return          # reset during the PTR look-up: it never opened (connection_lost says no more)
         self._announced = True
         self.mta.ctx.bus.publish(SessionOpened(self.mta.ctx.clock.now(), self.session_id, self.service,
                                                self.mta.host.name, f"{self.peer_ip}:{self.peer_port}",
@@ -146,6 +162,9 @@ class LabSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         super().connection_lost(error)
         self.mta.forget(self)
+        if self._refusal is None:
+            self.mta.ctx.admission.limits.leave(self.mta.host.name, self.service, self.peer_ip)
+            self._refusal = "gone"               # connection_lost runs once, but leave only once
         if self._ptr_task is not None and not self._ptr_task.done():
             self._ptr_task.cancel()
         if not self._announced:
@@ -176,6 +195,8 @@ class LabSMTP(SMTP):
             return
         data = b"".join(self._out)
         self._out.clear()
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("reset by peer")   # (uvloop's write would raise RuntimeError)
         self._writer.write(data)
         if self._errors.reply(text[:3]) and not text.startswith("421"):
             await self._too_many_errors()
