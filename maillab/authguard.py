@@ -13,7 +13,8 @@ the maillog, and wait its delay with `asyncio.sleep` — only that session
 waits; the loop and every other client go on.
 
 `ErrorLimit` is Postfix's smtpd_hard_error_limit for a session: it counts
-error replies and failed logins and says when the session must be dropped.
+error replies (since the last message accepted) and failed logins and says
+when the session must be dropped.
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ class ErrorLimit:
             self.errors += 1
             self.auth_failures += code == "535"
         return self.exceeded
+
+    def delivered(self) -> None:
+        """A message was accepted: as Postfix, forgive the errors before it (not failed logins)."""
+        self.errors = 0
 
     @property
     def exceeded(self) -> bool:

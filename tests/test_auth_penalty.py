@@ -119,6 +119,26 @@ async def test_smtp_malformed_auth_spray_is_dropped_after_the_hard_error_limit(l
     assert last == (421, b"4.7.0 Too many errors, closing connection")
 
 
+async def test_smtp_errors_before_an_accepted_message_are_forgiven(lab):
+    """A relay whose messages each have some refused recipients is no sprayer (Postfix resets
+    its error count once a message is delivered)."""
+    bad = HARD_ERROR_LIMIT - 5
+
+    def session() -> tuple[list[int], int]:
+        with smtplib.SMTP(SYR, lab.ports.smtp, timeout=30) as s:
+            s.ehlo("relay.example")
+            codes = []
+            for _ in range(2):
+                s.mail("santa@northpole.org")
+                codes += [s.rcpt(f"user{i}@gmail.com")[0] for i in range(bad)]     # relay denied
+                codes.append(s.rcpt(USER)[0])
+                codes.append(s.data(b"Subject: hi\r\n\r\nhello\r\n")[0])
+            return codes, s.noop()[0]
+
+    codes, noop = await asyncio.to_thread(session)
+    assert codes == ([554] * bad + [250, 250]) * 2 and noop == 250
+
+
 async def test_imap_login_spray_is_penalised_and_dropped_with_bye(lab):
     quick_penalty(lab)
     sub = lab.ctx.bus.subscribe(kinds=(Notice,))

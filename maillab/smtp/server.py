@@ -290,6 +290,8 @@ class LabSMTP(SMTP):
             self.envelope.original_content = self.envelope.content = reader.message()
             status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
+        if status.startswith("250"):
+            self._errors.delivered()
         await self.push(status)
 
     async def _read_body(self, data: DataReader) -> None:
