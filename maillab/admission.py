@@ -30,11 +30,15 @@ import asyncio
 import resource
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .world import World
 
 PER_CLIENT = 500        # every lab host and benchmark connects from 127.0.0.x: generous by default
 PER_SERVICE = 1000
 FD_RESERVE = 64         # descriptors kept for accepting and answering past the limits
-PREAUTH_TIMEOUT = 60.0  # seconds an IMAP/POP3 client may idle before logging in
+PREAUTH_TIMEOUT = 60    # seconds an IMAP/POP3 client may idle before logging in
 
 
 @dataclass
@@ -46,6 +50,12 @@ class ConnectionLimits:
     _by_client: Counter[tuple[str, str, str]] = field(default_factory=Counter, repr=False)
     _by_service: Counter[tuple[str, str]] = field(default_factory=Counter, repr=False)
     _total: int = field(default=0, repr=False)
+
+    @classmethod
+    def of(cls, world: "World") -> "ConnectionLimits":
+        """The limits lab.toml's [lab] table sets."""
+        return cls(per_client=world.connections_per_client, per_service=world.connections_per_service,
+                   preauth_timeout=world.preauth_timeout)
 
     def admit(self, host: str, service: str, ip: str, per_service: int | None = None) -> str | None:
         """Count a new connection in and return None, or return why it is refused (not counted):

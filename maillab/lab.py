@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable, Iterator, TextIO
 
 from .access import AccessAgent, access_agents
 from .clock import Clock
+from .admission import ConnectionLimits
 from .context import LabContext
 from .control import ControlError, ControlServer, Streamed, socket_path
 from .directory import Directory
@@ -91,6 +92,7 @@ class Lab:
                               syncer=Syncer(self.state.root, use_syncfs=self.state.one_file_system()),
                               session_timeout=self.session_timeout, smtp_timeout=self.smtp_timeout,
                               retry=self.retry or self.world.retry)
+        self.ctx.admission.limits = ConnectionLimits.of(self.world)
         self._authority = Authority(self.world.zones)
         self._dns = DnsServer(self._authority, self.bus, self.clock, DNS_ADDRESS, self.ports.dns)
         try:

@@ -27,6 +27,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
+from .admission import PER_CLIENT, PER_SERVICE, PREAUTH_TIMEOUT
 from .clock import parse_duration
 from .errors import UserError
 from .queue.records import RetryPolicy
@@ -79,6 +80,9 @@ class World:
     zones: dict[str, dns.zone.Zone]        # origin (absolute, with dot) -> zone
     reject_unknown_recipients: bool = False
     message_size_limit: int = 10 * 1024 * 1024
+    connections_per_client: int = PER_CLIENT       # per service of a host (maillab/admission.py)
+    connections_per_service: int = PER_SERVICE
+    preauth_timeout: int = PREAUTH_TIMEOUT         # seconds an IMAP/POP3 client may idle before login
     retry: RetryPolicy = RetryPolicy()
     _by_address: dict[str, Host] = field(default_factory=dict, repr=False)
 
@@ -157,11 +161,12 @@ def _zone_error(path: Path, text: str, origin: str, message: str) -> str:
     return f"{path}:{number}: {what}" + (f" ({shown})" if shown else "")
 
 
-def _positive_int(table: dict, key: str, default: int, fail: Callable[[str, str], WorldError]) -> int:
+def _positive_int(table: dict, key: str, default: int, fail: Callable[[str, str], WorldError],
+                  unit: str = "bytes") -> int:
     """The setting `key` of a lab.toml table, which must be a whole number above 0."""
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise fail(key, f"[lab] {key} = {value!r}: expected a whole number of bytes above 0, "
+        raise fail(key, f"[lab] {key} = {value!r}: expected a whole number of {unit} above 0, "
                         f"like {default}")
     return value
 
@@ -321,5 +326,8 @@ def load_world(path: Path | str | None = None) -> World:
         zones=zones,
         reject_unknown_recipients=_flag(lab, "reject_unknown_recipients", fail),
         message_size_limit=_positive_int(lab, "message_size_limit", 10 * 1024 * 1024, fail),
+        connections_per_client=_positive_int(lab, "connections_per_client", PER_CLIENT, fail, "connections"),
+        connections_per_service=_positive_int(lab, "connections_per_service", PER_SERVICE, fail, "connections"),
+        preauth_timeout=_positive_int(lab, "preauth_timeout", PREAUTH_TIMEOUT, fail, "seconds"),
         retry=retry,
     )

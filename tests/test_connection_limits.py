@@ -138,3 +138,26 @@ async def test_the_labs_own_relaying_is_not_limited_by_default(lab):
     held = [await connect(lab.ports.smtp, source="127.0.0.2") for _ in range(100)]
     assert all(first.startswith(b"220 ") for _, _, first in held)
     close_all([w for _, w, _ in held])
+
+
+def test_lab_toml_sets_the_limits(tmp_path):
+    import shutil
+
+    from maillab.admission import ConnectionLimits
+    from maillab.world import WorldError, load_world
+
+    world_dir = tmp_path / "world"
+    shutil.copytree(load_world().path, world_dir)
+    toml = world_dir / "lab.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace("[lab]\n", "[lab]\nconnections_per_client = 40\nconnections_per_service = 300\n"
+                                            "preauth_timeout = 20\n", 1))
+    limits = ConnectionLimits.of(load_world(world_dir))
+    assert (limits.per_client, limits.per_service, limits.preauth_timeout) == (40, 300, 20)
+    toml.write_text(text.replace("[lab]\n", "[lab]\nconnections_per_client = 0\n", 1))
+    with pytest.raises(WorldError, match="connections_per_client = 0: expected a whole number of connections"):
+        load_world(world_dir)
+
+
+async def test_the_lab_applies_its_worlds_limits(lab):
+    assert lab.ctx.admission.limits.per_client == lab.world.connections_per_client == 500
