@@ -117,9 +117,14 @@ def parse_line(line: str, ref: float | None = None) -> Event | None:
 
 # --- reading from the end ---------------------------------------------------------------
 
+def rotation(path: Path, n: int) -> Path:
+    """The maillog's `n`th rotation (1: the newest), as `maillog.MailLog` names it."""
+    return path.with_name(f"{path.name}.{n}")
+
+
 def log_files(path: Path) -> list[Path]:
     """The maillog and its plain rotations, newest first (those that exist)."""
-    candidates = [path] + [path.with_name(f"{path.name}.{n}") for n in range(1, ROTATIONS + 1)]
+    candidates = [path] + [rotation(path, n) for n in range(1, ROTATIONS + 1)]
     return [p for p in candidates if p.is_file()]
 
 
