@@ -2,9 +2,11 @@
 
 `Lab` is what `maillab serve`, the TUI and the tests embed: it loads the
 account directory, starts the DNS server, one `Mta` per host of the world,
-replays every spool, and listens on the control socket for the admin commands
+replays every spool (each loaded before any port opens, delivered after),
+and listens on the control socket for the admin commands
 (`maillab queue`, `hosts`, `clock`, `dns`).  On `stop()` it closes every
-listener and session with the spool kept on disk.  It owns no protocol logic.
+listener and session, lets deliveries under way finish for a few seconds, and
+keeps the spool on disk.  It owns no protocol logic.
 """
 
 from __future__ import annotations
@@ -100,9 +102,14 @@ class Lab:
         except OSError as e:
             raise LabError(listen_failure("DNS", DNS_ADDRESS, (self.ports.dns,), e)) from None
         self.endpoints.append(Endpoint("dns", "ns.lab (udp+tcp)", DNS_ADDRESS, self.ports.dns))
+        # Every spool is loaded before any port opens, and deliveries start only after: a message
+        # accepted meanwhile would otherwise be read back as left over and delivered twice.
+        self.mtas = {host.name: Mta(host, self.ctx) for host in self.world.hosts.values()}
+        replayed = 0
+        for mta in self.mtas.values():
+            replayed += await mta.load()
         for host in self.world.hosts.values():
-            mta = Mta(host, self.ctx)
-            self.mtas[host.name] = mta
+            mta = self.mtas[host.name]
             try:
                 await mta.start()
             except OSError as e:
@@ -120,7 +127,8 @@ class Lab:
         self._control = ControlServer(socket_path(self.state.root))
         self._register_commands(self._control)
         await self._control.start()
-        replayed = sum(mta.queue.replay() for mta in self.mtas.values())
+        for mta in self.mtas.values():
+            mta.queue.resume()
         self.bus.publish(Notice(self.clock.now(), "maillab", "master",
                                 f"daemon started -- world {self.world.name}, {len(self.world.hosts)} hosts, "
                                 f"{len(self.endpoints)} endpoints, {replayed} queued message"
@@ -138,8 +146,10 @@ class Lab:
             await self._control.stop()
         for agent in self._agents:
             await agent.stop()
+        # listeners first everywhere, then every host's deliveries drain at once (bounded)
         for mta in self.mtas.values():
-            await mta.stop()
+            await mta.stop_listening()
+        await asyncio.gather(*(mta.stop() for mta in self.mtas.values()))
         if self._dns is not None:
             await self._dns.stop()
         if self.ctx is not None:

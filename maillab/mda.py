@@ -6,12 +6,17 @@ and the message with `Return-Path` and `Delivered-To` prepended (RFC 5321
 *how*: write into `tmp/`, fsync, rename into `new/`, fsync the folder, give the
 message its UID and tell every IMAP session and the TUI (`MessagesAdded`).
 
+Each file carries a delivery tag in its name (`delivery_tag`: queue ID and
+recipient), so that a restart can tell a delivery already made from one to make
+(`maillab.queue.redelivery`).
+
 Addresses reach the file system only through the directory's account names,
 which the store checks, so a recipient can not name a path.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from .directory import Account, Directory
@@ -27,6 +32,13 @@ class LocalResult:
     path: str = ""
 
 
+def delivery_tag(queue_id: str, recipient: str) -> str:
+    """What names one delivery in its Maildir file name: the queue ID and a digest of the
+    recipient as given (two aliases of one mailbox are two deliveries)."""
+    digest = hashlib.blake2s(recipient.lower().encode("utf-8", "surrogateescape"), digest_size=4).hexdigest()
+    return f"{queue_id}-{digest}"
+
+
 class Mda:
     def __init__(self, directory: Directory, store: MailStore) -> None:
         self.directory = directory
@@ -36,8 +48,12 @@ class Mda:
         account = self.directory.resolve(recipient)
         return account if account is not None and account.enabled else None
 
-    def deliver(self, account: Account, recipient: str, sender: str, message: bytes) -> Steps[LocalResult]:
-        """Durability steps (maillab.fsutil) that store one copy for `account`."""
+    def deliver(self, account: Account, recipient: str, sender: str, message: bytes,
+                queue_id: str = "") -> Steps[LocalResult]:
+        """Durability steps (maillab.fsutil) that store one copy for `account`, tagged with
+        `queue_id` and `recipient` when a queue ID is given."""
         head = f"Return-Path: <{sender}>\nDelivered-To: {account.address}\n".encode("utf-8", "surrogateescape")
-        delivery = yield from self.store.deliver_steps(account.address, head + message.replace(b"\r\n", b"\n"))
+        tag = delivery_tag(queue_id, recipient) if queue_id else ""
+        delivery = yield from self.store.deliver_steps(account.address, head + message.replace(b"\r\n", b"\n"),
+                                                       tag=tag)
         return LocalResult(True, "2.0.0", "delivered to maildir", str(delivery.path))

@@ -1,6 +1,7 @@
 """One MTA host of the world: its listeners, its queue, and the faults it can be given.
 
-An `Mta` listens on its own loopback address (port 25's stand-in, and the
+An `Mta` loads its spool (`load`, before any listener opens, local copies an
+earlier run made already counted as delivered), listens on its own loopback address (port 25's stand-in, and the
 submission port on a domain's mailbox host), hands what it accepts to its
 `QueueManager`, and delivers through `routing` (local MDA or an SMTP hop from
 its own address).
@@ -25,6 +26,7 @@ from .dns.client import LookupFailed
 from .events import HostChanged
 from .queue.manager import QueueManager
 from .queue.records import Entry
+from .queue.redelivery import already_delivered
 from .ports import Endpoint
 from .queue.spool import Spool
 from .routing import Outcome, deliver_local, relay
@@ -33,6 +35,7 @@ from .world import Host
 
 FAULT_MODES = ("refuse", "421", "silent", "greylist")
 CHAOS_STAGES = ("MAIL", "RCPT", "DATA")
+STOP_DRAIN = 3.0        # seconds a stop lets deliveries under way finish before abandoning them
 
 
 @dataclass
@@ -70,6 +73,15 @@ class Mta:
         self._protocols: set[LabSMTP] = set()
 
     # --- life cycle ----------------------------------------------------------
+    async def load(self) -> int:
+        """Take in this host's spool (before listening: see Lab._start); recipients whose
+        copy an earlier run already put in their Maildir are recorded as delivered.  Returns
+        how many messages are still to be delivered; `queue.resume()` starts them."""
+        entries = await asyncio.to_thread(self.queue.load)
+        found = await asyncio.to_thread(already_delivered, self.ctx, entries, self.is_local)
+        await self.queue.settle_delivered(found)
+        return len(self.queue.entries)
+
     async def start(self) -> None:
         """Listen on this host's address (again, after `stop_listening()`)."""
         loop = asyncio.get_running_loop()
@@ -98,9 +110,10 @@ class Mta:
             await server.wait_closed()
         self._servers = []
 
-    async def stop(self) -> None:
+    async def stop(self, drain: float = STOP_DRAIN) -> None:
+        """Stop listening, let deliveries under way finish for up to `drain` seconds, close."""
         await self.stop_listening()
-        await self.queue.stop()
+        await self.queue.stop(drain)
         self.queue.spool.close()
 
     def forget(self, proto: LabSMTP) -> None:
@@ -154,8 +167,12 @@ class Mta:
         except LookupFailed:
             return None
 
+    def is_local(self, rcpt: str) -> bool:
+        """Whether this host delivers `rcpt` itself (a mailbox domain of its own)."""
+        return rcpt.rpartition("@")[2].lower() in self.mailbox_domains
+
     async def _deliver(self, entry: Entry, message: bytes, rcpts: list[str]) -> list[Outcome]:
-        local = [r for r in rcpts if r.rpartition("@")[2].lower() in self.mailbox_domains]
+        local = [r for r in rcpts if self.is_local(r)]
         by_domain: dict[str, list[str]] = defaultdict(list)
         for r in rcpts:
             if r not in local:

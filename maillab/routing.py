@@ -63,7 +63,7 @@ async def deliver_local(ctx: LabContext, entry: Entry, message: bytes, rcpts: li
                                     f"unknown user: \"{rcpt.rpartition('@')[0]}\""))
             continue
         try:
-            result = await ctx.syncer.run(ctx.mda.deliver(account, rcpt, entry.sender, message),
+            result = await ctx.syncer.run(ctx.mda.deliver(account, rcpt, entry.sender, message, entry.id),
                                           blocking_first=not ctx.store.is_open(account.address),
                                           blocking_rest=True)
         except OSError as e:

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections import deque
-from typing import Awaitable, Callable
+from typing import Awaitable, BinaryIO, Callable
 
 from ..context import LabContext
 from ..dsn import DsnRecipient, build_dsn, is_bounce
 from ..events import Bounced, Deferred, Delivered, Notice, Queued, QueueMoved, Removed
 from ..routing import Outcome
+from ..smtp.budget import ByteGate
 from ..smtp.received import local_received_header
 from .records import BOUNCED, PENDING, SENT, Entry, Recipient
 from .scheduler import Scheduler
@@ -45,6 +47,9 @@ IN_FLOW_NOTICE_EVERY = 10.0     # seconds (monotonic) between two maillog lines 
 # A message just accepted goes to its first attempt from memory, not from the
 # spool, while the bytes so held in waiting stay under this bound.
 MAX_HELD_BYTES = 32 * 1024 * 1024
+# Deliveries running at once hold at most this many octets of messages (each message
+# is in memory two or three times while it is delivered); one bigger message goes alone.
+DELIVERY_MEMORY = 40 * 1024 * 1024
 
 
 class QueueError(Exception):
@@ -62,10 +67,12 @@ class QueueManager:
         ctx.clock.on_change(self.scheduler.reschedule)
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_PARALLEL_DELIVERIES)
+        self._delivery_memory = ByteGate(DELIVERY_MEMORY)
         self._held_bytes = 0
         self._inflow: deque[asyncio.Future[None]] = deque()
         self.flow_delays = 0            # messages that had to wait in in_flow
         self._flow_noticed = -IN_FLOW_NOTICE_EVERY
+        self._stopping = False          # stop() began: nothing new is started
 
     @property
     def busy(self) -> bool:
@@ -107,24 +114,53 @@ class QueueManager:
         return new_queue_id(self.ctx.clock.now())
 
     async def accept(self, qid: str, sender: str, recipients: tuple[str, ...], message: bytes,
-                     client: str = "", extra: dict | None = None) -> None:
-        """Spool a message durably, then schedule its delivery; raises OSError if not stored."""
-        entry = Entry(qid, sender, self.ctx.clock.now(), len(message), client, extra or {})
+                     client: str = "", extra: dict | None = None, body: BinaryIO | None = None) -> None:
+        """Spool a message durably, then schedule its delivery; raises OSError if not stored.
+        `body`: a file holding the rest of the message, after `message` (see Spool.accept)."""
+        size = len(message) + (os.fstat(body.fileno()).st_size if body is not None else 0)
+        entry = Entry(qid, sender, self.ctx.clock.now(), size, client, extra or {})
         entry.recipients = {r: Recipient(r) for r in dict.fromkeys(recipients)}
-        await self.ctx.syncer.run(self.spool.accept(entry, message))
+        await self.ctx.syncer.run(self.spool.accept(entry, message, body))
         self.entries[qid] = entry
         self.ctx.bus.publish(Queued(entry.arrival, self.host, qid, sender, tuple(entry.recipients),
-                                    len(message), client))
-        self.kick(qid, message if self._held_bytes + len(message) <= MAX_HELD_BYTES else None)
+                                    size, client))
+        held = body is None and self._held_bytes + size <= MAX_HELD_BYTES
+        self.kick(qid, message if held else None)
 
-    def replay(self) -> int:
-        """Load what an earlier run left in the spool; due messages are tried now."""
+    def load(self) -> list[Entry]:
+        """Take in what an earlier run left in the spool, without trying anything yet (the lab
+        loads every spool before it listens, and `resume`s after).  Blocking."""
         entries = self.spool.load()
         for entry in entries:
             self.entries[entry.id] = entry
-            if not entry.held:
+        return entries
+
+    async def settle_delivered(self, found: dict[str, list[str]]) -> None:
+        """Record as sent the recipients an earlier run delivered without recording it
+        (`redelivery.already_delivered`): they are not delivered again."""
+        now = self.ctx.clock.now()
+        for qid, rcpts in found.items():
+            entry = self.entries[qid]
+            changed = []
+            for address in rcpts:
+                r = entry.recipients[address]
+                r.status, r.last_attempt = SENT, now
+                r.last_result = "2.0.0 delivered before the restart (found in the maildir)"
+                changed.append(r)
+            self._notice(f"to=<{', '.join(rcpts)}>: delivered before the restart (found in the "
+                         "maildir), not delivered again", qid)
+            if entry.pending:
+                await asyncio.to_thread(self.spool.record, entry, changed, True)
+            else:
+                await self.ctx.syncer.run(self.spool.remove(qid))
+                del self.entries[qid]
+                self.ctx.bus.publish(Removed(now, self.host, qid))
+
+    def resume(self) -> None:
+        """Schedule every loaded message that is not on hold; due ones are tried now."""
+        for entry in self.entries.values():
+            if not entry.held and not entry.active:
                 self.scheduler.at(entry.id, entry.next_attempt)
-        return len(entries)
 
     # --- running deliveries --------------------------------------------------
     def kick(self, qid: str, message: bytes | None = None) -> None:
@@ -133,7 +169,7 @@ class QueueManager:
         `message`: its bytes, when the caller has them (read from the spool otherwise).
         """
         entry = self.entries.get(qid)
-        if entry is None or entry.held or entry.active:
+        if entry is None or entry.held or entry.active or self._stopping:
             return
         self.scheduler.cancel(qid)
         entry.active = True
@@ -151,11 +187,16 @@ class QueueManager:
                 held = 0
                 if self.entries.get(entry.id) is not entry or entry.held:
                     return      # deleted or put on hold while it waited for a slot
-                if message is None:
-                    message = await asyncio.to_thread(self.spool.read_message, entry.id)
-                pending = [r.address for r in entry.pending]
-                outcomes = await self.deliver(entry, message, pending)
-                await self._settle(entry, message, outcomes)
+                await self._delivery_memory.take(entry.size)
+                try:
+                    if message is None:
+                        message = await asyncio.to_thread(self.spool.read_message, entry.id)
+                    pending = [r.address for r in entry.pending]
+                    outcomes = await self.deliver(entry, message, pending)
+                    await self._settle(entry, message, outcomes)
+                finally:
+                    message = None
+                    self._delivery_memory.give(entry.size)
         except FileNotFoundError:
             self.entries.pop(entry.id, None)     # deleted by the admin meanwhile
         except Exception as e:   # a bug must not lose the message: it stays queued
@@ -296,8 +337,14 @@ class QueueManager:
     def listing(self) -> list[dict]:
         return [e.to_json() | {"host": self.host} for e in self.entries.values()]
 
-    async def stop(self) -> None:
+    async def stop(self, drain: float = 0.0) -> None:
+        """Start nothing more; let deliveries under way finish for up to `drain` seconds, then
+        abandon the rest: an abandoned one stays in the spool, not recorded as delivered (a
+        local copy it made meanwhile is found at the next replay)."""
         self.scheduler.stop()
+        self._stopping = True
+        if self._tasks and drain > 0:
+            await asyncio.wait(list(self._tasks), timeout=drain)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -482,7 +482,7 @@ class Folder:
         return finish(self.add_steps(stored, letters, internaldate, sub, keep_unindexed))
 
     def add_steps(self, stored: bytes, letters: str | None, internaldate: float | None, sub: str,
-                  keep_unindexed: bool = False) -> Steps[Message]:
+                  keep_unindexed: bool = False, tag: str = "") -> Steps[Message]:
         """Durability steps (maillab.fsutil) that write one message file and index it.
 
         First step (no lock, nothing visible yet): the tmp/ file, to be made
@@ -499,7 +499,7 @@ class Folder:
         date = int(internaldate if internaldate is not None else self.user.now())
         unique = maildir.unique_name()
         size = maildir.crlf_size(stored)
-        name = maildir.filename(unique, len(stored), size, letters)
+        name = maildir.filename(unique, len(stored), size, letters, tag)
         tmp = maildir.write_tmp(self.path, unique, stored, date)
         arrival = _Arrival(tmp, f"{sub}/{name}", name.partition(":")[0], size, date, keep_unindexed)
         try:

@@ -3,12 +3,13 @@
 One message is one file, never changed after it is written (only renamed), so
 a reader needs no lock.  File names follow the MDA's and Dovecot's shape:
 
-    <secs>.M<usec>P<pid>Q<n>R<random>.<host>,S=<stored size>,W=<CRLF size>:2,<flags>
+    <secs>.M<usec>P<pid>Q<n>R<random>.<host>,S=<stored size>,W=<CRLF size>[,I=<tag>]:2,<flags>
 
 The part before ":" is the *base*, stable for the life of a message in one
 folder; `,S=` is the size on disk (LF line endings, as stored), `,W=` the
 RFC822.SIZE that IMAP and POP3 report (every LF counted as CRLF), cached in the
-name so that neither needs to read the file.  Files dropped in by other
+name so that neither needs to read the file.  `,I=` is the MDA's delivery tag
+(queue ID and recipient), by which a restart sees a delivery already made.  Files dropped in by other
 programs may lack them; `size_of` then reads the file once.
 
 Writes follow the Maildir rule: write into `tmp/` (`write_tmp`), fsync, then
@@ -35,6 +36,7 @@ os.register_at_fork(after_in_child=lambda: globals().__setitem__("_pid", os.getp
 _HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 _S_FIELD = re.compile(r",S=(\d+)")
 _W_FIELD = re.compile(r",W=(\d+)")
+_I_FIELD = re.compile(r",I=([^,:\n]+)")
 _BLANK_LINE = re.compile(rb"(?:^|\n)\r?\n")
 
 
@@ -46,9 +48,9 @@ def unique_name() -> str:
     return f"{int(now)}.M{int(now % 1 * 1e6)}P{_pid}Q{n}R{secrets.token_hex(4)}.{_HOST}"
 
 
-def filename(unique: str, stored_size: int, crlf: int, letters: str | None) -> str:
-    """`unique,S=..,W=..` (the base) plus `:2,letters` (None: no info, as in new/)."""
-    name = f"{unique},S={stored_size},W={crlf}"
+def filename(unique: str, stored_size: int, crlf: int, letters: str | None, tag: str = "") -> str:
+    """`unique,S=..,W=..[,I=tag]` (the base) plus `:2,letters` (None: no info, as in new/)."""
+    name = f"{unique},S={stored_size},W={crlf}" + (f",I={tag}" if tag else "")
     return name if letters is None else f"{name}:2,{letters}"
 
 
@@ -56,6 +58,18 @@ def sizes_in_name(base: str) -> tuple[int | None, int | None]:
     """(S=, W=) from a base name; None where absent."""
     s, w = _S_FIELD.search(base), _W_FIELD.search(base)      # a count of a big Maildir reads every name
     return (int(s[1]) if s else None), (int(w[1]) if w else None)
+
+
+def tags_in(folder: Path) -> set[str]:
+    """The delivery tags (`,I=`) of every message file in new/ and cur/ of one Maildir folder:
+    one listing per subfolder and one search over all the names."""
+    names: list[str] = []
+    for sub in ("new", "cur"):
+        try:
+            names += os.listdir(folder / sub)
+        except FileNotFoundError:
+            continue
+    return set(_I_FIELD.findall("\n".join(names)))
 
 
 def folder_totals(folder: Path) -> tuple[int, int, int]:

@@ -129,7 +129,7 @@ class MailStore:
         return finish(self.deliver_steps(address, data, mailbox, flags))
 
     def deliver_steps(self, address: str, data: bytes, mailbox: str = INBOX,
-                      flags: tuple[str, ...] = ()) -> Steps[Delivery]:
+                      flags: tuple[str, ...] = (), tag: str = "") -> Steps[Delivery]:
         """Durability steps (maillab.fsutil) that deliver one message (already in stored
         form: LF, Return-Path/Delivered-To on top).
 
@@ -138,6 +138,7 @@ class MailStore:
         and the folder after it: when the steps end the message is safe on disk.
         It is indexed and `MessagesAdded` published; if only the indexing fails
         the message is still delivered (uid None) and the next refresh finds it.
+        `tag` goes into the file name (`,I=`, see store.maildir).
         The first step opens the user and folder (`is_open`: whether that is
         already done, or may block on a scan of the folder).
         """
@@ -148,7 +149,7 @@ class MailStore:
             user = folder.user
             letters = letters_for(normalize_flags(flags, user.keywords), user.keywords)
             sub = "cur"
-        message = yield from folder.add_steps(data, letters, None, sub, keep_unindexed=True)
+        message = yield from folder.add_steps(data, letters, None, sub, keep_unindexed=True, tag=tag)
         return Delivery(str(folder.path / message.relpath), folder.name, message.uid or None)
 
     def target(self, address: str, mailbox: str = INBOX) -> Folder:
