@@ -133,3 +133,31 @@ def test_a_body_over_the_in_flight_budget_is_refused_and_gives_everything_back()
     assert first.status is DataStatus.OK and first.message() == b"y" * 998 + b"\r\n"
     first.release()
     assert budget.held == 0
+
+
+def test_a_20_mb_message_fed_in_chunks_holds_at_most_the_spill_threshold(tmp_path):
+    """Memory held by the reader is bounded by the spill threshold plus one chunk, however
+    big the message: measured as the largest block Python allocated while feeding it."""
+    import tracemalloc
+
+    from maillab.smtp.bodysink import SPILL_AT
+
+    line = b"twenty megabytes, one line after the other, 0123456789\r\n"
+    chunk = line * (64 * 1024 // len(line))
+    count = 20 * 1024 * 1024 // len(chunk)
+    reader = DataReader(max_size=30 * 1024 * 1024, spill_folder=tmp_path)
+    tracemalloc.start()
+    try:
+        for _ in range(count):
+            reader.feed(chunk)
+        reader.feed(b".\r\n")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert reader.done and reader.status is DataStatus.OK and reader.size == count * len(chunk)
+    assert peak < SPILL_AT + 4 * len(chunk), peak
+    spilled = reader.body.spilled()
+    spilled.seek(0)
+    assert spilled.read() == chunk * count
+    reader.release()
+    assert list(tmp_path.iterdir()) == []

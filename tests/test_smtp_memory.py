@@ -57,3 +57,58 @@ async def test_a_session_that_vanishes_mid_data_gives_its_budget_back(lab, tiny_
     t.file.close()      # the socket's file holds its descriptor open
     t.close()
     assert await async_wait_for(lambda: tiny_budget.held == 0), tiny_budget.held
+
+
+def _spill_files(lab) -> list:
+    return sorted((lab.state.root / "spool").glob("*/.body-*.tmp"))
+
+
+async def test_a_9_mb_message_is_spilled_and_arrives_byte_exact(lab, tiny_budget):
+    """1 MiB of in-memory budget: held whole, a 9 MB body would get 452; spilled, it goes through."""
+    tiny_budget.limit = 1024 * 1024
+    lines = [b".dotted line %d" % i if i % 7 == 0 else b"line %d of the big one" % i for i in range(360_000)]
+    message = b"Subject: nine\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
+    assert len(message) > 9_000_000
+
+    def send():
+        with smtplib.SMTP("127.0.0.1", lab.ports.smtp, timeout=60) as s:
+            s.sendmail("santa@northpole.org", ["mafudge@syr.edu"], message)
+
+    await asyncio.to_thread(send)
+    root = lab.state.root / "mail" / "syr.edu" / "mafudge"
+    files = await async_wait_for(lambda: [p for sub in ("new", "cur") for p in (root / sub).glob("*")], 30)
+    assert files[0].read_bytes().endswith(message.replace(b"\r\n", b"\n"))
+    assert _spill_files(lab) == [] and tiny_budget.held == 0
+
+
+async def test_a_body_over_the_limit_gets_552_and_leaves_no_spill_file(lab):
+    limit = lab.world.message_size_limit
+    body = b"Subject: huge\r\n\r\n" + (b"y" * 78 + b"\r\n") * (limit // 80 + 1000)
+
+    def send():
+        with smtplib.SMTP("127.0.0.1", lab.ports.smtp, timeout=60) as s:
+            s.ehlo()
+            s.mail("santa@northpole.org")      # no SIZE=: the limit is found during DATA
+            s.rcpt("mafudge@syr.edu")
+            return s.data(body)
+
+    code, text = await asyncio.to_thread(send)
+    assert code == 552 and text.startswith(b"5.3.4 ")
+    assert _spill_files(lab) == []
+
+
+async def test_a_session_dropped_mid_data_leaves_no_spill_file(lab):
+    def start():
+        t = Typist("127.0.0.1", lab.ports.smtp)
+        t.say("EHLO gone.example")
+        t.say("MAIL FROM:<santa@northpole.org>")
+        t.say("RCPT TO:<mafudge@syr.edu>")
+        t.say("DATA")
+        t.send(b"Subject: half\r\n\r\n" + b"half a big message\r\n" * 100_000)   # 2 MB
+        return t
+
+    t = await asyncio.to_thread(start)
+    assert await async_wait_for(lambda: _spill_files(lab), 20), "the body never went to a spill file"
+    t.file.close()
+    t.close()
+    assert await async_wait_for(lambda: not _spill_files(lab), 20), _spill_files(lab)

@@ -5,6 +5,7 @@ Layout of `<state>/spool/<host>/`:
     <ID>.msg    line 1: the envelope as JSON; then the message, CRLF, as accepted
     journal     JSON lines: every change to a queue record since the last compaction
     .<ID>.tmp   a message being accepted
+    .body-<random>.tmp  a message body being received (maillab.smtp.bodysink)
     .spare-N.tmp  a removed message's file, kept to be overwritten by the next one
 
 Invariants:
@@ -35,8 +36,9 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import BinaryIO
 
-from ..fsutil import Steps, fsync_path, overwrite, write_all, write_durable, write_new
+from ..fsutil import Steps, append_file, fsync_path, overwrite, write_all, write_durable, write_new
 from .records import PENDING, Attempt, Entry, Recipient
 
 _ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
@@ -108,19 +110,27 @@ class Spool:
         return self.folder / f"{qid}.msg"
 
     # --- writes (blocking: call them in a thread) -----------------------------
-    def accept(self, entry: Entry, message: bytes) -> Steps[None]:
+    def accept(self, entry: Entry, message: bytes, body: BinaryIO | None = None) -> Steps[None]:
         """Durability steps (maillab.fsutil) that store a new message: when they end, the 250 may go out.
 
         The `.msg` file is written under a temp name (over a spare file when
         there is one), made durable, renamed into place, and the rename made
-        durable; on any failure nothing is left.
+        durable; on any failure nothing is left.  `body`: a file whose whole
+        content follows `message` (a body spilled while it was read), copied
+        by the kernel, never read into memory.
         """
         head = json.dumps(_envelope(entry), separators=(",", ":")).encode()
         final, pieces = self._msg(entry.id), [head, b"\n", message]
-        spare = self._spares.pop() if self._spares else None
+        spare = self._spares.pop() if self._spares and body is None else None
         if spare is None:
             tmp = self.folder / f".{entry.id}.tmp"
             write_new(tmp, pieces)                  # removes its partial file on failure
+            if body is not None:
+                try:
+                    append_file(tmp, body)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
         else:
             tmp = spare
             try:

@@ -9,15 +9,18 @@ two limits of RFC 5321: lines of at most 1000 octets with their CRLF
 
 Work is done with whole-buffer byte operations (split, regex, join), never a
 Python loop per line, so a 100 KB message costs a few scans.  Over a limit, the
-reader keeps scanning for the end but stores nothing more: memory stays bounded
-by the size limit plus one line.
+reader keeps scanning for the end but stores nothing more.  The message goes to
+a `BodySink`: memory up to its spill threshold, then a file in the spool, so a
+reader holds at most that threshold plus one chunk, whatever the message size.
 """
 
 from __future__ import annotations
 
 import enum
 import re
+from pathlib import Path
 
+from .bodysink import BodySink
 from .budget import MemoryBudget
 
 MAX_LINE = 1000  # octets including CRLF, RFC 5321 §4.5.3.1.6
@@ -55,10 +58,11 @@ class DataReader:
     """Feed bytes after the 354; `done` turns true at the end-of-data line."""
 
     def __init__(self, max_size: int, max_line: int = MAX_LINE,
-                 budget: MemoryBudget | None = None) -> None:
+                 budget: MemoryBudget | None = None, spill_folder: Path | None = None) -> None:
         self.max_size = max_size
-        self.budget = budget       # shared across sessions; `release()` gives back
-        self.held = 0              # octets taken from the budget
+        # the stored message: memory from `budget` (shared across sessions), then a file
+        # in `spill_folder`; `release()` gives both back
+        self.body = BodySink(spill_folder, budget)
         self.max_line = max_line
         self.status = DataStatus.OK
         self.done = False
@@ -67,7 +71,6 @@ class DataReader:
         self.lines = 0
         self.taken = 0             # octets fed, up to the end of the end-of-data line
         self.end_line = 0          # octets of that line (".\r\n": 3)
-        self._parts: list[bytes] = []
         self._carry = b""          # an incomplete last line
         self._skipping = False     # inside an over-long line: drop until its LF
 
@@ -103,15 +106,13 @@ class DataReader:
         self._take(complete, dots)
 
     def message(self) -> bytes:
-        """The message with CRLF line endings, unstuffed (valid once done and OK)."""
-        return b"".join(self._parts)
+        """The message with CRLF line endings, unstuffed (valid once done and OK, for a
+        body kept in memory; a spilled one is `body.spilled()`)."""
+        return self.body.content()
 
     def release(self) -> None:
-        """Drop the stored message and give its octets back to the budget."""
-        self._parts.clear()
-        if self.budget is not None:
-            self.budget.give(self.held)
-        self.held = 0
+        """Drop the stored message: its memory back to the budget, its spill file deleted."""
+        self.body.discard()
 
     def _over_line(self) -> None:
         if self.status is DataStatus.OK:
@@ -141,10 +142,6 @@ class DataReader:
             self.status = DataStatus.TOO_BIG
             self.release()
             return
-        if self.budget is not None:
-            if not self.budget.take(len(lines)):
-                self.status = DataStatus.NO_STORAGE
-                self.release()
-                return
-            self.held += len(lines)
-        self._parts.append(lines)
+        if not self.body.write(lines):
+            self.status = DataStatus.NO_STORAGE
+            self.release()

@@ -26,7 +26,7 @@ import itertools
 import logging
 import re
 import warnings
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
@@ -82,6 +82,7 @@ class LabSMTP(SMTP):
         self._refusal: str | None = None     # why ctx.admission.limits refused this connection, if it did
         self._deadline = self._timer_at = 0.0     # when the session times out; when its timer fires
         self._errors = ErrorLimit()
+        self.body: BinaryIO | None = None     # the message body spilled to a file, during the DATA hook
         super().__init__(MtaHandler(mta, service), hostname=mta.host.name, ident="ESMTP maillab",
                          data_size_limit=mta.ctx.world.message_size_limit, enable_SMTPUTF8=True,
                          timeout=mta.ctx.session_timeout, auth_required=(service == "submission"),
@@ -266,12 +267,14 @@ class LabSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        reader = DataReader(self.data_size_limit or 10 * 1024 * 1024, budget=IN_FLIGHT)
+        reader = DataReader(self.data_size_limit or 10 * 1024 * 1024, budget=IN_FLIGHT,
+                            spill_folder=self.mta.queue.spool.folder)
         try:
             await self._data_and_reply(reader)
         except asyncio.IncompleteReadError:
             return  # the client went away: nothing was accepted
         finally:
+            self.body = None
             reader.release()
 
     async def _data_and_reply(self, reader: DataReader) -> None:
@@ -287,7 +290,8 @@ class LabSMTP(SMTP):
         elif reader.status is DataStatus.LINE_TOO_LONG:
             status = "500 5.5.2 Error: line too long (RFC 5321 section 4.5.3.1.6: 1000 octets with CRLF)"
         else:
-            self.envelope.original_content = self.envelope.content = reader.message()
+            self.body = reader.body.spilled()     # a big body is a file, not bytes
+            self.envelope.original_content = self.envelope.content = b"" if self.body else reader.message()
             status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         if status.startswith("250"):
@@ -436,7 +440,7 @@ class MtaHandler:
             await queue.accept(qid, sender, tuple(envelope.rcpt_tos), stamp + content,
                                   client=f"{client_name or 'unknown'}[{server.peer_ip}]",
                                   extra={"auth": session.auth_data or "", "protocol": proto,
-                                         "helo": session.host_name or ""})
+                                         "helo": session.host_name or ""}, body=server.body)
         except OSError as e:
             return f"451 4.3.0 Error: queue file write error ({e.strerror})"
         return f"250 2.0.0 Ok: queued as {qid}"
