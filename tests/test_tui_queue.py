@@ -40,11 +40,18 @@ async def test_deferred_mail_and_every_queue_action(tmp_path):
         await pilot.press("greater_than_sign", "less_than_sign", "less_than_sign")
         assert lab.clock.speed == 1
         before = lab.clock.now()
+        due = next(r["next_attempt"] for e in lab.queue_listing() if e["id"] == qid
+                   for r in e["recipients"])
         await pilot.press("a")
         await until(pilot, lambda: isinstance(app.screen, FormScreen))
-        await pilot.press("ctrl+a", *"2h", "enter")
+        await pilot.press("ctrl+a", "ctrl+k", *"2h", "enter")            # home, clear the field, type
         await until(pilot, lambda: lab.clock.now() - before > 7000)
-        await until(pilot, lambda: row_of(table, qid)[4] == "4")          # the retry fell due
+        assert lab.clock.now() - before < 7300
+        # the retry fell due, and the attempts the jump spans are counted as the schedule makes them
+        counted = 3 + lab.ctx.retry.slots_until(3, due, before + 7200)
+        assert counted > 4
+        await until(pilot, lambda: row_of(table, qid)[4] == str(counted))
+        assert "scheduled attempts skipped" in row_of(table, qid)[6]
 
         # smtp1 is back: flush delivers it
         await lab.host_up("smtp1.syr.edu")

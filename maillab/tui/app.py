@@ -290,7 +290,7 @@ class MailLabApp(App[None]):
     def action_help(self) -> None:
         parts = [INTRO.format(smtp=self.lab.ports.smtp, dns=self.lab.ports.dns)]
         for n, panel in enumerate(self._panels.values(), 1):
-            parts.append(f"## {n} · {panel.TITLE}\n\n{panel.HELP}")
+            parts.append(f"## {n} · {panel.TITLE}\n\n{panel.help_text()}")
         self.push_screen(HelpScreen("\n".join(parts)))
 
     def action_toggle_theme(self) -> None:

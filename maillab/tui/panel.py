@@ -130,7 +130,7 @@ class Panel(Vertical):
     `compose_panel`, `feed` and `flush` (and `tick`, once a second on screen; `show`)."""
 
     TITLE: ClassVar[str] = ""
-    HELP: ClassVar[str] = ""               # Markdown for the help screen
+    HELP: ClassVar[str] = ""               # Markdown for the help screen; `{ports.smtp}` is the lab's port
     COMMANDS: ClassVar[list[tuple[str, str, str]]] = []   # (palette title, help, action name)
 
     DEFAULT_CSS = """
@@ -147,6 +147,10 @@ class Panel(Vertical):
         self.lab = app.lab
         self.errors = 0
         self._last_notice = 0.0
+
+    def help_text(self) -> str:
+        """HELP with the lab's actual ports (its `--port-offset` applied)."""
+        return self.HELP.format(ports=self.lab.ports)
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="panel-error", markup=False)

@@ -43,7 +43,7 @@ COLUMNS = ("started", "protocol", "host", "state", "peer")
 class DialoguesPanel(Panel):
     TITLE = "Dialogues"
     HELP = """\
-Every session on the wire: SMTP (port 25's stand-in 2525, submission 2587), the
+Every session on the wire: SMTP (port 25's stand-in {ports.smtp}, submission {ports.submission}), the
 lab's own outbound hops (`smtp-out`), POP3 and IMAP.  The table shows when each
 session started, its protocol, the host that serves it, the peer, and whether it
 is still open.  Below, the selected session's transcript: **C:** lines are what
@@ -51,7 +51,7 @@ the client sent, **S:** lines what the server answered, *grey* lines the lab's
 remarks (a message body is summarised, not dumped).
 
 - `f` follow: always show the newest session (on at start). Type
-  `telnet 127.0.0.1 2525` in another terminal and watch your session appear.
+  `telnet 127.0.0.1 {ports.smtp}` in another terminal and watch your session appear.
 - `e` explain: annotate every line — reply codes (`354`, `250 2.1.5`,
   `550 5.1.1`), enhanced status codes (RFC 3463), commands, EHLO keywords — with
   the RFC section that defines them. AUTH PLAIN / LOGIN are decoded: base64 is

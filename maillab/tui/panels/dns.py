@@ -38,7 +38,7 @@ LOG_LINES = 2_000
 class DnsPanel(Panel):
     TITLE = "DNS"
     HELP = """\
-The lab DNS (127.0.0.1 port 1053) is authoritative for every zone of the world.
+The lab DNS (127.0.0.1 port {ports.dns}) is authoritative for every zone of the world.
 The table lists each record; below, every query as it arrives, with who asked
 (the MTAs ask from their own address, so you see `mail.northpole.org` look up
 `syr.edu MX` before it relays), the question, and the answer code.
@@ -62,7 +62,7 @@ The table lists each record; below, every query as it arrives, with who asked
 - `F` makes the selected record's zone fail: SERVFAIL, NXDOMAIN or no answer at
   all (timeout); *off* heals it. Mail to that domain is deferred, or bounced on
   NXDOMAIN.
-- Ask yourself: `dig @127.0.0.1 -p 1053 syr.edu MX`.
+- Ask yourself: `dig @127.0.0.1 -p {ports.dns} syr.edu MX`.
 """
     COMMANDS = [("DNS: edit the selected record", "Change data or TTL; routing follows", "edit"),
                 ("DNS: add a record", "A new MX, A, CNAME, TXT... in a zone; routing follows", "add"),

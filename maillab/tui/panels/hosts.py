@@ -35,7 +35,7 @@ class HostsPanel(Panel):
     TITLE = "Hosts"
     HELP = """\
 Every MTA host of the world: its loopback address, its state, what listens
-there (smtp 2525, submission 2587 and POP3 on a domain's mailbox host), the
+there (smtp {ports.smtp}, submission {ports.submission} and POP3 on a domain's mailbox host), the
 domains whose mailboxes it keeps, and how many messages wait in its queue.
 
 - `d` takes the selected host down, in one of four ways: *refuse* (connection
