@@ -17,6 +17,7 @@ commit.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -76,18 +77,26 @@ def write_new(path: StrPath, data: bytes | list[bytes], mtime: float | None = No
 
 def append_file(path: StrPath, source: BinaryIO) -> None:
     """Append the whole content of the open file `source` to `path`, copied in the kernel
-    (copy_file_range), never through this process's memory; no fsync."""
+    (copy_file_range) where the file system allows, else through a 1 MiB buffer; no fsync."""
     fd = os.open(path, os.O_WRONLY)          # not O_APPEND: copy_file_range refuses it
     try:
         src, offset, at = source.fileno(), 0, os.fstat(fd).st_size
         end = os.fstat(src).st_size
         while offset < end:
-            done = os.copy_file_range(src, fd, end - offset, offset, at + offset)
+            try:
+                done = os.copy_file_range(src, fd, end - offset, offset, at + offset)
+            except OSError as e:
+                if e.errno not in _NO_KERNEL_COPY:
+                    raise
+                done = os.pwrite(fd, os.pread(src, min(end - offset, 1 << 20), offset), at + offset)
             if done == 0:
                 raise OSError(f"{path}: copy stopped at {offset} of {end} octets")
             offset += done
     finally:
         os.close(fd)
+
+
+_NO_KERNEL_COPY = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM}
 
 
 def overwrite(path: StrPath, data: list[bytes]) -> None:

@@ -334,8 +334,11 @@ class MailLog:
 
     async def _run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that
+            # comes as the batch arrives (stop right after an event), and stop never returned
             try:
-                batch = await asyncio.wait_for(self._sub.next_batch(), TICK)
+                async with asyncio.timeout(TICK):
+                    batch = await self._sub.next_batch()
             except TimeoutError:
                 batch = []
             self.write(batch)

@@ -179,3 +179,17 @@ def test_serve_on_a_full_disk_stops_on_sigterm_without_a_traceback(tmp_path, ser
     assert lab.kill(signal.SIGTERM) == 0
     out = lab.output()
     assert "Traceback" not in out and "cannot write" in out
+
+
+async def test_stop_right_after_an_event_ends_the_writer(tmp_path):
+    """An event published just before stop (Lab.stop's own 'daemon stopped' notice) wakes the
+    writer as it is cancelled: under Python 3.11's asyncio.wait_for the cancellation was
+    swallowed and stop waited for ever (a lab fixture hung in teardown)."""
+    bus = EventBus()
+    for n in range(50):
+        log = MailLog(bus, tmp_path / f"maillog.{n}")
+        log.start()
+        await asyncio.sleep(0.06)                 # the writer waits for its next batch
+        bus.publish(delivered(n))
+        await asyncio.wait_for(log.stop(), 5)
+        assert any(" status=sent" in line for line in file_lines(tmp_path / f"maillog.{n}"))

@@ -126,14 +126,17 @@ _UIDL_OK = re.compile(r"[\x21-\x7e]{1,70}")
 
 
 def uidl_for(key: str) -> str:
-    """The UIDL of a message: its store key (the Maildir base) when RFC 1939 §7 allows it.
+    """The UIDL of a message: the unique name of its Maildir file, when RFC 1939 §7 allows it.
 
-    A unique-id is 1 to 70 characters in 0x21-0x7E.  Keys that do not fit (a
-    file dropped in by another program with a long or odd name) get a stable
-    digest of the key instead.
+    That is the key up to its first comma: the `,S=`/`,W=` sizes and the MDA's
+    `,I=` delivery tag are left out (with them a key passes 70 characters), and
+    the unique name never changes, whatever happens to the flags.  A unique-id
+    is 1 to 70 characters in 0x21-0x7E; a name that does not fit (a file dropped
+    in by another program with a long or odd name) gets a stable digest instead.
     """
-    if _UIDL_OK.fullmatch(key):
-        return key
+    unique = key.split(",", 1)[0]
+    if _UIDL_OK.fullmatch(unique):
+        return unique
     return "H" + hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
