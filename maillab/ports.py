@@ -68,7 +68,8 @@ def listen_failure(what: str, address: str, ports: tuple[int, ...], error: OSErr
     the port, and what to do."""
     while error.errno is None and isinstance(error.__cause__, OSError):
         error = error.__cause__   # uvloop's datagram bind wraps the errno-bearing error without one
-    reason = (error.strerror or str(error)).lower()
+    # the errno's own words: uvloop's strerror repeats the address in a long sentence
+    reason = (os.strerror(error.errno) if error.errno else str(error)).lower()
     holders = [(port, _port_holder(address, port)) for port in ports] if error.errno == errno.EADDRINUSE else []
     port, holder = next(((p, h) for p, h in holders if h), (None, None))
     where = f"{address}:{port}" if port is not None else f"{address}:{' or '.join(map(str, ports))}"

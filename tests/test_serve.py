@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import smtplib
 import socket
@@ -104,7 +105,11 @@ def test_busy_port_is_one_clear_line(tmp_path):
         result = run_cli("serve", "--state", str(tmp_path / "s"), "--port-offset", str(offset))
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "cannot listen on 127.0.0.4 for mx.gmail.com" in result.stderr
+    line = result.stderr.strip()
+    assert line.startswith(f"maillab: cannot listen for mx.gmail.com on 127.0.0.4:{2525 + offset}: "
+                           "address already in use; process ")
+    assert f"(pid {os.getpid()}) holds it" in line
+    assert line.endswith("run beside it with --port-offset N (like --port-offset 10000)")
 
 
 @pytest.mark.parametrize("args", [[], ["serve"], ["tui"], ["reset"]])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 
@@ -39,3 +40,15 @@ def size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
+
+
+_CONNECT_TRY = re.compile(r"connect to (\S+): (.+)")
+
+
+def brief_reason(reason: str) -> str:
+    """A deferral reason for a narrow table cell, the cause first: "4.4.1 connect to
+    smtp1.syr.edu[127.0.0.1]:25: Connection refused" → "4.4.1 Connection refused
+    (smtp1.syr.edu[127.0.0.1]:25)", each MX's try so ("; " between them); the rest as is."""
+    code, _, text = reason.partition(" ") if reason[:1].isdigit() else ("", "", reason)
+    tries = [(f"{m[2]} ({m[1]})" if (m := _CONNECT_TRY.fullmatch(part)) else part) for part in text.split("; ")]
+    return " ".join(filter(None, (code, "; ".join(tries))))

@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.widgets import RichLog
 
 from ...events import Bounced, Deferred, Delivered, Queued, QueueMoved, Removed
-from ..fmt import countdown, long_stamp, stamp
+from ..fmt import brief_reason, countdown, long_stamp, stamp
 from ..forms import ConfirmScreen
 from ..journey import attempt_line
 from ..panel import Batch, Hint, Panel, guarded, write
@@ -128,7 +128,7 @@ reason a delivery failed.
                     if status == "deferred" else "-"
                 rows[f"{e['id']}\t{r['address']}"] = (
                     e["id"], e["host"], status, r["address"], str(r["attempts"]), due,
-                    r["last_result"] or "", e["sender"] or "<>")
+                    brief_reason(r["last_result"] or ""), e["sender"] or "<>")
         self.query_one("#queue-table", RowList).replace(rows)
         self._shown = {e["id"]: e for e in entries}
         self._status(now)
