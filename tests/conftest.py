@@ -1,4 +1,6 @@
-"""Fixtures that start real labs on loopback: in-process (`lab`) or as `maillab serve` (`served`).
+"""Fixtures that start real labs on loopback: in-process (`lab`) or as `maillab serve` (`served`),
+and the waits tests use: `wait_for`/`async_wait_for` (AssertionError on time-out) and
+`stays_false` (a bounded observation that something does not happen).
 
 Every lab gets its own state folder and a port offset whose ports are free, so
 the tests run while another lab (or another test run) is up.
@@ -6,7 +8,9 @@ the tests run while another lab (or another test run) is up.
 
 from __future__ import annotations
 
+import asyncio
 import email
+import inspect
 import os
 import random
 import signal
@@ -16,6 +20,7 @@ import sys
 import time
 from email.message import Message
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import pytest
 
@@ -25,6 +30,8 @@ from maillab.lab import Lab, LabError
 from maillab.ports import Ports
 from maillab.state import StateDir
 from maillab.world import load_world
+
+T = TypeVar("T")
 
 HOST_ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6",
                   "127.0.0.7", "127.0.0.66")
@@ -90,23 +97,60 @@ def maildir_messages(state: Path, address: str) -> list[Message]:
     raise RuntimeError(f"{root}: files keep moving")
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    """Poll `predicate` (a plain function) until it returns something truthy."""
+Waited = str | Callable[[], str] | None
+
+
+def _named(predicate: Callable[[], object], what: Waited) -> str:
+    """What a wait was for: `what` (a callable is asked only now, at the time-out, so it can show
+    the state then), else the source line of `predicate`."""
+    if callable(what):
+        return what()
+    if what:
+        return what
+    try:
+        return inspect.getsource(predicate).strip().splitlines()[0]
+    except (OSError, TypeError):
+        return getattr(predicate, "__qualname__", repr(predicate))
+
+
+def _timed_out(predicate: Callable[[], object], what: Waited, timeout: float, value: object) -> AssertionError:
+    return AssertionError(f"timed out after {timeout:g} s waiting for {_named(predicate, what)} "
+                          f"(last value {value!r:.300})")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05,
+             what: Waited = None) -> T:
+    """Poll `predicate` (a plain function) until it returns something truthy and return that;
+    raise AssertionError naming `what` (or the predicate's source) after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise _timed_out(predicate, what, timeout, value)
         time.sleep(interval)
+    return value
 
 
-async def async_wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
-    import asyncio
+async def async_wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
+                         what: Waited = None) -> T:
+    """`wait_for` for a test on the event loop: the loop runs while it waits."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise _timed_out(predicate, what, timeout, value)
+        await asyncio.sleep(interval)
+    return value
+
+
+async def stays_false(predicate: Callable[[], object], duration: float, what: Waited = None,
+                      interval: float = 0.02) -> None:
+    """A deliberate, bounded observation that something does NOT happen: watch `predicate` for
+    `duration` seconds (the loop runs meanwhile) and raise AssertionError if it ever holds.
+    Passing proves only that it did not happen within `duration`."""
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        if value := predicate():
+            raise AssertionError(f"{_named(predicate, what)} happened (value {value!r:.300}) "
+                                 f"within the {duration:g} s it was watched")
         await asyncio.sleep(interval)
 
 
@@ -124,8 +168,9 @@ class Served:
              "--port-offset", str(offset), *(extra or [])],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         # "maillab: ready;" exactly: an error such as "address already in use" also holds "ready"
-        ok = wait_for(lambda: self.proc.poll() is not None or READY in self.output_bytes(), 20)
-        if self.proc.poll() is not None or not ok:
+        wait_for(lambda: self.proc.poll() is not None or READY in self.output_bytes(), 20,
+                 what=lambda: f"maillab serve to say it is ready; its output:\n{self.output()}")
+        if self.proc.poll() is not None:
             raise RuntimeError(f"maillab serve did not start:\n{self.output()}")
 
     def output_bytes(self) -> bytes:
