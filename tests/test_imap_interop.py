@@ -201,10 +201,13 @@ async def test_mutt_opens_the_mailbox_in_tmux_and_sees_new_mail(lab, tmp_path):
     await asyncio.to_thread(tmux, "new-session", "-d", "-s", tmux.name, "-x", "150", "-y", "40",
                             f"{mutt} -n -F {muttrc}")
     try:
-        assert await async_wait_for(lambda: "note 1" in tmux.screen(), timeout=20), tmux.screen()
+        assert await async_wait_for(lambda: "note 1" in tmux.screen(), timeout=20,
+                                    what=lambda: f"note 1 in:\n{tmux.screen()}")
         await deliver(lab, 1, start=2)
-        assert await async_wait_for(lambda: "note 2" in tmux.screen(), timeout=20), tmux.screen()
+        assert await async_wait_for(lambda: "note 2" in tmux.screen(), timeout=20,
+                                    what=lambda: f"note 2 in:\n{tmux.screen()}")
         await asyncio.to_thread(tmux, "send-keys", "-t", tmux.name, "Enter")        # open the first message
-        assert await async_wait_for(lambda: "Ho ho ho, number 1." in tmux.screen(), timeout=10), tmux.screen()
+        assert await async_wait_for(lambda: "Ho ho ho, number 1." in tmux.screen(), timeout=10,
+                                    what=lambda: f"the first message in:\n{tmux.screen()}")
     finally:
         await asyncio.to_thread(tmux, "kill-server")

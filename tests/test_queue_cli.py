@@ -162,8 +162,8 @@ def test_kill_9_torture_every_accepted_message_arrives_once(served, tmp_path):
                 for m in maildir_messages(state, a)]
 
     lab = served(state)
-    assert wait_for(lambda: set(accepted) <= set(arrived()), 60), \
-        f"missing: {sorted(set(accepted) - set(arrived()))[:10]}"
+    assert wait_for(lambda: set(accepted) <= set(arrived()), 60,
+                    what=lambda: f"all accepted to arrive; missing: {sorted(set(accepted) - set(arrived()))[:10]}")
     assert wait_for(lambda: not any((state / "spool").rglob("*.msg")), 30)
     got = arrived()
     duplicates = {s for s in got if got.count(s) > 1}

@@ -56,7 +56,7 @@ async def _deferred_lab(state: StateDir, offset: int, count: int) -> None:
         await first.mta("mail.northpole.org").down("refuse")
         await asyncio.to_thread(_submit, first, [f"spooled-{i}" for i in range(count)])
         queue = first.mta("smtp1.syr.edu").queue
-        assert await async_wait_for(lambda: len(queue.scheduler) == count), "not all deferred"
+        assert await async_wait_for(lambda: len(queue.scheduler) == count, what="all to be deferred")
     finally:
         await first.stop()
 
@@ -109,7 +109,8 @@ async def test_a_restart_with_a_full_spool_delivers_each_message_exactly_once(tm
         def subjects() -> list[str]:
             return [m["Subject"] for m in maildir_messages(state.root, "santa@northpole.org")]
 
-        assert await async_wait_for(lambda: len(subjects()) >= 250, timeout=60), f"{len(subjects())} of 250"
+        assert await async_wait_for(lambda: len(subjects()) >= 250, timeout=60,
+                                    what=lambda: f"250 arrivals, {len(subjects())} so far")
         await second.wait_idle(30)
         got = subjects()
         assert sorted(got) == sorted(expected)           # none lost, none twice

@@ -80,8 +80,8 @@ def test_kill_9_right_after_250_loses_nothing(served, tmp_path):
                 for m in maildir_messages(state, a)]
 
     again = served(state)
-    assert wait_for(lambda: len(set(subjects())) >= 200, timeout=60), \
-        f"{len(set(subjects()))} of 200 arrived; {left} were spooled at the kill"
+    wait_for(lambda: len(set(subjects())) >= 200, timeout=60,
+             what=lambda: f"200 arrivals: {len(set(subjects()))} arrived; {left} were spooled at the kill")
     assert set(subjects()) == set(accepted)
     assert wait_for(lambda: not any((state / "spool").rglob("*.msg")), timeout=20)
     # duplicates are possible only for messages caught between delivery and spool removal

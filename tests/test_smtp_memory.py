@@ -56,7 +56,7 @@ async def test_a_session_that_vanishes_mid_data_gives_its_budget_back(lab, tiny_
     assert await async_wait_for(lambda: tiny_budget.held > 0)
     t.file.close()      # the socket's file holds its descriptor open
     t.close()
-    assert await async_wait_for(lambda: tiny_budget.held == 0), tiny_budget.held
+    await async_wait_for(lambda: tiny_budget.held == 0, what=lambda: f"the budget freed, {tiny_budget.held} held")
 
 
 def _spill_files(lab) -> list:
@@ -108,7 +108,8 @@ async def test_a_session_dropped_mid_data_leaves_no_spill_file(lab):
         return t
 
     t = await asyncio.to_thread(start)
-    assert await async_wait_for(lambda: _spill_files(lab), 20), "the body never went to a spill file"
+    await async_wait_for(lambda: _spill_files(lab), 20, what="the body to go to a spill file")
     t.file.close()
     t.close()
-    assert await async_wait_for(lambda: not _spill_files(lab), 20), _spill_files(lab)
+    await async_wait_for(lambda: not _spill_files(lab), 20,
+                         what=lambda: f"the spill files removed: {_spill_files(lab)}")

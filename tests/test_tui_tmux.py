@@ -73,11 +73,12 @@ def start_lab(tmux: Tmux, state: Path) -> int:
 def test_maillab_in_tmux_shows_a_typed_session_at_80x24(tmux, tmp_path):
     state = tmp_path / "state"
     port = start_lab(tmux, state)
-    assert wait_for(lambda: "maillab · world default" in tmux.screen(), 15), tmux.screen()
+    assert wait_for(lambda: "maillab · world default" in tmux.screen(), 15,
+                    what=lambda: f"the title in:\n{tmux.screen()}")
 
     qid = course_session(port)
     assert qid
-    assert wait_for(lambda: "221 2.0.0 Bye" in tmux.screen(), 15), f"not on screen:\n{tmux.screen()}"
+    assert wait_for(lambda: "221 2.0.0 Bye" in tmux.screen(), 15, what=lambda: f"221 Bye in:\n{tmux.screen()}")
     screen = tmux.screen()
     assert f"queued as {qid}" in screen and "S: 354 End data with" in screen
     assert "smtp1.syr.edu" in screen
@@ -87,8 +88,8 @@ def test_maillab_in_tmux_shows_a_typed_session_at_80x24(tmux, tmp_path):
 
     def subjects() -> list[str]:
         return [m["Subject"] for m in maildir_messages(state, "mafudge@syr.edu")]
-    assert wait_for(subjects, 20), f"not delivered before quitting:\n{tmux.screen()}"   # then quit
+    assert wait_for(subjects, 20, what=lambda: f"delivery before quitting:\n{tmux.screen()}")   # then quit
     tmux.run("send-keys", "-t", tmux.name, "q")
-    assert wait_for(lambda: "EXITED" in tmux.screen(), 20), tmux.screen()
+    assert wait_for(lambda: "EXITED" in tmux.screen(), 20, what=lambda: f"EXITED in:\n{tmux.screen()}")
     assert not StateDir(state).in_use() and not accepts(port)
     assert subjects() == ["You are on the naughty list"]
