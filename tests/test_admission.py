@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 
+from conftest import async_wait_for, stays_false
 from maillab.admission import Admission, LagValve
 from maillab.events import SessionClosed, SessionOpened
 
@@ -26,14 +27,14 @@ async def test_a_closed_gate_holds_sessions_and_lets_them_in_a_few_at_a_time():
         entered.append(n)
 
     tasks = [asyncio.ensure_future(session(n)) for n in range(6)]
-    await asyncio.sleep(0.01)
-    assert entered == [] and gate.waited == 6
+    await async_wait_for(lambda: gate.waited == 6, what="6 sessions at the gate")
+    assert entered == []
     gate.open(2)
-    await asyncio.sleep(0.01)
+    await async_wait_for(lambda: len(entered) == 2, what="the batch of 2 in")
     assert entered == [0, 1]                       # first come, first served
     late = asyncio.ensure_future(session(99))      # the gate is open, but others wait: queue behind
-    await asyncio.sleep(0.01)
-    assert entered == [0, 1]
+    await async_wait_for(lambda: gate.waited == 7, what="the late session at the gate")
+    await stays_false(lambda: entered != [0, 1], 0.1, what="a session past the batch of 2")
     gate.open()
     await asyncio.gather(*tasks, late)
     assert entered == [0, 1, 2, 3, 4, 5, 99]
@@ -43,9 +44,9 @@ async def test_a_session_cancelled_while_waiting_leaves_the_queue():
     gate = Admission()
     gate.close()
     task = asyncio.ensure_future(gate.enter())
-    await asyncio.sleep(0)
+    await async_wait_for(lambda: gate.waited == 1, what="the session at the gate")
     task.cancel()
-    await asyncio.sleep(0)
+    await async_wait_for(task.done, what="the cancel to end the wait")
     gate.open(1)
     await asyncio.wait_for(gate.enter(), 0.1)      # the cancelled one took no place
 
@@ -111,8 +112,8 @@ async def test_a_client_gets_its_banner_only_when_the_gate_opens(lab):
     gate.close()
     try:
         banner = asyncio.ensure_future(asyncio.to_thread(_banner, "127.0.0.1", lab.ports.smtp))
-        await asyncio.sleep(0.3)
-        assert not banner.done()                   # connected, but no 220 yet
+        await async_wait_for(lambda: gate.waited == 1, what="the client at the gate")
+        await stays_false(banner.done, 0.3, what="a banner while the gate is closed")   # connected, no 220
         gate.open()
         assert (await asyncio.wait_for(banner, 10)).startswith(b"220 smtp1.syr.edu ESMTP")
     finally:
@@ -125,13 +126,20 @@ async def test_a_client_that_gives_up_at_the_gate_opened_no_session_and_closes_n
     gate.close()
     try:
         quitter = socket.create_connection(("127.0.0.1", lab.ports.smtp), timeout=10)
-        await asyncio.sleep(0.2)                       # accepted, waiting at the gate
+        await async_wait_for(lambda: gate.waited == 1, what="the quitter accepted, waiting at the gate")
         quitter.close()
-        await asyncio.sleep(0.2)
+        limits = lab.ctx.admission.limits
+        await async_wait_for(lambda: limits.count("smtp1.syr.edu", "smtp", "127.0.0.1") == 0,
+                             what="the server to see the quitter's close")
         gate.open()
         assert (await asyncio.to_thread(_banner, "127.0.0.1", lab.ports.smtp)).startswith(b"220")
-        await asyncio.sleep(0.2)
-        kinds = [type(e).__name__ for e in sub.drain()]
+        seen: list[object] = []
+
+        def closed() -> bool:
+            seen.extend(sub.drain())
+            return any(isinstance(e, SessionClosed) for e in seen)
+        await async_wait_for(closed, what="the second client's session to close")
+        kinds = [type(e).__name__ for e in seen]
         assert kinds == ["SessionOpened", "SessionClosed"]   # the second client's; none for the quitter
     finally:
         gate.open()

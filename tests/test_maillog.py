@@ -16,7 +16,7 @@ import dns.message
 import dns.query
 import pytest
 
-from conftest import free_offset
+from conftest import async_wait_for, free_offset
 from maillab.clock import Clock
 from maillab.dns.authority import Authority
 from maillab.dns.server import DnsServer
@@ -40,15 +40,6 @@ def delivered(n: int) -> Delivered:
 def file_lines(path: Path) -> list[str]:
     """The lines of the maillog and its rotations, oldest first."""
     return [line for p in reversed(log_files(path)) for line in p.read_text().splitlines()]
-
-
-async def until(predicate, what: str, timeout: float = 20.0) -> None:
-    """Wait (polling an in-memory condition) until `predicate()` holds; fail loudly if it never does."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def test_rotation_by_size_keeps_n_files_and_the_reader_reads_across_them(tmp_path):
@@ -110,8 +101,8 @@ async def test_a_dns_query_flood_from_one_client_grows_the_log_only_by_its_bucke
         await asyncio.to_thread(_flood, server.port, 5000, "127.0.0.1")
         elapsed = time.monotonic() - began
         await asyncio.to_thread(_flood, server.port, 10, "127.0.0.2")        # another client meanwhile
-        await until(lambda: sum("query from 127.0.0.2:" in line for line in log.tail()) == 10,
-                    "the other client's 10 queries in the maillog")
+        await async_wait_for(lambda: sum("query from 127.0.0.2:" in line for line in log.tail()) == 10, 20,
+                             what="the other client's 10 queries in the maillog")
     finally:
         await log.stop()
         await server.stop()
@@ -153,12 +144,14 @@ async def test_a_full_disk_costs_counted_lines_not_the_writer_and_the_lab_stops_
     try:
         for i in range(20):
             lab.bus.publish(Notice(time.time(), "maillab", "test", f"lost line {i}"))
-        await until(lambda: lab._log is not None and lab._log.dropped >= 21, "21 lines counted as dropped")
+        await async_wait_for(lambda: lab._log is not None and lab._log.dropped >= 21, 20,
+                             what="21 lines counted as dropped")
         assert "cannot write" in capfd.readouterr().err
         _make_writable(state.maillog)
-        await until(lambda: lab._log.dropped == 0, "the writer to recover (its retry, 1 s later)")
+        await async_wait_for(lambda: lab._log.dropped == 0, 20, what="the writer to recover (its retry, 1 s later)")
         lab.bus.publish(Notice(time.time(), "maillab", "test", "after the disk was freed"))
-        await until(lambda: "after the disk was freed" in state.maillog.read_text(), "the line after recovery")
+        await async_wait_for(lambda: "after the disk was freed" in state.maillog.read_text(), 20,
+                             what="the line after recovery")
     finally:
         await lab.stop()                                           # raises if the writer died
     text = state.maillog.read_text()
