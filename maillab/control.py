@@ -85,9 +85,10 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 10)
+            async with asyncio.timeout(10):
+                line = await reader.readline()
             answer = await self._dispatch(line)
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             answer = {"ok": False, "error": "request timed out"}
         except ValueError:
             answer = {"ok": False, "error": "request too long"}

@@ -152,8 +152,9 @@ class LabResolver:
         try:
             assert channel.transport is not None
             channel.transport.sendto(qid.to_bytes(2, "big") + wire[2:])
-            reply = await asyncio.wait_for(future, self.timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.timeout):
+                reply = await future
+        except TimeoutError:
             raise dns.exception.Timeout() from None
         finally:
             channel.waiting.pop(qid, None)

@@ -102,22 +102,25 @@ class DnsServer:
         try:
             while True:
                 self._idle.add(task)
-                header = await asyncio.wait_for(reader.readexactly(2), IDLE_TIMEOUT)
+                async with asyncio.timeout(IDLE_TIMEOUT):
+                    header = await reader.readexactly(2)
                 self._idle.discard(task)
                 length = int.from_bytes(header, "big")
                 if length == 0:
                     break
-                wire = await asyncio.wait_for(reader.readexactly(length), IDLE_TIMEOUT)
+                async with asyncio.timeout(IDLE_TIMEOUT):
+                    wire = await reader.readexactly(length)
                 reply, info = self.authority.respond(wire, None)
                 if reply is None:
                     if info is not None:
                         self._publish(info, peer, "tcp")
                     continue
                 writer.write(len(reply).to_bytes(2, "big") + reply)
-                await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT)
+                async with asyncio.timeout(IDLE_TIMEOUT):
+                    await writer.drain()
                 if info is not None:
                     self._publish(info, peer, "tcp")
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, OSError):
             pass
         finally:
             self._clients.pop(task, None)

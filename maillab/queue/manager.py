@@ -93,8 +93,9 @@ class QueueManager:
         future = loop.create_future()
         self._inflow.append(future)
         try:
-            await asyncio.wait_for(future, IN_FLOW_DELAY)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(IN_FLOW_DELAY):
+                await future
+        except TimeoutError:
             pass
         finally:
             with contextlib.suppress(ValueError):

@@ -85,8 +85,9 @@ class _Conversation:
     async def write(self, data: bytes) -> None:
         try:
             self.writer.write(data)
-            await asyncio.wait_for(self.writer.drain(), self.timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.timeout):
+                await self.writer.drain()
+        except TimeoutError:
             raise _HopFailed(f"timeout after {self.stage}") from None
         except OSError as exc:
             raise _HopFailed(f"lost connection after {self.stage} ({_reason(exc)})") from None
@@ -94,8 +95,9 @@ class _Conversation:
     async def reply(self, timeout: float | None = None) -> Reply:
         while not self.replies:
             try:
-                data = await asyncio.wait_for(self.reader.read(8192), timeout or self.timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout or self.timeout):
+                    data = await self.reader.read(8192)
+            except TimeoutError:
                 raise _HopFailed(f"timeout after {self.stage}") from None
             except OSError as exc:
                 raise _HopFailed(f"lost connection after {self.stage} ({_reason(exc)})") from None
@@ -117,8 +119,9 @@ class _Conversation:
     async def close(self) -> None:
         self.writer.close()
         try:
-            await asyncio.wait_for(self.writer.wait_closed(), QUIT_TIMEOUT)
-        except (OSError, asyncio.TimeoutError):
+            async with asyncio.timeout(QUIT_TIMEOUT):
+                await self.writer.wait_closed()
+        except (OSError, TimeoutError):
             pass
 
 
@@ -135,9 +138,9 @@ async def send_hop(*, helo: str, source_ip: str | None, dest_ip: str, dest_port:
     peer = f"{dest_ip}:{dest_port}"
     local = (source_ip, 0) if source_ip else None
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(dest_ip, dest_port, local_addr=local), timeout)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(dest_ip, dest_port, local_addr=local)
+    except TimeoutError:
         return _unreached(result, f"connect to {peer}: timeout", bus, clock, session, host, peer)
     except OSError as exc:
         return _unreached(result, f"connect to {peer}: {_reason(exc)}", bus, clock, session, host, peer)
