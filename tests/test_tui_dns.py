@@ -250,3 +250,82 @@ async def test_records_sort_numbers_as_numbers_and_the_cursor_stays_on_an_edited
         panel._edit(panel._selected(), {"data": "1 mx100.syr.edu.", "ttl": "300"})
         await pilot.pause()
         assert table.selected[4] == "1 mx100.syr.edu.", (table.selected, [n.message for n in app._notifications])
+
+
+async def test_the_home_zone_comes_first_then_the_others_in_order(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        table = await dns_panel(app, pilot)
+        zones = [r[0] for r in table_rows(table)]
+        home = next(iter(app.lab.world.domains))
+        assert home == "syr.edu" and zones[0] == home
+        order = list(dict.fromkeys(zones))                 # each zone's rows together, home first
+        assert order == [home, *sorted(z for z in order if z != home)]
+        assert len(order) == len(set(zones)) and table_rows(table)[0][3] == "SOA"
+        assert "## " not in app.query_one("#dns-panel").help_text() and "home zone first" in \
+            app.query_one("#dns-panel").help_text()
+
+
+def matching(row: list[str], text: str) -> bool:
+    return any(text in cell.lower() for cell in (row[1], row[3], row[4]))
+
+
+async def test_filter_as_you_type_edit_the_record_under_the_cursor_escape_restores_all(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        table = await dns_panel(app, pilot)
+        everything = table_rows(table)
+        box = app.query_one("#dns-filter", Input)
+        assert not box.display
+        await pilot.press("slash")
+        await until(pilot, lambda: box.has_focus and box.display)
+        await pilot.press("l", "U", "x")                      # case ignored
+        await until(pilot, lambda: 0 < table.row_count < len(everything))
+        rows = table_rows(table)
+        assert all(matching(r, "lux") for r in rows), rows
+        assert rows == [r for r in everything if matching(r, "lux")]    # none missed, order kept
+        assert table.selected is not None and matching(list(table.selected), "lux")
+        hint = f"{len(rows)} of {len(everything)} records match 'lux'"
+        assert await until(pilot, lambda: hint in screen_text(app))
+        # the type and the data match too
+        await pilot.press("backspace", "backspace", "backspace", "m", "x")
+        await until(pilot, lambda: table_rows(table) == [r for r in everything if matching(r, "mx")])
+        assert any(r[3] == "MX" and "mx" not in r[1] for r in table_rows(table))     # by type only
+        assert any(r[3] == "A" and r[1].startswith("mx") for r in table_rows(table))  # by name
+        await pilot.press("enter")                                    # back to the list, still filtered
+        await until(pilot, lambda: table.has_focus)
+        assert table_rows(table) == [r for r in everything if matching(r, "mx")]
+        target = ["luxsci.net", "luxsci.net", "300", "MX", "30 mx3.luxsci.net."]
+        table.move_cursor(table_rows(table).index(target))
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, FormScreen))
+        assert app.screen.query_one("#field-data", Input).value == "30 mx3.luxsci.net."
+        app.screen.query_one("#field-data", Input).value = "15 mx3.luxsci.net."
+        app.screen.query_one("#ok", Button).press()
+        edited = ["luxsci.net", "luxsci.net", "300", "MX", "15 mx3.luxsci.net."]
+        await until(pilot, lambda: edited in table_rows(table))
+        luxsci_mx = sorted(r.data for r in app.lab.dns_records() if r.zone == "luxsci.net" and r.rdtype == "MX")
+        assert luxsci_mx == ["10 mx1.luxsci.net.", "15 mx3.luxsci.net.", "20 mx2.luxsci.net."]
+        assert list(table.selected) == edited and matching(edited, "mx")
+        # Escape: every record again, the cursor still on the edited one
+        await pilot.press("escape")
+        await until(pilot, lambda: table.row_count == len(everything))
+        not_soa = lambda rows: sorted(r for r in rows if r[3] != "SOA")      # the edit bumped a serial
+        assert not_soa(table_rows(table)) == not_soa([edited if r == target else r for r in everything])
+        assert [r[4] for r in table_rows(table) if r[0] == "luxsci.net" and r[3] == "MX"] == \
+            ["10 mx1.luxsci.net.", "15 mx3.luxsci.net.", "20 mx2.luxsci.net."]
+        assert list(table.selected) == edited and not box.display and box.value == ""
+        assert await until(pilot, lambda: f"{len(everything)} records in" in screen_text(app))
+        assert "match" not in screen_text(app)
+
+
+async def test_escape_in_the_filter_box_clears_it_and_a_filter_matching_nothing_says_so(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        table = await dns_panel(app, pilot)
+        total = table.row_count
+        await pilot.press("slash", "z", "z", "z")
+        await until(pilot, lambda: table.row_count == 0)
+        assert await until(pilot, lambda: f"0 of {total} records match 'zzz'" in screen_text(app))
+        await pilot.press("e")                                      # typed into the filter, not an edit
+        assert not isinstance(app.screen, FormScreen) and app.query_one("#dns-filter", Input).value == "zzze"
+        await pilot.press("escape")
+        await until(pilot, lambda: table.row_count == total and table.has_focus)
+        assert app.query_one("#dns-panel").filter == ""

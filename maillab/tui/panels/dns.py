@@ -8,6 +8,13 @@ place, bumps its SOA serial and clears the answer cache: the MTAs ask the lab
 DNS on every relay (nothing is cached), so the very next message is routed by
 the new data.  What the zone rules refuse (the SOA, the last apex NS, a CNAME
 beside other data, ...) comes back as a notification.
+
+Rows are sorted by zone, the home zone first (the world's first domain in
+`lab.toml`: the one the course starts from, syr.edu in the default world),
+then by name (the apex first), type (SOA and NS first) and data, numbers
+compared as numbers.  `/` opens a filter: only the records whose name, type
+or data contain its text (case ignored) stay listed, and every action works
+on the record under the cursor among them; Escape clears it.
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ import re
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Log
+from textual.widgets import Input, Log
 
 from ...dns.authority import FAULT_MODES, Record
 from ...errors import UserError
@@ -62,15 +70,26 @@ The table lists each record; below, every query as it arrives, with who asked
 - `F` makes the selected record's zone fail: SERVFAIL, NXDOMAIN or no answer at
   all (timeout); *off* heals it. Mail to that domain is deferred, or bounced on
   NXDOMAIN.
+- `/` filters the records as you type: those whose name, type or data
+  contain the text (case ignored), e.g. `mx`, `luxsci` or `127.0.0.66`;
+  Enter goes back to the list, and `e`, `d`, `F` act on the record under
+  the cursor among those shown. Escape clears the filter.
+- Order: zone by zone, the home zone first (the world's first domain,
+  `syr.edu` here: where the course's mail arrives), then by name, type and
+  data, with numbers compared as numbers (MX 5 before 20 before 100).
 - Ask yourself: `dig @127.0.0.1 -p {ports.dns} syr.edu MX`.
 """
     COMMANDS = [("DNS: edit the selected record", "Change data or TTL; routing follows", "edit"),
                 ("DNS: add a record", "A new MX, A, CNAME, TXT... in a zone; routing follows", "add"),
                 ("DNS: delete the selected record", "Remove it from its zone; routing follows", "delete"),
-                ("DNS: fault for the selected zone", "SERVFAIL, NXDOMAIN, timeout or off", "fault")]
+                ("DNS: fault for the selected zone", "SERVFAIL, NXDOMAIN, timeout or off", "fault"),
+                ("DNS: filter the records", "Only records whose name, type or data contain a text", "filter")]
     BINDINGS = [Binding("e", "edit", "Edit record"), Binding("a", "add", "Add record"),
-                Binding("d", "delete", "Delete record"), Binding("F", "fault", "Zone fault")]
+                Binding("d", "delete", "Delete record"), Binding("F", "fault", "Zone fault"),
+                Binding("slash", "filter", "Filter")]
     DEFAULT_CSS = """
+    DnsPanel #dns-filter { display: none; height: 3; }
+    DnsPanel #dns-filter.-shown { display: block; }
     DnsPanel #dns-records { height: 55%; }
     DnsPanel #dns-log { height: 1fr; border-top: solid $accent; }
     """
@@ -79,9 +98,12 @@ The table lists each record; below, every query as it arrives, with who asked
         super().__init__(app, **kwargs)
         self._pending: deque[DnsQuery | Notice] = deque(maxlen=LOG_LINES)   # lines made when drawn
         self._dirty = True
+        self.filter = ""                       # the filter's text, lower case; "" shows every record
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(id="dns-hint")
+        yield Input(placeholder="filter: records whose name, type or data contain this (Escape clears)",
+                    id="dns-filter")
         yield RowList(COLUMNS, id="dns-records")
         yield Log(id="dns-log", max_lines=LOG_LINES)
 
@@ -117,14 +139,19 @@ The table lists each record; below, every query as it arrives, with who asked
     def reload(self) -> None:
         self._dirty = False
         faults = self.lab.dns_faults()
-        records = sorted(self.lab.dns_records(), key=_record_order)
+        records = self.lab.dns_records()
+        home = next(iter(self.lab.world.domains), "")
+        shown = sorted((r for r in records if _matches(r, self.filter)), key=lambda r: _record_order(r, home))
         self.query_one("#dns-records", RowList).replace({   # a record is one rdata of one rrset: a key
             f"{r.zone}\t{r.name}\t{r.rdtype}\t{r.data}":
                 (f"{r.zone} ({faults[r.zone]})" if r.zone in faults else r.zone, r.name, str(r.ttl), r.rdtype, r.data)
-            for r in records})
+            for r in shown})
+        if self.filter:
+            counts = f"{len(shown)} of {len(records)} records match '{self.filter}' · Escape clears"
+        else:
+            counts = f"{len(records)} records in {len({r.zone for r in records})} zones · / filter"
         self.query_one("#dns-hint", Hint).show(
-            f"{len(records)} records in {len({r.zone for r in records})} zones · e edit · a add · d delete · "
-            "F zone fault · "
+            f"{counts} · e edit · a add · d delete · F zone fault · "
             f"dig @127.0.0.1 -p {self.lab.ports.dns} syr.edu MX")
 
     def _selected(self) -> tuple[str, str, str, str, str] | None:
@@ -133,6 +160,42 @@ The table lists each record; below, every query as it arrives, with who asked
             return None
         zone, name, ttl, rdtype, data = row
         return zone.split(" (")[0], name, ttl, rdtype, data
+
+    # --- the filter ----------------------------------------------------------------
+    @guarded
+    def action_filter(self) -> None:
+        box = self.query_one("#dns-filter", Input)
+        box.add_class("-shown")
+        box.focus()
+
+    @guarded
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "dns-filter":
+            event.stop()
+            self.filter = event.value.strip().lower()
+            self.reload()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "dns-filter":
+            event.stop()
+            self.focus_main()
+
+    @guarded
+    def on_key(self, event: events.Key) -> None:
+        box = self.query_one("#dns-filter", Input)
+        if event.key == "escape" and (box.has_focus or self.filter):
+            event.stop()
+            self._clear_filter(box)
+
+    def _clear_filter(self, box: Input) -> None:
+        """Every record again, the cursor staying on the one it was on."""
+        box.remove_class("-shown")
+        if box.value:
+            with box.prevent(Input.Changed):
+                box.value = ""
+        self.filter = ""
+        self.reload()
+        self.focus_main()
 
     # --- actions -------------------------------------------------------------------
     @guarded
@@ -233,9 +296,16 @@ def _natural(text: str) -> tuple[tuple[int, int | str], ...]:
 _APEX_FIRST = ("SOA", "NS")     # a zone file's order: its SOA, its name servers, then the rest
 
 
-def _record_order(r: Record) -> tuple[object, ...]:
+def _record_order(r: Record, home: str) -> tuple[object, ...]:
+    """Zone (`home` first), the apex name first, then names; SOA and NS first, then types; data."""
     rank = _APEX_FIRST.index(r.rdtype) if r.rdtype in _APEX_FIRST else len(_APEX_FIRST)
-    return (_natural(r.zone), r.name != r.zone, _natural(r.name), rank, r.rdtype, _natural(r.data))
+    return (r.zone != home, _natural(r.zone), r.name != r.zone, _natural(r.name), rank, r.rdtype,
+            _natural(r.data))
+
+
+def _matches(r: Record, text: str) -> bool:
+    """Whether the record's name, type or data contain `text` (lower case; "" matches all)."""
+    return not text or any(text in field.lower() for field in (r.name, r.rdtype, r.data))
 
 
 def _ttl_of(text: str, blank: bool = False) -> int | None:
