@@ -9,6 +9,7 @@ import dns.rcode
 import dns.zone
 import pytest
 
+from conftest import async_wait_for
 import maillab.dns.server as server_module
 from maillab.clock import Clock
 from maillab.dns import client
@@ -175,7 +176,7 @@ async def test_udp_garbage_is_survived(dns_lab):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for junk in (b"", b"x", b"hello world\r\n", bytes(12), b"\xff" * 2000):
             s.sendto(junk, ("127.0.0.1", dns_lab.port))
-    await asyncio.sleep(0.05)
+    # the junk is queued on the server's socket ahead of this query, so it is read first
     assert await dns_lab.resolver.a("smtp1.syr.edu") == ["127.0.0.1"]
 
 
@@ -232,7 +233,7 @@ async def test_idle_tcp_connections_make_room_for_a_query(dns_lab):
 async def test_stop_closes_open_connections():
     dns_lab = await start(Authority(load_world().zones))
     reader, writer = await asyncio.open_connection("127.0.0.1", dns_lab.port)
-    await asyncio.sleep(0.05)
+    await async_wait_for(lambda: dns_lab.server._clients, what="the server to take the connection")
     await asyncio.wait_for(dns_lab.server.stop(), 2)
     assert await asyncio.wait_for(reader.read(), 2) == b""
     writer.close()

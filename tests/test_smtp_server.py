@@ -11,8 +11,9 @@ import random
 import smtplib
 import socket
 import time
+import weakref
 
-from maillab.events import SessionLine
+from maillab.events import SessionClosed, SessionLine
 
 from conftest import async_wait_for, maildir_messages
 
@@ -245,7 +246,9 @@ async def test_a_client_that_keeps_talking_is_not_timed_out(lab):
 
     replies, last, waited = await asyncio.to_thread(talk)
     assert replies == ["250 2.0.0 OK"] * 6
-    assert last[0].startswith("421 4.4.2") and 0.3 < waited < 1.5
+    # silent from the last command on, it is closed by the 0.5 s timeout (not the fixture's 30 s);
+    # a loaded machine only makes `waited` longer
+    assert last[0].startswith("421 4.4.2") and 0.3 < waited < 15
 
 
 async def test_hundreds_of_idle_connections_do_not_stop_a_real_session(lab):
@@ -267,6 +270,8 @@ async def test_hundreds_of_idle_connections_do_not_stop_a_real_session(lab):
 
 
 async def test_client_that_vanishes_mid_data_leaves_nothing(lab):
+    sub = lab.bus.subscribe(kinds=(SessionClosed,))
+
     def vanish():
         t = Typist("127.0.0.1", lab.ports.smtp)
         t.say("EHLO gone.example")
@@ -277,16 +282,25 @@ async def test_client_that_vanishes_mid_data_leaves_nothing(lab):
         t.close()
 
     await asyncio.to_thread(vanish)
-    await asyncio.sleep(0.3)
+    await async_wait_for(sub.drain, what="the vanished session to close")
+    await lab.wait_idle()
     assert maildir_messages(lab.state.root, "mafudge@syr.edu") == []
     assert lab.mta("smtp1.syr.edu").queue.entries == {}
 
 
-async def test_a_finished_session_is_freed_by_reference_counting_not_left_to_the_collector(lab):
+async def test_a_finished_session_is_freed_by_reference_counting_not_left_to_the_collector(lab, monkeypatch):
     """aiosmtpd keeps bound methods of its protocol; left alone, every session became cyclic
     garbage that only a full collection (a pause of 100+ ms in a flood) would free."""
     import gc
     from maillab.smtp.server import LabSMTP
+
+    sessions: list[weakref.ref[LabSMTP]] = []
+    made = LabSMTP.connection_made
+
+    def noted(self: LabSMTP, transport: asyncio.BaseTransport) -> None:
+        sessions.append(weakref.ref(self))
+        made(self, transport)
+    monkeypatch.setattr(LabSMTP, "connection_made", noted)
 
     def send(n: int) -> None:
         for _ in range(n):
@@ -296,14 +310,13 @@ async def test_a_finished_session_is_freed_by_reference_counting_not_left_to_the
     await asyncio.to_thread(send, 2)
     await lab.wait_idle()
     gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)
+    gc.disable()            # from now on only reference counting frees a session
     try:
+        sessions.clear()
         await asyncio.to_thread(send, 10)
         await lab.wait_idle()
-        await asyncio.sleep(0.2)
-        gc.collect()
-        cyclic = [o for o in gc.garbage if isinstance(o, LabSMTP)]
+        assert len(sessions) == 10
+        await async_wait_for(lambda: not any(r() is not None for r in sessions),
+                             what=lambda: f"{sum(r() is not None for r in sessions)} sessions to be freed")
     finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-    assert cyclic == []
+        gc.enable()
