@@ -9,6 +9,7 @@ import resource
 
 import pytest
 
+from conftest import async_wait_for
 from maillab.events import Notice
 
 HOST = "127.0.0.1"          # smtp1.syr.edu: SMTP, IMAP and POP3
@@ -58,11 +59,10 @@ async def test_past_the_per_client_limit_a_client_gets_a_clear_reply_and_a_log_l
     held[0][1].close()
     await asyncio.wait_for(held[0][0].read(), 10)
 
-    async def place_back() -> tuple:
-        while lab.ctx.admission.limits.count("smtp1.syr.edu", service, FLOOD) != 2:
-            await asyncio.sleep(0.01)
-        return await connect(port)
-    again = await asyncio.wait_for(place_back(), 10)
+    limits = lab.ctx.admission.limits
+    await async_wait_for(lambda: limits.count("smtp1.syr.edu", service, FLOOD) == 2,
+                         what=lambda: f"the place given back: {limits.count('smtp1.syr.edu', service, FLOOD)} held")
+    again = await connect(port)
     assert b"Too many" not in again[2] and not again[2].startswith(b"-ERR")
     close_all([w for _, w, _ in held[1:]] + [other[1], again[1]])
 

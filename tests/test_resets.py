@@ -10,6 +10,7 @@ import socket
 import struct
 import time
 
+from conftest import async_wait_for
 from maillab.events import Notice, SessionClosed, SessionOpened
 
 HOST = "127.0.0.1"
@@ -27,24 +28,27 @@ def connect_and_reset(port: int, count: int) -> None:
         s.close()
 
 
+def take(sub, opened: set[str], closed: dict[str, str], notices: list[str] | None = None) -> None:
+    """Sort the subscription's new events: sessions opened, sessions closed (with why), notices."""
+    for e in sub.drain():
+        if isinstance(e, SessionOpened):
+            opened.add(e.session)
+        elif isinstance(e, SessionClosed):
+            closed[e.session] = e.reason
+        elif notices is not None and isinstance(e, Notice):
+            notices.append(e.text)
+
+
 async def settled(lab, sub, opened: set[str], closed: dict[str, str]) -> None:
     """Until every session opened so far has closed and no SMTP connection is left (10 s)."""
-    async def wait() -> None:
-        while True:
-            for e in sub.drain():
-                if isinstance(e, SessionOpened):
-                    opened.add(e.session)
-                elif isinstance(e, SessionClosed):
-                    closed[e.session] = e.reason
-            if opened <= set(closed) and not any(m._protocols for m in lab.mtas.values()):
-                return
-            await asyncio.sleep(0.02)
-    try:
-        await asyncio.wait_for(wait(), 10)
-    except TimeoutError:
-        left = sum(len(m._protocols) for m in lab.mtas.values())
-        raise AssertionError(f"not settled in 10 s: {len(opened - set(closed))} sessions never closed, "
-                             f"{left} SMTP connections left") from None
+    def connections() -> int:
+        return sum(len(m._protocols) for m in lab.mtas.values())
+
+    def done() -> bool:
+        take(sub, opened, closed)
+        return opened <= set(closed) and not connections()
+    await async_wait_for(done, 10, what=lambda: f"every session to close: {len(opened - set(closed))} "
+                                                f"never closed, {connections()} SMTP connections left")
 
 
 async def test_resets_before_the_smtp_banner_are_quiet_disconnects(lab, capfd):
@@ -93,16 +97,10 @@ async def test_a_reset_during_a_big_fetch_is_a_lost_connection_not_an_internal_e
     closed: dict[str, str] = {}
     notices: list[str] = []
 
-    async def all_closed() -> None:
-        while len(closed) < 5:
-            for e in await sub.next_batch():
-                if isinstance(e, SessionOpened):
-                    opened.add(e.session)
-                elif isinstance(e, SessionClosed):
-                    closed[e.session] = e.reason
-                else:
-                    notices.append(e.text)
-    await asyncio.wait_for(all_closed(), 20)
+    def all_closed() -> bool:
+        take(sub, opened, closed, notices)
+        return len(closed) >= 5
+    await async_wait_for(all_closed, 20, what=lambda: f"the 5 sessions to close, {len(closed)} closed")
     assert opened == set(closed)
     assert not [n for n in notices if "Internal error" in n], notices
     assert all(reason.startswith("Connection lost: ") for reason in closed.values()), closed

@@ -191,7 +191,8 @@ async def test_close_fails_waiting_requests_instead_of_hanging(tmp_path):
     syncer = Syncer(tmp_path)
     await syncer.flush([tmp_path])
     waiting = asyncio.ensure_future(syncer.flush([tmp_path]))
-    await asyncio.sleep(0)                     # asked, not yet handed to the thread
+    await asyncio.sleep(0)                     # one turn of the loop: asked, not yet handed to the thread
+    assert syncer._pending
     syncer.close()
     for request in (waiting, syncer.flush([tmp_path])):
         with pytest.raises(OSError) as caught:
