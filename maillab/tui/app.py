@@ -31,6 +31,7 @@ from typing import Any, Iterable
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.content import Content
 from textual.css.query import NoMatches
 from textual.events import Event as UIEvent
 from textual.events import Key
@@ -46,6 +47,7 @@ from .forms import Field, FormScreen, HelpScreen
 from .journey import JourneyIndex
 from .keybar import KeyBar
 from .metrics import Monitor, disk_usage
+from .palette import MUTED
 from .panel import Batch, Panel
 from .panels import PANELS
 from .sessions import SessionBook
@@ -90,6 +92,8 @@ class MailLabApp(App[None]):
     #tabs { height: 1fr; }
     TabPane { padding: 0; }
     Screen.-presenter Tab { text-style: bold; }
+    Tabs Tab { color: $foreground 75%; }
+    Input > .input--placeholder { color: $foreground 70%; }
     """
     BINDINGS = [
         Binding("q", "quit", "Quit"),
@@ -143,6 +147,7 @@ class MailLabApp(App[None]):
         self._clock_title()
         self.set_interval(1 / PUMP_HZ, self._pump)
         self.set_interval(1.0, self._tick)
+        self.theme_changed_signal.subscribe(self, lambda _theme: self.call_after_refresh(self._restyle))
         self.run_worker(self._start_lab(), group="lab", exit_on_error=False)
         if self.presenter:
             self._apply_presenter()
@@ -270,6 +275,7 @@ class MailLabApp(App[None]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         panel = self._panels.get(event.pane.id or "")
         if panel is not None and panel is self.active_panel:
+            panel.safe(panel.restyle_if_due)
             if self.lab_running:
                 panel.safe(panel.show)
             self.call_after_refresh(self._focus_active)
@@ -293,8 +299,18 @@ class MailLabApp(App[None]):
             parts.append(f"## {n} · {panel.TITLE}\n\n{panel.help_text()}")
         self.push_screen(HelpScreen("\n".join(parts)))
 
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """The header's title, with the sub-title (the lab clock) readable: Textual dims it."""
+        return Content.assemble(title, (" — ", MUTED), (sub_title, MUTED)) if sub_title else Content(title)
+
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def _restyle(self) -> None:
+        """Text already written in the panels has the old theme's colours: redraw it."""
+        shown = self._shown_panel()
+        for panel in self._panels.values():
+            panel.safe(panel.theme_changed, panel is shown)
 
     def action_toggle_presenter(self) -> None:
         self.presenter = not self.presenter

@@ -137,7 +137,7 @@ class Panel(Vertical):
     Panel { height: 1fr; }
     Panel > .panel-error { display: none; background: $error 30%; color: $text; height: auto; padding: 0 1; }
     Panel > .panel-error.-shown { display: block; }
-    Panel .hint { color: $text-muted; height: auto; padding: 0 1; }
+    Panel .hint { color: $foreground 75%;   /* palette.MUTED */ height: auto; padding: 0 1; }
     """
 
     presenter: reactive[bool] = reactive(False, init=False)
@@ -147,6 +147,7 @@ class Panel(Vertical):
         self.lab = app.lab
         self.errors = 0
         self._last_notice = 0.0
+        self._restyle_due = False
 
     def help_text(self) -> str:
         """HELP with the lab's actual ports (its `--port-offset` applied)."""
@@ -175,6 +176,21 @@ class Panel(Vertical):
 
     def focus_main(self) -> None:
         """Give the keyboard to the panel's main widget."""
+
+    def restyle(self) -> None:
+        """Redraw what was written in the colours of another theme (`maillab.tui.palette`)."""
+
+    def theme_changed(self, shown: bool) -> None:
+        """The theme changed: restyle now if on screen, else when next shown (`restyle_if_due`)."""
+        if shown:
+            self.restyle()
+        else:
+            self._restyle_due = True
+
+    def restyle_if_due(self) -> None:
+        if self._restyle_due:
+            self._restyle_due = False
+            self.restyle()
 
     def watch_presenter(self, presenter: bool) -> None:
         self.set_class(presenter, "-presenter")

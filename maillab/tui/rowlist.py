@@ -66,7 +66,7 @@ class RowList(ScrollView, can_focus=True):
             background-tint: $foreground 5%;
             & > .rowlist--cursor {
                 background: $block-cursor-background;
-                color: $block-cursor-foreground;
+                color: auto 100%;   /* $block-cursor-foreground is 87%: 3.8:1 on textual-dark's blue */
                 text-style: $block-cursor-text-style;
             }
         }

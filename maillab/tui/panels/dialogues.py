@@ -22,6 +22,7 @@ from textual.reactive import reactive
 from textual.widgets import RichLog
 
 from ..fmt import stamp
+from ..palette import Palette, palette
 from ..panel import Batch, Hint, Panel, guarded, write
 from ..rowlist import RowList
 
@@ -30,11 +31,6 @@ if TYPE_CHECKING:
 from ..explain import Note
 from ..sessions import Line, Session
 
-CLIENT_STYLE = "bold deep_sky_blue3"
-SERVER_STYLE = "bold dark_orange"
-NOTE_STYLE = "italic grey50"
-EXPLAIN_STYLE = "medium_purple3"
-WARNING_STYLE = "bold red"
 TRANSCRIPT_LINES = 2_000
 TABLE_ROWS = 100             # sessions listed (the book keeps more, for the Journey panel)
 COLUMNS = ("started", "protocol", "host", "state", "peer")
@@ -157,20 +153,20 @@ remarks (a message body is summarised, not dumped).
             s = self.book.get(self.selected) if self.selected else None
             if s is None:
                 write(log, Text("No session selected yet. Try: telnet 127.0.0.1 "
-                               f"{self.lab.ports.smtp}", style=NOTE_STYLE))
+                               f"{self.lab.ports.smtp}", style=palette(log).style("note")))
                 return
-            write(log, self._heading(s))
+            write(log, self._heading(s, palette(log)))
             if s.dropped:
-                write(log, Text(f"({s.dropped} earlier lines not kept)", style=NOTE_STYLE))
+                write(log, Text(f"({s.dropped} earlier lines not kept)", style=palette(log).style("note")))
             self._write_lines(log, s, list(s.lines))
             if not s.open:
-                write(log, self._ending(s))
+                write(log, self._ending(s, palette(log)))
         elif self._new_lines or ended:
             s = self.book.get(self.selected) if self.selected else None
             if s is not None:
                 self._write_lines(log, s, self._new_lines[-len(s.lines):])
                 if ended and not s.open:
-                    write(log, self._ending(s))
+                    write(log, self._ending(s, palette(log)))
             self._new_lines.clear()
 
     def _write_lines(self, log: RichLog, s: Session, lines: list[Line]) -> None:
@@ -184,41 +180,43 @@ remarks (a message body is summarised, not dumped).
         else:
             notes = [()] * len(lines)
         rows: list[Text] = []
+        colours = palette(log)
         for line, line_notes in zip(lines, notes):
-            rows += self._rows(line, line_notes)
+            rows += self._rows(line, line_notes, colours)
         if rows:
             write(log, Text("\n").join(rows))
 
-    def _heading(self, s: Session) -> Text:
+    @staticmethod
+    def _heading(s: Session, colours: Palette) -> Text:
         text = Text()
         text.append(f"{s.id}", style="bold")
         text.append(f" — {s.protocol} on {s.host}, peer {s.client}, started {stamp(s.started)}",
-                    style=NOTE_STYLE)
+                    style=colours.style("note"))
         return text
 
     @staticmethod
-    def _ending(s: Session) -> Text:
+    def _ending(s: Session, colours: Palette) -> Text:
         """The transcript's last line once `s` is over: the heading is not redrawn when it closes."""
-        return Text(f"— session {s.state}", style=NOTE_STYLE)
+        return Text(f"— session {s.state}", style=colours.style("note"))
 
-    def _rows(self, line: Line, notes: tuple[Note, ...]) -> list[Text]:
+    def _rows(self, line: Line, notes: tuple[Note, ...], colours: Palette) -> list[Text]:
         """One transcript line as display rows: the line, its notes, a gap after a reply (presenter)."""
         text = Text()
         if not self.presenter:
-            text.append(stamp(line.time) + " ", style="dim")
+            text.append(stamp(line.time) + " ", style=colours.style("muted"))
         if line.direction == "client":
-            text.append("CLIENT › " if self.presenter else "C: ", style=CLIENT_STYLE)
+            text.append("CLIENT › " if self.presenter else "C: ", style=colours.style("client"))
             text.append(line.text)
         elif line.direction == "server":
-            text.append("SERVER ‹ " if self.presenter else "S: ", style=SERVER_STYLE)
+            text.append("SERVER ‹ " if self.presenter else "S: ", style=colours.style("server"))
             text.append(line.text)
         else:
-            text.append("   " + line.text, style=NOTE_STYLE)
+            text.append("   " + line.text, style=colours.style("note"))
         rows = [text]
         indent = "          " if not self.presenter else "   "
         for note in notes:
             rows.append(Text(f"{indent}{'⚠ ' if note.warning else '↳ '}{note}",
-                             style=WARNING_STYLE if note.warning else EXPLAIN_STYLE))
+                             style=colours.style("warning" if note.warning else "explain")))
         if self.presenter and line.direction == "server" and line.text[3:4] != "-":
             rows.append(Text(""))
         return rows
@@ -244,6 +242,9 @@ remarks (a message body is summarised, not dumped).
 
     def watch_presenter(self, presenter: bool) -> None:
         super().watch_presenter(presenter)
+        self.restyle()
+
+    def restyle(self) -> None:
         self._redraw = True
         self._draw_transcript()
 

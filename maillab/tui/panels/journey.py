@@ -31,6 +31,7 @@ from textual.widgets import RichLog
 from ...maillog_read import Found, find_queue_ids, recent_deliveries
 from ..fmt import duration, stamp
 from ..journey import Hop, JourneyIndex, QueueRecord, hops
+from ..palette import palette
 from ..panel import Batch, Hint, Panel, guarded, write
 from ..rowlist import RowList
 
@@ -144,6 +145,11 @@ list also starts with the maillog's last deliveries.
         _when, recipient, qid, _host = row
         await self.show_journey(recipient, qid)
 
+    def restyle(self) -> None:
+        if self.current is not None:
+            self.run_worker(self.show_journey(*self.current), group="journey-restyle", exclusive=True,
+                            exit_on_error=False)
+
     async def show_journey(self, recipient: str, qid: str) -> None:
         self.current = (recipient, qid)
         header = await asyncio.to_thread(self.lab.delivered_message, recipient, qid)
@@ -162,6 +168,7 @@ list also starts with the maillog's last deliveries.
     def _draw_hops(self, recipient: str, qid: str, trace: list[Hop], found: bool) -> None:
         log = self.query_one("#hops", RichLog)
         log.clear()
+        colours = palette(log)
         write(log, Text(f"Received headers of {qid} for {recipient}", style="bold"))
         if not found:
             write(log, Text("The message is no longer in the mailbox (read by POP3, deleted?).",
@@ -170,33 +177,34 @@ list also starts with the maillog's last deliveries.
         for n, hop in enumerate(trace, 1):
             head = Text()
             head.append(f"{n}. ", style="bold")
-            head.append((stamp(hop.date) if hop.date else "??:??:??") + " ", style="dim")
-            head.append(hop.by, style="bold dark_orange")
+            head.append((stamp(hop.date) if hop.date else "??:??:??") + " ", style=colours.style("muted"))
+            head.append(hop.by, style=colours.style("host"))
             if hop.delay is not None:
-                head.append(f"  +{duration(hop.delay)}", style="dim")
+                head.append(f"  +{duration(hop.delay)}", style=colours.style("muted"))
             write(log, head)
             source = Text("   from ")
             if hop.client_ip or hop.helo:
-                source.append(f"{hop.client_name or '?'} [{hop.client_ip or '?'}]", style="bold deep_sky_blue3")
+                source.append(f"{hop.client_name or '?'} [{hop.client_ip or '?'}]", style=colours.style("peer"))
                 if hop.helo:
                     source.append(f" HELO {hop.helo}")
             else:
                 source.append("the host itself (a bounce or notice)")
             write(log, source)
             detail = Text(f"   {hop.protocol or '?'} · ")
-            detail.append("TLS" if hop.tls else "no TLS: readable on the wire", style="green" if hop.tls else "red")
+            detail.append("TLS" if hop.tls else "no TLS: readable on the wire", style=colours.style("good" if hop.tls else "bad"))
             if hop.authenticated:
                 detail.append(" · logged in (AUTH)")
             detail.append(f" · id {hop.queue_id or '?'}")
             write(log, detail)
         write(log, Text(f"{len(trace)} hop{'s' if len(trace) != 1 else ''}; the newest header is on top "
-                       "of the message.", style="italic dim"))
+                       "of the message.", style=colours.style("note")))
 
     def _draw_record(self, qids: list[str], found: Found | None, looking: bool = False) -> None:
         """Each queue ID's record: the live one when it is complete, else the maillog's (`found`),
         else what the live one has; `looking` while the maillog is being read."""
         log = self.query_one("#record", RichLog)
         log.clear()
+        colours = palette(log)
         write(log, Text("What the lab saw", style="bold"))
         past = JourneyIndex.from_events(self.index.addresses, found.events) if found else None
         for qid in qids:
@@ -209,25 +217,27 @@ list also starts with the maillog's last deliveries.
             elif live is not None:
                 self._write_record(log, qid, live, self.index, "seen live, since the TUI started", live.sessions)
             elif looking:
-                write(log, Text(f"── {qid}: not seen live; looking in the maillog…", style="dim"))
+                write(log, Text(f"── {qid}: not seen live; looking in the maillog…", style=colours.style("muted")))
             else:
-                write(log, Text(f"── {qid}: no record: not seen live, and not in the maillog", style="dim"))
+                write(log, Text(f"── {qid}: no record: not seen live, and not in the maillog",
+                                style=colours.style("muted")))
         if found is not None:
             write(log, Text(f"From the maillog: {found.note}. Its DNS lines name no queue ID: those shown "
                             "are all the look-ups by the hop's host in its time window, which may include "
                             "another message's" + (f" ({found.dns_capped} more not shown)" if found.dns_capped
-                                                   else "") + ".", style="italic dim"))
+                                                   else "") + ".", style=colours.style("note")))
 
     def _write_record(self, log: RichLog, qid: str, record: QueueRecord, index: JourneyIndex, source: str,
                       sessions: list[str]) -> None:
         """One queue ID's rows (its events and its host's DNS look-ups meanwhile, from `index`),
         then the transcripts of the live `sessions` that carried it."""
+        colours = palette(log)
         write(log, Text(f"── {qid} at {record.host} ({source})", style="bold"))
         items: list[tuple[float, Text]] = [(t, Text(f"{stamp(t)} {text}")) for t, text in record.events]
         for q in index.dns_for(record.host, record.first - 1, record.last + 1):
             items.append((q.time, Text(f"{stamp(q.time)} DNS {q.name} {q.rdtype} -> {q.rcode}, "
                                        f"{q.answers} answer{'s' if q.answers != 1 else ''}",
-                                       style="medium_purple3")))
+                                       style=colours.style("dns"))))
         items.sort(key=lambda item: item[0])
         for _t, text in items:
             write(log, text)
@@ -236,18 +246,19 @@ list also starts with the maillog's last deliveries.
             self._write_session(log, sid)
         if index is not self.index and not sessions:
             write(log, Text("   no dialogue: the maillog does not keep one (only mail seen live shows it)",
-                           style="dim"))
+                           style=colours.style("muted")))
 
     def _write_session(self, log: RichLog, sid: str) -> None:
         s = self.sessions.get(sid)
+        colours = palette(log)
         if s is None:
-            write(log, Text(f"   session {sid}: transcript no longer kept", style="dim"))
+            write(log, Text(f"   session {sid}: transcript no longer kept", style=colours.style("muted")))
             return
         write(log, Text(f"   received in session {sid} ({s.protocol}, peer {s.client})", style="italic"))
         lines = [line for line in s.lines if line.direction != "note"]
         for line in lines[:SESSION_LINES]:
-            style = "deep_sky_blue3" if line.direction == "client" else "dark_orange"
+            style = colours.style("client" if line.direction == "client" else "server")
             write(log, Text(f"     {'C' if line.direction == 'client' else 'S'}: {line.text}", style=style))
         if len(lines) > SESSION_LINES:
             write(log, Text(f"     ... {len(lines) - SESSION_LINES} more lines in the Dialogues panel",
-                           style="dim"))
+                           style=colours.style("muted")))

@@ -18,6 +18,7 @@ from textual.markup import escape
 from textual.widgets import Static
 
 from ..metrics import Series, spark
+from ..palette import MUTED
 from ..panel import Hint, Panel
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ Hosts and DNS panels.
         rows = []
         for key, s in self.monitor.series.items():
             rows.append(f"{escape(self.head(key, s).ljust(self.LABEL))}[$accent]{spark(s.points, width)}[/]\n"
-                        f"[dim]{escape(f' {HINTS[key]}')}[/]\n{gap}")
+                        f"[{MUTED}]{escape(f' {HINTS[key]}')}[/]\n{gap}")
         view.update("".join(rows).rstrip("\n"))
         dropped = self.monitor.dropped
         self.query_one("#monitor-status", Hint).show(

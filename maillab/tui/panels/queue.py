@@ -24,6 +24,7 @@ from ...events import Bounced, Deferred, Delivered, Queued, QueueMoved, Removed
 from ..fmt import brief_reason, countdown, long_stamp, stamp
 from ..forms import ConfirmScreen
 from ..journey import attempt_line
+from ..palette import palette
 from ..panel import Batch, Hint, Panel, guarded, write
 from ..rowlist import RowList
 
@@ -156,18 +157,24 @@ reason a delivery failed.
         self._drawn = state
         log = self.query_one("#queue-detail", RichLog)
         log.clear()
+        colours = palette(log)
         if entry is None:
             write(log, Text(f"{self.detail}: no longer queued here (delivered, bounced, deleted, or "
-                            "on another page)", style="dim"))
+                            "on another page)", style=colours.style("muted")))
             return
         history = entry["history"]
         write(log, Text(f"{entry['id']} at {entry['host']} ({entry['queue']}), from <{entry['sender']}>: "
                         f"{len(history)} tr{'y' if len(history) == 1 else 'ies'}, oldest first", style="bold"))
         if not history:
-            write(log, Text("   no attempt yet", style="dim"))
+            write(log, Text("   no attempt yet", style=colours.style("muted")))
         for a in history:
             write(log, Text(f"{stamp(a['at'])} {attempt_line(a['mx'], a['address'], a['result'], a['reason'])}",
-                            style="green" if a["result"] == "delivered" else "red"))
+                            style=colours.style("good" if a["result"] == "delivered" else "bad")))
+
+    def restyle(self) -> None:
+        if self.detail is not None:
+            self._drawn = None
+            self._draw_detail()
 
     def _status(self, now: float) -> None:
         pages = max((self.total + PAGE - 1) // PAGE, 1)
