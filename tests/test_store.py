@@ -626,3 +626,31 @@ def test_claiming_recent_does_not_fsync_and_a_lost_record_is_recovered(state, bu
     assert [again.read(m.uid) for m in again.messages()] == [f"Subject: {i}\n\nbody {i}\n".encode()
                                                             for i in range(3)]
     assert again.recent == 3                                # recent again: RFC 3501 allows it
+
+
+def test_flag_changes_do_not_fsync_until_checkpoint_and_a_lost_one_reverts(state, bus, monkeypatch):
+    """STORE renames and records without fsync (as Dovecot's fsync_mode=optimized); checkpoint()
+    (CHECK, CLOSE) fsyncs cur/ and the uidlist once.  If a crash loses the rename and its record,
+    the next load has the message with its old flags, same UID, same octets: only the flag is lost."""
+    store = MailStore(state, bus)
+    for i in range(3):
+        store.deliver(USER, f"Subject: {i}\n\nbody {i}\n".encode())
+    inbox = store.user(USER).folder("INBOX")
+    inbox.take_recent()
+    before_list, before_name = inbox._list.path.read_bytes(), inbox.path_of(2).name
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    result = inbox.store([1, 2], ["\\Seen"], "add")
+    assert [m.uid for m in result.changed] == [1, 2] and fsyncs == []
+    assert MailStore(state, EventBus()).user(USER).folder("INBOX").get(2).flags == {"\\Seen"}
+    inbox.checkpoint()
+    assert len(fsyncs) == 2                                 # cur/ and the uidlist
+    inbox.checkpoint()
+    assert len(fsyncs) == 2                                 # nothing new to make durable
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    os.rename(inbox.path_of(2), maildir(state) / "cur" / before_name)     # the crash: rename lost,
+    inbox._list.path.write_bytes(before_list)                               # and its record
+    again = MailStore(state, EventBus()).user(USER).folder("INBOX")
+    assert [(m.uid, m.flags) for m in again.messages()] == [(1, {"\\Seen"}), (2, frozenset()), (3, frozenset())]
+    assert again.read(2) == b"Subject: 1\n\nbody 1\n"

@@ -243,8 +243,9 @@ def append(conn: "ImapConnection", cmd: Command) -> "Result":
 # ---- CHECK and CLOSE -----------------------------------------------------------------------
 
 def check(conn: "ImapConnection", cmd: Command) -> "Result":
-    """RFC 3501 §6.4.1: our changes are durable already; catch up with the disk."""
+    """RFC 3501 §6.4.1: make the flag changes durable (the rest is already); catch up with the disk."""
     assert conn.view is not None
+    conn.view.folder.checkpoint()
     conn.view.folder.refresh()
     return None
 
@@ -255,6 +256,7 @@ def close(conn: "ImapConnection", cmd: Command) -> "Result":
     assert view is not None
     if not view.readonly:
         conn.stats["expunged"] += len(view.folder.expunge())
+        view.folder.checkpoint()
     conn.unselect()
     return None
 

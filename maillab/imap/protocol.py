@@ -52,7 +52,7 @@ from ..sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
 from ..sasl import PlainError, parse_plain
 from ..store import StoreError, UserStore
 from ..store.errors import FlagError, NoSuchMailbox
-from . import mailboxes, messages
+from . import inline, mailboxes, messages
 from .framing import MAX_APPEND, MAX_LITERAL, FramingError, Framer, RawCommand, RawLine, tag_of
 from .parser import Command, Enable, Id, Login, ParseError, parse_args, parse_head
 from .parser import Authenticate as AuthenticateArgs
@@ -79,7 +79,8 @@ class State(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Execute:
     """A command that reads or changes the mail store: call `execute()` until it returns False,
-    sending `data_to_send()` in between.  `blocking`: it may touch the disk (run it in a thread)."""
+    sending `data_to_send()` in between.  `blocking`: it may touch the disk for long (run it in a
+    thread); else it is cheap and bounded (inline.py) and may run on the loop."""
     command: str
     blocking: bool
 
@@ -101,7 +102,7 @@ class _Spec:
     states: frozenset[State]
     handler: Handler
     store: bool = False                     # answered through Execute (touches the mail store)
-    blocking: Callable[[Command], bool] = lambda cmd: True
+    blocking: Callable[["ImapConnection", Command], bool] = lambda conn, cmd: True   # see inline.py
 
 
 @dataclass(slots=True)
@@ -226,7 +227,7 @@ class ImapConnection:
         if spec.store:
             self._job_cmd, self._job = cmd, None
             self._waiting = Execute
-            return Execute(cmd.label, spec.blocking(cmd))
+            return Execute(cmd.label, spec.blocking(self, cmd))
         try:
             result = spec.handler(self, cmd)
             if isinstance(result, Event):
@@ -621,7 +622,7 @@ _NOAUTH = frozenset({State.NOT_AUTHENTICATED})
 _AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
 _SEL = frozenset({State.SELECTED})
 _SELECTED_ONLY = {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE"}
-_never = lambda cmd: False      # noqa: E731
+_never = lambda conn, cmd: False      # noqa: E731
 
 # Which command is valid in which state (RFC 3501 §6; RFC 2177, 2342, 2971, 3691, 4315,
 # 5161, 6851, 7162) and how it is answered.
@@ -651,9 +652,9 @@ COMMANDS: dict[str, _Spec] = {
     "CHECK": _Spec(_SEL, mailboxes.check, store=True),
     "CLOSE": _Spec(_SEL, mailboxes.close, store=True),
     "EXPUNGE": _Spec(_SEL, messages.expunge, store=True),
-    "SEARCH": _Spec(_SEL, messages.search, store=True),
-    "FETCH": _Spec(_SEL, messages.fetch, store=True),
-    "STORE": _Spec(_SEL, messages.store, store=True),
+    "SEARCH": _Spec(_SEL, messages.search, store=True, blocking=inline.search_blocking),
+    "FETCH": _Spec(_SEL, messages.fetch, store=True, blocking=inline.fetch_blocking),
+    "STORE": _Spec(_SEL, messages.store, store=True, blocking=inline.store_blocking),
     "COPY": _Spec(_SEL, messages.copy, store=True),
     "MOVE": _Spec(_SEL, messages.move, store=True),
 }

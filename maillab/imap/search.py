@@ -32,8 +32,9 @@ import email.utils
 import quopri
 import time
 from bisect import bisect_right
-from typing import Callable
+from typing import Callable, Iterable
 
+from ..store import Message
 from . import mime
 from .envelope import field_value, parse_addresses
 from .fetch import MessageData
@@ -157,6 +158,35 @@ def _sent_day(c: Candidate) -> tuple[int, int, int] | None:
             value = (parsed[0], parsed[1], parsed[2])
     c.m.cache[key] = value
     return value
+
+
+def _cache_keys(key: tuple, keys: set[tuple[str, ...]]) -> bool:
+    """Add to `keys` the `Message.cache` entries that answer `key`; False if a key must read a body."""
+    kind = key[0]
+    if kind == "and":
+        return all(_cache_keys(k, keys) for k in key[1])
+    if kind in ("or", "not"):
+        return all(_cache_keys(k, keys) for k in key[1:])
+    if kind in ("body", "text"):
+        return False
+    if kind == "header":
+        name = key[1]
+        if name not in _CACHED_HEADERS:
+            return False
+        keys.add(("h", name))
+        if name in _ADDRESS_HEADERS:
+            keys.add(("a", name))
+    elif kind == "date" and key[3]:
+        keys.add(("sentday",))
+    return True
+
+
+def memory_only(key: tuple, messages: Iterable[Message]) -> bool:
+    """Whether SEARCH `key` over `messages` reads no file: index keys, and header keys already cached."""
+    keys: set[tuple[str, ...]] = set()
+    if not _cache_keys(key, keys):
+        return False
+    return not keys or all(k in m.cache for m in messages for k in keys)
 
 
 def ranges_of(seqset: SeqSet, largest: int) -> list[tuple[int, int]]:

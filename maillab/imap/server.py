@@ -9,8 +9,10 @@ timers, and answering the protocol's events:
     Authenticate -> Directory.authenticate in a worker thread (a bare local
                     part is tried in the host's `domains`; accounts of other
                     domains are refused), then MailStore.user
-    Execute      -> conn.execute(), in a worker thread when it may block,
-                    sending each chunk it produces
+    Execute      -> conn.execute(), sending each chunk it produces: on the loop
+                    when the command is cheap (inline.py) and the user's store
+                    lock is free at once (held for that call, so the loop never
+                    waits on it), else in a worker thread
     StartTls     -> the seam: STARTTLS is not offered until TLS exists
 
 IDLE (RFC 2177): one bus subscription per server takes the store's change
@@ -176,15 +178,20 @@ class ImapServer(SessionServer[_Session]):
 
     async def _execute(self, s: _Session, event: Execute) -> None:
         conn = s.conn
+        lock = conn.user.lock if conn.user is not None else None
         while True:
-            if event.blocking:
+            if not event.blocking and (lock is None or lock.acquire(blocking=False)):
+                try:                        # cheap (inline.py) and nobody holds the store: on the loop
+                    more = conn.execute()
+                finally:
+                    if lock is not None:
+                        lock.release()
+            else:
                 s.in_thread = True
                 try:
                     more = await asyncio.to_thread(conn.execute)
                 finally:
                     s.in_thread = False
-            else:
-                more = conn.execute()
             if not more:
                 return
             await self.flush(s)

@@ -109,6 +109,16 @@ class View:
                 out.append((k + 1, uids[k]))
         return out
 
+    def count(self, seqset: SeqSet, uid: bool) -> int:
+        """How many messages `resolve` would name, without listing them."""
+        uids = self.uids
+        if not uids:
+            return 0
+        if uid:
+            return sum(bisect_right(uids, hi) - bisect_left(uids, lo) for lo, hi in ranges_of(seqset, uids[-1]))
+        n = len(uids)
+        return sum(max(0, min(hi, n) - max(lo, 1) + 1) for lo, hi in ranges_of(seqset, n))
+
     # ---- catching up ---------------------------------------------------------------------
 
     def sync(self, allow_expunge: bool, modseq: bool = False) -> list[str]:

@@ -9,9 +9,19 @@ truth about UIDs and MODSEQs; the index in memory joins the two:
     _by_base  Maildir base → uid   _total  sum of sizes (POP3 STAT)
 
 Invariants:
-- every change goes: files on disk → uidlist appended and fsynced → index in
-  memory → event on the bus.  A reader (IMAP, POP3, the TUI) never hears of a
-  UID that a restart could take back;
+- every change goes: files on disk → uidlist appended (and fsynced, except
+  for flag changes: below) → index in memory → event on the bus.  A reader
+  (IMAP, POP3, the TUI) never hears of a UID that a restart could take back;
+- flag changes (STORE, FETCH's implicit \\Seen) are a rename of the file in
+  cur/ plus a uidlist line, neither fsynced at once: as in Dovecot, whose
+  fsync_mode=optimized does not fsync flag or index changes either.  A crash
+  can cost only the flag changes of the last seconds (the rename is atomic, so
+  a file has its old name or its new one, and the scan at load puts the index
+  right by the name it finds); never a message, its octets or its UID, which
+  are fsynced before anyone hears of them.  `checkpoint()` (IMAP CHECK and
+  CLOSE) makes them durable; any later fsynced uidlist append covers their
+  records too.  This keeps STORE to a few rename and write calls, cheap
+  enough to run on the event loop;
 - UIDs ascend in the order messages are first seen and are never reused;
   UIDNEXT and HIGHESTMODSEQ never go down; each commit that changes anything
   takes one new MODSEQ, shared by the messages it changed (RFC 7162 §3.1);
@@ -95,6 +105,7 @@ class Folder:
         self._recent: set[int] = set()                  # UIDs no session has claimed as \\Recent
         self._marks: tuple[int, int] | None = None     # (new/, cur/) mtimes at the last full scan
         self._scanned_at = 0                            # time.time_ns() when that scan began
+        self._flags_unsynced = False                    # flag renames/records since the last fsync
 
     # ---- reading the index (memory only, once loaded) -------------------------------
 
@@ -608,15 +619,24 @@ class Folder:
                 changed.append(n)
                 lines.append(rename_line(uid, modseq, rel))
             if changed:
-                fsync_path(self.path / "cur")
                 self._highestmodseq = modseq
                 self._snapshot = None
-                self._persist(lines)
+                self._persist(lines, sync=False)       # flags: see the module docstring
+                self._flags_unsynced = True
                 self.user.emit(FlagsChanged, mailbox=self.name, uids=tuple(m.uid for m in changed),
                                modseq=modseq)
             if vanished:
                 self._scan()
             return StoreResult(tuple(changed), tuple(modified), modseq if changed else 0)
+
+    def checkpoint(self) -> None:
+        """Make the flag changes made so far durable (RFC 3501 §6.4.1 CHECK): fsync cur/ and the uidlist."""
+        self._check()
+        with self.lock:
+            if self._flags_unsynced:
+                fsync_path(self.path / "cur")
+                fsync_path(self._list.path)
+                self._flags_unsynced = False
 
     def expunge(self, uids: Iterable[int] | None = None) -> tuple[int, ...]:
         """Remove the messages flagged \\Deleted (only among `uids` if given: UID EXPUNGE, RFC 4315)."""

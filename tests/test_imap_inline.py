@@ -1,0 +1,101 @@
+"""Cheap IMAP commands run on the event loop, big ones in a worker thread (maillab/imap/inline.py).
+
+Over real sockets with imaplib against a running lab: each call of
+`ImapConnection.execute` records the thread it ran in.  FETCH of a few
+headers, SEARCH on flags, STORE of one flag and NOOP run in the loop's thread;
+a FETCH of many bodies, a first SEARCH SUBJECT (no header cached yet) and any
+cheap command while another thread holds the user's store lock run elsewhere,
+and the loop goes on serving another session meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import threading
+
+import pytest
+
+from maillab.imap import inline
+from maillab.imap.protocol import ImapConnection
+
+from conftest import async_wait_for
+
+USER = "mafudge@syr.edu"
+
+
+@pytest.fixture
+def threads_of(monkeypatch):
+    """The thread of every `execute` call, by command label: {label: [thread, ...]}."""
+    seen: dict[str, list[threading.Thread]] = {}
+    real = ImapConnection.execute
+
+    def execute(self: ImapConnection) -> bool:
+        assert self._job_cmd is not None
+        seen.setdefault(self._job_cmd.label, []).append(threading.current_thread())
+        return real(self)
+    monkeypatch.setattr(ImapConnection, "execute", execute)
+    return seen
+
+
+def fill(lab, count: int) -> None:
+    inbox = lab.ctx.store.user(USER).folder("INBOX")
+    for i in range(count):
+        inbox.append(f"From: santa@northpole.org\nSubject: note {i}\n\n{'x' * 20_000}\n".encode())
+
+
+def session(lab) -> imaplib.IMAP4:
+    c = imaplib.IMAP4("127.0.0.1", lab.ports.imap, timeout=10)
+    c.login(USER, "maillab")
+    c.select("INBOX")
+    return c
+
+
+async def test_cheap_commands_run_on_the_loop_and_big_ones_in_a_thread(lab, threads_of):
+    fill(lab, inline.READ_MESSAGES + 10)
+    loop_thread = threading.current_thread()
+
+    def work() -> None:
+        c = session(lab)
+        assert c.fetch("1:10", "(FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")[0] == "OK"
+        assert c.search(None, "UNSEEN") == ("OK", [" ".join(str(n) for n in range(1, 31)).encode()])
+        assert c.store("3", "+FLAGS", "(\\Flagged)")[0] == "OK"
+        assert c.noop()[0] == "OK"
+        assert c.search(None, "SUBJECT", '"note 7"') == ("OK", [b"8"])     # reads 30 headers: a thread
+        assert c.search(None, "SUBJECT", '"note 9"') == ("OK", [b"10"])    # cached now: the loop
+        status, data = c.fetch("1:*", "(BODY.PEEK[])")                      # 30 x 20 KB: a thread
+        assert status == "OK" and len([d for d in data if isinstance(d, tuple)]) == 30
+        c.logout()
+    await asyncio.to_thread(work)
+    assert {label: {t is loop_thread for t in ts} for label, ts in threads_of.items()} == {
+        "SELECT": {False}, "FETCH": {True, False}, "SEARCH": {True, False}, "STORE": {True}, "NOOP": {True}}
+    assert threads_of["FETCH"][0] is loop_thread and threads_of["FETCH"][-1] is not loop_thread
+    assert [t is loop_thread for t in threads_of["SEARCH"]] == [True, False, True]
+
+
+async def test_a_cheap_command_waits_for_the_store_lock_in_a_thread_not_on_the_loop(lab, threads_of):
+    fill(lab, 3)
+    lock = lab.ctx.store.user(USER).lock
+    c = await asyncio.to_thread(session, lab)
+    other = await asyncio.to_thread(session, lab)
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with lock:
+            held.set()
+            release.wait(30)
+    keeper = threading.Thread(target=holder)
+    keeper.start()
+    try:
+        assert await asyncio.to_thread(held.wait, 10)
+        store = asyncio.ensure_future(asyncio.to_thread(c.store, "1", "+FLAGS", "(\\Flagged)"))
+        await async_wait_for(lambda: "STORE" in threads_of, what="the STORE to start")
+        assert (await asyncio.to_thread(other.capability))[0] == "OK"  # the loop serves the others meanwhile
+        assert not store.done()                                         # the STORE still waits for the lock
+    finally:
+        release.set()
+        await asyncio.to_thread(keeper.join, 10)
+    assert (await asyncio.wait_for(store, 10))[0] == "OK"
+    assert threads_of["STORE"] == [threads_of["STORE"][0]] and threads_of["STORE"][0] is not threading.current_thread()
+    await asyncio.to_thread(c.logout)
+    await asyncio.to_thread(other.logout)
