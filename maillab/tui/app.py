@@ -35,6 +35,7 @@ from textual.content import Content
 from textual.css.query import NoMatches
 from textual.events import Event as UIEvent
 from textual.events import Key
+from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widgets import Header, TabbedContent, TabPane
 
@@ -44,6 +45,7 @@ from ..errors import UserError
 from ..lab import Lab
 from .fmt import duration, long_stamp
 from .forms import Field, FormScreen, HelpScreen
+from .header import LabHeader
 from .journey import JourneyIndex
 from .keybar import KeyBar
 from .metrics import Monitor, disk_usage
@@ -88,6 +90,8 @@ def _panel_id(panel: type[Panel]) -> str:
 
 class MailLabApp(App[None]):
     TITLE = "maillab"
+    # the lab clock, changed every second: only the header shows it (Textual repaints the screen)
+    sub_title: Reactive[str] = Reactive("", compute=False, repaint=False)
     CSS = """
     #tabs { height: 1fr; }
     TabPane { padding: 0; }
@@ -129,7 +133,7 @@ class MailLabApp(App[None]):
 
     # --- layout --------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield LabHeader()
         # Kept from here, not looked up at mount: children mount (and may ask which panel is
         # shown) before the app's on_mount runs; until the tabs mount, the first panel is shown.
         self._tabs = TabbedContent(id="tabs", initial=_panel_id(PANELS[0]))

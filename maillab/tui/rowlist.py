@@ -154,6 +154,8 @@ class RowList(ScrollView, can_focus=True):
         kept (else at the same place), columns fit the new cells, unchanged lines stay cached."""
         at = self._keys[self.cursor_row] if self._keys else None
         cells = {key: tuple(c) for key, c in rows.items()}
+        if cells == self._cells and list(cells) == self._keys:
+            return                  # a panel reloading each second with nothing new: no repaint
         widths = [cell_len(c) for c in self.columns]
         for row in cells.values():
             widths = [max(w, cell_len(c)) for w, c in zip(widths, row)]
