@@ -1,13 +1,16 @@
-"""The Dialogues panel against real sessions: live lines, explain mode, AUTH decoded, follow and pick."""
+"""The Dialogues panel against real sessions: live lines, a message's lines as typed (bounded),
+explain mode, AUTH decoded, follow and pick."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import smtplib
 import socket
 
 from textual.widgets import RichLog
 
+from maillab.smtp.transcript import HEAD_LINES, TAIL_LINES
 from maillab.tui.rowlist import RowList
 
 from test_tui_support import course_session, in_thread, richlog_text, running_app, submit, until
@@ -143,3 +146,68 @@ async def test_an_idle_dialogues_panel_repaints_nothing(tmp_path):
         app._shown_panel().flush = counting_flush                    # type: ignore[method-assign]
         await asyncio.wait_for(pumps.wait(), 30)                     # two seconds of 15 Hz frames, no events
         assert refreshes == []
+
+
+async def test_a_message_typed_in_telnet_shows_line_by_line_as_typed(tmp_path):
+    """Bare LF, as `nc` sends: each header and body line appears as it is typed, before the dot."""
+    async with running_app(tmp_path) as (app, pilot):
+        transcript = app.query_one("#transcript", RichLog)
+        typist = await in_thread(Typist, "127.0.0.1", app.lab.ports.smtp)
+        try:
+            for line in ("HELO northpole.org", "MAIL FROM:<santa@northpole.org>", "RCPT TO:<mafudge@syr.edu>"):
+                await in_thread(typist.say, line)
+            typist.sock.sendall(b"DATA\n")
+            assert (await in_thread(typist.file.readline)).startswith(b"354 ")
+            typed = ["From: Santa <santa@northpole.org>", "Subject: You are on the naughty list", "",
+                     "Dear Mark,", "  indented, as typed", "..a line that starts with a dot", "Santa"]
+            for line in typed:
+                typist.sock.sendall(line.encode() + b"\n")
+                await until(pilot, lambda: richlog_text(transcript).rstrip().endswith(f"C: {line}".rstrip()))
+            assert "message body" not in richlog_text(transcript)
+            typist.sock.sendall(b".\n")
+            assert (await in_thread(typist.file.readline)).startswith(b"250 2.0.0 Ok: queued as")
+            await until(pilot, lambda: "S: 250 2.0.0 Ok: queued as" in richlog_text(transcript))
+            lines = [x.split(" ", 1)[1] for x in richlog_text(transcript).splitlines() if " " in x]
+            start = lines.index(next(x for x in lines if x.startswith("S: 354")))
+            assert lines[start + 1:start + 1 + len(typed) + 2] == [
+                *(f"C: {t}" for t in typed), f"   (message body: {len(typed)} lines, "
+                f"{sum(len(t) + 1 for t in typed)} bytes)", "C: ."]   # as received: bare LFs
+            await pilot.press("e")                                   # explained as a message
+            text = richlog_text(transcript)
+            assert "↳ Subject: the topic (RFC 5322 §3.6.5)" in text
+            assert "↳ a blank line: the header section ends here" in text
+            assert "↳ a doubled dot" in text
+        finally:
+            typist.close()
+
+
+def big_message(octets: int) -> tuple[bytes, int]:
+    """A message of about `octets` octets with numbered lines, and its number of lines."""
+    head = b"From: <santa@northpole.org>\r\nTo: <mafudge@syr.edu>\r\nSubject: the big list\r\n\r\n"
+    count = (octets - len(head)) // 29          # each "child ...\r\n" line: 29 octets
+    return head + b"".join(b"child %021d\r\n" % i for i in range(count)), count + 4
+
+
+def send_big(port: int, message: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+        smtp.sendmail("santa@northpole.org", ["mafudge@syr.edu"], message)
+
+
+async def test_a_10_mb_message_shows_a_bounded_number_of_its_lines(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        transcript = app.query_one("#transcript", RichLog)
+        message, count = big_message(10_000_000)
+        await in_thread(send_big, app.lab.ports.smtp, message)
+        await until(pilot, lambda: "S: 221" in richlog_text(transcript), 30)
+        lines = [x.split(" ", 1)[1] for x in richlog_text(transcript).splitlines() if " " in x]
+        start = lines.index(next(x for x in lines if x.startswith("S: 354")))
+        end = lines.index("C: .", start)
+        shown = lines[start + 1:end]
+        assert len(shown) == HEAD_LINES + 1 + TAIL_LINES + 1, shown
+        assert shown[:4] == ["C: From: <santa@northpole.org>", "C: To: <mafudge@syr.edu>",
+                             "C: Subject: the big list", "C: "]
+        assert shown[4:HEAD_LINES] == [f"C: child {i:021d}" for i in range(HEAD_LINES - 4)]
+        hidden = count - HEAD_LINES - TAIL_LINES
+        assert shown[HEAD_LINES] == f"   … {hidden} lines ({hidden * 29} octets) not shown …"
+        assert shown[HEAD_LINES + 1:-1] == [f"C: child {i:021d}" for i in range(count - 4 - TAIL_LINES, count - 4)]
+        assert shown[-1] == f"   (message body: {count} lines, {len(message)} bytes)"

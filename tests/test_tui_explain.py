@@ -144,3 +144,35 @@ def test_pop3_pass_and_imap_login_are_not_called_base64():
 def test_queued_as_teaches_that_the_server_now_holds_the_message():
     texts_ = texts(explain_reply("250 2.0.0 Ok: queued as 4Fx2Q"))
     assert any("now on disk" in t and "RFC 5321 §6.1" in t for t in texts_)
+
+
+def test_the_message_after_354_is_explained_as_a_message_not_as_commands():
+    e = Explainer("smtp")
+    e.feed("client", "DATA")
+    assert texts(e.feed("server", "354 End data with <CR><LF>.<CR><LF>"))[0].startswith("354: start mail input")
+    said = [texts(e.feed(d, t)) for d, t in [
+        ("client", "From: Santa <santa@northpole.org>"), ("client", "Subject: You are on the naughty list"),
+        ("client", "X-Mailer: telnet"), ("client", "\tfolded"), ("client", "QUIT"), ("client", ""),
+        ("client", "DATA"), ("client", "Subject: not a header now"), ("client", "..leading dot"),
+        ("client", "."), ("client", "QUIT")]]
+    assert said[0] == ["From: the author, as mail clients show it; not the envelope sender of MAIL FROM "
+                       "(RFC 5322 §3.6.2)"]
+    assert said[1] == ["Subject: the topic (RFC 5322 §3.6.5)"] and said[2] == []
+    assert said[3] == ["starts with white space: it continues the header field above (folding) (RFC 5322 §2.2.3)"]
+    assert said[4] == [] and said[6] == [] and said[7] == []            # typed in the message: no commands
+    assert said[5] == ["a blank line: the header section ends here, the body follows (RFC 5322 §2.1)"]
+    assert said[8][0].startswith("a doubled dot") and "RFC 5321 §4.5.2" in said[8][0]
+    assert said[9] == ['.: end of the message: a line holding only a dot (RFC 5321 §4.1.1.4)']
+    assert said[10][0].startswith("QUIT: asks the server to close")
+
+
+def test_after_lines_left_out_of_a_message_no_header_is_guessed():
+    e = Explainer("smtp")
+    e.feed("server", "354 go ahead")
+    e.feed("client", "Subject: hi")
+    e.feed("note", "… 40 lines (2000 octets) not shown …")
+    assert e.feed("client", "Subject: in the body, perhaps") == []
+    assert e.feed("client", "") == []
+    assert texts(e.feed("client", "..x"))[0].startswith("a doubled dot")
+    e.feed("client", ".")
+    assert texts(e.feed("client", "RSET"))[0].startswith("RSET: aborts")

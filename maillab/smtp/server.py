@@ -1,8 +1,9 @@
 """The SMTP server of an MTA host: aiosmtpd, adapted to the lab.
 
 `LabSMTP` is aiosmtpd's protocol with what the lab needs and aiosmtpd lacks:
-- a transcript: every line in and out becomes a `SessionLine` event (the
-  message body as one note), every session a `SessionOpened`/`SessionClosed`;
+- a transcript: every line in and out becomes a `SessionLine` event (a
+  message's first and last lines as typed, `transcript.ClientLines`), every
+  session a `SessionOpened`/`SessionClosed`;
 - ENHANCEDSTATUSCODES on every reply (`codes.enhance`) and PIPELINING in EHLO;
 - a DATA reader of its own (`DataReader`): bare-LF lines and a bare-LF "."
   end the message, and the body is read in large chunks, not line by line;

@@ -5,7 +5,10 @@ here: `explain_reply("250 2.1.5 Ok")` says what 250 and 2.1.5 mean and where
 they are defined, `explain_command("RCPT TO:<a@b>")` what the command asks,
 and an `Explainer` (one per session) follows AUTH PLAIN / AUTH LOGIN, POP3
 USER/PASS and IMAP LOGIN, decoding the base64 a student may think is secret,
-with a warning when the password crossed the wire in the clear.
+with a warning when the password crossed the wire in the clear.  Between a
+354 and the "." line, the client's lines are the message itself: well-known
+header fields, the blank line that ends the header section and doubled dots
+are explained, and no message line is taken for a command.
 
 Plain data and functions, no Textual: usable (and tested) on its own.  RFC
 citations follow the project's form, "RFC 5321 §4.1.1.4".
@@ -146,6 +149,35 @@ EHLO_KEYWORDS: dict[str, tuple[str, str]] = {
     "CHUNKING": ("BDAT may be used instead of DATA", "RFC 3030"),
     "HELP": ("the server answers HELP", "RFC 5321 §4.1.1.8"),
 }
+
+# --- message header fields, as typed after DATA (RFC 5322 §3.6 and others) -------------------
+HEADER_FIELDS: dict[str, tuple[str, str]] = {
+    "from": ("the author, as mail clients show it; not the envelope sender of MAIL FROM",
+             "RFC 5322 §3.6.2"),
+    "sender": ("who sent it on the author's behalf", "RFC 5322 §3.6.2"),
+    "reply-to": ("where replies should go", "RFC 5322 §3.6.2"),
+    "to": ("the recipients the message names; RCPT TO alone decides who gets it", "RFC 5322 §3.6.3"),
+    "cc": ("copies, as the message names them", "RFC 5322 §3.6.3"),
+    "bcc": ("blind copies: a header a sender should not leave in", "RFC 5322 §3.6.3"),
+    "subject": ("the topic", "RFC 5322 §3.6.5"),
+    "date": ("when the author sent it", "RFC 5322 §3.6.1"),
+    "message-id": ("a unique identifier of this message", "RFC 5322 §3.6.4"),
+    "in-reply-to": ("the Message-ID this one answers", "RFC 5322 §3.6.4"),
+    "references": ("the Message-IDs of the thread", "RFC 5322 §3.6.4"),
+    "received": ("a trace field: each hop adds one on top", "RFC 5321 §4.4"),
+    "return-path": ("the envelope sender, stamped at final delivery", "RFC 5321 §4.4"),
+    "mime-version": ("the message uses MIME", "RFC 2045 §4"),
+    "content-type": ("what the body is: text/plain, multipart/..., and its charset", "RFC 2045 §5"),
+    "content-transfer-encoding": ("how the body is encoded: 7bit, base64, quoted-printable",
+                                  "RFC 2045 §6"),
+    "dkim-signature": ("a DKIM signature over chosen headers and the body", "RFC 6376 §3.5"),
+    "authentication-results": ("what a receiving server found: SPF, DKIM, DMARC", "RFC 8601 §2"),
+}
+_HEADER_END = Note("a blank line: the header section ends here, the body follows", "RFC 5322 §2.1")
+_FOLDED = Note("starts with white space: it continues the header field above (folding)", "RFC 5322 §2.2.3")
+_STUFFED = Note("a doubled dot: the client added one so the line can not end the message; "
+                "the server removes it", "RFC 5321 §4.5.2")
+
 
 # --- POP3 (RFC 1939) and IMAP (RFC 9051) -----------------------------------------------------
 POP3_COMMANDS: dict[str, tuple[str, str]] = {
@@ -323,6 +355,7 @@ class Explainer:
         self.tls = protocol.lower() in IMPLICIT_TLS
         self._expect: str | None = None     # "plain", "login-user", "login-pass": the next client line
         self._starttls_asked = False
+        self._message: str | None = None    # after a 354: "header", "body", or "cut" (lines left out)
 
     def _clear_warning(self, how: str = "auth") -> Note:
         text, ref = _CLEAR[how]
@@ -333,10 +366,30 @@ class Explainer:
     def feed(self, direction: str, text: str) -> list[Note]:
         """The notes for one line ("client" or "server"; "note" lines get none)."""
         if direction == "client":
-            return self._client(text)
+            return self._message_line(text) if self._message is not None else self._client(text)
         if direction == "server":
             return self._server(text)
+        if self._message is not None:
+            self._message = "cut"       # a remark amid the message (lines not shown): where are we?
         return []
+
+    def _message_line(self, text: str) -> list[Note]:
+        """A line of the message the client sends after the 354 (the "." line ends it)."""
+        if text == ".":
+            self._message = None
+            return self._client(text)
+        if text.startswith(".."):
+            return [_STUFFED]
+        if self._message != "header":
+            return []
+        if not text:
+            self._message = "body"
+            return [_HEADER_END]
+        if text[:1] in (" ", "\t"):
+            return [_FOLDED]
+        name = text.split(":", 1)[0]
+        known = HEADER_FIELDS.get(name.lower()) if ":" in text else None
+        return [Note(f"{name}: {known[0]}", known[1])] if known else []
 
     def _client(self, text: str) -> list[Note]:
         expect, self._expect = self._expect, None
@@ -370,6 +423,8 @@ class Explainer:
 
     def _server(self, text: str) -> list[Note]:
         notes = explain_reply(text, self.protocol)
+        if self.family == "smtp" and text.startswith("354"):
+            self._message = "header"
         if self._starttls_asked:
             self._starttls_asked = False
             if text.startswith(("220", "+OK")) or " OK" in text[:20]:

@@ -44,7 +44,8 @@ lab's own outbound hops (`smtp-out`), POP3 and IMAP.  The table shows when each
 session started, its protocol, the host that serves it, the peer, and whether it
 is still open.  Below, the selected session's transcript: **C:** lines are what
 the client sent, **S:** lines what the server answered, *grey* lines the lab's
-remarks (a message body is summarised, not dumped).
+remarks. A message after DATA shows as the client typed it: its first lines as
+they arrive, its last few once the "." ends it, a remark counting those between.
 
 - `f` follow: always show the newest session (on at start). Type
   `telnet 127.0.0.1 {ports.smtp}` in another terminal and watch your session appear.
