@@ -62,6 +62,7 @@ DISK_EVERY = 2                   # seconds between two samples of the disk usage
 DISK_SHARE = 20                  # ...and 20 times what the last one took (a big spool: less often)
 SPEEDS = (1.0, 10.0, 60.0, 600.0, 3600.0)
 GC_OLD = 100                     # middle collections between two full ones (CPython: 10)
+PRESENTER_TITLE = " · PRESENTER MODE (p: off)"
 KEY_HOLD = 0.05                  # seconds new SMTP sessions wait after a key press (maillab.admission)
 
 INTRO = """\
@@ -96,6 +97,8 @@ class MailLabApp(App[None]):
     #tabs { height: 1fr; }
     TabPane { padding: 0; }
     Screen.-presenter Tab { text-style: bold; }
+    Screen.-presenter RowList, Screen.-presenter RichLog, Screen.-presenter Log,
+    Screen.-presenter .hint, Screen.-presenter Input, Screen.-presenter #metrics-view { text-style: bold; }
     Tabs Tab { color: $foreground 75%; }
     Input > .input--placeholder { color: $foreground 70%; }
     """
@@ -319,16 +322,15 @@ class MailLabApp(App[None]):
     def action_toggle_presenter(self) -> None:
         self.presenter = not self.presenter
         self._apply_presenter()
-        self.notify("presenter mode " + ("on: bigger, simpler, every line explained" if self.presenter
-                                         else "off"))
 
     def _apply_presenter(self) -> None:
+        """Bold text, fewer columns, Dialogues following and explained, on every panel; the header
+        says so (a notification would cover the transcript)."""
         self.screen.set_class(self.presenter, "-presenter")
         self.query_one(Header).tall = self.presenter
+        self.title = f"maillab · world {self.lab.world.name}" + (PRESENTER_TITLE if self.presenter else "")
         for panel in self._panels.values():
             panel.presenter = self.presenter
-        if self.presenter:
-            self.action_show_panel(_panel_id(PANELS[0]))
 
     def _set_speed(self, speed: float) -> None:
         try:

@@ -30,6 +30,7 @@ from textual.widgets import Log, RichLog, Static
 
 from ..errors import UserError
 from ..events import Event
+from .rowlist import RowList
 from .sessions import Changes
 
 if TYPE_CHECKING:
@@ -194,6 +195,8 @@ class Panel(Vertical):
 
     def watch_presenter(self, presenter: bool) -> None:
         self.set_class(presenter, "-presenter")
+        for table in self.query(RowList):
+            table.set_presenter(presenter)         # fewer columns: those the table may do without
 
     def safe(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:

@@ -17,6 +17,12 @@ keyed by a string; `upsert` adds or changes one row (a live list),
 `replace` makes the table exactly a new set of rows (a listing reloaded),
 the cursor staying on its row.
 
+A table wider than its widget first gives up what the panel said it may
+(`shrink`: (column, the narrowest it may get, 0 for a column that may go),
+in that order; a column may come twice): cut with an ellipsis, or dropped, so the
+key columns stay whole at 80 columns; what still does not fit scrolls.  In
+presenter mode (`presenter`) the columns that may go are not shown at all.
+
 A change of the table's size asks Textual for a layout of the whole screen
 (a full redraw): `with rows.batch():` around several changes asks once, and
 not at all when they end at the size they started from, as adding a row and
@@ -43,6 +49,33 @@ GAP = "  "                  # between two columns (and one space before the firs
 
 def _pad(text: str, width: int) -> str:
     return text + " " * (width - cell_len(text))
+
+
+def _cut(text: str, width: int) -> str:
+    """`text` in at most `width` cells, an ellipsis at the end if it was cut."""
+    if cell_len(text) <= width:
+        return text
+    while text and cell_len(text) > width - 1:
+        text = text[:-1]
+    return text + "…" if width > 0 else ""
+
+
+def fit(widths: Sequence[int], room: int, shrink: Sequence[tuple[int, int]]) -> list[int]:
+    """Column widths that fit a line of `room` cells (one space before, GAP between shown
+    columns; a width of 0 is a column not shown), giving up what `shrink` allows, in its
+    order: (column, narrowest width; 0: it goes)."""
+    shown = list(widths)
+
+    def total() -> int:
+        n = sum(1 for w in shown if w)
+        return 1 + sum(shown) + len(GAP) * max(n - 1, 0)
+
+    for column, narrowest in shrink:
+        excess = total() - room
+        if excess <= 0:
+            break
+        shown[column] = 0 if narrowest == 0 else max(shown[column] - excess, min(narrowest, shown[column]))
+    return shown
 
 
 class RowList(ScrollView, can_focus=True):
@@ -96,9 +129,14 @@ class RowList(ScrollView, can_focus=True):
     class Highlighted(RowMessage):
         """The user moved the cursor to a row."""
 
-    def __init__(self, columns: Sequence[str], *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, columns: Sequence[str], *, id: str | None = None, classes: str | None = None,
+                 shrink: Sequence[tuple[str, int]] = ()) -> None:
         super().__init__(id=id, classes=classes)
         self.columns = tuple(columns)
+        self._shrink = [(self.columns.index(c), n) for c, n in shrink]
+        self._shown: list[int] | None = None     # the widths drawn (fitted to the widget); None: not yet
+        self._room = 0                           # the width they were fitted to
+        self.presenter = False
         self._keys: list[str] = []
         self._cells: dict[str, tuple[str, ...]] = {}
         self._lines: dict[str, str] = {}          # key -> its row as one padded line (cache)
@@ -214,11 +252,37 @@ class RowList(ScrollView, can_focus=True):
                 self._batch_changed = False
                 self._changed()
 
+    def set_presenter(self, presenter: bool) -> None:
+        """Presenter mode: the columns that may go are not shown."""
+        self.presenter = presenter
+        self._refit()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._refit()
+
+    def _refit(self) -> None:
+        self._shown = None
+        self._lines.clear()
+        self._header = ""
+        self._changed()
+
+    def _fitted(self) -> list[int]:
+        room = self.scrollable_content_region.width or self.size.width
+        if self._shown is None or room != self._room:
+            self._room = room
+            widths = [0 if self.presenter and (i, 0) in self._shrink else w for i, w in enumerate(self._widths)]
+            self._shown = fit(widths, room, self._shrink) if room > 0 else widths
+            self._lines.clear()
+            self._header = ""
+        return self._shown
+
     def _changed(self) -> None:
         if self._batched:
             self._batch_changed = True
             return
-        width = 1 + sum(self._widths) + len(GAP) * (len(self._widths) - 1)
+        self._shown = None
+        shown = [w for w in self._fitted() if w]
+        width = 1 + sum(shown) + len(GAP) * (len(shown) - 1)
         # the header is line 0; a size that differs asks for a layout (an equal one does nothing)
         self.virtual_size = Size(width, len(self._keys) + 1)
         self.refresh()
@@ -267,8 +331,9 @@ class RowList(ScrollView, can_focus=True):
 
     # --- drawing ------------------------------------------------------------------------
     def _line(self, cells: Sequence[str]) -> str:
-        last = len(cells) - 1
-        return " " + GAP.join(c if i == last else _pad(c, w) for i, (c, w) in enumerate(zip(cells, self._widths)))
+        shown = [(c, w) for c, w in zip(cells, self._fitted()) if w]
+        last = len(shown) - 1
+        return " " + GAP.join(_cut(c, w) if i == last else _pad(_cut(c, w), w) for i, (c, w) in enumerate(shown))
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset

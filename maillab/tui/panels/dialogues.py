@@ -84,7 +84,7 @@ they arrive, its last few once the "." ends it, a remark counting those between.
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(id="dialogues-hint")
-        yield RowList(COLUMNS, id="sessions")
+        yield RowList(COLUMNS, id="sessions", shrink=(("peer", 16), ("started", 0)))
         yield RichLog(id="transcript", max_lines=TRANSCRIPT_LINES, wrap=True, markup=False)
 
     def on_mount(self) -> None:
@@ -243,6 +243,8 @@ they arrive, its last few once the "." ends it, a remark counting those between.
 
     def watch_presenter(self, presenter: bool) -> None:
         super().watch_presenter(presenter)
+        if presenter:
+            self.follow = True            # the audience sees the session being typed
         self.restyle()
 
     def restyle(self) -> None:

@@ -86,7 +86,7 @@ list also starts with the maillog's last deliveries.
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(HINT, id="journey-hint")
-        yield RowList(COLUMNS, id="deliveries")
+        yield RowList(COLUMNS, id="deliveries", shrink=(("host", 0),))
         with Container(id="journey-body"):
             yield RichLog(id="hops", wrap=True, max_lines=500, auto_scroll=False)
             yield RichLog(id="record", wrap=True, max_lines=2_000, auto_scroll=False)

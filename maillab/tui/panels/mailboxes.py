@@ -50,7 +50,8 @@ client that deletes what it downloads makes the count drop.
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(id="mailboxes-hint")
-        yield RowList(COLUMNS, id="mailboxes-table")
+        yield RowList(COLUMNS, id="mailboxes-table",
+                      shrink=(("folders", 0), ("name", 10), ("size", 0), ("mailbox host", 13)))
 
     def focus_main(self) -> None:
         self.query_one("#mailboxes-table", RowList).focus()

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 PAGE = 100
 COLUMNS = ("queue id", "host", "queue", "recipient", "attempts", "next attempt", "last reason", "sender")
+# narrow: the sender goes first, the reason (cause first) is cut, then the counts go
+SHRINK = (("sender", 0), ("last reason", 24), ("attempts", 0), ("next attempt", 0), ("last reason", 10))
 REFRESH_EVERY = 0.5          # seconds, at most, when queue events arrive
 
 
@@ -92,7 +94,7 @@ reason a delivery failed.
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(id="queue-status")
-        yield RowList(COLUMNS, id="queue-table")
+        yield RowList(COLUMNS, id="queue-table", shrink=SHRINK)
         yield RichLog(id="queue-detail", wrap=True, max_lines=200, auto_scroll=False)
 
     def focus_main(self) -> None:
