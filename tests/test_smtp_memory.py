@@ -10,6 +10,7 @@ import smtplib
 import pytest
 
 from maillab.smtp import budget
+from maillab.smtp.bodysink import SPILL_AT
 
 from conftest import async_wait_for, maildir_messages
 from test_smtp_server import Typist
@@ -48,7 +49,8 @@ async def test_a_session_that_vanishes_mid_data_gives_its_budget_back(lab, tiny_
         t.say("MAIL FROM:<santa@northpole.org>")
         t.say("RCPT TO:<mafudge@syr.edu>")
         t.say("DATA")
-        t.send(b"Subject: half\r\n\r\n" + b"half a mess\r\n" * 30000)  # 390 KB: past the stream's read step
+        # 3/4 of SPILL_AT: past the stream's read step, held in memory (a spilled body gives it back)
+        t.send(b"Subject: half\r\n\r\n" + b"half a mess\r\n" * (SPILL_AT * 3 // 4 // 13))
         return t
 
     tiny_budget.limit = 1024 * 1024
