@@ -218,3 +218,30 @@ def test_a_new_keyword_is_announced_by_flags_before_a_fetch_carries_it(store):
     out = c.ok("f1 FETCH 1 (FLAGS)")
     assert _announced_before_use(out, "$Theirs"), out
     assert c.ok("n1 NOOP") == []                    # announced once, not again at the catch-up
+
+
+def test_catching_up_looks_only_at_what_changed_and_still_reports_past_the_change_log(store, monkeypatch):
+    """After another session's STORE, the catch-up reads the folder's change log, not every message
+    (was: one Folder.get per message of the mailbox before every tagged OK); when more commits than
+    the log keeps happened since, it looks at every message and reports the same."""
+    from maillab.store import folder as folder_module
+    for i in range(300):
+        store.deliver(USER, msg(f"m{i}"))
+    a, b = session(store), session(store)
+    b.ok("b1 STORE 7 +FLAGS (\\Flagged)")
+    looked: list[int] = []
+    real_get = folder_module.Folder.get
+    monkeypatch.setattr(folder_module.Folder, "get", lambda self, uid: (looked.append(uid), real_get(self, uid))[1])
+    assert a.ok("a1 NOOP") == ["* 7 FETCH (UID 7 FLAGS (\\Flagged \\Recent))"]
+    assert looked == [7]
+    monkeypatch.setattr(folder_module.Folder, "get", real_get)
+    for u in range(1, 11):
+        b.ok(f"b2 STORE {u} +FLAGS (\\Answered)")
+    for n in range(folder_module.CHANGE_LOG):                # then more commits than the log remembers
+        b.ok(f"b3 STORE 300 {'+-'[n % 2]}FLAGS (\\Seen)")
+    b.ok("b4 STORE 250 +FLAGS (\\Deleted)")
+    b.ok("b5 EXPUNGE")
+    lines = a.ok("a2 NOOP")
+    assert lines[-1] == "* 250 EXPUNGE"
+    reported = {int(line.split()[1]): "\\Answered" in line for line in lines[:-1]}
+    assert reported == {**{u: True for u in range(1, 11)}, 300: False}

@@ -77,7 +77,7 @@ def search_blocking(conn: "ImapConnection", cmd: Command) -> bool:
         return True
     args: Search = cmd.args
     folder = view.folder
-    return not memory_only(args.key, (m for u in view.uids if (m := folder.get(u)) is not None))
+    return not memory_only(args.key, (m for m in folder.messages_of(view.uids) if m is not None))
 
 
 def store_blocking(conn: "ImapConnection", cmd: Command) -> bool:

@@ -172,10 +172,10 @@ def search(conn: "ImapConnection", cmd: Command) -> "Result":
     hits: list[int] = []
     highest = 0
     recent = view.recent
-    for seq, uid in enumerate(uids, 1):
-        m = folder.get(uid)
+    for seq, m in enumerate(folder.messages_of(uids), 1):
         if m is None:
             continue
+        uid = m.uid
         try:
             if not predicate(Candidate(folder, seq, m, uid in recent)):
                 continue

@@ -160,6 +160,19 @@ def _sent_day(c: Candidate) -> tuple[int, int, int] | None:
     return value
 
 
+_lowered_memo: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _lowered(flags: frozenset[str]) -> frozenset[str]:
+    """`flags` in lower case (flag names match case-insensitively), memoised: mailboxes share few flag sets."""
+    low = _lowered_memo.get(flags)
+    if low is None:
+        if len(_lowered_memo) > 4096:
+            _lowered_memo.clear()
+        low = _lowered_memo[flags] = frozenset(f.lower() for f in flags)
+    return low
+
+
 def _cache_keys(key: tuple, keys: set[tuple[str, ...]]) -> bool:
     """Add to `keys` the `Message.cache` entries that answer `key`; False if a key must read a body."""
     kind = key[0]
@@ -236,7 +249,7 @@ class Compiler:
             return (lambda c: not p(c)), cost
         if kind == "flag":
             flag, present = key[1].lower(), key[2]
-            return (lambda c: any(f.lower() == flag for f in c.m.flags) == present), _COST_FLAGS
+            return (lambda c: (flag in _lowered(c.m.flags)) == present), _COST_FLAGS
         if kind == "recent":
             return (lambda c: c.recent), _COST_FLAGS
         if kind == "new":

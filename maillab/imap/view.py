@@ -6,7 +6,8 @@ the session's list of UIDs, so sequence number n is `uids[n - 1]`, and
 brings it up to date with the shared `Folder` in `sync()`:
 
 - nothing to do when the folder's HIGHESTMODSEQ is the one last seen (O(1));
-- else one pass over the UIDs: a UID the folder no longer has is expunged
+- else a look at the UIDs the folder's change log names since then (all the
+  view's UIDs if the log does not reach back so far): a UID the folder no longer has is expunged
   (a *ghost* until reported), one whose MODSEQ is above the last seen was
   changed by someone — unless the MODSEQ is one of this session's own
   commits (`own`), which the session already reported or was asked to keep
@@ -26,6 +27,7 @@ decides what to report, so no event can be missed or reported twice.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from typing import Iterable
 
 from ..store import Folder, Message
 from .fetch import flags_text
@@ -76,8 +78,12 @@ class View:
         return uid in self.recent
 
     def seq_of(self, uid: int) -> int | None:
+        i = self._index(uid)
+        return None if i is None else i + 1
+
+    def _index(self, uid: int) -> int | None:
         i = bisect_left(self.uids, uid)
-        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+        return i if i < len(self.uids) and self.uids[i] == uid else None
 
     # ---- sequence sets -------------------------------------------------------------------
 
@@ -131,7 +137,12 @@ class View:
         new: list[int] = []
         if highest != self.synced:
             synced, own, get = self.synced, self.own, folder.get
-            for i, uid in enumerate(self.uids):
+            touched = folder.changed_since(synced)
+            if touched is None:                 # older than the folder's change log: every message
+                pairs: Iterable[tuple[int, int]] = enumerate(self.uids)
+            else:
+                pairs = ((i, u) for u in touched if (i := self._index(u)) is not None)
+            for i, uid in pairs:
                 m = get(uid)
                 if m is None:
                     self.ghosts.add(uid)

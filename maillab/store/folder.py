@@ -7,6 +7,7 @@ truth about UIDs and MODSEQs; the index in memory joins the two:
 
     _by_uid   uid → Message        _uids   the UIDs in ascending order
     _by_base  Maildir base → uid   _total  sum of sizes (POP3 STAT)
+    _log      the last CHANGE_LOG commits: (MODSEQ, UIDs), for `changed_since`
 
 Invariants:
 - every change goes: files on disk → uidlist appended (and fsynced, except
@@ -43,6 +44,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Literal, TypeVar
@@ -60,6 +62,8 @@ if TYPE_CHECKING:
 
 StoreMode = Literal["set", "add", "remove"]
 T = TypeVar("T")
+
+CHANGE_LOG = 512        # commits remembered for `changed_since` (catching a session up)
 
 # A directory whose mtime is this much older than our last scan of it can be
 # trusted: any later change gives it a different mtime (timestamps are coarse).
@@ -106,6 +110,8 @@ class Folder:
         self._marks: tuple[int, int] | None = None     # (new/, cur/) mtimes at the last full scan
         self._scanned_at = 0                            # time.time_ns() when that scan began
         self._flags_unsynced = False                    # flag renames/records since the last fsync
+        self._log: deque[tuple[int, tuple[int, ...]]] = deque(maxlen=CHANGE_LOG)   # (MODSEQ, UIDs it touched)
+        self._log_floor = 0                             # the log knows every commit after this MODSEQ
 
     # ---- reading the index (memory only, once loaded) -------------------------------
 
@@ -206,6 +212,23 @@ class Folder:
         with self.lock:
             return frozenset(u for u in self._recent if upto is None or u <= upto)
 
+    def messages_of(self, uids: Iterable[int]) -> list[Message | None]:
+        """The index entries of `uids` (None for a UID that is gone), in their order."""
+        get = self._by_uid.get
+        return [get(u) for u in uids]
+
+    def changed_since(self, modseq: int) -> list[int] | None:
+        """The UIDs that commits after `modseq` changed, added or expunged, ascending; None when
+        the change log does not reach back that far (look at every message instead)."""
+        if modseq < self._log_floor:
+            return None
+        touched: set[int] = set()
+        for ms, uids in reversed(list(self._log)):      # list(): a copy taken at once, whatever thread appends
+            if ms <= modseq:
+                break
+            touched.update(uids)
+        return sorted(touched)
+
     def uids(self) -> tuple[int, ...]:
         return tuple(m.uid for m in self.messages())
 
@@ -293,6 +316,8 @@ class Folder:
                     self._recent.add(r.uid)
             self._total = total
             self._uids = list(self._by_uid)
+            self._log.clear()
+            self._log_floor = self._highestmodseq
             (self.path / "tmp").mkdir(exist_ok=True)
             self._marks = None
             self._loaded = True
@@ -406,7 +431,7 @@ class Folder:
             lines.append(add_line(self._record(m)))
             added.append(m.uid)
         if flag_uids or gone or added:
-            self._highestmodseq = modseq
+            self._commit(modseq, (*flag_uids, *gone, *added))
         self._snapshot = None
         self._persist(lines)
         changes = Changes(tuple(added), tuple(gone), tuple(flag_uids))
@@ -441,6 +466,14 @@ class Folder:
         self._by_base.pop(m.key, None)
         self._recent.discard(uid)
         self._total -= m.size
+
+    def _commit(self, modseq: int, uids: tuple[int, ...]) -> None:
+        """Take `modseq` as the HIGHESTMODSEQ: logged first, so a reader that sees it finds its UIDs."""
+        log = self._log
+        if len(log) == log.maxlen:
+            self._log_floor = log[0][0]
+        log.append((modseq, uids))
+        self._highestmodseq = modseq
 
     @staticmethod
     def _record(m: Message) -> Record:
@@ -549,7 +582,7 @@ class Folder:
                 fsync_path(self.path / sub)
             modseq = self._highestmodseq + 1
             filed = [(a, self._remember(a.key, a.rel, a.size, a.date, modseq)) for a in moved]
-            self._highestmodseq = modseq
+            self._commit(modseq, tuple(m.uid for _, m in filed))
             self._snapshot = None
             try:
                 self._persist([add_line(self._record(m)) for _, m in filed])
@@ -619,7 +652,7 @@ class Folder:
                 changed.append(n)
                 lines.append(rename_line(uid, modseq, rel))
             if changed:
-                self._highestmodseq = modseq
+                self._commit(modseq, tuple(m.uid for m in changed))
                 self._snapshot = None
                 self._persist(lines, sync=False)       # flags: see the module docstring
                 self._flags_unsynced = True
@@ -679,7 +712,7 @@ class Folder:
             self._forget(uid)
         gone = set(doomed)
         self._uids = [u for u in self._uids if u not in gone]
-        self._highestmodseq = modseq
+        self._commit(modseq, tuple(doomed))
         self._snapshot = None
         self._persist([gone_line(uid, modseq) for uid in doomed])
         self.user.emit(MessagesExpunged, mailbox=self.name, uids=tuple(doomed), modseq=modseq)
@@ -721,7 +754,7 @@ class Folder:
                 n = dest._remember(name.partition(":")[0], "cur/" + name, m.size, m.internaldate, modseq)
                 pairs.append((m.uid, n.uid))
                 lines.append(add_line(dest._record(n)))
-            dest._highestmodseq = modseq
+            dest._commit(modseq, tuple(n for _, n in pairs))
             dest._snapshot = None
             dest._persist(lines)
             dest.user.emit(MessagesAdded, mailbox=dest.name, uids=tuple(n for _, n in pairs))
