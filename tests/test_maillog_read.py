@@ -179,11 +179,10 @@ def test_a_big_maillog_is_searched_from_the_end_within_a_budget(tmp_path):
 def test_a_recent_message_in_a_big_maillog_is_found_reading_little(tmp_path):
     log = tmp_path / "maillog"
     big_maillog(log, 24, tail=lines(hop_events(T + 86400 * 2)) + filler(400, T + 86400 * 3))
-    started = time.perf_counter()
     found = find_queue_ids(log, [Q1, Q2], ADDRESSES)
     assert found.found == {Q1, Q2} and not found.exhausted
-    assert found.read < 3 * maillog_read.CHUNK                 # a chunk or two, and the hops' neighbourhood
-    assert time.perf_counter() - started < 2
+    # a chunk or two, and the hops' neighbourhood: its speed, whatever the machine's load
+    assert found.read < 3 * maillog_read.CHUNK
 
 
 def test_recent_deliveries_are_the_last_local_ones_oldest_first(tmp_path):
