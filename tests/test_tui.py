@@ -86,9 +86,8 @@ async def test_theme_toggle_and_presenter_mode(tmp_path):
         assert not app.current_theme.dark
         await pilot.press("t")
         assert app.current_theme.dark
-        await pilot.press("2")
-        await pilot.press("p")
-        await until(pilot, lambda: app.query_one(TabbedContent).active == "dialogues")
+        await pilot.press("p")              # on the panel shown (test_tui_presenter: on every panel)
+        assert app.query_one(TabbedContent).active == "dialogues"
         panel = app.query_one("#dialogues-panel")
         assert panel.has_class("-presenter") and not app.query_one("#sessions").display
         await in_thread(course_session, app.lab.ports.smtp)

@@ -84,7 +84,7 @@ they arrive, its last few once the "." ends it, a remark counting those between.
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(id="dialogues-hint")
-        yield RowList(COLUMNS, id="sessions", shrink=(("peer", 16), ("started", 0)))
+        yield RowList(COLUMNS, id="sessions", shrink=(("state", 24), ("started", 0), ("state", 12), ("peer", 16)))
         yield RichLog(id="transcript", max_lines=TRANSCRIPT_LINES, wrap=True, markup=False)
 
     def on_mount(self) -> None:
