@@ -19,7 +19,7 @@ mount the table also gets the maillog's last deliveries, before the live ones.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from rich.text import Text
 from textual import events
@@ -34,6 +34,7 @@ from ..journey import Hop, JourneyIndex, QueueRecord, hops
 from ..palette import palette
 from ..panel import Batch, Hint, Panel, guarded, write
 from ..rowlist import RowList
+from ..sessions import Line
 
 if TYPE_CHECKING:
     from ..app import MailLabApp
@@ -255,10 +256,27 @@ list also starts with the maillog's last deliveries.
             write(log, Text(f"   session {sid}: transcript no longer kept", style=colours.style("muted")))
             return
         write(log, Text(f"   received in session {sid} ({s.protocol}, peer {s.client})", style="italic"))
-        lines = [line for line in s.lines if line.direction != "note"]
+        lines = _dialogue(s.lines)
         for line in lines[:SESSION_LINES]:
             style = colours.style("client" if line.direction == "client" else "server")
             write(log, Text(f"     {'C' if line.direction == 'client' else 'S'}: {line.text}", style=style))
         if len(lines) > SESSION_LINES:
             write(log, Text(f"     ... {len(lines) - SESSION_LINES} more lines in the Dialogues panel",
                            style=colours.style("muted")))
+
+
+def _dialogue(lines: Iterable[Line]) -> list[Line]:
+    """A session's commands and replies: not the lab's remarks, nor the message typed after a
+    354 (up to its "." line; the Dialogues panel shows it)."""
+    kept: list[Line] = []
+    message = False
+    for line in lines:
+        if line.direction == "server":
+            message = line.text.startswith("354")
+        elif line.direction == "client" and message:
+            message = line.text != "."
+            if message:
+                continue
+        if line.direction != "note":
+            kept.append(line)
+    return kept
