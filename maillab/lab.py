@@ -31,7 +31,7 @@ from .errors import UserError
 from .events import EventBus, Notice
 from .maillog import MailLog
 from .mda import Mda
-from .mta import CHAOS_STAGES, Chaos, Mta
+from .mta import CHAOS_STAGES, STOP_DRAIN, Chaos, Mta
 from .ports import Endpoint, Ports, listen_failure
 from .queue.listing import queue_chunks
 from .queue.manager import QueueError
@@ -146,10 +146,12 @@ class Lab:
             await self._control.stop()
         for agent in self._agents:
             await agent.stop()
-        # listeners first everywhere, then every host's deliveries drain at once (bounded)
+        # nothing new starts anywhere, then every host's deliveries drain at once (bounded) with
+        # every listener still open (a hop between two hosts needs both); then each host closes
         for mta in self.mtas.values():
-            await mta.stop_listening()
-        await asyncio.gather(*(mta.stop() for mta in self.mtas.values()))
+            mta.queue.halt()
+        await asyncio.gather(*(mta.queue.drain(STOP_DRAIN) for mta in self.mtas.values()))
+        await asyncio.gather(*(mta.stop(drain=0) for mta in self.mtas.values()))
         if self._dns is not None:
             await self._dns.stop()
         if self.ctx is not None:

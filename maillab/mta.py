@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from .context import LabContext
 from .dns.client import LookupFailed
 from .events import HostChanged
+from .queue.inbound import upstream_id
 from .queue.manager import QueueManager
 from .queue.records import Entry
 from .queue.redelivery import already_delivered
@@ -111,10 +112,15 @@ class Mta:
         self._servers = []
 
     async def stop(self, drain: float = STOP_DRAIN) -> None:
-        """Stop listening, let deliveries under way finish for up to `drain` seconds, close."""
+        """Start no delivery more, let those under way finish for up to `drain` seconds while
+        still listening (a hop in flight to another host of the lab needs its listener), then
+        stop listening, abandon the rest and close.  `Lab.stop` runs each step on every host
+        before the next one."""
+        self.queue.halt()
+        await self.queue.drain(drain)
         await self.stop_listening()
-        await self.queue.stop(drain)
-        self.queue.spool.close()
+        await self.queue.stop()
+        self.queue.close()
 
     def forget(self, proto: LabSMTP) -> None:
         self._protocols.discard(proto)
@@ -166,6 +172,10 @@ class Mta:
             return await self.ctx.resolver.ptr(ip, source=self.host.address)
         except LookupFailed:
             return None
+
+    def upstream_id(self, client_ip: str, content: bytes) -> str:
+        """The key of a hop from another host of the lab (`queue.inbound`), "" from elsewhere."""
+        return upstream_id(self.ctx.world, client_ip, content)
 
     def is_local(self, rcpt: str) -> bool:
         """Whether this host delivers `rcpt` itself (a mailbox domain of its own)."""

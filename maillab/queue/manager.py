@@ -27,6 +27,7 @@ from ..events import Bounced, Deferred, Delivered, Notice, Queued, QueueMoved, R
 from ..routing import Outcome
 from ..smtp.budget import ByteGate
 from ..smtp.received import local_received_header
+from .inbound import InboundLedger
 from .records import BOUNCED, PENDING, SENT, Entry, Recipient
 from .scheduler import Scheduler
 from .spool import Spool, new_queue_id
@@ -61,6 +62,7 @@ class QueueManager:
         self.host = host
         self.ctx = ctx
         self.spool = spool
+        self.inbound = InboundLedger(spool.folder / "inbound")
         self.deliver = deliver
         self.entries: dict[str, Entry] = {}
         self.scheduler = Scheduler(ctx.clock, self.kick)
@@ -115,23 +117,42 @@ class QueueManager:
         return new_queue_id(self.ctx.clock.now())
 
     async def accept(self, qid: str, sender: str, recipients: tuple[str, ...], message: bytes,
-                     client: str = "", extra: dict | None = None, body: BinaryIO | None = None) -> None:
+                     client: str = "", extra: dict | None = None, body: BinaryIO | None = None,
+                     upstream: str = "") -> str:
         """Spool a message durably, then schedule its delivery; raises OSError if not stored.
-        `body`: a file holding the rest of the message, after `message` (see Spool.accept)."""
+        `body`: a file holding the rest of the message, after `message` (see Spool.accept).
+        `upstream`: the hop's key when another host of the lab sends it (`inbound.upstream_id`):
+        recipients it queued here already are not queued again.  Returns the queue ID that
+        holds the message: `qid`, or the earlier one of a hop replayed."""
+        if upstream:
+            earlier, taken = self.inbound.taken(upstream)
+            fresh = tuple(r for r in recipients if r.lower() not in taken)
+            if len(fresh) < len(recipients):
+                self._notice(f"from {client} ({upstream.partition(' ')[2]}): to=<"
+                             f"{', '.join(r for r in recipients if r not in fresh)}> queued here "
+                             f"already, not again (a hop replayed after a restart)", earlier, "smtpd")
+            if not fresh:
+                return earlier
+            recipients = fresh
         size = len(message) + (os.fstat(body.fileno()).st_size if body is not None else 0)
-        entry = Entry(qid, sender, self.ctx.clock.now(), size, client, extra or {})
+        extra = (extra or {}) | ({"upstream": upstream} if upstream else {})
+        entry = Entry(qid, sender, self.ctx.clock.now(), size, client, extra)
         entry.recipients = {r: Recipient(r) for r in dict.fromkeys(recipients)}
         await self.ctx.syncer.run(self.spool.accept(entry, message, body))
+        if upstream:
+            self.inbound.record(upstream, qid, list(entry.recipients))
         self.entries[qid] = entry
         self.ctx.bus.publish(Queued(entry.arrival, self.host, qid, sender, tuple(entry.recipients),
                                     size, client))
         held = body is None and self._held_bytes + size <= MAX_HELD_BYTES
         self.kick(qid, message if held else None)
+        return qid
 
     def load(self) -> list[Entry]:
         """Take in what an earlier run left in the spool, without trying anything yet (the lab
         loads every spool before it listens, and `resume`s after).  Blocking."""
         entries = self.spool.load()
+        self.inbound.load(entries)
         for entry in entries:
             self.entries[entry.id] = entry
         return entries
@@ -186,8 +207,8 @@ class QueueManager:
             async with self._slots:
                 self._held_bytes -= held
                 held = 0
-                if self.entries.get(entry.id) is not entry or entry.held:
-                    return      # deleted or put on hold while it waited for a slot
+                if self.entries.get(entry.id) is not entry or entry.held or self._stopping:
+                    return      # deleted, put on hold or the lab stopping while it waited for a slot
                 await self._delivery_memory.take(entry.size)
                 try:
                     if message is None:
@@ -211,6 +232,10 @@ class QueueManager:
 
     async def _settle(self, entry: Entry, message: bytes, outcomes: list[Outcome]) -> None:
         now = self.ctx.clock.now()
+        if self._stopping:
+            # a stop closes the lab's listeners: a hop refused meanwhile is no attempt of the world's
+            # (a deferral is not fsynced anyway: not recording one only brings its retry forward)
+            outcomes = [o for o in outcomes if o.kind != "defer"]
         policy = self.ctx.retry
         expired = now - entry.arrival >= policy.lifetime
         for o in outcomes:
@@ -338,17 +363,31 @@ class QueueManager:
     def listing(self) -> list[dict]:
         return [e.to_json() | {"host": self.host} for e in self.entries.values()]
 
-    async def stop(self, drain: float = 0.0) -> None:
-        """Start nothing more; let deliveries under way finish for up to `drain` seconds, then
-        abandon the rest: an abandoned one stays in the spool, not recorded as delivered (a
-        local copy it made meanwhile is found at the next replay)."""
+    def halt(self) -> None:
+        """Start no delivery more (the first step of a stop); those waiting for a slot never start."""
         self.scheduler.stop()
         self._stopping = True
-        if self._tasks and drain > 0:
-            await asyncio.wait(list(self._tasks), timeout=drain)
+
+    async def drain(self, timeout: float) -> None:
+        """Let the deliveries under way finish, for up to `timeout` seconds."""
+        if self._tasks and timeout > 0:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
+    async def stop(self, drain: float = 0.0) -> None:
+        """Halt; let deliveries under way finish for up to `drain` seconds, then abandon the
+        rest: an abandoned one stays in the spool, not recorded as delivered (a local copy it
+        made meanwhile is found at the next replay, a hop the next host took is recognised
+        there: `inbound`)."""
+        self.halt()
+        await self.drain(drain)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def close(self) -> None:
+        """After `stop`: release the spool's and the inbound journal's files."""
+        self.spool.close()
+        self.inbound.close()
 
     def _moved(self, entry: Entry) -> None:
         self.ctx.bus.publish(QueueMoved(self.ctx.clock.now(), self.host, entry.id, entry.queue))

@@ -438,10 +438,11 @@ class MtaHandler:
                                 queue_id=qid, recipients=list(envelope.rcpt_tos),
                                 when=self.mta.ctx.clock.now())
         try:
-            await queue.accept(qid, sender, tuple(envelope.rcpt_tos), stamp + content,
+            qid = await queue.accept(qid, sender, tuple(envelope.rcpt_tos), stamp + content,
                                   client=f"{client_name or 'unknown'}[{server.peer_ip}]",
                                   extra={"auth": session.auth_data or "", "protocol": proto,
-                                         "helo": session.host_name or ""}, body=server.body)
+                                         "helo": session.host_name or ""}, body=server.body,
+                                  upstream=self.mta.upstream_id(server.peer_ip, content))
         except OSError as e:
             return f"451 4.3.0 Error: queue file write error ({e.strerror})"
         return f"250 2.0.0 Ok: queued as {qid}"
