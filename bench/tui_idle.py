@@ -48,11 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         if term.wait_for(tui.FIRST_FRAME, 30) is None or tui.wait_port(2525 + offset, 30) is None:
             raise SystemExit(f"maillab tui did not start; see {work}")
         print(f"idle maillab tui on a {tui.COLUMNS}x{tui.ROWS} pty, {args.seconds:g} s per panel:")
+        shown = "1"                               # the panel on screen at start
         for key in args.panels:
-            term.mark()
-            term.press(key)
-            if term.wait_for(tui.PANEL_MARKS[key], 10) is None:
-                raise SystemExit(f"panel {key} did not come on screen")
+            if key != shown:
+                term.mark()
+                term.press(key)
+                if term.wait_for(tui.PANEL_MARKS[key], 10) is None:
+                    raise SystemExit(f"panel {key} did not come on screen")
+                shown = key
             time.sleep(args.settle)               # the switch's own redraw is not idle output
             before, t0 = term.received, time.monotonic()
             time.sleep(args.seconds)
