@@ -36,7 +36,8 @@ Deliver = Callable[[Entry, bytes, list[str]], Awaitable[list[Outcome]]]
 # Deliveries in progress at once.  Each one spends most of its time waiting for flushes to disk
 # and for the loop, so too few cannot keep up with a flood: under the TUI at 500 msg/s offered,
 # 32 delivered 400 a second and the queue grew; 64 keep up.  A kill -9 can catch that many
-# delivered but not yet removed from the spool: delivered again after the restart.
+# delivered but not yet removed from the spool: the restart finds the local copies in their
+# Maildirs (queue/redelivery.py) and the next host recognises the hops (queue/inbound.py).
 MAX_PARALLEL_DELIVERIES = 64
 # In-flow control, as Postfix's in_flow_delay (1 s): when mail arrives faster than it is delivered,
 # a new message waits up to IN_FLOW_DELAY for the deliveries started and waiting for a slot to

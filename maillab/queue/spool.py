@@ -14,8 +14,9 @@ Invariants:
 - a recipient is recorded final ("sent"/"bounced") only after its delivery or
   its bounce is itself durable; that record is fsynced when other recipients
   remain, and otherwise the `.msg` file is removed — so a crash anywhere means
-  delivery at least once, and a duplicate only for a message caught between
-  its delivery and its removal (its queue id tells the copies apart);
+  delivery at least once; a message caught between its delivery and its
+  removal is not delivered twice: its local copies are found by their tag
+  (queue/redelivery.py), a hop by the next host of the lab (queue/inbound.py);
 - deferral records are not fsynced: losing one only brings a retry forward;
 - `load()` rebuilds every entry from the journal and the `.msg` files, and
   rewrites the journal compacted (temp file, rename).
