@@ -112,3 +112,20 @@ async def test_without_an_upstream_key_every_message_is_queued(host):
     await host.accept(("santa@northpole.org",), "")
     await host.accept(("santa@northpole.org",), "")
     assert host.queued() == [("santa@northpole.org",), ("santa@northpole.org",)]
+
+
+def test_the_journal_keeps_the_last_hops_and_stays_bounded(tmp_path, monkeypatch):
+    from maillab.queue import inbound
+    monkeypatch.setattr(inbound, "KEEP", 5)
+    ledger = inbound.InboundLedger(tmp_path / "inbound")
+    ledger.load([])
+    for n in range(40):
+        ledger.record(f"127.0.0.1 UP{n}", f"Q{n}", [f"r{n}@northpole.org"])
+        assert len((tmp_path / "inbound").read_bytes().splitlines()) <= 2 * 5
+    ledger.close()
+    again = inbound.InboundLedger(tmp_path / "inbound")
+    again.load([])
+    assert again.taken("127.0.0.1 UP39") == ("Q39", {"r39@northpole.org"})
+    assert again.taken("127.0.0.1 UP35") == ("Q35", {"r35@northpole.org"})
+    assert again.taken("127.0.0.1 UP34") == ("", set())        # past the last KEEP
+    again.close()

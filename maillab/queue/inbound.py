@@ -16,7 +16,7 @@ a message B does not have.  The line is written, not fsynced: it survives a
 kill -9; after a power cut a replay of a hop B delivered since may be queued
 twice again, never lost.  A body spilled to a file (past 256 KiB) is not read
 here for its Received header: such a hop is at least once.  The last `KEEP` hops are remembered (a replay comes right after a
-restart); the journal is rewritten to them at load when it is twice as long.
+restart); the journal is rewritten to them when it grows twice as long.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class InboundLedger:
         self.path = path
         self._hops: OrderedDict[str, tuple[str, set[str]]] = OrderedDict()   # key -> (our id, rcpts)
         self._fd = -1
+        self._lines = 0          # in the journal file
 
     def load(self, queued: list[Entry]) -> None:
         """Read what earlier runs took (blocking), with the hops still `queued` (their key is in
@@ -70,10 +71,11 @@ class InboundLedger:
         for entry in queued:
             if entry.extra.get("upstream"):
                 self._remember(entry.extra["upstream"], entry.id, list(entry.recipients))
-        if len(lines) > 2 * KEEP:
-            write_durable(self.path, b"".join(self._line(k, q, r) for k, (q, r) in self._hops.items()),
-                          tmp=self.path.with_name(".inbound.tmp"))
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._lines = len(lines)
+        if self._lines > 2 * KEEP:
+            self._compact()
+        else:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def taken(self, key: str) -> tuple[str, set[str]]:
         """(our queue ID, the recipients, lower case) queued for the hop `key` already."""
@@ -82,13 +84,26 @@ class InboundLedger:
     def record(self, key: str, qid: str, recipients: list[str]) -> None:
         """After the copy is durable, before its 250: the hop `key` is queued as `qid`."""
         self._remember(key, qid, recipients)
-        if self._fd >= 0:
-            write_all(self._fd, self._line(key, qid, recipients))
+        if self._fd < 0:
+            return
+        write_all(self._fd, self._line(key, qid, recipients))
+        self._lines += 1
+        if self._lines > 2 * KEEP:
+            self._compact()
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def _compact(self) -> None:
+        """Rewrite the journal to the hops remembered (temp file, rename): once per KEEP hops,
+        about 1 MB written."""
+        self.close()
+        write_durable(self.path, b"".join(self._line(k, q, r) for k, (q, r) in self._hops.items()),
+                      tmp=self.path.with_name(".inbound.tmp"))
+        self._lines = len(self._hops)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
 
     def _remember(self, key: str, qid: str, recipients: list[str] | set[str]) -> None:
         _old, rcpts = self._hops.pop(key, ("", set()))
