@@ -261,8 +261,10 @@ async def test_the_home_zone_comes_first_then_the_others_in_order(tmp_path):
         order = list(dict.fromkeys(zones))                 # each zone's rows together, home first
         assert order == [home, *sorted(z for z in order if z != home)]
         assert len(order) == len(set(zones)) and table_rows(table)[0][3] == "SOA"
-        assert "## " not in app.query_one("#dns-panel").help_text() and "home zone first" in \
-            app.query_one("#dns-panel").help_text()
+        panel = app.query_one("#dns-panel")
+        assert "the home zone first" in panel.help_text() and "`/` filters" in panel.help_text()
+        assert ("DNS: filter the records", "Only records whose name, type or data contain a text",
+                "filter") in panel.COMMANDS
 
 
 def matching(row: list[str], text: str) -> bool:
