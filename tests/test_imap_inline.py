@@ -2,10 +2,11 @@
 
 Over real sockets with imaplib against a running lab: each call of
 `ImapConnection.execute` records the thread it ran in.  FETCH of a few
-headers, SEARCH on flags, STORE of one flag and NOOP run in the loop's thread;
-a FETCH of many bodies, a first SEARCH SUBJECT (no header cached yet) and any
-cheap command while another thread holds the user's store lock run elsewhere,
-and the loop goes on serving another session meanwhile.
+headers, SEARCH on flags, STORE of one flag and a NOOP whose look at the
+Maildir is two stat() calls run in the loop's thread; a FETCH of many bodies,
+a first SEARCH SUBJECT (no header cached yet), a NOOP that must list the
+Maildir, and a cheap command while another thread holds the user's store lock
+run in a worker thread, and the loop goes on serving another session meanwhile.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from maillab.imap import inline
 from maillab.imap.protocol import ImapConnection
 
-from conftest import async_wait_for
+from conftest import async_wait_for, wait_for
 
 USER = "mafudge@syr.edu"
 
@@ -60,7 +61,10 @@ async def test_cheap_commands_run_on_the_loop_and_big_ones_in_a_thread(lab, thre
         assert c.fetch("1:10", "(FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")[0] == "OK"
         assert c.search(None, "UNSEEN") == ("OK", [" ".join(str(n) for n in range(1, 31)).encode()])
         assert c.store("3", "+FLAGS", "(\\Flagged)")[0] == "OK"
-        assert c.noop()[0] == "OK"
+        assert c.noop()[0] == "OK"                  # cur/ just changed: its look at the Maildir lists it
+        inbox = lab.ctx.store.user(USER).folder("INBOX")
+        wait_for(lambda: c.noop()[0] == "OK" and not inbox.scan_due(), what="a scan that trusts cur/'s mtime")
+        assert c.noop()[0] == "OK"                  # two stat() calls: on the loop
         assert c.search(None, "SUBJECT", '"note 7"') == ("OK", [b"8"])     # reads 30 headers: a thread
         assert c.search(None, "SUBJECT", '"note 9"') == ("OK", [b"10"])    # cached now: the loop
         status, data = c.fetch("1:*", "(BODY.PEEK[])")                      # 30 x 20 KB: a thread
@@ -68,7 +72,8 @@ async def test_cheap_commands_run_on_the_loop_and_big_ones_in_a_thread(lab, thre
         c.logout()
     await asyncio.to_thread(work)
     assert {label: {t is loop_thread for t in ts} for label, ts in threads_of.items()} == {
-        "SELECT": {False}, "FETCH": {True, False}, "SEARCH": {True, False}, "STORE": {True}, "NOOP": {True}}
+        "SELECT": {False}, "FETCH": {True, False}, "SEARCH": {True, False}, "STORE": {True}, "NOOP": {True, False}}
+    assert threads_of["NOOP"][0] is not loop_thread and threads_of["NOOP"][-1] is loop_thread
     assert threads_of["FETCH"][0] is loop_thread and threads_of["FETCH"][-1] is not loop_thread
     assert [t is loop_thread for t in threads_of["SEARCH"]] == [True, False, True]
 

@@ -15,7 +15,8 @@ work on the index plus a bounded number of small file reads and renames:
   yet reads files, so the first SEARCH SUBJECT on a mailbox runs in a thread
   and fills the cache for the next ones;
 - STORE of at most `STORE_MESSAGES` messages: renames and one uidlist write,
-  no fsync (store/folder.py says why).
+  no fsync (store/folder.py says why);
+- NOOP when its look at the Maildir finds nothing changed (two stat() calls).
 
 Anything bigger (FETCH 1:* of a 10,000-message folder, SEARCH BODY) stays in
 a thread, so no session holds up the others; and the adapter runs a cheap
@@ -78,6 +79,14 @@ def search_blocking(conn: "ImapConnection", cmd: Command) -> bool:
     args: Search = cmd.args
     folder = view.folder
     return not memory_only(args.key, (m for m in folder.messages_of(view.uids) if m is not None))
+
+
+def noop_blocking(conn: "ImapConnection", cmd: Command) -> bool:
+    """Whether a NOOP must run in a thread: its look at the Maildir would list the folder (someone
+    renamed or added a file since the last scan, say a STORE), which costs a millisecond per
+    thousand messages."""
+    view = conn.view
+    return view is not None and view.folder.scan_due()
 
 
 def store_blocking(conn: "ImapConnection", cmd: Command) -> bool:

@@ -622,13 +622,12 @@ _NOAUTH = frozenset({State.NOT_AUTHENTICATED})
 _AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
 _SEL = frozenset({State.SELECTED})
 _SELECTED_ONLY = {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE"}
-_never = lambda conn, cmd: False      # noqa: E731
 
 # Which command is valid in which state (RFC 3501 §6; RFC 2177, 2342, 2971, 3691, 4315,
 # 5161, 6851, 7162) and how it is answered.
 COMMANDS: dict[str, _Spec] = {
     "CAPABILITY": _Spec(_ANY, ImapConnection._cmd_capability),
-    "NOOP": _Spec(_ANY, ImapConnection._cmd_noop, store=True, blocking=_never),
+    "NOOP": _Spec(_ANY, ImapConnection._cmd_noop, store=True, blocking=inline.noop_blocking),
     "LOGOUT": _Spec(_ANY, ImapConnection._cmd_logout),
     "ID": _Spec(_ANY, ImapConnection._cmd_id),
     "STARTTLS": _Spec(_NOAUTH, ImapConnection._cmd_starttls),

@@ -338,6 +338,21 @@ class Folder:
             self._check()
             return self._scan(force)
 
+    def scan_due(self) -> bool:
+        """Whether `refresh()` would list the folder now (two stat() calls; False: it would do nothing)."""
+        if not self.loaded:
+            return True
+        try:
+            marks = (os.stat(self.path / "new").st_mtime_ns, os.stat(self.path / "cur").st_mtime_ns)
+        except FileNotFoundError:
+            return True
+        return not self._unchanged(marks)
+
+    def _unchanged(self, marks: tuple[int, int]) -> bool:
+        """The folders' mtimes say nothing changed since the last full scan (and that scan began
+        late enough after their last change for a later change to show in them)."""
+        return marks == self._marks and self._scanned_at - max(marks) > _MTIME_SLACK_NS
+
     def _scan(self, force: bool = True) -> Changes:
         new_dir, cur_dir = self.path / "new", self.path / "cur"
         started = time.time_ns()
@@ -345,7 +360,7 @@ class Folder:
             marks = (os.stat(new_dir).st_mtime_ns, os.stat(cur_dir).st_mtime_ns)
         except FileNotFoundError:
             marks = self._missing_dirs()
-        if not force and marks == self._marks and self._scanned_at - max(marks) > _MTIME_SLACK_NS:
+        if not force and self._unchanged(marks):
             return Changes()
         cur_names = os.listdir(cur_dir)
         new_names = [n for n in os.listdir(new_dir) if n[0] != "."]
