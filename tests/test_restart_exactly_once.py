@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_offset, maildir_messages, wait_for
+from conftest import READY, free_offset, maildir_messages, wait_for
 
 CYCLES = int(os.environ.get("MAILLAB_RESTART_CYCLES", "10"))
 PER_CYCLE = 15            # acknowledged messages between two restarts (all clients together)
@@ -132,6 +132,10 @@ def _stop_start_cycles(served, tmp_path: Path, sig: int, cycles: int) -> dict:
                 break
             codes.append(lab.kill(sig))     # mid-stream: deliveries and sessions in flight
             lab = served(state, offset)
+            # the log file is per offset, shared by the runs: this run's own "ready" line
+            wait_for(lambda: lab.proc.poll() is not None or lab.output_bytes().count(READY) >= cycle + 2,
+                     timeout=30, what=lambda: f"restart {cycle + 1} to be ready:\n{lab.output()[-3000:]}")
+            assert lab.proc.poll() is None, lab.output()[-3000:]
     finally:
         for c in clients:
             c.halt.set()
