@@ -69,6 +69,11 @@ class MessageData:
         self._fields: list[tuple[str, bytes]] | None = None
         self._tree: mime.Part | None = None
 
+    def move_to(self, seq: int, m: Message, recent: bool) -> None:
+        """Be the data of another message of the folder (SEARCH tests every message with one object)."""
+        self.seq, self.m, self.recent = seq, m, recent
+        self._header = self._full = self._fields = self._tree = None
+
     def header(self) -> bytes:
         if self._header is None:
             if self._full is not None:

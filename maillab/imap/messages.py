@@ -172,12 +172,17 @@ def search(conn: "ImapConnection", cmd: Command) -> "Result":
     hits: list[int] = []
     highest = 0
     recent = view.recent
+    candidate: Candidate | None = None
     for seq, m in enumerate(folder.messages_of(uids), 1):
         if m is None:
             continue
         uid = m.uid
+        if candidate is None:
+            candidate = Candidate(folder, seq, m, uid in recent)
+        else:
+            candidate.move_to(seq, m, uid in recent)
         try:
-            if not predicate(Candidate(folder, seq, m, uid in recent)):
+            if not predicate(candidate):
                 continue
         except MessageGone:
             continue

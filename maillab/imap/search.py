@@ -54,8 +54,9 @@ class Candidate(MessageData):
         """The decoded, case-folded values of a header field (all of them, joined)."""
         key = ("h", name)
         cache = self.m.cache
-        if key in cache:
-            return cache[key]
+        text = cache.get(key, _UNSET)
+        if text is not _UNSET:
+            return text                                             # type: ignore[no-any-return]
         values = [decode_header(field_value(raw)) for n, raw in self.fields() if n == name]
         text = "\n".join(values).casefold() if values else None
         if name in _CACHED_HEADERS:
@@ -160,6 +161,7 @@ def _sent_day(c: Candidate) -> tuple[int, int, int] | None:
     return value
 
 
+_UNSET = object()
 _lowered_memo: dict[frozenset[str], frozenset[str]] = {}
 
 
