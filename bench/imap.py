@@ -32,7 +32,9 @@ Write and concurrency (issue 13), with --write: single-client APPEND of
 --append-count 2 KB messages (synchronizing literals, one command at a time;
 APPEND/s), then --sessions concurrent sessions on a 1,000-message mailbox each
 doing a FETCH / SEARCH / STORE mix; every command's median and p95 latency,
-for maillab and for Dovecot side by side, and the ratios.
+for maillab and for Dovecot side by side, and the ratios; and maillab's CPU
+time (all threads of `maillab serve`) per command of the mix, which the
+box's load moves less than the latencies.
 
     python3 bench/imap.py                 # 10,000 messages, about a minute
     python3 bench/imap.py --write         # APPEND/s and 10 concurrent sessions only
@@ -536,10 +538,22 @@ def concurrent_latency(port: int, sessions: int, rounds: int, count: int) -> dic
     return {k: (statistics.median(v), statistics.quantiles(v, n=20)[-1]) for k, v in out.items()}
 
 
-def run_writes(imap: int, append_count: int, sessions: int, rounds: int) -> dict[str, tuple[float, ...]]:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_writes(imap: int, append_count: int, sessions: int, rounds: int,
+               pid: int | None = None) -> dict[str, tuple[float, ...]]:
+    """APPEND/s, the mix's latencies and, given the server's `pid`, its CPU ms per command of the mix."""
     results: dict[str, tuple[float, ...]] = {"APPEND/s (1 client, 2 KB)": (append_rate(imap, append_count),)}
+    before = process_cpu(pid) if pid is not None else 0.0
     for k, v in concurrent_latency(imap, sessions, rounds, MIX_MESSAGES).items():
         results[f"{k} x{sessions} (median, p95 ms)"] = v
+    if pid is not None:
+        spent = process_cpu(pid) - before
+        results["server CPU ms per mix command"] = (1000 * spent / (sessions * rounds * len(MIX_COMMANDS)),)
     return results
 
 
@@ -551,7 +565,9 @@ def report_writes(ours: dict[str, tuple[float, ...]], theirs: dict[str, tuple[fl
     print("-" * len(head))
     for step, values in ours.items():
         other = theirs.get(step)
-        if step.startswith("APPEND"):
+        if step.startswith("server CPU"):
+            mine, ref, ratio, met = f"{values[0]:.2f}", "-", "-", "-"
+        elif step.startswith("APPEND"):
             mine, ref = f"{values[0]:.1f}", f"{other[0]:.1f}" if other else "-"
             ratio = f"{values[0] / other[0]:.2f}x" if other else "-"
             met = "-" if not other else ("met" if values[0] >= other[0] else "NOT met")
@@ -574,7 +590,8 @@ def main_writes(args: argparse.Namespace, work: Path) -> None:
     lab = Lab(state)
     lab.start()
     try:
-        ours = run_writes(lab.imap, args.append_count, args.sessions, args.rounds)
+        assert lab.proc is not None
+        ours = run_writes(lab.imap, args.append_count, args.sessions, args.rounds, lab.proc.pid)
     finally:
         lab.stop()
     theirs: dict[str, tuple[float, ...]] = {}
