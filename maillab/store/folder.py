@@ -220,10 +220,11 @@ class Folder:
     def changed_since(self, modseq: int) -> list[int] | None:
         """The UIDs that commits after `modseq` changed, added or expunged, ascending; None when
         the change log does not reach back that far (look at every message instead)."""
-        if modseq < self._log_floor:
+        entries = list(self._log)       # a copy taken at once, whatever thread commits; then the floor,
+        if modseq < self._log_floor:    # which _commit raises before the log drops an entry
             return None
         touched: set[int] = set()
-        for ms, uids in reversed(list(self._log)):      # list(): a copy taken at once, whatever thread appends
+        for ms, uids in reversed(entries):
             if ms <= modseq:
                 break
             touched.update(uids)
@@ -316,8 +317,8 @@ class Folder:
                     self._recent.add(r.uid)
             self._total = total
             self._uids = list(self._by_uid)
+            self._log_floor = self._highestmodseq       # before the log empties (changed_since reads it after)
             self._log.clear()
-            self._log_floor = self._highestmodseq
             (self.path / "tmp").mkdir(exist_ok=True)
             self._marks = None
             self._loaded = True
