@@ -73,5 +73,8 @@ async def test_every_panel_shows_its_key_columns(tmp_path, size):
 
         await pilot.press("6")
         await pilot.pause(0.2)
+        mailboxes = app.query_one("#mailboxes-table", RowList)
+        await until(pilot, lambda: any(r[0] == "mafudge@syr.edu" and r[3] == "1" for r in table_rows(mailboxes)))
+        await pilot.pause(0.2)
         row = next((line for line in screen_text(app).splitlines() if line.startswith(" mafudge@syr.edu ")), "")
         assert "smtp1.syr.edu" in row and "1" in row.split(), row         # its host and its message

@@ -20,7 +20,7 @@ from test_tui_support import course_session, in_thread, richlog_text, running_ap
 
 # columns a table leaves out in presenter mode (they go first when narrow)
 LEFT_OUT = {"Queue": {"sender", "attempts", "next attempt"}, "Dialogues": {"started"},
-            "DNS": {"ttl", "zone"}, "Hosts": {"mailboxes of"}, "Mailboxes": {"folders", "size"}, "Journey": {"host"}}
+            "DNS": {"ttl", "zone"}, "Hosts": {"mailboxes of", "chaos"}, "Mailboxes": {"folders", "size"}, "Journey": {"host"}}
 
 
 def panel_text_segments(app: MailLabApp, panel: Panel) -> list[tuple[str, bool]]:
@@ -83,3 +83,6 @@ async def test_presenter_mode_follows_the_newest_session_in_full_view(tmp_path):
         text = screen_text(app)
         assert "SERVER ‹ 221" in text and "CLIENT › QUIT" in text       # the newest lines on screen
         assert "started" not in text                                     # no session table
+        await pilot.press("p")
+        await pilot.pause()
+        assert app.focused is app.query_one("#sessions", RowList), "keys reach the table shown again"

@@ -331,6 +331,7 @@ class MailLabApp(App[None]):
         self.title = f"maillab · world {self.lab.world.name}" + (PRESENTER_TITLE if self.presenter else "")
         for panel in self._panels.values():
             panel.presenter = self.presenter
+        self.call_after_refresh(self.active_panel.focus_main)   # a table hidden in presenter mode lost it
 
     def _set_speed(self, speed: float) -> None:
         try:

@@ -104,7 +104,7 @@ The table lists each record; below, every query as it arrives, with who asked
         yield Hint(id="dns-hint")
         yield Input(placeholder="filter: records whose name, type or data contain this (Escape clears)",
                     id="dns-filter")
-        yield RowList(COLUMNS, id="dns-records", shrink=(("ttl", 0), ("data", 24), ("zone", 0)))
+        yield RowList(COLUMNS, id="dns-records", shrink=(("data", 48), ("ttl", 0), ("zone", 0), ("data", 24)))
         yield Log(id="dns-log", max_lines=LOG_LINES)
 
     def focus_main(self) -> None:

@@ -63,7 +63,7 @@ domains whose mailboxes it keeps, and how many messages wait in its queue.
     def compose_panel(self) -> ComposeResult:
         yield Static("Select a host, then d (down), u (up), c (chaos).", classes="hint", markup=False)
         yield RowList(COLUMNS, id="hosts-table",
-                      shrink=(("mailboxes of", 12), ("services", 12), ("chaos", 12), ("mailboxes of", 0)))
+                      shrink=(("mailboxes of", 0), ("chaos", 0), ("services", 24), ("services", 12)))
 
     def focus_main(self) -> None:
         self.query_one("#hosts-table", RowList).focus()
