@@ -18,9 +18,12 @@ import threading
 import pytest
 
 from maillab.imap import inline
-from maillab.imap.protocol import ImapConnection
+from maillab.imap.protocol import Execute, ImapConnection
+from maillab.state import StateDir
+from maillab.store import MailStore
 
 from conftest import async_wait_for, wait_for
+from imap_support import msg, session as imap_session
 
 USER = "mafudge@syr.edu"
 
@@ -104,3 +107,28 @@ async def test_a_cheap_command_waits_for_the_store_lock_in_a_thread_not_on_the_l
     assert threads_of["STORE"] == [threads_of["STORE"][0]] and threads_of["STORE"][0] is not threading.current_thread()
     await asyncio.to_thread(c.logout)
     await asyncio.to_thread(other.logout)
+
+
+def test_what_counts_as_cheap(tmp_path):
+    """The bounds of inline.py, as the protocol announces them in Execute.blocking (sans-IO)."""
+    store = MailStore(StateDir(tmp_path / "state"))
+    store.deliver(USER, msg("big", "x" * (inline.READ_OCTETS + 1)))
+    for i in range(inline.INDEX_MESSAGES):
+        store.deliver(USER, msg(f"m{i}"))
+    c = imap_session(store)
+
+    def blocking(line: str) -> bool:
+        c.ok(line)
+        event = c.events[-1]
+        assert isinstance(event, Execute)
+        return event.blocking
+    assert not blocking(f"f1 FETCH 1:{inline.INDEX_MESSAGES} (FLAGS UID RFC822.SIZE)")
+    assert blocking("f2 FETCH 1:* (FLAGS)")                                       # 501 messages
+    assert not blocking(f"f3 FETCH 2:{inline.READ_MESSAGES + 1} (BODY.PEEK[HEADER])")
+    assert blocking(f"f4 FETCH 2:{inline.READ_MESSAGES + 2} (BODY.PEEK[HEADER])")
+    assert not blocking("f5 FETCH 2 (BODY.PEEK[])") and blocking("f6 FETCH 1 (BODY.PEEK[])")  # 256 KiB
+    assert not blocking("s1 SEARCH UNSEEN LARGER 100")
+    assert blocking("s2 SEARCH SUBJECT m7") and not blocking("s3 SEARCH SUBJECT m8")  # cached by s2
+    assert blocking("s4 SEARCH BODY line")
+    assert not blocking(f"t1 STORE 1:{inline.STORE_MESSAGES} +FLAGS (\\Flagged)")
+    assert blocking(f"t2 STORE 1:{inline.STORE_MESSAGES + 1} -FLAGS (\\Flagged)")
