@@ -77,10 +77,12 @@ class Mta:
     async def load(self) -> int:
         """Take in this host's spool (before listening: see Lab._start); recipients whose
         copy an earlier run already put in their Maildir are recorded as delivered.  Returns
-        how many messages are still to be delivered; `queue.resume()` starts them."""
+        how many messages are still to be delivered; `queue.resume()` starts them.  Recipients
+        whose non-delivery notice an earlier run queued are recorded as bounced."""
         entries = await asyncio.to_thread(self.queue.load)
         found = await asyncio.to_thread(already_delivered, self.ctx, entries, self.is_local)
         await self.queue.settle_delivered(found)
+        await self.queue.settle_notified()
         return len(self.queue.entries)
 
     async def start(self) -> None:

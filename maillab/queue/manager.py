@@ -6,7 +6,9 @@ into state: sent and bounced recipients are final; deferred ones wait for the
 retry policy's next attempt (the `Scheduler` wakes only for due work); past
 the lifetime they bounce with "delivery time expired"; after `warn_after` the
 sender gets one delayed-delivery DSN.  Permanent failures bounce at once,
-through the normal mail path; a bounce is never bounced.
+through the normal mail path; a bounce is never bounced.  A notice is queued
+naming what it reports and started only once the bounce is recorded, so a kill
+in between neither bounces nor notifies twice (`settle_notified` at load).
 
 Admin operations (flush, hold, release, delete, requeue) and every change of
 queue are events on the bus.  `in_flow` is the SMTP server's brake when mail
@@ -119,12 +121,13 @@ class QueueManager:
 
     async def accept(self, qid: str, sender: str, recipients: tuple[str, ...], message: bytes,
                      client: str = "", extra: dict | None = None, body: BinaryIO | None = None,
-                     upstream: str = "") -> str:
+                     upstream: str = "", start: bool = True) -> str:
         """Spool a message durably, then schedule its delivery; raises OSError if not stored.
         `body`: a file holding the rest of the message, after `message` (see Spool.accept).
         `upstream`: the hop's key when another host of the lab sends it (`inbound.upstream_id`):
         recipients it queued here already are not queued again.  Returns the queue ID that
-        holds the message: `qid`, or the earlier one of a hop replayed."""
+        holds the message: `qid`, or the earlier one of a hop replayed.  `start=False`: queued
+        only; the caller `kick`s it."""
         if upstream:
             earlier, taken = self.inbound.taken(upstream)
             fresh = tuple(r for r in recipients if r.lower() not in taken)
@@ -145,8 +148,9 @@ class QueueManager:
         self.entries[qid] = entry
         self.ctx.bus.publish(Queued(entry.arrival, self.host, qid, sender, tuple(entry.recipients),
                                     size, client))
-        held = body is None and self._held_bytes + size <= MAX_HELD_BYTES
-        self.kick(qid, message if held else None)
+        if start:
+            held = body is None and self._held_bytes + size <= MAX_HELD_BYTES
+            self.kick(qid, message if held else None)
         return qid
 
     def load(self) -> list[Entry]:
@@ -158,26 +162,57 @@ class QueueManager:
             self.entries[entry.id] = entry
         return entries
 
+    def notified_before(self) -> dict[str, tuple[list[str], str]]:
+        """Queue ID -> (its pending recipients, the notice) for which an earlier run queued a
+        non-delivery notice but was stopped before it recorded the bounce: the notice's envelope
+        names them (`_send_dsn`); they are not tried, nor bounced, again."""
+        found: dict[str, tuple[list[str], str]] = {}
+        for notice in self.entries.values():
+            reports = notice.extra.get("reports")
+            original = self.entries.get(reports) if reports else None
+            if original is None or notice.extra.get("action") != "failed":
+                continue
+            rcpts = [a for a in notice.extra.get("rcpts", ())
+                     if a in original.recipients and original.recipients[a].status == PENDING]
+            if rcpts:
+                found[original.id] = (rcpts, notice.id)
+        return found
+
     async def settle_delivered(self, found: dict[str, list[str]]) -> None:
         """Record as sent the recipients an earlier run delivered without recording it
         (`redelivery.already_delivered`): they are not delivered again."""
-        now = self.ctx.clock.now()
         for qid, rcpts in found.items():
-            entry = self.entries[qid]
-            changed = []
-            for address in rcpts:
-                r = entry.recipients[address]
-                r.status, r.last_attempt = SENT, now
-                r.last_result = "2.0.0 delivered before the restart (found in the maildir)"
-                changed.append(r)
-            self._notice(f"to=<{', '.join(rcpts)}>: delivered before the restart (found in the "
-                         "maildir), not delivered again", qid)
-            if entry.pending:
-                await asyncio.to_thread(self.spool.record, entry, changed, True)
-            else:
-                await self.ctx.syncer.run(self.spool.remove(qid))
-                del self.entries[qid]
-                self.ctx.bus.publish(Removed(now, self.host, qid))
+            await self._settle_replayed(qid, rcpts, SENT, "2.0.0 delivered before the restart "
+                                        "(found in the maildir)", "not delivered again")
+
+    async def settle_notified(self) -> None:
+        """Record as bounced the recipients of `notified_before` (their notice is queued
+        already), and as warned a message whose delay notice is queued."""
+        for qid, (rcpts, notice) in self.notified_before().items():
+            await self._settle_replayed(qid, rcpts, BOUNCED, f"5.0.0 bounced before the restart "
+                                        f"(non-delivery notification {notice})", "not bounced again")
+        for notice in list(self.entries.values()):
+            original = self.entries.get(notice.extra.get("reports", ""))
+            if original is not None and notice.extra.get("action") == "delayed" and not original.warned:
+                original.warned = True
+                await asyncio.to_thread(self.spool.record, original, [], True, warned=True)
+
+    async def _settle_replayed(self, qid: str, rcpts: list[str], status: str, result: str,
+                               what: str) -> None:
+        now = self.ctx.clock.now()
+        entry = self.entries[qid]
+        changed = []
+        for address in rcpts:
+            r = entry.recipients[address]
+            r.status, r.last_attempt, r.last_result = status, now, result
+            changed.append(r)
+        self._notice(f"to=<{', '.join(rcpts)}>: {result.partition(' ')[2]}, {what}", qid)
+        if entry.pending:
+            await asyncio.to_thread(self.spool.record, entry, changed, True)
+        else:
+            await self.ctx.syncer.run(self.spool.remove(qid))
+            del self.entries[qid]
+            self.ctx.bus.publish(Removed(now, self.host, qid))
 
     def resume(self) -> None:
         """Schedule every loaded message that is not on hold; due ones are tried now."""
@@ -200,6 +235,10 @@ class QueueManager:
         task = asyncio.ensure_future(self._run(entry, message))
         self._tasks.add(task)
         task.add_done_callback(self._delivery_done)
+
+    def _kick_all(self, qids: list[str]) -> None:
+        for qid in qids:
+            self.kick(qid)
 
     async def _run(self, entry: Entry, message: bytes | None) -> None:
         held = len(message) if message is not None else 0
@@ -247,6 +286,7 @@ class QueueManager:
         notice_id = ""
         if bounces and not is_bounce(entry.sender):
             notice_id = await self._send_dsn(entry, message, bounces, "failed")
+        notices = [notice_id] if notice_id else []
         changed: list[Recipient] = []
         for o in outcomes:
             r = entry.recipients[o.recipient]
@@ -269,17 +309,24 @@ class QueueManager:
             and now - entry.arrival >= policy.warn_after
         if warn:
             delayed = [o for o in outcomes if o.kind == "defer"]
-            await self._send_dsn(entry, message, delayed, "delayed")
+            notices.append(await self._send_dsn(entry, message, delayed, "delayed"))
             entry.warned = True
         # The spool file goes in the syncer's thread (unlinking 100 KB costs
         # about 0.25 ms); an unsynced journal line is written here (0.01 ms).
         flags = {"warned": True} if warn else {}
-        if not pending:
-            await self.ctx.syncer.run(self.spool.remove(entry.id))
-        elif any(r.status != PENDING for r in changed):
-            await asyncio.to_thread(self.spool.record, entry, changed, True, **flags)
-        else:
-            self.spool.record(entry, changed, False, **flags)
+        # the notices start only now: one started before the record could be sent twice; if
+        # the record fails they start anyway (else they would wait for the next run)
+        try:
+            if not pending:
+                await self.ctx.syncer.run(self.spool.remove(entry.id))
+            elif any(r.status != PENDING for r in changed):
+                await asyncio.to_thread(self.spool.record, entry, changed, True, **flags)
+            else:
+                self.spool.record(entry, changed, False, **flags)
+        except Exception:
+            self._kick_all(notices)
+            raise
+        self._kick_all(notices)
         self._report(entry, outcomes, now, notice_id)
         if pending:
             entry.active = False
@@ -309,7 +356,11 @@ class QueueManager:
                         recipients=[DsnRecipient(o.recipient, o.dsn, o.diagnostic, o.remote_mta)
                                     for o in outcomes])
         stamp = local_received_header(by=self.host, queue_id=qid, when=now)
-        await self.accept(qid, "", (entry.sender,), stamp + dsn, client="local")
+        # the notice names what it reports: queued durably, it stands for their bounce at a
+        # restart (`notified_before`); it is started once the bounce is recorded (`_settle`)
+        await self.accept(qid, "", (entry.sender,), stamp + dsn, client="local", start=False,
+                          extra={"reports": entry.id, "action": action,
+                                 "rcpts": [o.recipient for o in outcomes]})
         what = "non-delivery" if action == "failed" else "delay"
         self._notice(f"sender {what} notification: {qid}", entry.id, "bounce")
         return qid
