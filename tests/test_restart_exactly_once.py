@@ -6,8 +6,9 @@ smtp1.syr.edu's submission port), each to a local mailbox
 smtp1.syr.edu to mail.northpole.org over a real SMTP hop.  Meanwhile the lab is
 stopped (SIGTERM) or killed (SIGKILL) and restarted on the same state folder,
 `CYCLES` times.  At the end, once the spools are empty, each message that got
-its 250 must be in each of its recipients' Maildirs exactly once, and no
-message (acknowledged or not) more than once.  A SIGTERM stop lets the hops in
+its 250 must be in each of its recipients' Maildirs exactly once (and have
+exactly one notice for nobody@), and no message (acknowledged or not) more than
+once.  A SIGTERM stop lets the hops in
 flight finish, so no hop is sent twice at all; after a kill -9 the receiving host
 recognises the hops sent again (`maillab.queue.inbound`) and the maillog says so.
 The figures are printed (run with -s; MAILLAB_RESTART_CYCLES sets the count).
@@ -16,6 +17,7 @@ The figures are printed (run with -s; MAILLAB_RESTART_CYCLES sets the count).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import smtplib
 import threading
@@ -30,6 +32,7 @@ CYCLES = int(os.environ.get("MAILLAB_RESTART_CYCLES", "10"))
 PER_CYCLE = 15            # acknowledged messages between two restarts (all clients together)
 CLIENTS = 3
 LOCAL, RELAYED = "mafudge@syr.edu", "santa@northpole.org"
+UNKNOWN = "nobody@syr.edu"        # accepted, then bounced by the MDA: a notice to LOCAL, the sender
 
 
 class Submitter(threading.Thread):
@@ -61,7 +64,7 @@ class Submitter(threading.Thread):
                     self.halt.wait(0.05)        # the lab is restarting: connect again
                     continue
             n, self.n = self.n, self.n + self.step
-            rcpts = [LOCAL, RELAYED] if n % 2 else [LOCAL]
+            rcpts = ([LOCAL, RELAYED] if n % 2 else [LOCAL]) + ([UNKNOWN] if n % 5 == 0 else [])
             body = (f"From: {LOCAL}\r\nTo: {', '.join(rcpts)}\r\nSubject: seq {n}\r\n"
                     f"Message-ID: <{self.tag}.{n}@test>\r\nX-Seq: {self.tag}.{n}\r\n\r\n"
                     + f"message {n}\r\n" * 40).encode()
@@ -97,10 +100,17 @@ class Book:
 
 
 def _arrived(state: Path, tag: str) -> dict[str, Counter[int]]:
-    counts: dict[str, Counter[int]] = {}
+    """Copies per number in each mailbox; UNKNOWN: the non-delivery notices in LOCAL's, by the
+    number in the original's headers they attach."""
+    counts: dict[str, Counter[int]] = {UNKNOWN: Counter()}
     for address in (LOCAL, RELAYED):
-        seqs = (m["X-Seq"] or "" for m in maildir_messages(state, address))
-        counts[address] = Counter(int(s.rpartition(".")[2]) for s in seqs if s.startswith(f"{tag}."))
+        counts[address] = Counter()
+        for m in maildir_messages(state, address):
+            if m.get_content_type() == "multipart/report":
+                found = re.search(rf"X-Seq: {tag}\.(\d+)", m.as_string())
+                counts[UNKNOWN][int(found[1]) if found else -1] += 1
+            elif (m["X-Seq"] or "").startswith(f"{tag}."):
+                counts[address][int(m["X-Seq"].rpartition(".")[2])] += 1
     return counts
 
 
@@ -155,8 +165,10 @@ def _stop_start_cycles(served, tmp_path: Path, sig: int, cycles: int) -> dict:
     duplicates = {r: sorted(n for n, c in counts[r].items() if c > 1) for r in counts}
     figures = {"signal": signal.Signals(sig).name, "cycles": cycles, "acknowledged": len(book.by_number),
                "copies expected": len(wanted), "local copies": sum(counts[LOCAL].values()),
-               "relayed copies": sum(counts[RELAYED].values()), "lost": len(lost),
+               "relayed copies": sum(counts[RELAYED].values()),
+               "bounce notices": sum(counts[UNKNOWN].values()), "lost": len(lost),
                "local duplicates": len(duplicates[LOCAL]), "relayed duplicates": len(duplicates[RELAYED]),
+               "duplicate notices": len(duplicates[UNKNOWN]),
                "relayed replays recognised": _replays_recognised(state), "exit codes": sorted(set(codes))}
     print(figures)
     lab.stop()
@@ -167,7 +179,7 @@ def _stop_start_cycles(served, tmp_path: Path, sig: int, cycles: int) -> dict:
 def test_sigterm_stop_start_cycles_lose_nothing_and_duplicate_nothing(served, tmp_path):
     f = _stop_start_cycles(served, tmp_path, signal.SIGTERM, CYCLES)
     assert f["exit codes"] == [0]
-    assert f["lost list"] == [] and f["duplicate lists"] == {LOCAL: [], RELAYED: []}, f
+    assert f["lost list"] == [] and f["duplicate lists"] == {LOCAL: [], RELAYED: [], UNKNOWN: []}, f
     # a clean stop lets the hops in flight finish (listeners still open): none is sent again
     assert f["relayed replays recognised"] == 0, f
 
@@ -176,4 +188,4 @@ def test_sigterm_stop_start_cycles_lose_nothing_and_duplicate_nothing(served, tm
 def test_kill_9_cycles_lose_nothing_and_duplicate_nothing(served, tmp_path):
     f = _stop_start_cycles(served, tmp_path, signal.SIGKILL, CYCLES)
     assert f["exit codes"] == [-signal.SIGKILL]
-    assert f["lost list"] == [] and f["duplicate lists"] == {LOCAL: [], RELAYED: []}, f
+    assert f["lost list"] == [] and f["duplicate lists"] == {LOCAL: [], RELAYED: [], UNKNOWN: []}, f
