@@ -101,6 +101,7 @@ class MailLabApp(App[None]):
     Screen.-presenter .hint, Screen.-presenter Input, Screen.-presenter #metrics-view { text-style: bold; }
     Tabs Tab { color: $foreground 75%; }
     Input > .input--placeholder { color: $foreground 70%; }
+    Toast > .toast--title { color: $foreground; }   /* $text-warning & co. are ~3.5:1 on a toast */
     """
     BINDINGS = [
         Binding("q", "quit", "Quit"),

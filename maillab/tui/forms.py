@@ -34,6 +34,8 @@ FormScreen, ConfirmScreen, HelpScreen { align: center middle; }
 .dialog Label.field { margin-top: 1; }
 .dialog .buttons { height: auto; margin-top: 1; align-horizontal: right; }
 .dialog .buttons Button { margin-left: 2; }
+.dialog .buttons Button.-primary { color: auto 100%; }   /* 87%: 3.8:1 on textual-dark's blue */
+.dialog MarkdownH1, .dialog MarkdownH2, .dialog MarkdownTableContent > .header { color: $text-primary; }
 """
 
 
