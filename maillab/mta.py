@@ -177,7 +177,8 @@ class Mta:
 
     def upstream_id(self, client_ip: str, content: bytes) -> str:
         """The key of a hop from another host of the lab (`queue.inbound`), "" from elsewhere."""
-        return upstream_id(self.ctx.world, client_ip, content)
+        host = self.ctx.world.host_at(client_ip)
+        return upstream_id(client_ip, host.name if host is not None else "", content)
 
     def is_local(self, rcpt: str) -> bool:
         """Whether this host delivers `rcpt` itself (a mailbox domain of its own)."""

@@ -25,15 +25,22 @@ def stamped(by: str, qid: str, body: bytes = b"Subject: hop\r\n\r\nhello\r\n") -
                            protocol="ESMTPA", queue_id=qid, recipients=["a@x", "b@x"], when=0) + body
 
 
+def lab_hop(client_ip: str, content: bytes) -> str:
+    """The key for a client, as `Mta.upstream_id` looks it up: the world's host at that address."""
+    host = WORLD.host_at(client_ip)
+    return upstream_id(client_ip, host.name if host is not None else "", content)
+
+
 def test_upstream_id_is_the_lab_hosts_own_stamp_on_top():
-    assert upstream_id(WORLD, "127.0.0.1", stamped("smtp1.syr.edu", "4F3A2B1C9D")) == "127.0.0.1 4F3A2B1C9D"
-    bounce = local_received_header(by="smtp1.syr.edu", queue_id="BBB1", when=0) + b"Subject: b\r\n\r\nx\r\n"
-    assert upstream_id(WORLD, "127.0.0.1", bounce) == "127.0.0.1 BBB1"
+    assert lab_hop("127.0.0.3", stamped("mail.northpole.org", "4F3A2B1C9D")) == "127.0.0.3 4F3A2B1C9D"
+    bounce = local_received_header(by="mail.northpole.org", queue_id="BBB1", when=0) + b"Subject: b\r\n\r\nx\r\n"
+    assert lab_hop("127.0.0.3", bounce) == "127.0.0.3 BBB1"
     # another host's name, a client that is no host of the lab, a stamp that is not on top
-    assert upstream_id(WORLD, "127.0.0.1", stamped("mx.gmail.com", "4F3A2B1C9D")) == ""
-    assert upstream_id(WORLD, "127.0.0.200", stamped("smtp1.syr.edu", "4F3A2B1C9D")) == ""
-    assert upstream_id(WORLD, "127.0.0.1", b"Subject: x\r\n" + stamped("smtp1.syr.edu", "Q")) == ""
-    assert upstream_id(WORLD, "127.0.0.1", b"Subject: typed by hand\r\n\r\nx\r\n") == ""
+    assert lab_hop("127.0.0.3", stamped("mx.gmail.com", "4F3A2B1C9D")) == ""
+    assert lab_hop("127.0.0.200", stamped("mail.northpole.org", "4F3A2B1C9D")) == ""
+    assert lab_hop("127.0.0.3", b"Subject: x\r\n" + stamped("mail.northpole.org", "Q")) == ""
+    assert lab_hop("127.0.0.3", b"Subject: typed by hand\r\n\r\nx\r\n") == ""
+    assert upstream_id("127.0.0.3", "", stamped("mail.northpole.org", "Q")) == ""
 
 
 class Host:

@@ -15,8 +15,9 @@ copy is durable, before the 250 and before B delivers it: a key never stands for
 a message B does not have.  The line is written, not fsynced: it survives a
 kill -9; after a power cut a replay of a hop B delivered since may be queued
 twice again, never lost.  A body spilled to a file (past 256 KiB) is not read
-here for its Received header: such a hop is at least once.  The last `KEEP` hops are remembered (a replay comes right after a
-restart); the journal is rewritten to them when it grows twice as long.
+here for its Received header: such a hop is at least once.  The last `KEEP`
+hops are remembered (a replay comes right after a restart); the journal is
+rewritten to them when it grows twice as long.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..fsutil import write_all, write_durable
-from ..world import World
 from .records import Entry
 
 KEEP = 10_000
@@ -37,12 +37,12 @@ KEEP = 10_000
 _STAMP = re.compile(rb"\AReceived: (?:from [^\r\n]*\r?\n[ \t]+)?by (\S+) \(maillab\)[^\r\n]*? id ([0-9A-Z]+)")
 
 
-def upstream_id(world: World, client_ip: str, content: bytes) -> str:
-    """The key of a hop from another host of the lab ("<its address> <its queue ID>"), read
-    from the Received header it stamped on top of `content`; "" for any other client."""
-    host = world.host_at(client_ip)
-    m = _STAMP.match(content, 0, 2048) if host is not None else None
-    if m is None or m[1].decode("ascii", "replace").lower() != host.name.lower():
+def upstream_id(client_ip: str, client_host: str, content: bytes) -> str:
+    """The key of a hop from the lab's host `client_host` at `client_ip` ("<address> <its
+    queue ID>"), read from the Received header it stamped on top of `content`; "" if there
+    is none (`client_host` "": the client is no host of the lab)."""
+    m = _STAMP.match(content, 0, 2048) if client_host else None
+    if m is None or m[1].decode("ascii", "replace").lower() != client_host.lower():
         return ""
     return f"{client_ip} {m[2].decode()}"
 
