@@ -20,6 +20,7 @@ import asyncio
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from .context import LabContext
 from .dns.client import LookupFailed
@@ -175,10 +176,11 @@ class Mta:
         except LookupFailed:
             return None
 
-    def upstream_id(self, client_ip: str, content: bytes) -> str:
-        """The key of a hop from another host of the lab (`queue.inbound`), "" from elsewhere."""
+    def upstream_id(self, client_ip: str, content: bytes, body: BinaryIO | None = None) -> str:
+        """The key of a hop from another host of the lab (`queue.inbound`), "" from elsewhere;
+        `body`: the message spilled to a file (then `content` is empty)."""
         host = self.ctx.world.host_at(client_ip)
-        return upstream_id(client_ip, host.name if host is not None else "", content)
+        return upstream_id(client_ip, host.name if host is not None else "", content, body)
 
     def is_local(self, rcpt: str) -> bool:
         """Whether this host delivers `rcpt` itself (a mailbox domain of its own)."""

@@ -43,6 +43,14 @@ def test_upstream_id_is_the_lab_hosts_own_stamp_on_top():
     assert upstream_id("127.0.0.3", "", stamped("mail.northpole.org", "Q")) == ""
 
 
+def test_upstream_id_of_a_body_spilled_to_a_file(tmp_path):
+    """A message past the memory threshold reaches the DATA hook as a file, `content` empty."""
+    spill = tmp_path / ".body-x.tmp"
+    spill.write_bytes(stamped("mail.northpole.org", "BIG1", b"Subject: big\r\n\r\n" + b"y" * 300_000))
+    with open(spill, "rb") as body:
+        assert upstream_id("127.0.0.3", "mail.northpole.org", b"", body) == "127.0.0.3 BIG1"
+
+
 class Host:
     """One receiving host's queue manager over a spool folder; `restart()` is a new run on it."""
 

@@ -14,8 +14,7 @@ The envelope is made durable with the copy; the line is written only once the
 copy is durable, before the 250 and before B delivers it: a key never stands for
 a message B does not have.  The line is written, not fsynced: it survives a
 kill -9; after a power cut a replay of a hop B delivered since may be queued
-twice again, never lost.  A body spilled to a file (past 256 KiB) is not read
-here for its Received header: such a hop is at least once.  The last `KEEP`
+twice again, never lost.  The last `KEEP`
 hops are remembered (a replay comes right after a restart); the journal is
 rewritten to them when it grows twice as long.
 """
@@ -27,21 +26,27 @@ import os
 import re
 from collections import OrderedDict
 from pathlib import Path
+from typing import BinaryIO
 
 from ..fsutil import write_all, write_durable
 from .records import Entry
 
 KEEP = 10_000
+HEAD = 2048              # octets of a message searched for the stamp
 # "Received: from helo (name [ip])\r\n\tby host (maillab) with ESMTP id QID" or, on a bounce,
 # "Received: by host (maillab) id QID;"
 _STAMP = re.compile(rb"\AReceived: (?:from [^\r\n]*\r?\n[ \t]+)?by (\S+) \(maillab\)[^\r\n]*? id ([0-9A-Z]+)")
 
 
-def upstream_id(client_ip: str, client_host: str, content: bytes) -> str:
+def upstream_id(client_ip: str, client_host: str, content: bytes, body: BinaryIO | None = None) -> str:
     """The key of a hop from the lab's host `client_host` at `client_ip` ("<address> <its
-    queue ID>"), read from the Received header it stamped on top of `content`; "" if there
-    is none (`client_host` "": the client is no host of the lab)."""
-    m = _STAMP.match(content, 0, 2048) if client_host else None
+    queue ID>"), read from the Received header it stamped on top of `content` (or of `body`,
+    a message spilled to a file, whose first bytes are read); "" if there is none
+    (`client_host` "": the client is no host of the lab)."""
+    if not client_host:
+        return ""
+    head = content[:HEAD] if body is None else os.pread(body.fileno(), HEAD, 0)
+    m = _STAMP.match(head)
     if m is None or m[1].decode("ascii", "replace").lower() != client_host.lower():
         return ""
     return f"{client_ip} {m[2].decode()}"

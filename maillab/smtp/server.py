@@ -442,7 +442,7 @@ class MtaHandler:
                                   client=f"{client_name or 'unknown'}[{server.peer_ip}]",
                                   extra={"auth": session.auth_data or "", "protocol": proto,
                                          "helo": session.host_name or ""}, body=server.body,
-                                  upstream=self.mta.upstream_id(server.peer_ip, content))
+                                  upstream=self.mta.upstream_id(server.peer_ip, content, server.body))
         except OSError as e:
             return f"451 4.3.0 Error: queue file write error ({e.strerror})"
         return f"250 2.0.0 Ok: queued as {qid}"
