@@ -166,18 +166,11 @@ def test_kill_9_torture_every_accepted_message_arrives_once(served, tmp_path):
                     what=lambda: f"all accepted to arrive; missing: {sorted(set(accepted) - set(arrived()))[:10]}")
     assert wait_for(lambda: not any((state / "spool").rglob("*.msg")), 30)
     got = arrived()
-    duplicates = {s for s in got if got.count(s) > 1}
-    # A duplicate is possible only for a message that was delivered and then caught by the kill before
-    # its queue file was removed; each copy then carries the same queue id in its Received header.
-    for subject in duplicates:
-        copies = [m for a in ("mafudge@syr.edu", "relstad@syr.edu", "bob@luxsci.net")
-                  for m in maildir_messages(state, a) if m["Subject"] == subject]
-        id_sets = [{h.split(" id ")[1].split()[0] for h in m.get_all("Received")} for m in copies]
-        assert set.intersection(*id_sets), f"{subject}: copies share no queue id: {id_sets}"
-    # Each kill catches at most the deliveries then in progress (up to MAX_PARALLEL_DELIVERIES per
-    # host; 16-30 in all over 4 kills here), so duplicates stay a small part of what was accepted; a
-    # spool that forgot to remove delivered messages would deliver nearly every one twice.
-    assert len(duplicates) <= len(accepted) // 4, f"{len(duplicates)} duplicates of {len(accepted)} over 4 kills"
+    duplicates = sorted({s for s in got if got.count(s) > 1})
+    # Exactly once, relayed hops included: a local copy made before a kill is found by its ,I= tag
+    # when the spool is replayed, a hop resent to another lab host by its sender's queue id
+    # (maillab/queue/redelivery.py, inbound.py); Postfix would deliver some of these twice.
+    assert not duplicates, f"{len(duplicates)} duplicates of {len(accepted)} over 4 kills: {duplicates[:5]}"
     print(f"torture: {len(accepted)} accepted, {len(got)} delivered, {len(duplicates)} duplicates")
     lab.stop()
 
