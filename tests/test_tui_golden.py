@@ -11,6 +11,7 @@ deliberate change of the UI, refresh the files and review their diff:
 
 from __future__ import annotations
 
+import asyncio
 import html
 import os
 import re
@@ -57,6 +58,21 @@ def masked(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
 
 
+async def settled_grid(pilot, timeout: float = 15.0) -> str:
+    """The screen's grid once two looks 0.25 s apart agree (masked): on a loaded machine a
+    table may still be laying out its rows right after they arrive."""
+    app, last = pilot.app, None
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        grid = screen_grid(app)
+        if last is not None and masked(grid) == masked(last):
+            return grid
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the screen never settled in {timeout:g} s")
+        last = grid
+        await pilot.pause(0.25)
+
+
 def check(name: str, text: str) -> None:
     got = masked(text)
     golden = SNAPSHOTS / f"{name}.txt"
@@ -75,21 +91,18 @@ async def test_golden_help_screen(tmp_path):
     async with running_app(tmp_path, size=(100, 30)) as (app, pilot):
         await pilot.press("f1")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
-        await pilot.pause(0.3)
-        check("help-100x30", screen_grid(app))
+        check("help-100x30", await settled_grid(pilot))
 
 
 async def test_golden_hosts_panel_at_80x24(tmp_path):
     async with running_app(tmp_path, size=(80, 24)) as (app, pilot):
         await pilot.press("3")
         await until(pilot, lambda: app.query_one("#hosts-table", RowList).row_count == len(app.lab.world.hosts))
-        await pilot.pause(0.3)
-        check("hosts-80x24", screen_grid(app))
+        check("hosts-80x24", await settled_grid(pilot))
 
 
 async def test_golden_dns_panel(tmp_path):
     async with running_app(tmp_path, size=(120, 40)) as (app, pilot):
         await pilot.press("4")
         await until(pilot, lambda: app.query_one("#dns-records", RowList).row_count > 10)
-        await pilot.pause(0.3)
-        check("dns-120x40", screen_grid(app))
+        check("dns-120x40", await settled_grid(pilot))
