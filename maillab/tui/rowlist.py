@@ -274,6 +274,12 @@ class RowList(ScrollView, can_focus=True):
             self._shown = fit(widths, room, self._shrink) if room > 0 else widths
             self._lines.clear()
             self._header = ""
+            # the width follows the fit at once: a room that shrank (a vertical scrollbar came)
+            # must not leave the old, wider size behind, or a horizontal scrollbar stays
+            shown = [w for w in self._shown if w]
+            width = 1 + sum(shown) + len(GAP) * (len(shown) - 1)
+            # the header is line 0; a size that differs asks for a layout (an equal one does nothing)
+            self.virtual_size = Size(width, len(self._keys) + 1)
         return self._shown
 
     def _changed(self) -> None:
@@ -281,10 +287,7 @@ class RowList(ScrollView, can_focus=True):
             self._batch_changed = True
             return
         self._shown = None
-        shown = [w for w in self._fitted() if w]
-        width = 1 + sum(shown) + len(GAP) * (len(shown) - 1)
-        # the header is line 0; a size that differs asks for a layout (an equal one does nothing)
-        self.virtual_size = Size(width, len(self._keys) + 1)
+        self._fitted()
         self.refresh()
 
     # --- the cursor -------------------------------------------------------------------
