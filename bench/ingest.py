@@ -155,7 +155,9 @@ async def _reply(reader: asyncio.StreamReader, want: int) -> None:
         raise SmtpError(f"expected {want}, got {lines[-1].decode('utf-8', 'replace').strip()[:120]}")
 
 
-async def _transaction(host: str, port: int, message: bytes) -> None:
+async def _transaction(host: str, port: int, message: bytes | tuple[bytes, ...]) -> None:
+    """One SMTP transaction and QUIT; raise SmtpError on an unexpected reply.  `message`
+    may come in parts, written one after the other (a big part is never copied)."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         await _reply(reader, 220)
@@ -165,7 +167,8 @@ async def _transaction(host: str, port: int, message: bytes) -> None:
                               (b"DATA\r\n", 354)):
             writer.write(command)
             await _reply(reader, want)
-        writer.write(message)
+        for part in (message,) if isinstance(message, bytes) else message:
+            writer.write(part)
         writer.write(b".\r\n")
         await writer.drain()
         await _reply(reader, 250)

@@ -45,32 +45,13 @@ SESSION_TIMEOUT = 600.0
 
 
 async def _session(port: int, prefix: bytes, index: int, suffix: bytes) -> str:
-    """One transaction; its outcome: "250", "452", or an error's text."""
-    reader, writer = await asyncio.open_connection(ingest.LAB_HOST, port)
+    """One transaction (bench/ingest.py's); its outcome: "250", "452", or an error's text."""
     try:
-        await ingest._reply(reader, 220)
-        for command, want in ((b"EHLO mem.northpole.org\r\n", 250),
-                              (f"MAIL FROM:<{ingest.SENDER}>\r\n".encode(), 250),
-                              (f"RCPT TO:<{ingest.RECIPIENT}>\r\n".encode(), 250),
-                              (b"DATA\r\n", 354)):
-            writer.write(command)
-            await ingest._reply(reader, want)
-        writer.write(prefix)
-        writer.write(b"%09d" % index)
-        writer.write(suffix)             # the same big object for every session
-        writer.write(b".\r\n")
-        await writer.drain()
-        try:
-            await ingest._reply(reader, 250)
-            return "250"
-        except ingest.SmtpError as e:
-            return "452" if "got 452" in str(e) else str(e)
-    finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except OSError:
-            pass
+        # the same big suffix object for every session: never copied per message
+        await ingest._transaction(ingest.LAB_HOST, port, (prefix, b"%09d" % index, suffix))
+        return "250"
+    except ingest.SmtpError as e:
+        return "452" if "got 452" in str(e) else str(e)
 
 
 async def _load(port: int, sessions: int, size: int) -> Counter:
