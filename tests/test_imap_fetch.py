@@ -150,6 +150,27 @@ def test_header_fields_not_text_and_missing_parts(mime):
     assert b'BODY[]<5000> ""' in out                      # a partial beyond the end is empty
 
 
+def test_header_fields_asked_again_and_otherwise_answer_each_list(mime):
+    """The last small HEADER.FIELDS subset of a message is kept in its cache: asking again, asking
+    other fields, the .NOT form of the same list and again the first all answer what they name."""
+    c = session(mime)
+    asks = [("HEADER.FIELDS (SUBJECT FROM)", b'From: "Fudge, Michael" <mafudge@syr.edu>\r\n'
+                                              b"Subject: =?utf-8?q?R=C3=A9sum=C3=A9?= attached\r\n\r\n"),
+            ("HEADER.FIELDS (MESSAGE-ID)", b"Message-ID: <m1@syr.edu>\r\n\r\n"),
+            ("HEADER.FIELDS.NOT (MESSAGE-ID)", None),
+            ("HEADER.FIELDS (SUBJECT FROM)", None)]
+    seen: dict[str, bytes] = {}
+    for i, (section, expected) in enumerate(asks):
+        items = literal_items(c.cmd(f"a{i} FETCH 1 BODY.PEEK[{section}]"))
+        value = items[f"BODY[{section}]"]
+        if expected is not None:
+            assert value == expected
+        seen.setdefault(section, value)
+        assert value == seen[section]
+    assert b"Message-ID" not in seen["HEADER.FIELDS.NOT (MESSAGE-ID)"]
+    assert b"In-Reply-To: <m0@syr.edu>" in seen["HEADER.FIELDS.NOT (MESSAGE-ID)"]
+
+
 def test_body_peek_sets_no_seen_but_body_does_and_says_so(mime):
     c = session(mime)
     folder = mime.user(USER).folder("INBOX")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import calendar
+import random
 import threading
+from typing import Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from maillab.state import StateDir
 from maillab.store import MailStore
@@ -123,7 +127,7 @@ def test_unknown_charset_and_bad_keys(client):
 def test_search_caches_decoded_headers_on_the_message(client):
     hits(client, "SUBJECT tonight")
     m = client.conn.view.folder.get(2)
-    assert m.cache[("h", "subject")] == "café tonight"
+    assert m.cache["h:subject"] == "café tonight"
 
 
 def test_body_search_finds_every_message_while_other_threads_rename_their_files(tmp_path):
@@ -184,3 +188,82 @@ def test_address_keys_match_addresses_as_envelope_parses_them(tmp_path):
     assert hits(c, 'HEADER FROM "comment) domain"') == [1]
     assert hits(c, 'FROM "@domain.org"') == [1, 2]
     assert hits(c, 'NOT FROM "user-from@domain.org"') == [2]
+
+
+# ---- set-at-a-time evaluation against a message-by-message reading of RFC 3501 §6.4.4 ----------
+
+_FLAGS = ("\\Seen", "\\Flagged", "\\Deleted", "\\Answered", "$Work")
+_SUBJECTS = ("invoice due", "lunch", "Invoice 2", "party")
+
+
+def _key(draw: st.DrawFn, depth: int = 0) -> tuple[str, Callable[[int, dict], bool]]:
+    """A random SEARCH key and the reference test of a message (seq, facts) against it."""
+    kinds = ["flag", "size", "seq", "uid", "subject", "all"] + (["and", "or", "not"] if depth < 3 else [])
+    kind = draw(st.sampled_from(kinds))
+    if kind == "flag":
+        flag, present = draw(st.sampled_from(_FLAGS)), draw(st.booleans())
+        words = {"\\Seen": "SEEN", "\\Flagged": "FLAGGED", "\\Deleted": "DELETED", "\\Answered": "ANSWERED"}
+        text = (words[flag] if present else "UN" + words[flag]) if flag in words else \
+            f"{'KEYWORD' if present else 'UNKEYWORD'} {flag.lower()}"
+        return text, lambda seq, m: (flag in m["flags"]) == present
+    if kind == "size":
+        larger, n = draw(st.booleans()), draw(st.integers(50, 120))
+        return f"{'LARGER' if larger else 'SMALLER'} {n}", \
+            lambda seq, m: m["size"] > n if larger else m["size"] < n
+    if kind in ("seq", "uid"):
+        spans = draw(st.lists(st.tuples(st.integers(1, 45), st.integers(1, 45) | st.just(0)), min_size=1, max_size=3))
+        text = ",".join(f"{a}:{b or '*'}" if a != b else str(a) for a, b in spans)
+        def within(n: int, largest: int) -> bool:
+            return any(min(a, b or largest) <= n <= max(a, b or largest) for a, b in spans)
+        if kind == "seq":
+            return text, lambda seq, m: within(seq, m["exists"])
+        return f"UID {text}", lambda seq, m: within(m["uid"], m["max_uid"])
+    if kind == "subject":
+        word = draw(st.sampled_from(("invoice", "LUNCH", "2", "nothing")))
+        return f"SUBJECT {word}", lambda seq, m: word.casefold() in m["subject"].casefold()
+    if kind == "all":
+        return "ALL", lambda seq, m: True
+    if kind == "not":
+        text, test = _key(draw, depth + 1)
+        return f"NOT ({text})", lambda seq, m: not test(seq, m)
+    (ta, a), (tb, b) = _key(draw, depth + 1), _key(draw, depth + 1)
+    if kind == "or":
+        return f"OR ({ta}) ({tb})", lambda seq, m: a(seq, m) or b(seq, m)
+    return f"({ta}) ({tb})", lambda seq, m: a(seq, m) and b(seq, m)
+
+
+@given(data=st.data())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_key_tree_finds_what_a_message_by_message_reading_finds(mixed_box, data):
+    client, facts = mixed_box
+    text, test = _key(data.draw)
+    expected = [seq for seq, m in enumerate(facts, 1) if test(seq, m)]
+    assert hits(client, text) == expected, text
+    assert hits(client, text, uid=True) == [facts[s - 1]["uid"] for s in expected], text
+
+
+@pytest.fixture(scope="module")
+def mixed_box(tmp_path_factory):
+    """40 messages with random flags, sizes and subjects; every fifth UID expunged, so
+    sequence numbers and UIDs differ."""
+    rng = random.Random(13)
+    store = MailStore(StateDir(tmp_path_factory.mktemp("mixed") / "state"))
+    inbox = store.user(USER).folder("INBOX")
+    for i in range(50):
+        flags = tuple(f for f in _FLAGS if rng.random() < 0.4)
+        inbox.append(f"Subject: {rng.choice(_SUBJECTS)}\n\n{'x' * rng.randint(0, 80)}\n".encode(), flags)
+    client = session(store)
+    client.ok("s SELECT INBOX")
+    client.ok("d STORE 1:* -FLAGS (\\Deleted)")
+    client.ok("e STORE " + ",".join(str(n) for n in range(5, 51, 5)) + " +FLAGS (\\Deleted)")
+    client.ok("x EXPUNGE")
+    for n in range(1, 41):
+        client.ok(f"f{n} STORE {n} {'+' if rng.random() < 0.3 else '-'}FLAGS (\\Deleted)")
+    facts = []
+    view = client.conn.view
+    for uid in view.uids:
+        m = view.folder.get(uid)
+        facts.append({"uid": uid, "flags": set(m.flags), "size": m.size, "exists": len(view.uids),
+                      "max_uid": view.uids[-1],
+                      "subject": view.folder.read_header(uid).split(b"Subject: ")[1].split(b"\n")[0].decode()})
+    return client, facts

@@ -99,6 +99,19 @@ class MessageData:
 
     # ---- derived, cached on the message --------------------------------------------------
 
+    def header_subset(self, names: tuple[str, ...], exclude: bool) -> bytes:
+        """BODY[HEADER.FIELDS (names)] (or .NOT).  A mail client asks every message for the same
+        few fields at each sync, so the last subset asked of a message, if small, stays in its
+        cache: one slot, so a message keeps at most `SUBSET_CACHED` octets of it."""
+        cache = self.m.cache
+        kept = cache.get("fields")
+        if kept is not None and kept[0] == names and kept[1] == exclude:
+            return kept[2]                                          # type: ignore[no-any-return]
+        value = mime.header_subset(self.header(), names, exclude)
+        if len(value) <= SUBSET_CACHED:
+            cache["fields"] = (names, exclude, value)
+        return value
+
     def envelope(self) -> list[Part]:
         cache = self.m.cache
         env = cache.get("envelope")
@@ -113,6 +126,9 @@ class MessageData:
         if value is None:
             value = cache[key] = mime.structure(self.full(), self.tree(), extended)
         return value
+
+
+SUBSET_CACHED = 1024
 
 
 def body_section(data: MessageData, item: FetchItem) -> bytes | None:
@@ -130,7 +146,7 @@ def body_section(data: MessageData, item: FetchItem) -> bytes | None:
     elif not sec.part and sec.text == "HEADER":
         value = data.header()
     elif not sec.part and sec.text.startswith("HEADER.FIELDS"):
-        value = mime.header_subset(data.header(), sec.fields, sec.text == "HEADER.FIELDS.NOT")
+        value = data.header_subset(sec.fields, sec.text == "HEADER.FIELDS.NOT")
     else:
         value = mime.section(data.full(), data.tree(), sec)
     if value is not None and item.partial is not None:

@@ -77,8 +77,7 @@ def search_blocking(conn: "ImapConnection", cmd: Command) -> bool:
     if view is None or view.exists > SEARCH_MESSAGES:
         return True
     args: Search = cmd.args
-    folder = view.folder
-    return not memory_only(args.key, (m for m in folder.messages_of(view.uids) if m is not None))
+    return not memory_only(args.key, view.folder, view.uids)
 
 
 def noop_blocking(conn: "ImapConnection", cmd: Command) -> bool:

@@ -24,7 +24,7 @@ from ..store.errors import MessageGone
 from .fetch import MessageData, flags_text, render
 from .parser import Command, Copy, Expunge, Fetch, FetchItem, Search, Store
 from .response import no
-from .search import Candidate, Compiler
+from .search import Compiler, Pool
 
 if TYPE_CHECKING:
     from .protocol import ImapConnection, Result
@@ -166,30 +166,16 @@ def search(conn: "ImapConnection", cmd: Command) -> "Result":
     with_modseq = _uses(args.key, "modseq")
     if with_modseq:
         conn.enable_condstore()
-    folder = view.folder
     uids = view.uids
-    predicate, _cost = Compiler(len(uids), uids[-1] if uids else 0).compile(args.key)
-    hits: list[int] = []
-    highest = 0
-    recent = view.recent
-    candidate: Candidate | None = None
-    for seq, m in enumerate(folder.messages_of(uids), 1):
-        if m is None:
-            continue
-        uid = m.uid
-        if candidate is None:
-            candidate = Candidate(folder, seq, m, uid in recent)
-        else:
-            candidate.move_to(seq, m, uid in recent)
-        try:
-            if not predicate(candidate):
-                continue
-        except MessageGone:
-            continue
-        hits.append(uid if cmd.uid else seq)
-        if m.modseq > highest:
-            highest = m.modseq
-    text = "* SEARCH" + "".join(f" {n}" for n in hits)
+    matches, _cost = Compiler(len(uids), uids[-1] if uids else 0).compile(args.key)
+    pool = Pool(view.folder, view.folder.messages_of(uids), view.recent)
+    found = matches(pool, pool.everyone())
+    if pool.gone:
+        found = [i for i in found if i not in pool.gone]
+    msgs = pool.msgs
+    hits = [msgs[i].uid for i in found] if cmd.uid else [i + 1 for i in found]    # type: ignore[union-attr]
+    highest = max((msgs[i].modseq for i in found), default=0) if with_modseq else 0  # type: ignore[union-attr]
+    text = "* SEARCH " + " ".join(map(str, hits)) if hits else "* SEARCH"
     if with_modseq and hits:
         text += f" (MODSEQ {highest})"
     conn.out.line(text)

@@ -1,10 +1,12 @@
 """SEARCH (RFC 3501 §6.4.4, RFC 7162 MODSEQ): evaluating a key tree over the selected mailbox.
 
-`compile_key` turns the parser's tuple tree into one predicate over a
-`Candidate` (sequence number, message snapshot, lazy access to its octets).
-AND lists are reordered so that keys answered from the index in memory
-(flags, sizes, dates, UIDs, sequence numbers) run before those that read the
-message (headers, then bodies), and evaluation stops at the first failure.
+`Compiler` turns the parser's tuple tree into one filter over the mailbox,
+set at a time: each key narrows a list of message positions (`Pool`), so a
+flag, size, date or UID key is one pass over plain values, and a header key
+already in the cache is one pass over the cached text.  AND lists run the keys
+answered from the index in memory (flags, sizes, dates, UIDs, sequence
+numbers) before those that read the message (headers, then bodies), each on
+what the previous ones left.
 
 FROM, TO, CC and BCC match "the envelope structure's field" (RFC 3501
 §6.4.4): each address as `envelope.parse_addresses` reads it (ENVELOPE's own
@@ -31,10 +33,11 @@ import email.header
 import email.utils
 import quopri
 import time
-from bisect import bisect_right
-from typing import Callable, Iterable
+from bisect import bisect_left, bisect_right
+from typing import Callable, Collection, Iterable
 
-from ..store import Message
+from ..store import Folder, Message
+from ..store.errors import MessageGone
 from . import mime
 from .envelope import field_value, parse_addresses
 from .fetch import MessageData
@@ -52,7 +55,7 @@ class Candidate(MessageData):
 
     def header_text(self, name: str) -> str | None:
         """The decoded, case-folded values of a header field (all of them, joined)."""
-        key = ("h", name)
+        key = "h:" + name
         cache = self.m.cache
         text = cache.get(key, _UNSET)
         if text is not _UNSET:
@@ -66,7 +69,7 @@ class Candidate(MessageData):
 
     def address_text(self, name: str) -> str:
         """The addresses of a header field as parsed (one form a line), case-folded; cached."""
-        key = ("a", name)
+        key = "a:" + name
         cache = self.m.cache
         text = cache.get(key)
         if text is None:
@@ -148,7 +151,7 @@ def _day_local(ts: float) -> tuple[int, int, int]:
 
 
 def _sent_day(c: Candidate) -> tuple[int, int, int] | None:
-    key = ("sentday",)
+    key = "sentday"
     if key in c.m.cache:
         return c.m.cache[key]
     value = None
@@ -175,7 +178,7 @@ def _lowered(flags: frozenset[str]) -> frozenset[str]:
     return low
 
 
-def _cache_keys(key: tuple, keys: set[tuple[str, ...]]) -> bool:
+def _cache_keys(key: tuple, keys: set[str]) -> bool:
     """Add to `keys` the `Message.cache` entries that answer `key`; False if a key must read a body."""
     kind = key[0]
     if kind == "and":
@@ -188,20 +191,24 @@ def _cache_keys(key: tuple, keys: set[tuple[str, ...]]) -> bool:
         name = key[1]
         if name not in _CACHED_HEADERS:
             return False
-        keys.add(("h", name))
+        keys.add("h:" + name)
         if name in _ADDRESS_HEADERS:
-            keys.add(("a", name))
+            keys.add("a:" + name)
     elif kind == "date" and key[3]:
-        keys.add(("sentday",))
+        keys.add("sentday")
     return True
 
 
-def memory_only(key: tuple, messages: Iterable[Message]) -> bool:
-    """Whether SEARCH `key` over `messages` reads no file: index keys, and header keys already cached."""
-    keys: set[tuple[str, ...]] = set()
+def memory_only(key: tuple, folder: Folder, uids: Iterable[int]) -> bool:
+    """Whether SEARCH `key` over the messages `uids` of `folder` reads no file: index keys, and
+    header keys every one of them has cached."""
+    keys: set[str] = set()
     if not _cache_keys(key, keys):
         return False
-    return not keys or all(k in m.cache for m in messages for k in keys)
+    if not keys:
+        return True
+    get = folder.get
+    return all(k in m.cache for u in uids if (m := get(u)) is not None for k in keys)
 
 
 def ranges_of(seqset: SeqSet, largest: int) -> list[tuple[int, int]]:
@@ -222,55 +229,158 @@ def ranges_of(seqset: SeqSet, largest: int) -> list[tuple[int, int]]:
     return merged
 
 
-def in_ranges(ranges: list[tuple[int, int]], lows: list[int], n: int) -> bool:
-    """n in one of the disjoint sorted `ranges` (`lows` = their low ends)."""
-    i = bisect_right(lows, n) - 1
-    return i >= 0 and ranges[i][1] >= n
+class Pool:
+    """The selected mailbox under test: its messages by position (sequence number - 1; None for
+    one that is gone), and one `Candidate` moved from message to message for the keys that
+    read a message.  A message that vanishes while being read is set aside in `gone`."""
+
+    __slots__ = ("folder", "msgs", "recent", "gone", "_candidate")
+
+    def __init__(self, folder: Folder, msgs: list[Message | None], recent: Collection[int]) -> None:
+        self.folder = folder
+        self.msgs = msgs
+        self.recent = recent
+        self.gone: set[int] = set()
+        self._candidate: Candidate | None = None
+
+    def everyone(self) -> list[int]:
+        return [i for i, m in enumerate(self.msgs) if m is not None]
+
+    def each(self, idx: list[int], test: Predicate) -> list[int]:
+        """The positions in `idx` whose message passes `test`, which may read it."""
+        out: list[int] = []
+        msgs, recent, c = self.msgs, self.recent, self._candidate
+        for i in idx:
+            m = msgs[i]
+            assert m is not None
+            if c is None:
+                c = self._candidate = Candidate(self.folder, i + 1, m, m.uid in recent)
+            else:
+                c.move_to(i + 1, m, m.uid in recent)
+            try:
+                if test(c):
+                    out.append(i)
+            except MessageGone:
+                self.gone.add(i)
+        return out
+
+
+# A key compiled: the positions (ascending) of `idx` whose messages match it.
+Filter = Callable[[Pool, list[int]], list[int]]
+
+
+def _cached_text(key: str, needle: str, slow: Predicate) -> Filter:
+    """Messages whose `Message.cache` text `key` (None: no such field) contains `needle`: in
+    one pass when every message has the entry, else message by message through `slow`, which
+    fills the cache."""
+    def run(pool: Pool, idx: list[int]) -> list[int]:
+        msgs = pool.msgs
+        try:
+            return [i for i in idx if (t := msgs[i].cache[key]) is not None and needle in t]  # type: ignore[union-attr]
+        except KeyError:
+            return pool.each(idx, slow)
+    return run
+
+
+def _flag_filter(flag: str, present: bool) -> Filter:
+    def run(pool: Pool, idx: list[int]) -> list[int]:
+        msgs = pool.msgs
+        sets = {msgs[i].flags for i in idx}                           # type: ignore[union-attr]
+        good = {fs for fs in sets if (flag in _lowered(fs)) == present}
+        if len(good) == len(sets):
+            return idx
+        return [i for i in idx if msgs[i].flags in good]              # type: ignore[union-attr]
+    return run
+
+
+def _span_filter(ranges: list[tuple[int, int]], value: Callable[[int], int]) -> Filter:
+    """Positions whose `value` (ascending with the position: seq or UID) is in one of `ranges`."""
+    def run(pool: Pool, idx: list[int]) -> list[int]:
+        out: list[int] = []
+        for lo, hi in ranges:
+            out.extend(idx[bisect_left(idx, lo, key=value):bisect_right(idx, hi, key=value)])
+        return out
+    return run
+
+
+def _where(test: Callable[[Message], bool]) -> Filter:
+    return lambda pool, idx: [i for i in idx if test(pool.msgs[i])]  # type: ignore[arg-type]
+
+
+def _and(filters: list[Filter]) -> Filter:
+    def run(pool: Pool, idx: list[int]) -> list[int]:
+        for f in filters:
+            if not idx:
+                break
+            idx = f(pool, idx)
+        return idx
+    return run
+
+
+def _or(a: Filter, b: Filter) -> Filter:
+    def run(pool: Pool, idx: list[int]) -> list[int]:
+        first = a(pool, idx)
+        if len(first) == len(idx):
+            return first
+        taken = set(first)
+        return sorted(first + b(pool, [i for i in idx if i not in taken]))
+    return run
+
+
+def _not(f: Filter) -> Filter:
+    def run(pool: Pool, idx: list[int]) -> list[int]:
+        out = set(f(pool, idx))
+        return [i for i in idx if i not in out]
+    return run
 
 
 class Compiler:
-    """Builds predicates; knows the mailbox size and largest UID for "*"."""
+    """Builds filters, cheapest keys of an AND first; knows the mailbox size and largest UID for "*"."""
 
     def __init__(self, exists: int, max_uid: int) -> None:
         self.exists = exists
         self.max_uid = max_uid
 
-    def compile(self, key: tuple) -> tuple[Predicate, int]:
+    def compile(self, key: tuple) -> tuple[Filter, int]:
         kind = key[0]
         if kind == "all":
-            return (lambda c: True), _COST_FLAGS
+            return (lambda pool, idx: idx), _COST_FLAGS
         if kind == "and":
-            compiled = sorted((self.compile(k) for k in key[1]), key=lambda pc: pc[1])
-            preds = [p for p, _ in compiled]
-            return (lambda c: all(p(c) for p in preds)), max(cost for _, cost in compiled)
+            compiled = sorted((self.compile(k) for k in key[1]), key=lambda fc: fc[1])
+            return _and([f for f, _ in compiled]), max(cost for _, cost in compiled)
         if kind == "or":
-            (a, ca), (b, cb) = sorted((self.compile(key[1]), self.compile(key[2])), key=lambda pc: pc[1])
-            return (lambda c: a(c) or b(c)), max(ca, cb)
+            (a, ca), (b, cb) = sorted((self.compile(key[1]), self.compile(key[2])), key=lambda fc: fc[1])
+            return _or(a, b), max(ca, cb)
         if kind == "not":
-            p, cost = self.compile(key[1])
-            return (lambda c: not p(c)), cost
+            f, cost = self.compile(key[1])
+            return _not(f), cost
         if kind == "flag":
-            flag, present = key[1].lower(), key[2]
-            return (lambda c: (flag in _lowered(c.m.flags)) == present), _COST_FLAGS
-        if kind == "recent":
-            return (lambda c: c.recent), _COST_FLAGS
-        if kind == "new":
-            return (lambda c: c.recent and "\\Seen" not in c.m.flags), _COST_FLAGS
-        if kind == "old":
-            return (lambda c: not c.recent), _COST_FLAGS
+            return _flag_filter(key[1].lower(), key[2]), _COST_FLAGS
+        if kind in ("recent", "new", "old"):
+            def recency(pool: Pool, idx: list[int]) -> list[int]:
+                msgs, recent = pool.msgs, pool.recent
+                if kind == "old":
+                    return [i for i in idx if msgs[i].uid not in recent]      # type: ignore[union-attr]
+                hits = [i for i in idx if msgs[i].uid in recent]               # type: ignore[union-attr]
+                if kind == "new":
+                    return [i for i in hits if "\\Seen" not in msgs[i].flags]  # type: ignore[union-attr]
+                return hits
+            return recency, _COST_FLAGS
         if kind == "size":
             larger, n = key[1], key[2]
-            return ((lambda c: c.m.size > n) if larger else (lambda c: c.m.size < n)), _COST_FLAGS
+            return _where((lambda m: m.size > n) if larger else (lambda m: m.size < n)), _COST_FLAGS
         if kind == "modseq":
             n = key[1]
-            return (lambda c: c.m.modseq >= n), _COST_FLAGS
-        if kind in ("seq", "uid"):
-            largest = self.exists if kind == "seq" else self.max_uid
-            ranges = ranges_of(key[1], largest)
-            lows = [lo for lo, _ in ranges]
-            if kind == "seq":
-                return (lambda c: in_ranges(ranges, lows, c.seq)), _COST_FLAGS
-            return (lambda c: in_ranges(ranges, lows, c.m.uid)), _COST_FLAGS
+            return _where(lambda m: m.modseq >= n), _COST_FLAGS
+        if kind == "seq":
+            return _span_filter(ranges_of(key[1], self.exists), lambda i: i + 1), _COST_FLAGS
+        if kind == "uid":
+            ranges = ranges_of(key[1], self.max_uid)
+
+            def uid_spans(pool: Pool, idx: list[int]) -> list[int]:
+                msgs = pool.msgs
+                return _span_filter(ranges, lambda i: msgs[i].uid)(pool, idx)      # type: ignore[union-attr]
+            return uid_spans, _COST_FLAGS
         if kind == "date":
             op, day, sent = key[1], key[2], key[3]
             compare = {"before": lambda d: d < day, "on": lambda d: d == day, "since": lambda d: d >= day}[op]
@@ -278,8 +388,8 @@ class Compiler:
                 def sent_pred(c: Candidate) -> bool:
                     d = _sent_day(c)
                     return d is not None and compare(d)
-                return sent_pred, _COST_HEADER
-            return (lambda c: compare(_day_local(c.m.internaldate))), _COST_FLAGS
+                return (lambda pool, idx: pool.each(idx, sent_pred)), _COST_HEADER
+            return _where(lambda m: compare(_day_local(m.internaldate))), _COST_FLAGS
         if kind == "header":
             name, needle = key[1], key[2].casefold()
 
@@ -287,13 +397,18 @@ class Compiler:
                 text = c.header_text(name)
                 return text is not None and needle in text
 
-            if name in _ADDRESS_HEADERS:
-                return (lambda c: needle in c.address_text(name) or header_pred(c)), _COST_HEADER
-            return header_pred, _COST_HEADER
+            by_header = _cached_text("h:" + name, needle, header_pred)
+            if name not in _ADDRESS_HEADERS:
+                return by_header, _COST_HEADER
+            by_address = _cached_text("a:" + name, needle, lambda c: needle in c.address_text(name))
+            return _or(by_address, by_header), _COST_HEADER
         if kind == "body":
             needle = key[1].casefold()
-            return (lambda c: needle in body_text(c)), _COST_BODY
+            return (lambda pool, idx: pool.each(idx, lambda c: needle in body_text(c))), _COST_BODY
         if kind == "text":
             needle = key[1].casefold()
-            return (lambda c: needle in decode_header(c.header()).casefold() or needle in body_text(c)), _COST_BODY
+
+            def text_pred(c: Candidate) -> bool:
+                return needle in decode_header(c.header()).casefold() or needle in body_text(c)
+            return (lambda pool, idx: pool.each(idx, text_pred)), _COST_BODY
         raise ValueError(f"unknown search key {kind}")
