@@ -247,5 +247,6 @@ class SessionServer(Generic[S]):
             if s.writer.transport.is_closing():     # the client reset: uvloop's write would raise RuntimeError
                 raise ConnectionResetError("reset by peer")
             s.writer.write(data)
-            async with asyncio.timeout(self.ctx.session_timeout):
-                await s.writer.drain()
+            if s.writer.transport.get_write_buffer_size():     # the kernel took it all: nothing to wait for
+                async with asyncio.timeout(self.ctx.session_timeout):
+                    await s.writer.drain()

@@ -135,6 +135,15 @@ class ImapServer(SessionServer[_Session]):
         limit = self.login_timeout() if conn.state is State.NOT_AUTHENTICATED else self.autologout
         deadline = loop.time() + limit
         s.waiting_input = True              # (stays True if cancelled while waiting: stop() says BYE)
+        if s.read_task is None and not conn.idling:     # the everyday case: one read, no task made for it
+            try:
+                async with asyncio.timeout(limit):
+                    data = await s.reader.read(READ_CHUNK)
+            except TimeoutError:
+                data = None
+                conn.timed_out()
+            s.waiting_input = False
+            return data
         while True:
             if s.read_task is None:
                 s.read_task = asyncio.ensure_future(s.reader.read(READ_CHUNK))
