@@ -1,4 +1,5 @@
-"""DATA reading, bytes in: end-of-data with CRLF and bare LF, unstuffing, limits."""
+"""DATA reading, bytes in: the end-of-data line (CRLF, and bare LF only for a client at nc),
+unstuffing, limits."""
 
 import re
 
@@ -7,8 +8,8 @@ from hypothesis import given, settings, strategies as st
 from maillab.smtp.datareader import DataReader, DataStatus, _end_line
 
 
-def read_all(chunks, max_size=10_000_000):
-    r = DataReader(max_size)
+def read_all(chunks, max_size=10_000_000, **options):
+    r = DataReader(max_size, **options)
     for c in chunks:
         r.feed(c)
     return r
@@ -22,9 +23,19 @@ def test_crlf_message_ends_at_dot_line():
 
 
 def test_bare_lf_as_typed_in_nc_ends_and_is_normalised():
-    r = read_all([b"Subject: hi\n", b"\n", b"You are on the naughty list\n", b".\n"])
+    r = read_all([b"Subject: hi\n", b"\n", b"You are on the naughty list\n", b".\n"], lf_end=True)
     assert r.done
     assert r.message() == b"Subject: hi\r\n\r\nYou are on the naughty list\r\n"
+
+
+def test_bare_lf_lines_do_not_end_a_crlf_client_s_message():
+    r = read_all([b"Subject: hi\r\n\r\none\n.\ntwo\n.\r\nthree\r\n.\nfour\r\n.\r\n"])
+    assert r.done and r.message() == b"Subject: hi\r\n\r\none\r\n\r\ntwo\r\n\r\nthree\r\n\r\nfour\r\n"
+
+
+def test_forbid_bare_lf_stops_at_the_first_one():
+    r = read_all([b"ok\r\nbare\nrest\r\n.\r\n"], forbid_bare_lf=True)
+    assert r.status is DataStatus.BARE_LF
 
 
 def test_transparency_dots_are_removed():
@@ -70,9 +81,11 @@ def test_endless_line_keeps_memory_bounded_and_still_finds_the_end():
     assert r.done and r.status is DataStatus.LINE_TOO_LONG
 
 
-def test_nul_and_invalid_utf8_pass_through_as_bytes():
-    r = read_all([b"\x00\xff\xfe\r\n.\r\n"])
-    assert r.message() == b"\x00\xff\xfe\r\n"
+def test_invalid_utf8_passes_through_as_bytes_a_nul_is_refused():
+    r = read_all([b"\xff\xfe\r\n.\r\n"])
+    assert r.message() == b"\xff\xfe\r\n"
+    r = read_all([b"a\x00b\r\n", b"more\r\n.\r\n"])
+    assert r.done and r.status is DataStatus.NUL and r.body.size == 0
 
 
 BODY = (b"From: a@b\r\n\r\n..stuffed\r\nplain\nbare lf\r\n\r\n.. \r\n"
@@ -94,17 +107,25 @@ def test_any_split_gives_the_same_message(cuts):
     assert r.leftover == b"RSET\r\n"
 
 
-_LONE_DOT_LINE = re.compile(rb"^\.\r?\n", re.M)   # the oracle: slow but plainly right
+def _oracle(block: bytes, lf_end: bool, after_crlf: bool) -> tuple[tuple[int, int] | None, bool]:
+    """Line by line, slow but plainly right: a lone "." whose ending is CRLF after a CRLF, or
+    (lf_end) LF after an LF."""
+    at, crlf_before, dots = 0, after_crlf, False
+    for line in re.findall(rb"[^\n]*\n", block):
+        crlf = line.endswith(b"\r\n")
+        if line[:-2 if crlf else -1] == b"." and (crlf_before if crlf else lf_end and not crlf_before):
+            return (at, at + len(line)), dots
+        dots |= line.startswith(b".")
+        at, crlf_before = at + len(line), crlf
+    return None, dots
 
 
-@given(st.lists(st.sampled_from([b".", b"..", b".x", b"x", b"x.", b"", b". ", b"\r."]), max_size=10),
-       st.sampled_from([b"\n", b"\r\n"]))
-def test_end_line_finds_the_first_lone_dot_line_like_a_multiline_regex(lines, newline):
-    block = b"".join(line + newline for line in lines)
-    m = _LONE_DOT_LINE.search(block)
-    before = block[:m.start()] if m else block
-    assert _end_line(block) == ((m.start(), m.end()) if m else None,
-                                any(line.startswith(b".") for line in before.split(b"\n")))
+@given(st.lists(st.tuples(st.sampled_from([b".", b"..", b".x", b"x", b"x.", b"", b". ", b"\r."]),
+                          st.sampled_from([b"\n", b"\r\n"])), max_size=10),
+       st.booleans(), st.booleans())
+def test_end_line_finds_what_a_line_by_line_reading_finds(lines, lf_end, after_crlf):
+    block = b"".join(line + newline for line, newline in lines)
+    assert _end_line(block, lf_end, after_crlf) == _oracle(block, lf_end, after_crlf)
 
 
 @given(st.lists(st.integers(0, 1100), min_size=1, max_size=4), st.sampled_from([b"\n", b"\r\n"]),
@@ -112,7 +133,7 @@ def test_end_line_finds_the_first_lone_dot_line_like_a_multiline_regex(lines, ne
 def test_a_line_is_too_long_exactly_past_998_octets_before_its_crlf(lengths, newline, stuffed):
     # a stuffed line holds "." + n octets and goes on the wire as ".." + n octets
     body = b"".join((b".." if stuffed else b"") + b"y" * n + newline for n in lengths)
-    r = read_all([body + b".\r\n"])
+    r = read_all([body + b"\r\n.\r\n"])
     assert r.done
     too_long = any(n + stuffed > 998 for n in lengths)
     assert (r.status is DataStatus.LINE_TOO_LONG) == too_long

@@ -1,11 +1,24 @@
 """Reading the message that follows DATA: sans-IO, chunk at a time (RFC 5321 §4.5.2).
 
 `DataReader.feed(chunk)` takes bytes as they arrive, split anywhere, and finds
-the end-of-data line: a lone "." ended by CRLF or by a bare LF (a student
-typing in `nc` or `telnet` sends bare LFs; aiosmtpd alone would hang).  It
-removes the transparency dot, turns every line ending into CRLF, and checks the
-two limits of RFC 5321: lines of at most 1000 octets with their CRLF
-(§4.5.3.1.6) and the message size announced in EHLO SIZE (RFC 1870).
+the end-of-data line.  It removes the transparency dot, turns every line
+ending into CRLF, and checks the limits of RFC 5321: lines of at most 1000
+octets with their CRLF (§4.5.3.1.6), the message size announced in EHLO SIZE
+(RFC 1870), and no NUL (RFC 5322 §2.3: a message is characters 1-127 and
+UTF-8; refused as Postfix's `message_reject_characters = \0` would).
+
+Which "." line ends the message (SMTP smuggling, CVE-2023-51766 and kin: a
+relay passes on `<LF>.<LF>` inside a body, a lax receiver sees two messages):
+a lone "." line ends it only if its own line ending and the one before it are
+both CRLF, `<CR><LF>.<CR><LF>` as RFC 5321 §4.1.1.4 has it.  `<LF>.<LF>`,
+`<LF>.<CR><LF>` and `<CR><LF>.<LF>` are message lines (the dot removed as a
+transparency dot, as for any line starting with one).  One exception, for a
+person at nc (`lf_end`): a client whose DATA command itself ended in a bare
+LF may end with `<LF>.<LF>` too (never with the mixed forms).  A relay, the
+only party smuggling works through, speaks CRLF, so its DATA line never
+turns that on.  Bare-LF lines are message lines ending in CRLF (Postfix's
+`smtpd_forbid_bare_newline = normalize`); with `forbid_bare_lf` (the
+"pedantic" line endings) the first one stops the message (`BARE_LF`).
 
 Work is done with whole-buffer byte operations (split, regex, join), never a
 Python loop per line, so a 100 KB message costs a few scans.  Over a limit, the
@@ -29,9 +42,11 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 _STUFFED = re.compile(rb"^\.", re.M)
 
 
-def _end_line(block: bytes) -> tuple[tuple[int, int] | None, bool]:
-    """Where the first lone "." line of `block` (whole lines) starts and ends, if it has one,
-    and whether a line starting with a dot comes before it (then there is unstuffing to do).
+def _end_line(block: bytes, lf_end: bool = False, after_crlf: bool = True) -> tuple[tuple[int, int] | None, bool]:
+    """Where the first end-of-data line of `block` (whole lines) starts and ends, if it has
+    one, and whether a line starting with a dot comes before it (then there is unstuffing
+    to do).  `after_crlf`: the line before `block` ended in CRLF; `lf_end`: `<LF>.<LF>`
+    ends the data too (see the module's docstring).
 
     `bytes.find` jumps from one line that starts with a dot to the next (a
     multi-line regex would try every position).
@@ -39,9 +54,11 @@ def _end_line(block: bytes) -> tuple[tuple[int, int] | None, bool]:
     i = 0 if block.startswith(b".") else block.find(b"\n.") + 1 or -1
     dots = False
     while i >= 0:
-        for end in (b".\n", b".\r\n"):
-            if block.startswith(end, i):
-                return (i, i + len(end)), dots
+        crlf_before = after_crlf if i == 0 else block[i - 2:i - 1] == b"\r"
+        if crlf_before and block.startswith(b".\r\n", i):
+            return (i, i + 3), dots
+        if lf_end and not crlf_before and block.startswith(b".\n", i):
+            return (i, i + 2), dots
         dots = True
         i = block.find(b"\n.", i) + 1 or -1
     return None, dots
@@ -52,14 +69,20 @@ class DataStatus(enum.Enum):
     TOO_BIG = "too big"          # 552 5.3.4
     LINE_TOO_LONG = "line too long"  # 500 5.5.2 (after the final dot)
     NO_STORAGE = "no storage"    # 452 4.3.1: the in-flight budget is spent
+    NUL = "nul"                  # 554 5.6.0: a NUL octet in the message
+    BARE_LF = "bare lf"          # a bare LF with forbid_bare_lf: refused at once
 
 
 class DataReader:
     """Feed bytes after the 354; `done` turns true at the end-of-data line."""
 
     def __init__(self, max_size: int, max_line: int = MAX_LINE,
-                 budget: MemoryBudget | None = None, spill_folder: Path | None = None) -> None:
+                 budget: MemoryBudget | None = None, spill_folder: Path | None = None, *,
+                 lf_end: bool = False, forbid_bare_lf: bool = False) -> None:
         self.max_size = max_size
+        self.lf_end = lf_end
+        self.forbid_bare_lf = forbid_bare_lf
+        self._after_crlf = not lf_end   # the DATA line's own ending: bare LF when lf_end
         # the stored message: memory from `budget` (shared across sessions), then a file
         # in `spill_folder`; `release()` gives both back
         self.body = BodySink(spill_folder, budget)
@@ -95,7 +118,11 @@ class DataReader:
             self._skipping = True
         if not complete:
             return
-        end, dots = (None, False) if dotless and not complete.startswith(b".") else _end_line(complete)
+        if dotless and not complete.startswith(b"."):
+            end, dots = None, False
+        else:
+            end, dots = _end_line(complete, self.lf_end, self._after_crlf)
+        self._after_crlf = complete.endswith(b"\r\n")
         if end is not None:
             self.leftover = complete[end[1]:] + self._carry
             self._carry = b""
@@ -115,8 +142,12 @@ class DataReader:
         self.body.discard()
 
     def _over_line(self) -> None:
+        self._refuse(DataStatus.LINE_TOO_LONG)
+
+    def _refuse(self, status: DataStatus) -> None:
+        """The message will be refused: the first reason is the one given; nothing more is kept."""
         if self.status is DataStatus.OK:
-            self.status = DataStatus.LINE_TOO_LONG
+            self.status = status
             self.release()
 
     def _take(self, lines: bytes, dots: bool) -> None:
@@ -127,7 +158,12 @@ class DataReader:
         self.lines += len(pieces) - 1
         longest = max(map(len, pieces))
         if len(pieces) - 1 != lines.count(b"\r\n"):
+            if self.forbid_bare_lf:
+                self._refuse(DataStatus.BARE_LF)
+                return
             lines = _BARE_LF.sub(b"\r\n", lines)
+        if b"\x00" in lines:
+            self._refuse(DataStatus.NUL)
         if dots:
             lines = _STUFFED.sub(b"", lines)
         # A piece is a line's text, perhaps with its CR and a stuffed dot: at most

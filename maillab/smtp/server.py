@@ -268,7 +268,7 @@ class LabSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        reader = DataReader(self.data_size_limit or 10 * 1024 * 1024, budget=IN_FLIGHT,
+        reader = DataReader(self.data_size_limit or 10 * 1024 * 1024, budget=IN_FLIGHT, lf_end=True,
                             spill_folder=self.mta.queue.spool.folder)
         try:
             await self._data_and_reply(reader)

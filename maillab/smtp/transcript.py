@@ -9,7 +9,8 @@ client typed them (headers, the blank line, the body, doubled dots), within a
 bound: the first `HEAD_LINES` as they arrive (a student typing in telnet sees
 each one), then only the last `TAIL_LINES`, held back until the message ends;
 the lines between are counted, not kept.  The message ends at the end-of-data
-line found by the DATA reader's own rule (`datareader._end_line`); that line
+line found by the DATA reader's own rule (`datareader._end_line`, told by
+`body_started` whether a bare-LF "." ends it); that line
 and what follows it are not message lines.  When the server's reader has the
 message it tells `body_ended` how many octets it took; out come "… K lines
 (X octets) not shown …" (if any were), the held-back last lines, one note
@@ -56,15 +57,19 @@ class ClientLines:
         self._recent: deque[bytes] = deque()   # the last chunks of them (tails), 2 x RETAIN at most
         self._recent_len = 0
         self._message_open = False     # in the body, its end-of-data line not seen yet
+        self._lf_end = False           # `<LF>.<LF>` ends this message too
+        self._after_crlf = True        # the last complete message line ended in CRLF
         self._head = 0                 # lines of the message shown as they came
         self._tail: deque[tuple[str, int]] = deque()   # its latest lines past the head: (text, octets)
         self._hidden_lines = 0         # lines between the head and the tail, and their octets
         self._hidden_octets = 0
 
-    def body_started(self, buffered: int = 0) -> None:
+    def body_started(self, buffered: int = 0, lf_end: bool = False) -> None:
         """The server answered 354: what follows is a message body.  `buffered`: octets the
-        client sent before the 354 that the server has not read yet (shown already, as lines)."""
+        client sent before the 354 that the server has not read yet (shown already, as lines);
+        `lf_end`: the DATA line ended in a bare LF, and so may the message (DataReader)."""
         self._in_body = self._message_open = True
+        self._lf_end, self._after_crlf = lf_end, not lf_end
         self._seen = self._early = buffered
         self._recent.clear()
         self._recent_len = 0
@@ -111,7 +116,11 @@ class ClientLines:
     def _message_lines(self, data: bytes) -> list[tuple[Kind, str]]:
         """The message lines `data` completes: shown now while in the head, else held in the tail."""
         # the end-of-data line, looked for from the start of the line in progress
-        end = _end_line(bytes(self._partial) + data if self._partial else data)[0]
+        block = bytes(self._partial) + data if self._partial else data
+        end = _end_line(block, self._lf_end, self._after_crlf)[0]
+        last = block.rfind(b"\n")
+        if last >= 0:
+            self._after_crlf = block[last - 1:last] == b"\r"
         if end is not None:
             self._message_open = False
             cut = end[0] - len(self._partial)
