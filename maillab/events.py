@@ -122,6 +122,8 @@ class MxTried(Event):
     address: str          # "127.0.0.1:25"; "" when the MX name did not resolve
     result: str           # "delivered", "deferred", "bounced" or "refused"
     reason: str
+    session: str = ""     # the smtp-out session of the try, "" when there was none (no address)
+    peer_queue_id: str = ""   # the next host's queue ID ("250 2.0.0 Ok: queued as ..."), "" if none
 
 
 @dataclass(frozen=True, slots=True)

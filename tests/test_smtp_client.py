@@ -1,21 +1,31 @@
-"""send_hop against real peers on loopback: aiosmtpd, and small scripted servers."""
+"""send_hop and relay_hop against real peers on loopback: aiosmtpd, small scripted servers, the
+lab's own SMTP server, Postfix's smtp-sink when installed."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import ssl
+import subprocess
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from maillab.clock import Clock
-from maillab.events import EventBus, SessionClosed, SessionLine, SessionOpened
-from maillab.smtp.client import HopResult, send_hop
+from maillab.events import EventBus, MxTried, Notice, Queued, SessionClosed, SessionLine, SessionOpened
+from maillab.smtp.client import HopResult, Unresolved, relay_hop, send_hop
+from maillab.smtp.client_protocol import Credentials, Rcpt
+
+from conftest import async_wait_for, maildir_messages
+from netutil import require_tool
 
 MESSAGE = (b"From: mafudge@syr.edu\r\nTo: bob@luxsci.net\r\nSubject: hello\r\n\r\n"
            b"Hi Bob,\r\nsee you.\r\n")
+EIGHTBIT = MESSAGE.replace(b"see you", "à bientôt".encode())
 
 
 class Recorder:
@@ -119,7 +129,7 @@ def free_port() -> int:
 async def test_delivers_a_message() -> None:
     handler = Recorder()
     async with aiosmtpd_peer(handler) as port:
-        result = await hop(port, eightbit=True)
+        result = await hop(port, message=EIGHTBIT)
     assert result.connected and not result.error and not result.temporary
     assert result.greeting is not None and result.greeting.code == 220
     assert str(result.rcpt_replies["bob@luxsci.net"]) == "250 2.0.0 Ok: queued as 4XyZ12"
@@ -130,8 +140,8 @@ async def test_delivers_a_message() -> None:
     [got] = handler.received
     assert got["helo"] == "smtp1.syr.edu"
     assert got["sender"] == "mafudge@syr.edu" and got["rcpts"] == ["bob@luxsci.net"]
-    assert got["content"] == MESSAGE
-    assert handler.mail_options == [[f"SIZE={len(MESSAGE)}", "BODY=8BITMIME"]]
+    assert got["content"] == EIGHTBIT
+    assert handler.mail_options == [[f"SIZE={len(EIGHTBIT)}", "BODY=8BITMIME"]]
 
 
 async def test_plain_mail_from_without_eightbit() -> None:
@@ -144,7 +154,7 @@ async def test_plain_mail_from_without_eightbit() -> None:
 async def test_smtputf8_when_offered() -> None:
     handler = Recorder()
     async with aiosmtpd_peer(handler, enable_SMTPUTF8=True) as port:
-        result = await hop(port, smtputf8=True, sender="jörg@syr.edu")
+        result = await hop(port, sender="jörg@syr.edu")
     assert result.accepted == ["bob@luxsci.net"]
     assert "SMTPUTF8" in handler.mail_options[0]
     assert handler.received[0]["sender"] == "jörg@syr.edu"
@@ -298,7 +308,7 @@ async def test_helo_fallback_when_ehlo_is_unknown() -> None:
         return b"221 bye\r\n" if line == "QUIT" else b"250 Ok\r\n"
 
     async with scripted_peer(b"220 old.test SMTP\r\n", answer) as port:
-        result = await hop(port, eightbit=True)
+        result = await hop(port)
     assert result.accepted == ["bob@luxsci.net"] and result.extensions == {}
     assert seen == ["EHLO smtp1.syr.edu", "HELO smtp1.syr.edu",
                     "MAIL FROM:<mafudge@syr.edu>", "RCPT TO:<bob@luxsci.net>",
@@ -382,3 +392,224 @@ async def test_quit_needs_no_answer() -> None:
 async def test_line_breaks_in_arguments_are_our_bug() -> None:
     with pytest.raises(ValueError):
         await hop(free_port(), recipients=["bob@luxsci.net\r\nDATA"])
+
+
+# ---- issue 15: the adapter over the sans-IO client, against real servers -----------------------
+
+async def test_pipelining_sends_the_whole_group_before_any_reply() -> None:
+    """A peer that answers MAIL only once it has read every RCPT: a client that waits for each
+    reply (no PIPELINING) hangs here until its time-out."""
+    seen: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 pipe.test ESMTP\r\n")
+        lines = []
+        while line := await reader.readline():
+            text = line.decode().rstrip("\r\n")
+            seen.append(text)
+            if text.startswith("EHLO"):
+                writer.write(b"250-pipe.test\r\n250 PIPELINING\r\n")
+            elif text.startswith(("MAIL", "RCPT")):
+                lines.append(text)
+                if len(lines) == 3:                  # MAIL and both RCPTs read: now the replies
+                    writer.write(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 no such user\r\n")
+            elif text == "DATA":
+                writer.write(b"354 go ahead\r\n")
+                while (await reader.readline()) != b".\r\n":
+                    pass
+                writer.write(b"250 2.0.0 Ok: queued as P1\r\n")
+            elif text == "QUIT":
+                writer.write(b"221 2.0.0 Bye\r\n")
+                break
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        result = await hop(server.sockets[0].getsockname()[1], timeout=3.0,
+                           recipients=["bob@luxsci.net", "nobody@luxsci.net"])
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert not result.error, result.error
+    assert result.accepted == ["bob@luxsci.net"] and result.kind("nobody@luxsci.net") == "permanent"
+    assert result.peer_queue_id == "P1"
+    assert seen[:4] == ["EHLO smtp1.syr.edu", "MAIL FROM:<mafudge@syr.edu>", "RCPT TO:<bob@luxsci.net>",
+                        "RCPT TO:<nobody@luxsci.net>"] and seen[4] == "DATA"
+
+
+async def test_utf8_address_to_a_server_without_smtputf8_is_not_sent() -> None:
+    handler = Recorder()
+    async with aiosmtpd_peer(handler) as port:          # aiosmtpd offers no SMTPUTF8 by default
+        result = await hop(port, sender="jörg@syr.edu")
+    reply = result.rcpt_replies["bob@luxsci.net"]
+    assert (reply.code, reply.enhanced) == (553, "5.6.7") and result.kind("bob@luxsci.net") == "permanent"
+    assert handler.mail_options == [] and handler.received == []
+
+
+async def test_dsn_parameters_reach_a_server_that_offers_dsn() -> None:
+    seen: list[str] = []
+
+    def answer(line: str) -> bytes:
+        seen.append(line)
+        if line.startswith("EHLO"):
+            return b"250-dsn.test\r\n250 DSN\r\n"
+        if line == "DATA":
+            return b"354 go ahead\r\n"
+        return b"221 bye\r\n" if line == "QUIT" else b"250 Ok\r\n"
+
+    async with scripted_peer(b"220 dsn.test ESMTP\r\n", answer) as port:
+        result = await hop(port, ret="HDRS", envid="Q1",
+                           recipients=[Rcpt("bob@luxsci.net", ("FAILURE",), "rfc822;bob@luxsci.net")])
+    assert result.accepted == ["bob@luxsci.net"]
+    assert seen[1:3] == ["MAIL FROM:<mafudge@syr.edu> RET=HDRS ENVID=Q1",
+                         "RCPT TO:<bob@luxsci.net> NOTIFY=FAILURE ORCPT=rfc822;bob@luxsci.net"]
+
+
+class Authenticator:
+    def __init__(self) -> None:
+        self.logins: list[tuple[str, str]] = []
+
+    def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                 auth_data: Any) -> AuthResult:
+        self.logins.append((mechanism, auth_data.login.decode()))
+        return AuthResult(success=auth_data.password == b"maillab", handled=False)
+
+
+@pytest.mark.parametrize("mechanisms, used", [(None, "PLAIN"), (["PLAIN"], "LOGIN")])
+async def test_auth_against_aiosmtpd(mechanisms: list[str] | None, used: str) -> None:
+    handler, auth = Recorder(), Authenticator()
+    async with aiosmtpd_peer(handler, authenticator=auth, auth_require_tls=False,
+                             auth_exclude_mechanism=mechanisms) as port:
+        good = await hop(port, credentials=Credentials("mafudge@syr.edu", "maillab"))
+        bad = await hop(port, credentials=Credentials("mafudge@syr.edu", "wrong"))
+    assert good.authenticated and good.accepted == ["bob@luxsci.net"]
+    assert auth.logins == [(used, "mafudge@syr.edu")] * 2
+    assert not bad.authenticated and bad.rcpt_stage == {"bob@luxsci.net": "AUTH"}
+    assert bad.rcpt_replies["bob@luxsci.net"].code == 535 and len(handler.received) == 1
+
+
+def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) TLS contexts for "localhost", the certificate made by openssl."""
+    openssl = require_tool("openssl")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    return server, ssl.create_default_context(cafile=str(cert))
+
+
+async def test_starttls_upgrades_the_connection_and_says_ehlo_again(tmp_path: Path) -> None:
+    server_tls, client_tls = self_signed(tmp_path)
+    handler = Recorder()
+    bus = EventBus()
+    sub = bus.subscribe()
+    async with aiosmtpd_peer(handler, tls_context=server_tls, require_starttls=True) as port:
+        result = await hop(port, bus, mode="starttls", tls_context=client_tls, server_hostname="localhost")
+    assert not result.error, result.error
+    assert result.tls and result.accepted == ["bob@luxsci.net"] and "STARTTLS" not in result.extensions
+    sent = [e.text for e in sub.drain() if isinstance(e, SessionLine) and e.direction == "client"]
+    assert sent[:3] == ["EHLO smtp1.syr.edu", "STARTTLS", "EHLO smtp1.syr.edu"]
+
+
+async def test_implicit_tls(tmp_path: Path) -> None:
+    server_tls, client_tls = self_signed(tmp_path)
+    handler = Recorder()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(handler, hostname="peer.test"), "127.0.0.1", 0,
+                                      ssl=server_tls)
+    try:
+        result = await hop(server.sockets[0].getsockname()[1], mode="tls", tls_context=client_tls,
+                           server_hostname="localhost")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert result.tls and result.accepted == ["bob@luxsci.net"] and not result.error
+    assert handler.received[0]["content"] == MESSAGE
+
+
+async def test_a_failed_handshake_is_a_temporary_error(tmp_path: Path) -> None:
+    server_tls, _ = self_signed(tmp_path)
+    async with aiosmtpd_peer(Recorder(), tls_context=server_tls) as port:
+        result = await hop(port, mode="starttls", tls_context=ssl.create_default_context(),
+                           server_hostname="localhost")
+    assert result.temporary and result.error.startswith("lost connection after STARTTLS (TLS handshake: ")
+    assert result.rcpt_replies == {}
+
+
+async def test_relay_hop_lists_every_mx_tried(tmp_path: Path) -> None:
+    port = free_port()                           # nothing listens on 127.0.0.1 at this port
+    handler = Recorder()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(handler, hostname="mx3.test"), "127.0.0.2", port)
+
+    async def addresses(name: str) -> list[str]:
+        if name == "mx1.test":
+            raise Unresolved("Host or domain name not found. Name service error for name=mx1.test type=A")
+        return {"mx2.test": ["127.0.0.1"], "mx3.test": ["127.0.0.2"]}[name]
+
+    bus = EventBus()
+    sub = bus.subscribe()
+    try:
+        walk = await relay_hop(["mx1.test", "mx2.test", "mx3.test"], addresses, port=port,
+                               helo="smtp1.syr.edu", source_ip=None, sender="mafudge@syr.edu",
+                               recipients=["bob@luxsci.net", "nobody@luxsci.net"], message=MESSAGE,
+                               bus=bus, clock=Clock(), host="smtp1.syr.edu", queue_id="Q1", timeout=5.0)
+    finally:
+        server.close()
+        await server.wait_closed()
+    tries = [(t.mx, t.address, t.result, t.reason) for t in walk.tries]
+    assert tries == [
+        ("mx1.test", "", "deferred", "Host or domain name not found. Name service error for name=mx1.test type=A"),
+        ("mx2.test", f"127.0.0.1:{port}", "refused", "Connection refused"),
+        ("mx3.test", f"127.0.0.2:{port}", "delivered", "250 2.0.0 Ok: queued as 4XyZ12")]
+    assert [t.peer_queue_id for t in walk.tries] == ["", "", "4XyZ12"] and walk.peer_queue_id == "4XyZ12"
+    assert walk.tries[0].session == "" and walk.tries[1].session != walk.tries[2].session
+    assert walk.decided["bob@luxsci.net"].relay == f"mx3.test[127.0.0.2]:{port}"
+    assert walk.decided["nobody@luxsci.net"].reply.code == 550
+    events = sub.drain()
+    assert [e for e in events if isinstance(e, MxTried)] == walk.tries       # on the bus as they ended
+    notices = [e.text for e in events if isinstance(e, Notice)]
+    assert notices == [f"connect to mx2.test[127.0.0.1]:{port}: Connection refused"]
+    opened = {e.session for e in events if isinstance(e, SessionOpened)}
+    assert {walk.tries[1].session, walk.tries[2].session} == opened
+
+
+async def test_a_hop_to_the_labs_own_server(lab) -> None:
+    """smtp1.syr.edu's MX port takes a hop from mail.northpole.org: the queue ID it announces is
+    the one the hop reports, and the message lands in the mailbox."""
+    bus = EventBus()
+    sub = lab.bus.subscribe()
+    result = await send_hop(helo="mail.northpole.org", source_ip="127.0.0.3", dest_ip="127.0.0.1",
+                            dest_port=lab.ports.smtp, sender="santa@northpole.org",
+                            recipients=["mafudge@syr.edu", "tajorgen@syr.edu"],
+                            message=b"Subject: from the pole\r\n\r\nHo ho ho.\r\n..\r\n", bus=bus,
+                            clock=Clock(), session="t/smtp-out/1", host="mail.northpole.org", timeout=10.0)
+    assert not result.error and result.accepted == ["mafudge@syr.edu", "tajorgen@syr.edu"]
+    assert "PIPELINING" in result.extensions and result.peer_queue_id
+    queued = await async_wait_for(lambda: [e for e in sub.drain() if isinstance(e, Queued)
+                                           and e.host == "smtp1.syr.edu"])
+    assert queued[0].queue_id == result.peer_queue_id
+    [message] = await async_wait_for(lambda: maildir_messages(lab.state.root, "tajorgen@syr.edu"))
+    assert message["Subject"] == "from the pole" and message.get_payload() == "Ho ho ho.\n..\n"
+
+
+async def test_a_hop_to_postfix_smtp_sink(tmp_path: Path) -> None:
+    sink = shutil.which("smtp-sink")
+    if sink is None:
+        pytest.skip("Postfix's smtp-sink is not installed")
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(sink, "-c", f"127.0.0.1:{port}", "10",
+                                                stdout=asyncio.subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            result = await hop(port, recipients=["bob@luxsci.net", "ann@luxsci.net"])
+            if result.connected:
+                break
+            await asyncio.sleep(0.05)
+        assert not result.error and result.accepted == ["bob@luxsci.net", "ann@luxsci.net"]
+        assert "PIPELINING" in result.extensions
+    finally:
+        proc.terminate()
+        await proc.wait()

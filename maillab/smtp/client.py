@@ -1,289 +1,233 @@
-"""The outbound SMTP client: one relay hop, one message, one connection.
+"""The outbound SMTP client on asyncio: one connection per try, one try per MX address.
 
-`send_hop` speaks RFC 5321 to the next MTA: greeting, EHLO (HELO when EHLO
-gets 5xx, §4.1.4), MAIL FROM with the ESMTP parameters the server offered
-(SIZE RFC 1870, BODY=8BITMIME RFC 6152, SMTPUTF8 RFC 6531), one RCPT TO per
-recipient, DATA with the body dot-stuffed (§4.5.2), QUIT.  Commands go one at
-a time (no PIPELINING), so the transcript reads like a lesson.
+`send_hop` runs a `ClientConnection` (the sans-IO dialogue of
+`client_protocol`) over one TCP connection: it connects from the host's own
+address with a time-out, bounds every read and write by `timeout` (in the
+spirit of RFC 5321 §4.5.3.2; the 221 to QUIT gets `QUIT_TIMEOUT`, the outcome
+being decided by then), does the TLS the dialogue asks for (mode "tls": from
+the first octet; "starttls": when the protocol's `StartTls` comes), and puts
+the session on the bus: opened, each line, closed with its reason — a refused
+or timed-out connect too, so each try shows.  It never raises for anything
+the network or the peer does: that is a `HopResult` with `error` set.
 
-Invariants: `send_hop` never raises for anything the network or the peer
-does (refused, reset, silence, garbage); that becomes a `HopResult` with
-`error` set and `temporary` true; a refused or timed-out connect is still a
-session on the bus (opened and closed with its reason), so each try shows.
-Every read is bounded by `timeout` (in the spirit of §4.5.3.2).  Each
-recipient ends with at most one reply in `rcpt_replies`: its RCPT reply if
-refused there, else the reply that decided it for everyone (greeting,
-EHLO/HELO, MAIL FROM, DATA or end of data).  A recipient without a reply was
-not decided; with `error` set it is to be retried.  The transcript goes on
-the bus; the message body is summarised in one note, never dumped.
-Arguments carrying CR or LF are our bug: ValueError.
+`relay_hop` walks a domain's MX hosts best first (RFC 5321 §5.1), resolving
+each name when its turn comes and trying each of its addresses, until every
+recipient is decided; a recipient goes on to the next address when it was not
+decided, or when the host would not talk to us (4xx to the greeting, EHLO,
+HELO or STARTTLS).  Every try is an `MxTried` on the bus, published as it
+ends, with the session that made it and the peer's queue ID, and kept in the
+`RelayResult`, failed ones with their reason; a failed connection also gets
+Postfix's maillog line ("connect to smtp1.syr.edu[127.0.0.1]:25: Connection
+refused").
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-import re
+import ssl
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 
 from maillab.clock import Clock
-from maillab.events import Direction, EventBus, SessionClosed, SessionLine, SessionOpened
-from maillab.smtp.replies import ProtocolError, Reply, ReplyParser
+from maillab.events import EventBus, MxTried, Notice, SessionClosed, SessionLine, SessionOpened
+from maillab.sansio import Closed, StartTls
+from maillab.smtp.client_protocol import (ClientConnection, Credentials, Envelope, HopResult, Mode,
+                                          Rcpt)
+from maillab.smtp.replies import Reply
 
 QUIT_TIMEOUT = 2.0   # seconds to wait for the 221: the mail is already handed over
+READ_SIZE = 65536
+_TALK_STAGES = ("CONNECT", "EHLO", "HELO", "STARTTLS")   # a 4xx here: the host would not talk to us
 
-_QUEUED_AS = re.compile(r"\bqueued as\s+<?([^\s<>;,]+)", re.I)
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-
-
-@dataclass
-class HopResult:
-    """What one hop achieved; see the module docstring for how to read it."""
-
-    connected: bool = False
-    greeting: Reply | None = None
-    rcpt_replies: dict[str, Reply] = field(default_factory=dict)
-    error: str = ""          # connection-level failure, "" if none
-    temporary: bool = False  # whether `error` is worth a retry
-    peer_queue_id: str = ""
-    # which command each reply in `rcpt_replies` answered: "CONNECT" (the
-    # greeting), "EHLO", "HELO", "MAIL FROM", "RCPT TO", "DATA", "END-OF-MESSAGE"
-    rcpt_stage: dict[str, str] = field(default_factory=dict)
-    extensions: dict[str, str] = field(default_factory=dict)  # EHLO keyword -> params
-
-    @property
-    def accepted(self) -> list[str]:
-        """Recipients the peer took responsibility for (positive final reply)."""
-        return [rcpt for rcpt, reply in self.rcpt_replies.items() if reply.is_positive]
+_out_sessions = itertools.count(1)
 
 
-class _HopFailed(Exception):
-    """Ends the conversation with a connection-level error (always temporary)."""
-
-
-class _Conversation:
-    """One connection's reader, writer, reply parser and transcript."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 bus: EventBus, clock: Clock, session: str, host: str, timeout: float) -> None:
-        self.reader, self.writer = reader, writer
-        self.bus, self.clock, self.session, self.host = bus, clock, session, host
-        self.timeout = timeout
-        self.parser = ReplyParser()
-        self.replies: list[Reply] = []
-        self.stage = "CONNECT"
-
-    def log(self, direction: Direction, text: str) -> None:
-        self.bus.publish(SessionLine(self.clock.now(), self.session, self.host, direction, text))
-
-    async def send(self, command: str, stage: str) -> None:
-        self.stage = stage
-        self.log("client", command)
-        await self.write(command.encode("utf-8") + b"\r\n")
-
-    async def write(self, data: bytes) -> None:
-        try:
-            self.writer.write(data)
-            async with asyncio.timeout(self.timeout):
-                await self.writer.drain()
-        except TimeoutError:
-            raise _HopFailed(f"timeout after {self.stage}") from None
-        except OSError as exc:
-            raise _HopFailed(f"lost connection after {self.stage} ({_reason(exc)})") from None
-
-    async def reply(self, timeout: float | None = None) -> Reply:
-        while not self.replies:
-            try:
-                async with asyncio.timeout(timeout or self.timeout):
-                    data = await self.reader.read(8192)
-            except TimeoutError:
-                raise _HopFailed(f"timeout after {self.stage}") from None
-            except OSError as exc:
-                raise _HopFailed(f"lost connection after {self.stage} ({_reason(exc)})") from None
-            if not data:
-                raise _HopFailed(f"lost connection after {self.stage}")
-            try:
-                self.replies.extend(self.parser.feed(data))
-            except ProtocolError as exc:
-                raise _HopFailed(f"protocol error after {self.stage}: {exc}") from None
-        reply = self.replies.pop(0)
-        for line in reply.wire_lines():
-            self.log("server", line)
-        return reply
-
-    async def command(self, command: str, stage: str) -> Reply:
-        await self.send(command, stage)
-        return await self.reply()
-
-    async def close(self) -> None:
-        self.writer.close()
-        try:
-            async with asyncio.timeout(QUIT_TIMEOUT):
-                await self.writer.wait_closed()
-        except (OSError, TimeoutError):
-            pass
+class Unresolved(Exception):
+    """An MX name without addresses; the text is the reason, in Postfix's words."""
 
 
 async def send_hop(*, helo: str, source_ip: str | None, dest_ip: str, dest_port: int,
-                   sender: str, recipients: Sequence[str], message: bytes,
+                   sender: str, recipients: Sequence[str | Rcpt], message: bytes,
                    bus: EventBus, clock: Clock, session: str, host: str,
-                   timeout: float = 30.0, eightbit: bool = False,
-                   smtputf8: bool = False) -> HopResult:
+                   timeout: float = 30.0, mode: Mode = "plain",
+                   credentials: Credentials | None = None, ret: str = "", envid: str = "",
+                   tls_context: ssl.SSLContext | None = None,
+                   server_hostname: str | None = None) -> HopResult:
     """Hand `message` to the MTA at dest_ip:dest_port for `recipients`."""
-    for value in (helo, sender, *recipients):
-        if "\r" in value or "\n" in value:
-            raise ValueError(f"CR or LF in SMTP argument {value!r}")
-    result = HopResult()
+    rcpts = tuple(r if isinstance(r, Rcpt) else Rcpt(r) for r in recipients)
+    conn = ClientConnection(helo, Envelope(sender, rcpts, ret, envid), message, mode=mode,
+                            credentials=credentials)
+    if mode != "plain" and tls_context is None:
+        raise ValueError(f"mode {mode!r} needs a TLS context")
     peer = f"{dest_ip}:{dest_port}"
     local = (source_ip, 0) if source_ip else None
+    implicit = tls_context if mode == "tls" else None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(dest_ip, dest_port, local_addr=local)
+            reader, writer = await asyncio.open_connection(
+                dest_ip, dest_port, local_addr=local, ssl=implicit,
+                server_hostname=server_hostname if implicit else None)
     except TimeoutError:
-        return _unreached(result, f"connect to {peer}: timeout", bus, clock, session, host, peer)
-    except OSError as exc:
-        return _unreached(result, f"connect to {peer}: {_reason(exc)}", bus, clock, session, host, peer)
-    result.connected = True
+        return _unreached(f"connect to {peer}: timeout", bus, clock, session, host, peer)
+    except (OSError, ssl.SSLError) as exc:
+        return _unreached(f"connect to {peer}: {_reason(exc)}", bus, clock, session, host, peer)
     bus.publish(SessionOpened(clock.now(), session, "smtp-out", host, peer))
-    conv = _Conversation(reader, writer, bus, clock, session, host, timeout)
+
+    def publish() -> None:
+        for direction, text in conn.transcript():
+            bus.publish(SessionLine(clock.now(), session, host, direction, text))
+
+    while True:
+        publish()
+        out = conn.data_to_send()
+        if out:
+            try:
+                writer.write(out)
+                async with asyncio.timeout(timeout):
+                    await writer.drain()
+            except TimeoutError:
+                conn.timed_out()
+            except OSError as exc:
+                conn.connection_lost(_reason(exc))
+        event = conn.next_event()
+        if isinstance(event, Closed):
+            break
+        if isinstance(event, StartTls):
+            try:
+                async with asyncio.timeout(timeout):
+                    await writer.start_tls(tls_context, server_hostname=server_hostname)  # type: ignore[arg-type]
+                conn.tls_started()
+            except TimeoutError:
+                conn.timed_out()
+            except (OSError, ssl.SSLError) as exc:
+                conn.connection_lost(f"TLS handshake: {_reason(exc)}")
+            continue
+        try:
+            async with asyncio.timeout(min(timeout, QUIT_TIMEOUT) if conn.settled else timeout):
+                data = await reader.read(READ_SIZE)
+        except TimeoutError:
+            conn.timed_out()
+            continue
+        except OSError as exc:
+            conn.connection_lost(_reason(exc))
+            continue
+        conn.receive_data(data)
+    publish()
+    writer.close()
     try:
-        await _converse(conv, result, helo=helo, sender=sender, recipients=recipients,
-                        message=message, eightbit=eightbit, smtputf8=smtputf8)
-        reason = "QUIT"
-    except _HopFailed as exc:
-        _failed(result, str(exc))
-        reason = str(exc)
-    await conv.close()
-    bus.publish(SessionClosed(clock.now(), session, host, reason))
-    return result
-
-
-async def _converse(conv: _Conversation, result: HopResult, *, helo: str, sender: str,
-                    recipients: Sequence[str], message: bytes,
-                    eightbit: bool, smtputf8: bool) -> None:
-    def decide(rcpts: Sequence[str], reply: Reply, stage: str) -> None:
-        for rcpt in rcpts:
-            result.rcpt_replies[rcpt] = reply
-            result.rcpt_stage[rcpt] = stage
-
-    async def refused(reply: Reply, stage: str, expected: int) -> bool:
-        """True (after QUIT) if `reply` ends the hop for everyone still undecided."""
-        if reply.code == expected or (expected == 2 and reply.code // 100 == 2):
-            return False
-        if not (reply.is_transient or reply.is_permanent):
-            raise _HopFailed(f"protocol error after {stage}: unexpected reply {reply}")
-        decide([r for r in recipients if r not in result.rcpt_replies], reply, stage)
-        await _quit(conv)
-        return True
-
-    greeting = result.greeting = await conv.reply()
-    if await refused(greeting, "CONNECT", 220):
-        return
-
-    reply = await conv.command(f"EHLO {helo}", "EHLO")
-    if reply.is_permanent:   # an old server: RFC 5321 §4.1.4
-        reply = await conv.command(f"HELO {helo}", "HELO")
-        if await refused(reply, "HELO", 250):
-            return
-    elif await refused(reply, "EHLO", 250):
-        return
-    else:
-        result.extensions = _extensions(reply)
-
-    if message.count(b"\n") != message.count(b"\r\n"):
-        message = _BARE_LF.sub(b"\r\n", message)
-    if message and not message.endswith(b"\r\n"):
-        message += b"\r\n"
-    params = []
-    if "SIZE" in result.extensions:
-        limit = result.extensions["SIZE"]
-        if limit.isdigit() and 0 < int(limit) < len(message):
-            conv.log("note", f"message size {len(message)} exceeds size limit {limit} "
-                             "of the server: not sent")
-            decide(recipients, Reply(552, (f"5.3.4 Message size {len(message)} exceeds "
-                                           f"fixed limit of {limit} bytes",)), "MAIL FROM")
-            await _quit(conv)
-            return
-        params.append(f"SIZE={len(message)}")
-    if eightbit and "8BITMIME" in result.extensions:
-        params.append("BODY=8BITMIME")
-    if smtputf8 and "SMTPUTF8" in result.extensions:
-        params.append("SMTPUTF8")
-    reply = await conv.command(" ".join([f"MAIL FROM:<{sender}>", *params]), "MAIL FROM")
-    if await refused(reply, "MAIL FROM", 2):
-        return
-
-    accepted: list[str] = []
-    for rcpt in recipients:
-        reply = await conv.command(f"RCPT TO:<{rcpt}>", "RCPT TO")
-        if reply.code // 100 == 2:
-            accepted.append(rcpt)
-        elif reply.is_transient or reply.is_permanent:
-            decide([rcpt], reply, "RCPT TO")
-        else:
-            raise _HopFailed(f"protocol error after RCPT TO: unexpected reply {reply}")
-    if not accepted:
-        await _quit(conv)
-        return
-
-    reply = await conv.command("DATA", "DATA")
-    if await refused(reply, "DATA", 354):
-        return
-    lines = message.count(b"\n")
-    conv.stage = "END-OF-MESSAGE"
-    conv.log("note", f"(message body: {lines} lines, {len(message)} bytes)")
-    conv.log("client", ".")
-    await conv.write(_dot_stuff(message) + b".\r\n")
-    reply = await conv.reply()
-    if await refused(reply, "END-OF-MESSAGE", 2):
-        return
-    decide(accepted, reply, "END-OF-MESSAGE")
-    match = _QUEUED_AS.search(reply.text)
-    result.peer_queue_id = match.group(1) if match else ""
-    await _quit(conv)
-
-
-async def _quit(conv: _Conversation) -> None:
-    """Say QUIT and wait briefly for the 221; the outcome is already decided."""
-    try:
-        await conv.send("QUIT", "QUIT")
-        await conv.reply(timeout=min(conv.timeout, QUIT_TIMEOUT))
-    except _HopFailed:
+        async with asyncio.timeout(QUIT_TIMEOUT):
+            await writer.wait_closed()
+    except (OSError, TimeoutError):
         pass
+    bus.publish(SessionClosed(clock.now(), session, host, event.reason))
+    return conn.result
 
 
-def _dot_stuff(message: bytes) -> bytes:
-    """RFC 5321 §4.5.2: a line that starts with "." gets one more."""
-    stuffed = message.replace(b"\r\n.", b"\r\n..")
-    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A recipient's final reply and the MX address that gave it."""
+    reply: Reply
+    relay: str           # "mx1.luxsci.net[127.0.0.5]:25"
+    mx: str
 
 
-def _extensions(reply: Reply) -> dict[str, str]:
-    """EHLO keywords (upper case) and their parameters, RFC 5321 §4.1.1.1."""
-    found: dict[str, str] = {}
-    for line in reply.lines[1:]:
-        keyword, _, params = line.strip().partition(" ")
-        if keyword:
-            found[keyword.upper()] = params.strip()
-    return found
+@dataclass
+class RelayResult:
+    decided: dict[str, Decided] = field(default_factory=dict)
+    tries: list[MxTried] = field(default_factory=list)      # every address tried, in order
+    failures: list[str] = field(default_factory=list)       # the reason of each failed try
+    last_error: str = "no MX host answered"
+    last_dsn: str = "4.4.1"
+
+    @property
+    def peer_queue_id(self) -> str:
+        """The queue ID of the try that delivered, "" if none did."""
+        return next((t.peer_queue_id for t in reversed(self.tries) if t.result == "delivered"), "")
 
 
-def _unreached(result: HopResult, error: str, bus: EventBus, clock: Clock, session: str,
-               host: str, peer: str) -> HopResult:
+async def relay_hop(mx_hosts: Sequence[str], addresses: Callable[[str], Awaitable[list[str]]], *,
+                    port: int, helo: str, source_ip: str | None, sender: str,
+                    recipients: Sequence[str | Rcpt], message: bytes, bus: EventBus, clock: Clock,
+                    host: str, queue_id: str, timeout: float = 30.0, ret: str = "",
+                    envid: str = "") -> RelayResult:
+    """Try `mx_hosts` in order (`addresses(name)` resolves one, raising `Unresolved`)."""
+    walk = RelayResult()
+    rcpts = {r.address: r for r in (x if isinstance(x, Rcpt) else Rcpt(x) for x in recipients)}
+    remaining = list(rcpts)
+
+    def tried(mx: str, address: str, result: str, reason: str, session: str = "",
+              peer_queue_id: str = "") -> None:
+        event = MxTried(clock.now(), host, queue_id, mx, address, result, reason, session, peer_queue_id)
+        walk.tries.append(event)
+        bus.publish(event)
+
+    for name in mx_hosts:
+        try:
+            ips = await addresses(name)
+        except Unresolved as e:
+            walk.last_error, walk.last_dsn = str(e), "4.4.3"
+            walk.failures.append(walk.last_error)
+            tried(name, "", "deferred", walk.last_error)
+            continue
+        for ip in ips:
+            relay, session = f"{name}[{ip}]:{port}", f"{host}/smtp-out/{next(_out_sessions)}"
+            hop = await send_hop(helo=helo, source_ip=source_ip, dest_ip=ip, dest_port=port, sender=sender,
+                                 recipients=[rcpts[r] for r in remaining], message=message, bus=bus,
+                                 clock=clock, session=session, host=host, timeout=timeout, ret=ret,
+                                 envid=envid)
+            replies = [x for x in (hop.rcpt_replies.get(r) for r in remaining) if x is not None]
+            if hop.error:
+                result = "refused" if not hop.connected and "refused" in hop.error.lower() else "deferred"
+                tried(name, f"{ip}:{port}", result,
+                      hop.error.partition(": ")[2] if not hop.connected else hop.error, session)
+            else:
+                tried(name, f"{ip}:{port}", *_hop_result(replies), session, hop.peer_queue_id)
+            still: list[str] = []
+            for r in remaining:
+                reply = hop.rcpt_replies.get(r)
+                if reply is None:
+                    still.append(r)
+                elif reply.is_transient and hop.rcpt_stage.get(r) in _TALK_STAGES:
+                    walk.last_error, walk.last_dsn = f"host {relay} said: {reply}", reply.enhanced or "4.0.0"
+                    still.append(r)
+                else:
+                    walk.decided[r] = Decided(reply, relay, name)
+            if hop.error:
+                walk.last_error, walk.last_dsn = hop.error, "4.4.1" if not hop.connected else "4.4.2"
+                # Postfix's words for a failed try, e.g. "connect to smtp1.syr.edu[127.0.0.1]:25: Connection refused"
+                text = (f"connect to {relay}: {hop.error.partition(': ')[2]}" if not hop.connected
+                        else f"{relay}: {hop.error}")
+                bus.publish(Notice(clock.now(), host, "smtp", text, queue_id))
+                walk.failures.append(text)
+            elif still and walk.last_error.startswith(f"host {relay} said:"):
+                walk.failures.append(walk.last_error)
+            remaining = still
+            if not remaining:
+                return walk
+    return walk
+
+
+def _hop_result(replies: list[Reply]) -> tuple[str, str]:
+    """(result, reason) of a hop that talked SMTP, from its replies to our recipients."""
+    if not replies:
+        return "deferred", "no reply to any recipient"
+    taken = next((r for r in replies if r.is_positive), None)
+    if taken is not None:
+        return "delivered", str(taken)
+    refused = [r for r in replies if not r.is_permanent]
+    return ("deferred", str(refused[0])) if refused else ("bounced", str(replies[0]))
+
+
+def _unreached(error: str, bus: EventBus, clock: Clock, session: str, host: str, peer: str) -> HopResult:
     """A try that never got a connection still is a session row, closed with its reason."""
     now = clock.now()
     bus.publish(SessionOpened(now, session, "smtp-out", host, peer))
     bus.publish(SessionLine(now, session, host, "note", error))
     bus.publish(SessionClosed(now, session, host, error))
-    return _failed(result, error)
+    return HopResult(error=error, temporary=True)
 
 
-def _failed(result: HopResult, error: str) -> HopResult:
-    result.error = error
-    result.temporary = True
-    return result
-
-
-def _reason(exc: OSError) -> str:
+def _reason(exc: OSError | ssl.SSLError) -> str:
     return os.strerror(exc.errno) if exc.errno else (str(exc) or type(exc).__name__)

@@ -27,7 +27,14 @@ _ENHANCED = re.compile(r"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?=[ \t]|\Z)")
 
 
 class ProtocolError(Exception):
-    """The peer sent something that is not an SMTP reply."""
+    """The peer sent something that is not an SMTP reply.
+
+    `replies` holds the replies the same `feed` completed before the fault, so
+    a reader acts on them as it would have had they come in an earlier chunk."""
+
+    def __init__(self, text: str, replies: list["Reply"] | None = None) -> None:
+        super().__init__(text)
+        self.replies = replies or []
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ class ReplyParser:
 
     def feed(self, data: bytes) -> list[Reply]:
         if self._broken is not None:
-            raise self._broken
+            raise ProtocolError(str(self._broken))     # the same fault, with no replies this time
         try:
             return self._feed(data)
         except ProtocolError as exc:
@@ -102,19 +109,23 @@ class ReplyParser:
     def _feed(self, data: bytes) -> list[Reply]:
         buffer = self._buffer + data
         *complete, self._buffer = buffer.split(b"\n")
-        # a partial line may still get its "\r": allow one octet for it
-        if len(self._buffer) > MAX_LINE + 1 or (
-                len(self._buffer) == MAX_LINE + 1 and not self._buffer.endswith(b"\r")):
-            raise ProtocolError(f"reply line longer than {MAX_LINE} octets")
         replies: list[Reply] = []
-        for raw in complete:
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            if len(raw) > MAX_LINE:
+        try:
+            for raw in complete:
+                if raw.endswith(b"\r"):
+                    raw = raw[:-1]
+                if len(raw) > MAX_LINE:
+                    raise ProtocolError(f"reply line longer than {MAX_LINE} octets")
+                reply = self._line(raw.decode("utf-8", errors="replace"))
+                if reply is not None:
+                    replies.append(reply)
+            # a partial line may still get its "\r": allow one octet for it
+            if len(self._buffer) > MAX_LINE + 1 or (
+                    len(self._buffer) == MAX_LINE + 1 and not self._buffer.endswith(b"\r")):
                 raise ProtocolError(f"reply line longer than {MAX_LINE} octets")
-            reply = self._line(raw.decode("utf-8", errors="replace"))
-            if reply is not None:
-                replies.append(reply)
+        except ProtocolError as exc:
+            exc.replies = replies
+            raise
         return replies
 
     def _line(self, line: str) -> Reply | None:
