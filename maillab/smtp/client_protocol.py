@@ -141,6 +141,14 @@ def xtext(value: str) -> str:
                    for o in value.encode("utf-8"))
 
 
+def _crlf(message: bytes) -> bytes:
+    """Every line ending CRLF (RFC 5321 §2.3.8: a bare CR or LF is none), the last line too."""
+    pairs = message.count(b"\r\n")
+    if message.count(b"\r") != pairs or message.count(b"\n") != pairs:
+        message = _LINE_BREAKS.sub(b"\r\n", message)
+    return message if not message or message.endswith(b"\r\n") else message + b"\r\n"
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
@@ -159,12 +167,10 @@ class ClientConnection:
             raise ValueError("no recipients")
         self.helo, self.envelope, self.mode, self.credentials = helo, envelope, mode, credentials
         self.result = HopResult(connected=True, tls=mode == "tls")
-        self._message = _LINE_BREAKS.sub(b"\r\n", message)     # RFC 5321 §2.3.8: CRLF only
-        if self._message and not self._message.endswith(b"\r\n"):
-            self._message += b"\r\n"
+        self._message = _crlf(message)
         self._utf8 = not all(a.isascii() for a in addresses)
         self._parser = ReplyParser()
-        self._out = bytearray()
+        self._out: list[bytes] = []
         self._lines: list[tuple[Direction, str]] = []
         self._expect: deque[tuple[str, Callable[[Reply], None]]] = deque()
         self._stage = "CONNECT"
@@ -221,8 +227,8 @@ class ClientConnection:
         return self._closed if self._closed is not None else NEED_DATA
 
     def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
+        out = self._out[0] if len(self._out) == 1 else b"".join(self._out)   # a body goes out uncopied
+        self._out = []
         return out
 
     def transcript(self) -> list[tuple[Direction, str]]:
@@ -261,7 +267,7 @@ class ClientConnection:
     def _send(self, command: str, stage: str, handler: Callable[[Reply], None],
               shown: str | None = None) -> None:
         self._lines.append(("client", shown if shown is not None else command))
-        self._out += command.encode("utf-8") + b"\r\n"
+        self._out.append(command.encode("utf-8") + b"\r\n")
         self._expect.append((stage, handler))
 
     def _note(self, text: str) -> None:
@@ -464,7 +470,7 @@ class ClientConnection:
         lines = message.count(b"\n")
         self._note(f"(message body: {lines} lines, {len(message)} bytes)")
         self._lines.append(("client", "."))
-        self._out += stuff(message)
+        self._out.append(stuff(message))
         self._expect.append(("END-OF-MESSAGE", self._on_end_of_data))
 
     def _on_end_of_data(self, reply: Reply) -> None:
