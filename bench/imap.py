@@ -30,7 +30,8 @@ ratios are to the Dovecot 2.3 figures quoted in issue 4 (same machine).
 
 Write and concurrency (issue 13), with --write: single-client APPEND of
 --append-count 2 KB messages (synchronizing literals, one command at a time;
-APPEND/s), then --sessions concurrent sessions on a 1,000-message mailbox each
+APPEND/s; then again with the literal and its closing CRLF in two writes and
+Nagle's algorithm on, as most clients write: the delayed-ACK stall of issue 15), then --sessions concurrent sessions on a 1,000-message mailbox each
 doing a FETCH / SEARCH / STORE mix; every command's median and p95 latency,
 for maillab and for Dovecot side by side, and the ratios; and maillab's CPU
 time (all threads of `maillab serve`) per command of the mix, which the
@@ -463,25 +464,32 @@ def append_message(i: int) -> bytes:
     return head + body + b"x" * (APPEND_SIZE - len(head) - len(body) - 2) + b"\r\n"
 
 
-def append_rate(port: int, count: int) -> float:
-    """APPENDs per second, one client, one APPEND at a time (synchronizing literal)."""
+def append_rate(port: int, count: int, pieces: bool = False) -> float:
+    """APPENDs per second, one client, one APPEND at a time (synchronizing literal); with
+    `pieces`, the literal and the closing CRLF go in two writes (Nagle's algorithm on, as in
+    most clients: the CRLF waits for the server's ACK of the literal; issue 15's 40 ms stall)."""
     c = Imap(port)
     c.command(f"LOGIN {USER} {PASSWORD}")
-    c.command("CREATE Bench")
+    box = "BenchPieces" if pieces else "Bench"
+    c.command(f"CREATE {box}")
     started = time.perf_counter()
     for i in range(count):
         data = append_message(i)
         c.n += 1
         tag = f"BENCH{c.n:04d}"
-        c.sock.sendall(f"{tag} APPEND Bench {{{len(data)}}}\r\n".encode())
+        c.sock.sendall(f"{tag} APPEND {box} {{{len(data)}}}\r\n".encode())
         c.read_until(b"\r\n")                   # the "+ " continuation
-        c.sock.sendall(data + b"\r\n")
+        if pieces:
+            c.sock.sendall(data)
+            c.sock.sendall(b"\r\n")
+        else:
+            c.sock.sendall(data + b"\r\n")
         c.read_tagged(f"{tag} ".encode())
         line = c.read_until(b"\r\n")
         if not line.startswith(f"{tag} OK".encode()):
             raise RuntimeError(f"APPEND: {line[:120]!r}")
     elapsed = time.perf_counter() - started
-    _, data = c.command("STATUS Bench (MESSAGES)")
+    _, data = c.command(f"STATUS {box} (MESSAGES)")
     if f"MESSAGES {count})".encode() not in data:
         raise RuntimeError(f"APPEND: {count} appended, STATUS says {data[:200]!r}")
     c.close()
@@ -547,7 +555,8 @@ def process_cpu(pid: int) -> float:
 def run_writes(imap: int, append_count: int, sessions: int, rounds: int,
                pid: int | None = None) -> dict[str, tuple[float, ...]]:
     """APPEND/s, the mix's latencies and, given the server's `pid`, its CPU ms per command of the mix."""
-    results: dict[str, tuple[float, ...]] = {"APPEND/s (1 client, 2 KB)": (append_rate(imap, append_count),)}
+    results: dict[str, tuple[float, ...]] = {"APPEND/s (1 client, 2 KB)": (append_rate(imap, append_count),),
+                                             "APPEND/s in pieces (no NODELAY)": (append_rate(imap, append_count, True),)}
     before = process_cpu(pid) if pid is not None else 0.0
     for k, v in concurrent_latency(imap, sessions, rounds, MIX_MESSAGES).items():
         results[f"{k} x{sessions} (median, p95 ms)"] = v
