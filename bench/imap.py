@@ -523,8 +523,8 @@ def mix_session(port: int, seed: int, rounds: int, count: int, out: dict[str, li
         ready.release()
 
 
-def concurrent_latency(port: int, sessions: int, rounds: int, count: int) -> dict[str, tuple[float, float]]:
-    """(median, p95) milliseconds of each command of the mix with `sessions` concurrent sessions."""
+def concurrent_latency(port: int, sessions: int, rounds: int, count: int) -> dict[str, tuple[float, float, float]]:
+    """(median, p95, mean) milliseconds of each command of the mix with `sessions` concurrent sessions."""
     import threading
     out: dict[str, list[float]] = {k: [] for k in MIX_COMMANDS}
     errors: list[str] = []
@@ -543,7 +543,7 @@ def concurrent_latency(port: int, sessions: int, rounds: int, count: int) -> dic
             raise RuntimeError("a session did not finish in time")
     if errors:
         raise RuntimeError(f"{len(errors)} sessions failed: {errors[0]}")
-    return {k: (statistics.median(v), statistics.quantiles(v, n=20)[-1]) for k, v in out.items()}
+    return {k: (statistics.median(v), statistics.quantiles(v, n=20)[-1], statistics.fmean(v)) for k, v in out.items()}
 
 
 def process_cpu(pid: int) -> float:
@@ -559,7 +559,7 @@ def run_writes(imap: int, append_count: int, sessions: int, rounds: int,
                                              "APPEND/s in pieces (no NODELAY)": (append_rate(imap, append_count, True),)}
     before = process_cpu(pid) if pid is not None else 0.0
     for k, v in concurrent_latency(imap, sessions, rounds, MIX_MESSAGES).items():
-        results[f"{k} x{sessions} (median, p95 ms)"] = v
+        results[f"{k} x{sessions} (median/p95/mean)"] = v
     if pid is not None:
         spent = process_cpu(pid) - before
         results["server CPU ms per mix command"] = (1000 * spent / (sessions * rounds * len(MIX_COMMANDS)),)
@@ -581,9 +581,9 @@ def report_writes(ours: dict[str, tuple[float, ...]], theirs: dict[str, tuple[fl
             ratio = f"{values[0] / other[0]:.2f}x" if other else "-"
             met = "-" if not other else ("met" if values[0] >= other[0] else "NOT met")
         else:
-            mine = f"{values[0]:.1f} / {values[1]:.1f}"
-            ref = f"{other[0]:.1f} / {other[1]:.1f}" if other else "-"
-            ratio = f"{values[0] / other[0]:.2f}x / {values[1] / other[1]:.2f}x" if other else "-"
+            mine = "/".join(f"{v:.1f}" for v in values)
+            ref = "/".join(f"{v:.1f}" for v in other) if other else "-"
+            ratio = "/".join(f"{a / b:.1f}" for a, b in zip(values, other)) + "x" if other else "-"
             met = "-" if not other else ("met" if values[0] <= 2 * other[0] else "NOT met")
         print(f"{step:<34}{mine:>18}{ref:>18}{ratio:>16}{met:>10}")
 
