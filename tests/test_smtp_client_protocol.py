@@ -423,7 +423,15 @@ _LINES = st.sampled_from([GREETING, EHLO_OK, ehlo("PIPELINING", "AUTH PLAIN", "D
                           OK, QUEUED, GO_AHEAD, BYE, b"334 \r\n", b"235 ok\r\n", b"421 4.4.2 bye\r\n",
                           b"550 5.1.1 no\r\n", b"452 4.2.2 full\r\n", b"250-a\r\n", b"250 b\r\n", b"220 x\r\n",
                           b"\r\n", b"999 x\r\n", b"250", b"\n"])
-_SERVER = st.lists(st.one_of(_LINES, st.binary(max_size=12)), max_size=14).map(b"".join)
+_NOISE = st.one_of(_LINES, st.binary(max_size=12))
+_SERVER = st.one_of(
+    st.lists(_NOISE, max_size=14).map(b"".join),
+    # the replies of a whole transaction (with AUTH LOGIN and three pipelined RCPTs), each line
+    # kept or replaced by noise, so that deep states are reached too
+    st.tuples(*(st.integers(0, 9).flatmap(lambda k, line=line: st.just(line) if k < 8 else _NOISE)
+                for line in (GREETING, ehlo("PIPELINING", "AUTH LOGIN", "8BITMIME"), b"334 VXNlcm5hbWU6\r\n",
+                             b"334 UGFzc3dvcmQ6\r\n", b"235 ok\r\n", OK, OK, OK, OK, GO_AHEAD, QUEUED, BYE))
+              ).map(b"".join))
 
 
 @settings(max_examples=300, deadline=None)
