@@ -25,13 +25,9 @@ command on the loop only if it gets the user's store lock without waiting.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from .command_context import CommandContext
 from .parser import Command, Fetch, Search, Store
 from .search import memory_only
-
-if TYPE_CHECKING:
-    from .protocol import ImapConnection
 
 INDEX_MESSAGES = 500
 READ_MESSAGES = 20
@@ -43,7 +39,7 @@ _INDEX_ITEMS = frozenset({"FLAGS", "UID", "RFC822.SIZE", "INTERNALDATE", "MODSEQ
 _HEADER_SECTIONS = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT")
 
 
-def fetch_blocking(conn: "ImapConnection", cmd: Command) -> bool:
+def fetch_blocking(conn: CommandContext, cmd: Command) -> bool:
     """Whether a FETCH must run in a thread (see the module docstring)."""
     view = conn.view
     if view is None:
@@ -71,7 +67,7 @@ def fetch_blocking(conn: "ImapConnection", cmd: Command) -> bool:
     return False
 
 
-def search_blocking(conn: "ImapConnection", cmd: Command) -> bool:
+def search_blocking(conn: CommandContext, cmd: Command) -> bool:
     """Whether a SEARCH must run in a thread: too many messages, or keys that read files."""
     view = conn.view
     if view is None or view.exists > SEARCH_MESSAGES:
@@ -80,7 +76,7 @@ def search_blocking(conn: "ImapConnection", cmd: Command) -> bool:
     return not memory_only(args.key, view.folder, view.uids)
 
 
-def noop_blocking(conn: "ImapConnection", cmd: Command) -> bool:
+def noop_blocking(conn: CommandContext, cmd: Command) -> bool:
     """Whether a NOOP must run in a thread: its look at the Maildir would list the folder (someone
     renamed or added a file since the last scan, say a STORE), which costs a millisecond per
     thousand messages."""
@@ -88,7 +84,7 @@ def noop_blocking(conn: "ImapConnection", cmd: Command) -> bool:
     return view is not None and view.folder.scan_due()
 
 
-def store_blocking(conn: "ImapConnection", cmd: Command) -> bool:
+def store_blocking(conn: CommandContext, cmd: Command) -> bool:
     """Whether a STORE must run in a thread: more than `STORE_MESSAGES` renames."""
     view = conn.view
     if view is None:

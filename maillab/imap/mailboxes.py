@@ -1,8 +1,9 @@
 """The mailbox commands of IMAP (RFC 3501 §6.3): SELECT, EXAMINE, CREATE, DELETE, RENAME,
 SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS, APPEND; and CHECK and CLOSE (§6.4.1-2).
 
-Each handler takes the `ImapConnection` and the parsed `Command`, works on the
-user's store (it runs inside `ImapConnection.execute()`, so it may block),
+Each handler takes the session (`CommandContext`, what it may use of the
+`ImapConnection`) and the parsed `Command`, works on the user's store (it
+runs inside `ImapConnection.execute()`, so it may block),
 writes its untagged responses and returns the text (or response code and
 text) of its tagged OK; a failure is an `ImapError` or a store error that
 the connection turns into NO or BAD.  Mailbox names are the store's wire
@@ -18,21 +19,18 @@ STATUS (RFC 5819) as a courtesy; special-use attributes (RFC 6154) and
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from ..store import DELIMITER, INBOX, RECENT, NoSuchMailbox, check_name
 from ..store.errors import MailboxNameError
+from .command_context import CommandContext, Result
 from .parser import Append, Command, ListArgs, MailboxArg, Rename, Select, Status
 from .response import Part, astring, bad, no
-
-if TYPE_CHECKING:
-    from .protocol import ImapConnection, Result
 
 _LIST_SELECT = frozenset({"SUBSCRIBED", "REMOTE", "SPECIAL-USE"})
 _LIST_RETURN = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
 
 
-def select(conn: "ImapConnection", cmd: Command) -> "Result":
+def select(conn: CommandContext, cmd: Command) -> Result:
     """SELECT and EXAMINE (RFC 3501 §6.3.1-2; RFC 7162 §3.1.8 CONDSTORE parameter)."""
     args: Select = cmd.args
     assert conn.user is not None
@@ -63,7 +61,7 @@ def select(conn: "ImapConnection", cmd: Command) -> "Result":
     return ("READ-ONLY" if readonly else "READ-WRITE", f"{cmd.name} completed")
 
 
-def create(conn: "ImapConnection", cmd: Command) -> "Result":
+def create(conn: CommandContext, cmd: Command) -> Result:
     """RFC 3501 §6.3.3: parents are made as needed; a trailing "." is allowed."""
     args: MailboxArg = cmd.args
     assert conn.user is not None
@@ -71,7 +69,7 @@ def create(conn: "ImapConnection", cmd: Command) -> "Result":
     return None
 
 
-def _leave_if_selected(conn: "ImapConnection", name: str) -> None:
+def _leave_if_selected(conn: CommandContext, name: str) -> None:
     """Before `name` is deleted or renamed away: if it is the selected mailbox (INBOX stays),
     go back to AUTHENTICATED and say so (the CLOSED response code of RFC 7162)."""
     try:
@@ -83,7 +81,7 @@ def _leave_if_selected(conn: "ImapConnection", name: str) -> None:
         conn.out.line("* OK [CLOSED] Mailbox closed")
 
 
-def delete(conn: "ImapConnection", cmd: Command) -> "Result":
+def delete(conn: CommandContext, cmd: Command) -> Result:
     """RFC 3501 §6.3.4; deleting the selected mailbox first leaves it (to AUTHENTICATED)."""
     args: MailboxArg = cmd.args
     assert conn.user is not None
@@ -92,7 +90,7 @@ def delete(conn: "ImapConnection", cmd: Command) -> "Result":
     return None
 
 
-def rename(conn: "ImapConnection", cmd: Command) -> "Result":
+def rename(conn: CommandContext, cmd: Command) -> Result:
     """RFC 3501 §6.3.5: children move along; renaming INBOX moves its messages into a new mailbox."""
     args: Rename = cmd.args
     assert conn.user is not None
@@ -101,14 +99,14 @@ def rename(conn: "ImapConnection", cmd: Command) -> "Result":
     return None
 
 
-def subscribe(conn: "ImapConnection", cmd: Command) -> "Result":
+def subscribe(conn: CommandContext, cmd: Command) -> Result:
     args: MailboxArg = cmd.args
     assert conn.user is not None
     conn.user.subscribe(args.mailbox)
     return None
 
 
-def unsubscribe(conn: "ImapConnection", cmd: Command) -> "Result":
+def unsubscribe(conn: CommandContext, cmd: Command) -> Result:
     """RFC 3501 §6.3.7; unsubscribing a name that is not subscribed is not an error here."""
     args: MailboxArg = cmd.args
     assert conn.user is not None
@@ -133,7 +131,7 @@ def _matches(patterns: list[re.Pattern[str]], name: str) -> bool:
     return any(p.fullmatch(name) for p in patterns)
 
 
-def list_(conn: "ImapConnection", cmd: Command) -> "Result":
+def list_(conn: CommandContext, cmd: Command) -> Result:
     """LIST (RFC 3501 §6.3.8, RFC 5258 options) and LSUB (§6.3.9)."""
     args: ListArgs = cmd.args
     user = conn.user
@@ -194,7 +192,7 @@ def _parents(name: str) -> list[str]:
 
 # ---- STATUS and APPEND ---------------------------------------------------------------------
 
-def status(conn: "ImapConnection", cmd: Command) -> "Result":
+def status(conn: CommandContext, cmd: Command) -> Result:
     """RFC 3501 §6.3.10; HIGHESTMODSEQ (RFC 7162 §3.1.6) enables CONDSTORE."""
     args: Status = cmd.args
     if "HIGHESTMODSEQ" in args.items:
@@ -206,7 +204,7 @@ def status(conn: "ImapConnection", cmd: Command) -> "Result":
     return None
 
 
-def _status_line(conn: "ImapConnection", name: str, items: tuple[str, ...]) -> None:
+def _status_line(conn: CommandContext, name: str, items: tuple[str, ...]) -> None:
     assert conn.user is not None
     folder = conn.user.folder(name)
     folder.refresh()
@@ -222,7 +220,7 @@ def _status_line(conn: "ImapConnection", name: str, items: tuple[str, ...]) -> N
     conn.out.send(parts)
 
 
-def append(conn: "ImapConnection", cmd: Command) -> "Result":
+def append(conn: CommandContext, cmd: Command) -> Result:
     """RFC 3501 §6.3.11 with UIDPLUS's APPENDUID (RFC 4315 §3)."""
     args: Append = cmd.args
     assert conn.user is not None
@@ -242,7 +240,7 @@ def append(conn: "ImapConnection", cmd: Command) -> "Result":
 
 # ---- CHECK and CLOSE -----------------------------------------------------------------------
 
-def check(conn: "ImapConnection", cmd: Command) -> "Result":
+def check(conn: CommandContext, cmd: Command) -> Result:
     """RFC 3501 §6.4.1: make the flag changes durable (the rest is already); catch up with the disk."""
     assert conn.view is not None
     conn.view.folder.checkpoint()
@@ -250,7 +248,7 @@ def check(conn: "ImapConnection", cmd: Command) -> "Result":
     return None
 
 
-def close(conn: "ImapConnection", cmd: Command) -> "Result":
+def close(conn: CommandContext, cmd: Command) -> Result:
     """RFC 3501 §6.4.2: expunge silently (unless read-only), then leave SELECTED."""
     view = conn.view
     assert view is not None

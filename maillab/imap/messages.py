@@ -17,18 +17,16 @@ after the command does not report them a second time.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generator
+from typing import Generator
 
 from ..store import SEEN, NoSuchMailbox
 from ..store.errors import MessageGone
+from .command_context import CommandContext, Result
 from .fetch import MessageData, flags_text, render
 from .parser import Command, Copy, Expunge, Fetch, FetchItem, Search, Store
 from .response import no
 from .search import Compiler, Pool
-
-if TYPE_CHECKING:
-    from .protocol import ImapConnection, Result
-    from .view import View
+from .view import View
 
 CHUNK_OCTETS = 256 * 1024           # FETCH output handed to the adapter at a time
 BATCH = 200                         # messages whose \Seen is set in one store call
@@ -51,7 +49,7 @@ def uid_set(uids: list[int]) -> str:
 
 # ---- FETCH ---------------------------------------------------------------------------------
 
-def fetch(conn: "ImapConnection", cmd: Command) -> Generator[None, None, "Result"]:
+def fetch(conn: CommandContext, cmd: Command) -> Generator[None, None, Result]:
     """RFC 3501 §6.4.5; UID FETCH always returns UID (§6.4.8); CHANGEDSINCE (RFC 7162 §3.1.4)."""
     args: Fetch = cmd.args
     view = conn.view
@@ -101,14 +99,14 @@ def fetch(conn: "ImapConnection", cmd: Command) -> Generator[None, None, "Result
     return None
 
 
-def _check_writable(view: "View") -> None:
+def _check_writable(view: View) -> None:
     if view.readonly:
         raise no("Mailbox is read-only (selected with EXAMINE)", "CANNOT")
 
 
 # ---- STORE ---------------------------------------------------------------------------------
 
-def store(conn: "ImapConnection", cmd: Command) -> "Result":
+def store(conn: CommandContext, cmd: Command) -> Result:
     """RFC 3501 §6.4.6; UNCHANGEDSINCE and MODIFIED (RFC 7162 §3.1.3)."""
     args: Store = cmd.args
     view = conn.view
@@ -156,7 +154,7 @@ def _uses(key: tuple, kind: str) -> bool:
     return False
 
 
-def search(conn: "ImapConnection", cmd: Command) -> "Result":
+def search(conn: CommandContext, cmd: Command) -> Result:
     """RFC 3501 §6.4.4; with a MODSEQ key the highest MODSEQ of the hits (RFC 7162 §3.1.5)."""
     args: Search = cmd.args
     view = conn.view
@@ -184,7 +182,7 @@ def search(conn: "ImapConnection", cmd: Command) -> "Result":
 
 # ---- COPY, MOVE, EXPUNGE ---------------------------------------------------------------------
 
-def _transfer(conn: "ImapConnection", cmd: Command, move: bool) -> "Result":
+def _transfer(conn: CommandContext, cmd: Command, move: bool) -> Result:
     args: Copy = cmd.args
     view, user = conn.view, conn.user
     assert view is not None and user is not None
@@ -211,17 +209,17 @@ def _transfer(conn: "ImapConnection", cmd: Command, move: bool) -> "Result":
     return (code, "COPY completed") if code else None
 
 
-def copy(conn: "ImapConnection", cmd: Command) -> "Result":
+def copy(conn: CommandContext, cmd: Command) -> Result:
     """RFC 3501 §6.4.7, COPYUID (RFC 4315 §3)."""
     return _transfer(conn, cmd, move=False)
 
 
-def move(conn: "ImapConnection", cmd: Command) -> "Result":
+def move(conn: CommandContext, cmd: Command) -> Result:
     """RFC 6851: copy, then expunge; the EXPUNGE responses come with the catch-up."""
     return _transfer(conn, cmd, move=True)
 
 
-def expunge(conn: "ImapConnection", cmd: Command) -> "Result":
+def expunge(conn: CommandContext, cmd: Command) -> Result:
     """RFC 3501 §6.4.3 and UID EXPUNGE (RFC 4315 §2.1); the EXPUNGE responses come with the catch-up."""
     args: Expunge = cmd.args
     view = conn.view

@@ -53,6 +53,7 @@ from ..sasl import PlainError, parse_plain
 from ..store import StoreError, UserStore
 from ..store.errors import FlagError, NoSuchMailbox
 from . import inline, mailboxes, messages
+from .command_context import Result
 from .framing import MAX_APPEND, MAX_LITERAL, FramingError, Framer, RawCommand, RawLine, tag_of
 from .parser import Command, Enable, Id, Login, ParseError, parse_args, parse_head
 from .parser import Authenticate as AuthenticateArgs
@@ -92,7 +93,6 @@ class ImapUsageError(RuntimeError):
     """The adapter broke the protocol object's rules (our bug, not the peer's)."""
 
 
-Result = str | tuple[str, str] | None       # what a handler returns: text, or (code, text), for OK
 Handler = Callable[["ImapConnection", Command], "Result | Generator[None, None, Result]"]
 _NO_COMPLETION = "\0"                       # handler result: the command is not complete yet
 

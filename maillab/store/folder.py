@@ -47,18 +47,26 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Literal, TypeVar
+from typing import Any, Callable, Iterable, Literal, Protocol, TypeVar
 
-from ..events import FlagsChanged, MessagesAdded, MessagesExpunged
+from ..events import Event, FlagsChanged, MessagesAdded, MessagesExpunged
 from ..fsutil import Steps, finish, fsync_path
 from . import maildir
 from .errors import MessageGone, NoSuchMailbox
-from .flags import DELETED, SEEN, letters_for, normalize_flags, split_info
+from .flags import DELETED, SEEN, Keywords, letters_for, normalize_flags, split_info
 from .message import Changes, FolderStatus, Message, StoreResult
 from .uidlist import Record, UidList, add_line, gone_line, rename_line
 
-if TYPE_CHECKING:
-    from .user import UserStore
+
+class FolderOwner(Protocol):
+    """What a folder needs of the user's store that holds it (`UserStore`)."""
+    lock: threading.RLock                       # every mutation of the user's folders
+    keywords: Keywords                          # the user's keyword letters (dovecot-keywords)
+
+    def now(self) -> float: ...
+    def next_uidvalidity(self) -> int: ...
+    def flags_of(self, letters: str | None) -> frozenset[str]: ...
+    def emit(self, kind: type[Event], **fields: Any) -> None: ...
 
 StoreMode = Literal["set", "add", "remove"]
 T = TypeVar("T")
@@ -86,7 +94,7 @@ class _Arrival:
 
 
 class Folder:
-    def __init__(self, user: "UserStore", name: str, path: Path, special_use: str | None) -> None:
+    def __init__(self, user: FolderOwner, name: str, path: Path, special_use: str | None) -> None:
         self.user = user
         self.name = name                    # IMAP wire name, normalised
         self.path = path

@@ -33,7 +33,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..events import Event, MailboxCreated, MailboxDeleted, MailboxRenamed
 from ..fsutil import fsync_path, write_durable
@@ -44,8 +44,14 @@ from .message import FolderStatus, MailboxInfo
 from .names import DELIMITER, INBOX, check_name, folder_dirname, name_from_dirname, parent_names
 from .uidlist import UidList
 
-if TYPE_CHECKING:
-    from .mailstore import MailStore
+
+class UserOwner(Protocol):
+    """What a user's store needs of the mail store that holds it (`MailStore`): its clock and
+    its way to the event bus."""
+
+    def now(self) -> float: ...
+    def publish(self, event: Event) -> None: ...
+
 
 SPECIAL_USE: dict[str, str] = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk"}
 
@@ -55,7 +61,7 @@ def _is_folder_dir(path: Path) -> bool:
 
 
 class UserStore:
-    def __init__(self, store: "MailStore", address: str, root: Path) -> None:
+    def __init__(self, store: UserOwner, address: str, root: Path) -> None:
         self.store = store
         self.address = address
         self.root = root
