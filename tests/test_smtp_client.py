@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -613,3 +614,29 @@ async def test_a_hop_to_postfix_smtp_sink(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_a_relay_hop_event_names_its_session_and_the_next_hosts_queue_id(lab) -> None:
+    """Issue 15, item 5: santa submits at mail.northpole.org, which relays to smtp1.syr.edu; the
+    MxTried of that hop carries the smtp-out session that made it and smtp1's queue ID, as
+    smtp1 queued it, with no transcript to read."""
+    sub = lab.bus.subscribe()
+    seen: list = []
+
+    def submit() -> dict:
+        with smtplib.SMTP("127.0.0.3", lab.ports.submission, timeout=10) as s:
+            s.login("santa@northpole.org", "maillab")
+            return s.sendmail("santa@northpole.org", ["mafudge@syr.edu"], b"Subject: hop\r\n\r\nx\r\n")
+
+    assert await asyncio.to_thread(submit) == {}
+
+    def hops() -> list[MxTried]:
+        seen.extend(sub.drain())
+        return [e for e in seen if isinstance(e, MxTried) and e.host == "mail.northpole.org"
+                and e.result == "delivered"]
+
+    [tried] = await async_wait_for(hops)
+    queued = [e for e in seen if isinstance(e, Queued) and e.host == "smtp1.syr.edu"]
+    assert tried.peer_queue_id and [q.queue_id for q in queued] == [tried.peer_queue_id]
+    opened = [e for e in seen if isinstance(e, SessionOpened) and e.session == tried.session]
+    assert [(o.protocol, o.host) for o in opened] == [("smtp-out", "mail.northpole.org")]
