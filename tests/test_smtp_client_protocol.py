@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from typing import Any
 
 import pytest
@@ -434,7 +435,8 @@ _SERVER = st.one_of(
               ).map(b"".join))
 
 
-@settings(max_examples=300, deadline=None)
+# bounded in CI; a longer run: MAILLAB_FUZZ_EXAMPLES=50000 python3 -m pytest -k any_server tests/test_smtp_client_protocol.py
+@settings(max_examples=int(os.environ.get("MAILLAB_FUZZ_EXAMPLES", "300")), deadline=None)
 @given(script=_SERVER, cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=8),
        mode=st.sampled_from(["plain", "tls"]))
 def test_any_server_bytes_in_any_chunking(script: bytes, cuts: list[int], mode: str):
