@@ -50,7 +50,7 @@ from .journey import JourneyIndex
 from .keybar import KeyBar
 from .metrics import Monitor, disk_usage
 from .palette import MUTED
-from .panel import Batch, Panel
+from .panel import Batch, Panel, PanelContext
 from .panels import PANELS
 from .sessions import SessionBook
 
@@ -127,6 +127,8 @@ class MailLabApp(App[None]):
         self.sessions = SessionBook()
         self.journeys = JourneyIndex({h.name: h.address for h in lab.world.hosts.values()})
         self.monitor = Monitor()
+        self._panel_context = PanelContext(lab, self.sessions, self.journeys, self.monitor,
+                                           lambda: self.active_panel)
         self._sub = lab.bus.subscribe(maxlen=SUBSCRIPTION)
         self._panels: dict[str, Panel] = {}
         self._disk_sample: int | None = None
@@ -145,7 +147,7 @@ class MailLabApp(App[None]):
             for n, kind in enumerate(PANELS, 1):
                 pid = _panel_id(kind)
                 with TabPane(f"{n} {kind.TITLE}", id=pid):
-                    panel = kind(self, id=f"{pid}-panel")
+                    panel = kind(self._panel_context, id=f"{pid}-panel")
                     self._panels[pid] = panel
                     yield panel
         yield KeyBar()

@@ -34,7 +34,10 @@ from .rowlist import RowList
 from .sessions import Changes
 
 if TYPE_CHECKING:
-    from .app import MailLabApp
+    from ..lab import Lab
+    from .journey import JourneyIndex
+    from .metrics import Monitor
+    from .sessions import SessionBook
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -126,6 +129,18 @@ def guarded(method: F) -> F:
     return run  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class PanelContext:
+    """What the app hands every panel: the lab, the models the app folds the event stream into
+    (sessions, journeys, the monitor's figures) and a way to ask which panel is on screen.
+    Panels sit below the app: they get this, they never import the app."""
+    lab: "Lab"
+    sessions: "SessionBook"
+    journeys: "JourneyIndex"
+    monitor: "Monitor"
+    active_panel: Callable[[], "Panel"]
+
+
 class Panel(Vertical):
     """A tab of the TUI.  Subclasses set TITLE, HELP and COMMANDS, and override
     `compose_panel`, `feed` and `flush` (and `tick`, once a second on screen; `show`)."""
@@ -143,9 +158,10 @@ class Panel(Vertical):
 
     presenter: reactive[bool] = reactive(False, init=False)
 
-    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
+    def __init__(self, ctx: PanelContext, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.lab = app.lab
+        self.ctx = ctx
+        self.lab = ctx.lab
         self.errors = 0
         self._last_notice = 0.0
         self._restyle_due = False

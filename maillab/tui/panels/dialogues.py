@@ -13,7 +13,7 @@ data decoded, with a warning when a password crossed the wire in the clear.
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -23,11 +23,9 @@ from textual.widgets import RichLog
 
 from ..fmt import stamp
 from ..palette import Palette, palette
-from ..panel import Batch, Hint, Panel, guarded, write
+from ..panel import Batch, Hint, Panel, PanelContext, guarded, write
 from ..rowlist import RowList
 
-if TYPE_CHECKING:
-    from ..app import MailLabApp
 from ..explain import Note
 from ..sessions import Line, Session
 
@@ -71,9 +69,9 @@ they arrive, its last few once the "." ends it, a remark counting those between.
     follow: reactive[bool] = reactive(True, init=False)
     explain: reactive[bool] = reactive(False, init=False)
 
-    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self.book = app.sessions
+    def __init__(self, ctx: PanelContext, **kwargs: Any) -> None:
+        super().__init__(ctx, **kwargs)
+        self.book = ctx.sessions
         self.selected: str | None = None
         self._opened: list[str] = []
         self._updated: set[str] = set()

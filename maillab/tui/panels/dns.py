@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual import events
 from textual.app import ComposeResult
@@ -33,11 +33,9 @@ from ...errors import UserError
 from ...events import DnsQuery, Notice
 from ..fmt import stamp
 from ..forms import ConfirmScreen, Field, FormScreen
-from ..panel import Batch, Hint, Panel, append_lines, guarded
+from ..panel import Batch, Hint, Panel, PanelContext, append_lines, guarded
 from ..rowlist import RowList
 
-if TYPE_CHECKING:
-    from ..app import MailLabApp
 
 COLUMNS = ("zone", "name", "ttl", "type", "data")
 LOG_LINES = 2_000
@@ -94,8 +92,8 @@ The table lists each record; below, every query as it arrives, with who asked
     DnsPanel #dns-log { height: 1fr; border-top: solid $accent; }
     """
 
-    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
+    def __init__(self, ctx: PanelContext, **kwargs: Any) -> None:
+        super().__init__(ctx, **kwargs)
         self._pending: deque[DnsQuery | Notice] = deque(maxlen=LOG_LINES)   # lines made when drawn
         self._dirty = True
         self.filter = ""                       # the filter's text, lower case; "" shows every record

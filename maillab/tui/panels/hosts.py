@@ -7,7 +7,7 @@ control socket, so the TUI and the CLI can not disagree.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,11 +16,9 @@ from textual.widgets import Static
 from ...events import HostChanged, Queued, Removed
 from ...mta import CHAOS_STAGES, FAULT_MODES
 from ..forms import Field, FormScreen
-from ..panel import Batch, Panel, guarded
+from ..panel import Batch, Panel, PanelContext, guarded
 from ..rowlist import RowList
 
-if TYPE_CHECKING:
-    from ..app import MailLabApp
 
 COLUMNS = ("host", "address", "state", "services", "mailboxes of", "queued", "chaos")
 OUTAGES = {
@@ -56,8 +54,8 @@ domains whose mailboxes it keeps, and how many messages wait in its queue.
     HostsPanel #hosts-table { height: 1fr; }
     """
 
-    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
+    def __init__(self, ctx: PanelContext, **kwargs: Any) -> None:
+        super().__init__(ctx, **kwargs)
         self._dirty = True
 
     def compose_panel(self) -> ComposeResult:

@@ -19,7 +19,7 @@ mount the table also gets the maillog's last deliveries, before the live ones.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from rich.text import Text
 from textual import events
@@ -32,12 +32,10 @@ from ...maillog_read import Found, find_queue_ids, recent_deliveries
 from ..fmt import duration, stamp
 from ..journey import Hop, JourneyIndex, QueueRecord, hops
 from ..palette import palette
-from ..panel import Batch, Hint, Panel, guarded, write
+from ..panel import Batch, Hint, Panel, PanelContext, guarded, write
 from ..rowlist import RowList
 from ..sessions import Line
 
-if TYPE_CHECKING:
-    from ..app import MailLabApp
 
 COLUMNS = ("delivered", "recipient", "queue id", "host")
 SESSION_LINES = 24
@@ -77,10 +75,10 @@ list also starts with the maillog's last deliveries.
     JourneyPanel #journey-body.-narrow #record { border-left: none; border-top: solid $accent; }
     """
 
-    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self.index = app.journeys
-        self.sessions = app.sessions
+    def __init__(self, ctx: PanelContext, **kwargs: Any) -> None:
+        super().__init__(ctx, **kwargs)
+        self.index = ctx.journeys
+        self.sessions = ctx.sessions
         self._dirty = True
         self._reorder = False            # past deliveries arrived: rebuild the table in order
         self.current: tuple[str, str] | None = None
@@ -103,7 +101,7 @@ list also starts with the maillog's last deliveries.
         if added:
             self.query_one("#journey-hint", Hint).show(f"{HINT} The first {added} are from the maillog.")
             self._dirty = self._reorder = True
-            if self.app.active_panel is self:
+            if self.ctx.active_panel() is self:
                 self.flush()
 
     def focus_main(self) -> None:

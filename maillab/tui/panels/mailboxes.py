@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual.app import ComposeResult
 
 from ...events import (MailboxCreated, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged)
 from ..fmt import size
-from ..panel import Batch, Hint, Panel, guarded
+from ..panel import Batch, Hint, Panel, PanelContext, guarded
 from ..rowlist import RowList
 
-if TYPE_CHECKING:
-    from ..app import MailLabApp
 
 COLUMNS = ("user", "name", "mailbox host", "messages", "unseen", "size", "folders")
 REFRESH_EVERY = 1.0     # seconds between two counts, at least...
@@ -43,8 +41,8 @@ client that deletes what it downloads makes the count drop.
     MailboxesPanel #mailboxes-table { height: 1fr; }
     """
 
-    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
+    def __init__(self, ctx: PanelContext, **kwargs: Any) -> None:
+        super().__init__(ctx, **kwargs)
         self._dirty = True
         self._next = 0.0              # monotonic time of the next count, at the earliest
 

@@ -9,7 +9,7 @@ to what arrives.  A hidden panel does nothing: it catches up when shown.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual import events
 from textual.app import ComposeResult
@@ -17,10 +17,8 @@ from textual.binding import Binding
 from textual.widgets import Input, Log
 
 from ...maillog import RECENT
-from ..panel import Panel, append_lines, guarded
+from ..panel import Panel, PanelContext, append_lines, guarded
 
-if TYPE_CHECKING:
-    from ..app import MailLabApp
 
 
 class LogPanel(Panel):
@@ -41,8 +39,8 @@ queues it (`from=`, `size=`, `nrcpt=`), `smtp` relays it or `local` delivers it
     LogPanel #maillog { height: 1fr; }
     """
 
-    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
+    def __init__(self, ctx: PanelContext, **kwargs: Any) -> None:
+        super().__init__(ctx, **kwargs)
         self._seen = 0                     # maillog lines taken so far
         self.words: list[str] = []
 

@@ -10,7 +10,7 @@ line (28 of them) cost Textual 120 ms of layout and painting.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -19,10 +19,8 @@ from textual.widgets import Static
 
 from ..metrics import Series, spark
 from ..palette import MUTED
-from ..panel import Hint, Panel
+from ..panel import Hint, Panel, PanelContext
 
-if TYPE_CHECKING:
-    from ..app import MailLabApp
 
 HINTS = {
     "in": "messages accepted and queued, every hop",
@@ -51,9 +49,9 @@ Hosts and DNS panels.
 """
     LABEL = 40              # columns before the sparklines
 
-    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self.monitor = app.monitor
+    def __init__(self, ctx: PanelContext, **kwargs: Any) -> None:
+        super().__init__(ctx, **kwargs)
+        self.monitor = ctx.monitor
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(id="monitor-status")

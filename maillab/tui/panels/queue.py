@@ -13,7 +13,7 @@ try at each MX, with its reason (Enter on it again closes it).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -25,11 +25,9 @@ from ..fmt import brief_reason, countdown, long_stamp, stamp
 from ..forms import ConfirmScreen
 from ..journey import attempt_line
 from ..palette import palette
-from ..panel import Batch, Hint, Panel, guarded, write
+from ..panel import Batch, Hint, Panel, PanelContext, guarded, write
 from ..rowlist import RowList
 
-if TYPE_CHECKING:
-    from ..app import MailLabApp
 
 PAGE = 100
 COLUMNS = ("queue id", "host", "queue", "recipient", "attempts", "next attempt", "last reason", "sender")
@@ -81,8 +79,8 @@ reason a delivery failed.
     QueuePanel #queue-detail.-open { display: block; }
     """
 
-    def __init__(self, app: "MailLabApp", **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
+    def __init__(self, ctx: PanelContext, **kwargs: Any) -> None:
+        super().__init__(ctx, **kwargs)
         self.host: str | None = None
         self.page = 0
         self.total = 0
