@@ -54,8 +54,8 @@ def quick_ack(writer: asyncio.StreamWriter) -> None:
     line, its literal, the closing CRLF) holds each small piece until the last is ACKed;
     a server that answers every command keeps its socket in the kernel's interactive
     ("pingpong") mode, so that ACK waits ~40 ms for a reply that is not coming: 20 APPEND/s.
-    Called when a read left the command unfinished: the ACK goes out now and the next
-    piece follows."""
+    Called when a read left a command unfinished and no reply went back (a reply carries
+    the ACK): the ACK goes out now and the next piece follows."""
     sock = writer.get_extra_info("socket")
     if sock is not None and hasattr(socket, "TCP_QUICKACK"):
         with contextlib.suppress(OSError):
@@ -140,12 +140,11 @@ class SessionServer(Generic[S]):
         conn = s.conn
         try:
             conn.greet()
-            partial = False             # the last bytes read made no event: a command in pieces
+            partial = False             # the last bytes read made no event: a command in pieces?
             while True:
                 event = conn.next_event()
                 if event is NEED_DATA:
-                    await self.flush(s)
-                    if partial:
+                    if not await self.flush(s) and partial:     # a reply carries the ACK, else ask for it
                         quick_ack(s.writer)
                     data = await self.receive(s)
                     if data is not None:
@@ -261,14 +260,17 @@ class SessionServer(Generic[S]):
     def notice(self, program: str, text: str) -> None:
         self.ctx.bus.publish(Notice(self.ctx.clock.now(), self.host.name, program, text))
 
-    async def flush(self, s: Any) -> None:
-        """Transcript lines to the bus, reply bytes to the client (bounded by the session timeout)."""
+    async def flush(self, s: Any) -> bool:
+        """Transcript lines to the bus, reply bytes to the client (bounded by the session timeout);
+        whether there were any."""
         self.publish_transcript(s)
         data = s.conn.data_to_send()
-        if data:
-            if s.writer.transport.is_closing():     # the client reset: uvloop's write would raise RuntimeError
-                raise ConnectionResetError("reset by peer")
-            s.writer.write(data)
-            if s.writer.transport.get_write_buffer_size():     # the kernel took it all: nothing to wait for
-                async with asyncio.timeout(self.ctx.session_timeout):
-                    await s.writer.drain()
+        if not data:
+            return False
+        if s.writer.transport.is_closing():         # the client reset: uvloop's write would raise RuntimeError
+            raise ConnectionResetError("reset by peer")
+        s.writer.write(data)
+        if s.writer.transport.get_write_buffer_size():         # the kernel took it all: nothing to wait for
+            async with asyncio.timeout(self.ctx.session_timeout):
+                await s.writer.drain()
+        return True
