@@ -390,6 +390,8 @@ def test_connection_lost_names_the_reason():
                                  {"notify": ("ALWAYS",)}])
 def test_bad_arguments_are_our_bug(bad: dict):
     with pytest.raises(ValueError):
+        ClientConnection("x", Envelope("a@b", ()), MESSAGE)
+    with pytest.raises(ValueError):
         rcpt = Rcpt(bad.get("rcpt", BOB), bad.get("notify", ()))
         ClientConnection(bad.get("helo", "x"), Envelope("a@b", (rcpt,), bad.get("ret", "")), MESSAGE)
 

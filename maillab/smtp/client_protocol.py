@@ -38,16 +38,18 @@ note in the transcript, then QUIT):
 
 Invariants: whatever the server sends, split anywhere, the result is the same
 and no exception leaves this class: garbage, a multi-line reply whose code
-changes, a reply nobody asked for, the end of the stream or a time-out end the
-session with `result.error` set ("protocol error after RCPT TO: …") and
-`result.temporary` true, the recipients not yet decided left for a retry.
+changes, a reply that fits no command we sent (354 to MAIL), the end of the
+stream or a time-out end the session with `result.error` set ("protocol error
+after RCPT TO: …") and `result.temporary` true, the recipients not yet decided
+left for a retry.
 Each recipient gets at most one reply in `result.rcpt_replies`: its RCPT reply
 if refused there, else the reply that decided it for everyone.  Once only
 QUIT is left (`settled`), the outcome is final: anything after it (silence,
 EOF, garbage) closes cleanly.  Bytes that arrive between the 220 to STARTTLS
 and `tls_started()` are discarded, never parsed as replies (a plaintext
-injection).  Arguments with CR, LF or (in parameters) spaces are the caller's
-bug: ValueError.  AUTH secrets never reach the transcript; the body is one note.
+injection).  Arguments with CR or LF, unknown RET or NOTIFY values, or no
+recipient at all are the caller's bug: ValueError.  AUTH secrets never reach
+the transcript; the body is one note.
 """
 
 from __future__ import annotations
