@@ -52,6 +52,9 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
     return f"scrypt${salt.hex()}${digest.hex()}"
 
 
+_DUMMY_HASH = hash_password("", bytes(16))    # what an unknown login is checked against
+
+
 def check_password(password: str, stored: str) -> bool:
     try:
         scheme, salt, digest = stored.split("$")
@@ -122,14 +125,20 @@ class Directory:
         """Check a login; a bare local part is tried in `local_domains` (the host's own)."""
         login = login.strip().lower()
         candidates = [login] if "@" in login else [f"{login}@{d}" for d in local_domains]
+        hashed = False
         for address in candidates:
             record = self._by_address.get(address)
             if record is None or not record.get("enabled", True):
                 continue
             key = (address, hashlib.sha256(password.encode("utf-8", "surrogateescape")).hexdigest())
-            if key in self._verified or check_password(password, record["password"]):
+            if key in self._verified:
+                return self.account(address)
+            hashed = True
+            if check_password(password, record["password"]):
                 self._verified[key] = address
                 return self.account(address)
+        if not hashed:          # an unknown user costs a hash too: no user enumeration by timing
+            check_password(password, _DUMMY_HASH)
         return None
 
     def accounts(self) -> list[Account]:

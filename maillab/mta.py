@@ -32,7 +32,7 @@ from .queue.redelivery import already_delivered
 from .ports import Endpoint
 from .queue.spool import Spool
 from .routing import Outcome, deliver_local, relay
-from .smtp.server import LabSMTP
+from .smtp.server import SmtpServer
 from .world import Host
 
 FAULT_MODES = ("refuse", "421", "silent", "greylist")
@@ -71,8 +71,7 @@ class Mta:
         self.fault: str | None = None
         self.chaos: Chaos | None = None
         self._greylist: dict[tuple[str, str, str], float] = {}
-        self._servers: list[asyncio.Server] = []
-        self._protocols: set[LabSMTP] = set()
+        self.servers: list[SmtpServer] = []
 
     # --- life cycle ----------------------------------------------------------
     async def load(self) -> int:
@@ -88,31 +87,19 @@ class Mta:
 
     async def start(self) -> None:
         """Listen on this host's address (again, after `stop_listening()`)."""
-        loop = asyncio.get_running_loop()
-        self._servers, self.endpoints = [], []
-        services = [("smtp", self.ctx.ports.smtp)]
-        if self.mailbox_domains:
-            services.append(("submission", self.ctx.ports.submission))
-        for service, port in services:
-            def factory(service: str = service) -> LabSMTP:
-                proto = LabSMTP(self, service, loop=loop)
-                self._protocols.add(proto)
-                return proto
-            server = await loop.create_server(factory, self.host.address, port, reuse_address=True,
-                                              backlog=1024)
-            self._servers.append(server)
-            self.endpoints.append(Endpoint(service, self.host.name, self.host.address, port))
+        services = ["smtp"] + (["submission"] if self.mailbox_domains else [])
+        self.servers, self.endpoints = [], []
+        for service in services:
+            server = SmtpServer(self, service)
+            await server.start()
+            self.servers.append(server)
+            self.endpoints += server.endpoints
 
     async def stop_listening(self) -> None:
-        for server in self._servers:
-            server.close()
-        for proto in list(self._protocols):
-            if proto.transport is not None:
-                proto.transport.close()
-        self._protocols.clear()
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers = []
+        """Close the listeners and end every session (each through its own clean-up)."""
+        servers, self.servers = self.servers, []
+        for server in servers:
+            await server.stop()
 
     async def stop(self, drain: float = STOP_DRAIN) -> None:
         """Start no delivery more, let those under way finish for up to `drain` seconds while
@@ -124,9 +111,6 @@ class Mta:
         await self.stop_listening()
         await self.queue.stop()
         self.queue.close()
-
-    def forget(self, proto: LabSMTP) -> None:
-        self._protocols.discard(proto)
 
     # --- outages and chaos ---------------------------------------------------
     async def down(self, mode: str = "refuse") -> None:

@@ -1,4 +1,4 @@
-"""What the IMAP and POP3 servers share: the listener, the set of live sessions, transcript flushing.
+"""What the SMTP, IMAP and POP3 servers share: the listener, the set of live sessions, transcript flushing.
 
 `SessionServer` listens on the host's own address, runs one task per
 connection (turning clients away with `busy_reply` past `max_sessions`), and
@@ -84,6 +84,7 @@ class SessionServer(Generic[S]):
     busy_reply = b""            # past the service's limit (or the descriptor reserve)
     client_busy_reply = b""     # past the per-client limit (ConnectionLimits.per_client)
     tls_command = "STARTTLS"
+    program = ""                # the maillog's program for the server's notices ("" = service)
     # How a session's end is told (SessionClosed, maillog) and the last line stop() sends:
     # keys "closed" (a clean end), "send timeout", "lost" (with {error}), "stopped",
     # "stopped line", "bug line".
@@ -128,6 +129,10 @@ class SessionServer(Generic[S]):
         """No worker thread is using `s.conn` right now."""
         return True
 
+    def opened(self, s: Any) -> SessionOpened:
+        """The event that opens the session's transcript."""
+        return SessionOpened(self.ctx.clock.now(), s.id, self.service, self.host.name, f"{s.peer_ip}:{s.peer_port}")
+
     def closing(self, s: Any) -> None:
         """The protocol said Closed: what to do before its last reply goes out."""
 
@@ -135,8 +140,7 @@ class SessionServer(Generic[S]):
         """The session is over, however it ended: release what it holds."""
 
     async def run(self, s: Any) -> None:
-        self.ctx.bus.publish(SessionOpened(self.ctx.clock.now(), s.id, self.service, self.host.name,
-                                           f"{s.peer_ip}:{s.peer_port}"))
+        self.ctx.bus.publish(self.opened(s))
         conn = s.conn
         try:
             conn.greet()
@@ -222,7 +226,7 @@ class SessionServer(Generic[S]):
         ip = str((writer.get_extra_info("peername") or ("?",))[0])
         refusal = limits.admit(host, self.service, ip, self.max_sessions)
         if refusal is not None:
-            self.notice(self.service, limits.warning(refusal, self.service, ip))
+            self.notice(self.program or self.service, limits.warning(refusal, self.service, ip))
             with contextlib.suppress(OSError, RuntimeError):      # RuntimeError: uvloop, already reset
                 writer.write(self.client_busy_reply if refusal == "client" else self.busy_reply)
                 writer.close()
@@ -251,11 +255,15 @@ class SessionServer(Generic[S]):
         if account is not None and account.domain in self.domains:
             self.ctx.auth_guard.succeeded(s.peer_ip)
             return account
-        shown = printable(ev.login.encode("utf-8", "replace"), 80)
-        self.notice(program, f"Login failed: user=<{shown}>, method={ev.mechanism}, rip={s.peer_ip}, "
-                             f"lip={self.host.address}, reason=bad login or password ({s.id})")
+        self.notice(program, self.login_failed_text(s, ev))
         await penalise(self.ctx, self.host.name, program, s.peer_ip, s.id)
         return None
+
+    def login_failed_text(self, s: Any, ev: Authenticate) -> str:
+        """The maillog line of a failed login (Dovecot's words)."""
+        shown = printable(ev.login.encode("utf-8", "replace"), 80)
+        return (f"Login failed: user=<{shown}>, method={ev.mechanism}, rip={s.peer_ip}, "
+                f"lip={self.host.address}, reason=bad login or password ({s.id})")
 
     def notice(self, program: str, text: str) -> None:
         self.ctx.bus.publish(Notice(self.ctx.clock.now(), self.host.name, program, text))

@@ -83,6 +83,8 @@ class World:
     connections_per_client: int = PER_CLIENT       # per service of a host (maillab/admission.py)
     connections_per_service: int = PER_SERVICE
     preauth_timeout: int = PREAUTH_TIMEOUT         # seconds an IMAP/POP3 client may idle before login
+    smtp_line_endings: str = "lenient"             # lenient, strict or pedantic (maillab/smtp/protocol.py)
+    sender_login_match: bool = False               # MAIL FROM must be the logged-in user's own address
     retry: RetryPolicy = RetryPolicy()
     _by_address: dict[str, Host] = field(default_factory=dict, repr=False)
 
@@ -177,6 +179,14 @@ def _flag(table: dict, key: str, fail: Callable[[str, str], WorldError]) -> bool
     if not isinstance(value, bool):
         raise fail(key, f"[lab] {key} = {value!r}: expected true or false")
     return value
+
+
+def _choice(table: dict, key: str, choices: tuple[str, ...], fail: Callable[[str, str], WorldError]) -> str:
+    """One of `choices` (the first when the key is absent)."""
+    value = table.get(key, choices[0])
+    if value not in choices:
+        raise fail(key, f"[lab] {key} = {value!r}: expected one of {', '.join(choices)}")
+    return str(value)
 
 
 def _reverse_zone(hosts: dict[str, Host]) -> dns.zone.Zone:
@@ -329,5 +339,7 @@ def load_world(path: Path | str | None = None) -> World:
         connections_per_client=_positive_int(lab, "connections_per_client", PER_CLIENT, fail, "connections"),
         connections_per_service=_positive_int(lab, "connections_per_service", PER_SERVICE, fail, "connections"),
         preauth_timeout=_positive_int(lab, "preauth_timeout", PREAUTH_TIMEOUT, fail, "seconds"),
+        smtp_line_endings=_choice(lab, "smtp_line_endings", ("lenient", "strict", "pedantic"), fail),
+        sender_login_match=_flag(lab, "sender_login_match", fail),
         retry=retry,
     )

@@ -42,7 +42,7 @@ def take(sub, opened: set[str], closed: dict[str, str], notices: list[str] | Non
 async def settled(lab, sub, opened: set[str], closed: dict[str, str]) -> None:
     """Until every session opened so far has closed and no SMTP connection is left (10 s)."""
     def connections() -> int:
-        return sum(len(m._protocols) for m in lab.mtas.values())
+        return sum(server.sessions for m in lab.mtas.values() for server in m.servers)
 
     def done() -> bool:
         take(sub, opened, closed)

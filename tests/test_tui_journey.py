@@ -92,7 +92,9 @@ async def test_mail_relayed_by_an_earlier_serve_shows_its_record_from_the_maillo
         rows = re.findall(r"\d\d:\d\d:\d\d (.*?)(?=\d\d:\d\d:\d\d |   no dialogue|$)", first)
         assert [row.split(":")[0] for row in rows] == [        # in the maillog's order
             "DNS 1.0.0.127.in-addr.arpa PTR -> NOERROR, 1 answer",   # who is connecting?
-            "mail.northpole.org submission", "queued at mail.northpole.org", "DNS syr.edu MX -> NOERROR, 2 answers",
+            "mail.northpole.org submission", "queued at mail.northpole.org",
+            "mail.northpole.org submission",                             # sasl_username= (issue 15)
+            "DNS syr.edu MX -> NOERROR, 2 answers",
             "DNS smtp1.syr.edu A -> NOERROR, 1 answer", "mail.northpole.org", "mail.northpole.org"]
         assert "mail.northpole.org submission: connect from smtp1.syr.edu[127.0.0.1]" in first
         assert "queued at mail.northpole.org: from <santa@northpole.org> to mafudge@syr.edu" in first

@@ -35,7 +35,8 @@ KEEP = 10_000
 HEAD = 2048              # octets of a message searched for the stamp
 # "Received: from helo (name [ip])\r\n\tby host (maillab) with ESMTP id QID" or, on a bounce,
 # "Received: by host (maillab) id QID;"
-_STAMP = re.compile(rb"\AReceived: (?:from [^\r\n]*\r?\n[ \t]+)?by (\S+) \(maillab\)[^\r\n]*? id ([0-9A-Z]+)")
+_STAMP = re.compile(rb"\AReceived: (?:from [^\r\n]*\r?\n[ \t]+)?(?:\(Authenticated sender: [^\r\n]*\r?\n[ \t]+)?"
+                    rb"by (\S+) \(maillab\)[^\r\n]*? id ([0-9A-Z]+)")
 
 
 def upstream_id(client_ip: str, client_host: str, content: bytes, body: BinaryIO | None = None) -> str:

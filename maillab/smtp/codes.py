@@ -2,7 +2,7 @@
 
 The lab offers ENHANCEDSTATUSCODES (RFC 2034), so every reply but the 220 greeting,
 the answer to HELO/EHLO and the intermediate 3xx replies carries an enhanced
-code after the basic one.  aiosmtpd writes plain replies ("503 Error: need
+code after the basic one.  A reply may be written plain ("503 Error: need
 MAIL command"); `enhance()` adds the code that fits, in one place, so every
 reply of every server gets it.
 """

@@ -97,10 +97,8 @@ class DataReader:
         self._carry = b""          # an incomplete last line
         self._skipping = False     # inside an over-long line: drop until its LF
 
-    def feed(self, data: bytes, dotless: bool = False) -> None:
-        """Take the next bytes.  `dotless`: the caller has seen that no line of
-        `data` starts with a dot (no end line, nothing to unstuff), so the
-        reader need not look again."""
+    def feed(self, data: bytes) -> None:
+        """Take the next bytes."""
         if self.done:
             self.leftover += data
             return
@@ -118,10 +116,7 @@ class DataReader:
             self._skipping = True
         if not complete:
             return
-        if dotless and not complete.startswith(b"."):
-            end, dots = None, False
-        else:
-            end, dots = _end_line(complete, self.lf_end, self._after_crlf)
+        end, dots = _end_line(complete, self.lf_end, self._after_crlf)
         self._after_crlf = complete.endswith(b"\r\n")
         if end is not None:
             self.leftover = complete[end[1]:] + self._carry

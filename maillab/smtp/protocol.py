@@ -77,7 +77,7 @@ MAX_RECIPIENTS = 1000       # RFC 5321 §4.5.3.1.8 asks for at least 100
 MAX_CHUNK_DIGITS = 12
 LINE_ENDINGS = ("lenient", "strict", "pedantic")
 MECHANISMS = ("PLAIN", "LOGIN")
-# aiosmtpd's AUTH LOGIN prompts (the TUI's dialogues explain them): "User Name\0", "Password\0"
+# the AUTH LOGIN prompts the lab has always sent (the TUI's dialogues decode them): "User Name\0", "Password\0"
 LOGIN_USER_PROMPT, LOGIN_PASSWORD_PROMPT = "VXNlciBOYW1lAA==", "UGFzc3dvcmQA"
 BARE_LF_REPLY = "550 5.5.2 Error: bare <LF> received (RFC 5321 §2.3.8: lines end in <CR><LF>)"
 
@@ -137,6 +137,16 @@ class MessageEnd:
 
 
 Event = Helo | Mail | Rcpt | MessageEnd | Authenticate | StartTls | Closed
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A MAIL, RCPT or message refused (not a syntax or sequence error): what the maillog's
+    "NOQUEUE: reject:" line says (Postfix's smtpd)."""
+    stage: str                  # "MAIL", "RCPT", "END-OF-MESSAGE"
+    reply: str
+    sender: str | None          # None: not known (refused before its path was read)
+    recipient: str = ""
 
 
 class SmtpUsageError(RuntimeError):
@@ -206,11 +216,19 @@ class SmtpConnection:
         self._bdat_status = DataStatus.OK
         self._lines = ClientLines()               # the message's lines, for the transcript
         self._sasl: list[str] = []                # AUTH LOGIN: [mechanism, user?]
+        self._attempt: tuple[str, str | None, str] | None = None   # (stage, sender, rcpt) being read
+        self._refusals: list[Refusal] = []
+        self.greeting_refusal: str | None = None  # a 421/554 instead of the 220 (RFC 5321 §3.1)
 
     # ---- bytes in ------------------------------------------------------------------------
 
     def greet(self) -> None:
-        """Queue the greeting (RFC 5321 §4.2); once, before anything else."""
+        """Queue the greeting (RFC 5321 §4.2); once, before anything else.  With a
+        `greeting_refusal` ("421 4.3.2 ...", RFC 5321 §3.1), that instead, and the session ends."""
+        if self.greeting_refusal is not None:
+            self._send([self.greeting_refusal])
+            self._close("refused at the greeting")
+            return
         self._send([f"220 {self.hostname} {self.banner}"], raw=True)
 
     def receive_data(self, data: bytes) -> None:
@@ -239,7 +257,7 @@ class SmtpConnection:
                 line = self._next_line()
                 if line is None:
                     if self._eof:
-                        self._close("client closed the connection")
+                        self._close("closed")             # QUIT or EOF: the TUI shows "closed"
                         continue
                     return NEED_DATA
                 event = self._handle_line(line)
@@ -282,6 +300,7 @@ class SmtpConnection:
             self._close("bare LF received")
             return self._closed
         text = raw.decode("utf-8", "surrogateescape")
+        self._attempt = None
         try:
             if self.state is State.SASL:
                 return self._sasl_response(text)
@@ -311,8 +330,21 @@ class SmtpConnection:
         return handler(self, arg, bare_lf)
 
     def _error(self, e: _PeerError) -> Event | None:
+        self._refused(e.reply)
         self._send([e.reply])
         return self._closed
+
+    def _refused(self, reply: str) -> None:
+        """Note a refusal of the MAIL, RCPT or message being read (not syntax: 500-504)."""
+        if self._attempt is not None and not reply.startswith(("500", "501", "502", "503", "504")):
+            stage, sender, rcpt = self._attempt
+            self._refusals.append(Refusal(stage, reply, sender, rcpt))
+        self._attempt = None
+
+    def refusals(self) -> list[Refusal]:
+        """The refusals since the last call, for the maillog."""
+        out, self._refusals = self._refusals, []
+        return out
 
     # ---- replies -------------------------------------------------------------------------
 
@@ -329,6 +361,11 @@ class SmtpConnection:
         if self._errors.reply(code) and code != "421" and self._closed is None:
             self._send(["421 4.7.0 Too many errors, closing connection"])
             self._close("too many errors")
+
+    @property
+    def mail(self) -> Mail | None:
+        """The MAIL of the transaction under way."""
+        return self._mail
 
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
@@ -412,8 +449,14 @@ class SmtpConnection:
         if reply[:1] not in ("4", "5") or not reply[:3].isdigit():
             raise SmtpUsageError(f"a refusal is a 4xx or 5xx reply, not {reply[:20]!r}")
         event = self._answering(Helo, Mail, Rcpt, MessageEnd)
-        if isinstance(event, MessageEnd):
+        if isinstance(event, Mail):
+            self._attempt = ("MAIL", event.sender, "")
+        elif isinstance(event, Rcpt):
+            self._attempt = ("RCPT", self._mail.sender if self._mail else None, event.address)
+        elif isinstance(event, MessageEnd):
+            self._attempt = ("END-OF-MESSAGE", event.envelope.sender, ",".join(event.envelope.recipients))
             self._reset()
+        self._refused(reply)
         self._send([reply], raw=isinstance(event, Helo))
 
     def login_ok(self, identity: str) -> None:
@@ -470,10 +513,12 @@ class SmtpConnection:
     def _cmd_mail(self, arg: str, bare_lf: bool) -> Event | None:
         if not arg[:5].upper() == "FROM:":
             raise _syntax("MAIL FROM:<address>")
+        self._attempt = ("MAIL", None, "")
         if self.auth_required and self.login is None:
             raise _PeerError("530 5.7.0 Authentication required")
         try:
             path = parse_path(arg[5:], forward=False)
+            self._attempt = ("MAIL", path.address, "")
             params = dict(path.params)
             if params and not self.extended:
                 raise PathError("555 5.5.4 MAIL parameters need EHLO (RFC 5321 §4.1.1.11)")
@@ -502,15 +547,16 @@ class SmtpConnection:
     def _cmd_rcpt(self, arg: str, bare_lf: bool) -> Event | None:
         if not arg[:3].upper() == "TO:":
             raise _syntax("RCPT TO:<address>")
+        assert self._mail is not None
         try:
             path = parse_path(arg[3:], forward=True)
+            self._attempt = ("RCPT", self._mail.sender, path.address)
             params = dict(path.params)
             dsn = rcpt_dsn(params)
         except PathError as e:
             raise _PeerError(e.reply) from None
         if params:
             raise _PeerError(f"555 5.5.4 Unsupported option: {next(iter(params))}")
-        assert self._mail is not None
         if path.utf8 and not self._mail.utf8:
             raise _PeerError(f"553 5.6.7 <{path.address}>: a non-ASCII address needs SMTPUTF8 at MAIL FROM "
                              "(RFC 6531 §3.5)")
@@ -555,17 +601,19 @@ class SmtpConnection:
 
     def _message_end(self, status: DataStatus, body: BodySink, size: int) -> Event | None:
         """The message is in: refused now for what the reader found, else MessageEnd."""
-        refusal = {DataStatus.TOO_BIG: "552 5.3.4 Error: message file too big",
+        reply = {DataStatus.TOO_BIG: "552 5.3.4 Error: message file too big",
                    DataStatus.NO_STORAGE: "452 4.3.1 Insufficient system storage, try again later",
                    DataStatus.LINE_TOO_LONG: "500 5.5.2 Error: line too long (RFC 5321 §4.5.3.1.6: "
                                              "1000 octets with CRLF)",
                    DataStatus.NUL: "554 5.6.0 Error: message content contains a NUL character "
                                    "(RFC 5322 §2.3)"}.get(status)
-        if refusal is not None:
-            self._reset()
-            self._send([refusal])
-            return self._closed
         assert self._mail is not None
+        if reply is not None:
+            self._attempt = ("END-OF-MESSAGE", self._mail.sender, ",".join(r.address for r in self._rcpts))
+            self._refused(reply)
+            self._reset()
+            self._send([reply])
+            return self._closed
         spilled = body.spilled()
         return self._wait(MessageEnd(Envelope(self._mail, tuple(self._rcpts)),
                                      b"" if spilled else body.content(), spilled, size))
@@ -643,7 +691,7 @@ class SmtpConnection:
 
     def _cmd_quit(self, arg: str, bare_lf: bool) -> Event | None:
         self._send(["221 2.0.0 Bye"])
-        self._close("QUIT")
+        self._close("closed")
         return self._closed
 
     def _cmd_vrfy(self, arg: str, bare_lf: bool) -> Event | None:

@@ -5,11 +5,16 @@
             for <mafudge@syr.edu>; Mon, 23 Nov 2026 10:00:00 +0000
 
 `for` appears only with a single recipient, as in Postfix, so one copy of a
-message sent to many does not reveal the others.
+message sent to many does not reveal the others; an authenticated sender's
+login is shown as Postfix shows it (`(Authenticated sender: santa@northpole.org)`,
+smtpd_sasl_authenticated_header).  `missing_headers` gives the `Date:` and
+`Message-ID:` a hand-typed message lacks, as Postfix's cleanup adds them.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from email.utils import formatdate
 
 _last_date: tuple[int, str] = (-1, "")
@@ -32,12 +37,18 @@ def protocol_name(*, esmtp: bool, tls: bool = False, auth: bool = False, utf8: b
     return base + ("S" if tls else "") + ("A" if auth else "")
 
 
+def _clean(text: str) -> str:
+    return "".join(c if c.isprintable() and c not in "()" else "?" for c in text)[:255]
+
+
 def received_header(*, helo: str, client_name: str | None, client_ip: str, by: str,
-                    protocol: str, queue_id: str, recipients: list[str], when: float) -> bytes:
-    helo = "".join(c if c.isprintable() and c not in "()" else "?" for c in helo)[:255] or "unknown"
+                    protocol: str, queue_id: str, recipients: list[str], when: float,
+                    auth: str = "") -> bytes:
     name = client_name or "unknown"
-    lines = [f"Received: from {helo} ({name} [{client_ip}])",
+    lines = [f"Received: from {_clean(helo) or 'unknown'} ({name} [{client_ip}])",
              f"\tby {by} (maillab) with {protocol} id {queue_id}"]
+    if auth:
+        lines.insert(1, f"\t(Authenticated sender: {_clean(auth)})")
     date = _date(when)
     if len(recipients) == 1:
         lines.append(f"\tfor <{recipients[0]}>; {date}")
@@ -51,3 +62,21 @@ def local_received_header(*, by: str, queue_id: str, when: float) -> bytes:
     """The trace header of a message made on the host itself (a bounce, a notice)."""
     return (f"Received: by {by} (maillab) id {queue_id};\r\n"
             f"\t{_date(when)}\r\n").encode()
+
+
+_DATE = re.compile(rb"^date:", re.I | re.M)
+_MESSAGE_ID = re.compile(rb"^message-id:", re.I | re.M)
+
+
+def missing_headers(head: bytes, *, by: str, queue_id: str, when: float) -> bytes:
+    """`Date:` and `Message-ID: <stamp.queueid@host>` for a message whose header block (the
+    start of `head`) has none, as Postfix's cleanup adds them (RFC 5322 §3.6: both expected)."""
+    end = head.find(b"\r\n\r\n")
+    block = head if end < 0 else head[:end + 2]
+    out = b""
+    if not _DATE.search(block):
+        out += f"Date: {_date(when)}\r\n".encode()
+    if not _MESSAGE_ID.search(block):
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(when))
+        out += f"Message-ID: <{stamp}.{queue_id}@{by}>\r\n".encode()
+    return out

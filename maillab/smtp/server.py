@@ -1,448 +1,256 @@
-"""The SMTP server of an MTA host: aiosmtpd, adapted to the lab.
+"""The SMTP server of an MTA host: `SmtpConnection` on `session_server`, answered by the host's policy.
 
-`LabSMTP` is aiosmtpd's protocol with what the lab needs and aiosmtpd lacks:
-- a transcript: every line in and out becomes a `SessionLine` event (a
-  message's first and last lines as typed, `transcript.ClientLines`), every
-  session a `SessionOpened`/`SessionClosed`;
-- ENHANCEDSTATUSCODES on every reply (`codes.enhance`) and PIPELINING in EHLO;
-- a DATA reader of its own (`DataReader`): bare-LF lines and a bare-LF "."
-  end the message, and the body is read in large chunks, not line by line;
-- a 421 before closing a session that timed out (RFC 5321 §4.5.3.2), and one
-  timer per session that a command moves on, not a timer cancelled and armed
-  anew at every command and body chunk;
-- a failed AUTH waits the client address's penalty, and too many error replies
-  end the session with 421 (`authguard`; Postfix's smtpd_hard_error_limit);
+`SmtpServer` is one listener (service "smtp", port 25's stand-in, or
+"submission" on a mailbox host, AUTH required) run by `SessionServer` like
+IMAP and POP3: admission and per-client limits at accept, one session loop,
+the transcript as `SessionLine`s between one `SessionOpened` and one
+`SessionClosed`, the session timeout (421 4.4.2).  The adapter owns only I/O
+and the answers to the connection's events:
 
-`MtaHandler` holds the policy hooks: address checks, relay rules, AUTH against
-the directory, MAIL (which waits, as Postfix's in_flow_delay, while the
-host's deliveries lag behind), and DATA, which stamps the Received header and
-hands the message to the host's spool — the 250 goes out only once it is on
-disk.
+    before the banner  PTR look-up of the client (as Postfix), the host's faults:
+                       "421" refuses at the greeting, "silent" never speaks
+    Helo               accepted
+    Mail               `policy.check_address`, chaos, `sender_login_match`, then the
+                       in-flow delay (Postfix's in_flow_delay) before the 250
+    Rcpt               address checks, chaos, greylisting, `policy.check_rcpt`
+    Authenticate       the directory, off the loop (`check_login`: a failure waits
+                       the client's auth penalty and is logged as Postfix's smtpd does)
+    MessageEnd         Received (with the login of an authenticated sender),
+                       Date/Message-ID if missing, then the spool: the 250 goes out
+                       only once the message is on disk (fsync, rename)
+
+Every refusal of a MAIL, RCPT or message is a maillog line in Postfix's words
+(`NOQUEUE: reject: RCPT from name[ip]: 554 5.7.1 ...; from=<...> to=<...>
+proto=ESMTP helo=<...>`), and an accepted message from a logged-in user says
+`sasl_method=, sasl_username=`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import logging
-import re
-import warnings
-from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
+import contextlib
+import os
+from typing import TYPE_CHECKING
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
-
-from ..authguard import ErrorLimit, penalise
-from ..events import Notice, SessionClosed, SessionLine, SessionOpened
-from . import overhead
-from .codes import enhance
+from ..events import Notice, SessionClosed, SessionOpened
+from ..sansio import Authenticate
+from ..session_server import Session, SessionServer
 from .budget import IN_FLIGHT
-from .datareader import DataReader, DataStatus
 from .policy import check_address, check_rcpt
-from .received import protocol_name, received_header
-from .transcript import ClientLines, printable
+from .protocol import Helo, Mail, MessageEnd, Rcpt, Refusal, SmtpConnection
+from .received import missing_headers, protocol_name, received_header
 
 if TYPE_CHECKING:
     from ..mta import Mta
 
-# aiosmtpd logs every connection at INFO and warns about plaintext AUTH on each
-# one: that is ours to report, through events.
-logging.getLogger("mail.log").setLevel(logging.CRITICAL)
-logging.getLogger("mail.log").propagate = False
-warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS", module="aiosmtpd")
-overhead.install()
-
-_session_numbers = itertools.count(1)
-# The everyday path: <dot-atom@domain> then parameters. Anything else (quoted
-# local parts, source routes, comments) goes through aiosmtpd's full RFC 5322 parser.
-_SIMPLE_PATH = re.compile(r"\s*<((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\.)*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-                          r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)>(?=\s|$)\s*(.*)", re.S)
-MAX_RECIPIENTS = 1000   # RFC 5321 §4.5.3.1.8 asks for at least 100
+READ_CHUNK = 64 * 1024
+MAX_SESSIONS = 1 << 20          # no cap of its own: the world's connections_per_service decides
+HEAD_PEEK = 64 * 1024           # octets of a spilled message searched for Date/Message-ID
 
 
-class _DeferredCheck(NamedTuple):
-    """Credentials aiosmtpd has parsed, to be checked off the loop."""
-    mechanism: str
-    auth_data: Any
+class _Session(Session):
+    conn: SmtpConnection
+
+    def __init__(self, server: "SmtpServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__(server, reader, writer, None)
+        world, mta = server.ctx.world, server.mta
+        self.conn = SmtpConnection(server.host.name, client_ip=self.peer_ip, max_size=world.message_size_limit,
+                                   auth=bool(mta.mailbox_domains), auth_required=server.service == "submission",
+                                   line_endings=world.smtp_line_endings, spill_folder=mta.queue.spool.folder,
+                                   budget=IN_FLIGHT)
+        self.client_name: str | None = None
+        self.reading = False                # waiting for the client's next bytes
+        self.mechanism = ""                 # of the AUTH that logged in
+        self.early = b""                    # what the client sent while it waited at the gate
 
 
-class LabSMTP(SMTP):
-    # The StreamReader limit: command lines are still held to 512 octets
-    # (aiosmtpd's check, answered 500), but the body is read in 64 KiB steps.
-    line_length_limit = 64 * 1024
+class SmtpServer(SessionServer[_Session]):
+    """SMTP (or submission) for the host of `mta` (RFC 5321, RFC 6409)."""
 
-    def __init__(self, mta: "Mta", service: str, **kwargs: Any) -> None:
-        self.mta = mta
-        self.service = service
-        self.session_id = f"{mta.host.name}/{service}/{next(_session_numbers)}"
-        self._client_lines = ClientLines()
-        self._out: list[bytes] = []
-        self._raw_replies = False
-        self._opened = False
-        self._announced = False          # SessionOpened published: only then a SessionClosed
-        self._ptr_task: asyncio.Task[str | None] | None = None
-        self._refusal: str | None = None     # why ctx.admission.limits refused this connection, if it did
-        self._deadline = self._timer_at = 0.0     # when the session times out; when its timer fires
-        self._errors = ErrorLimit()
-        self.body: BinaryIO | None = None     # the message body spilled to a file, during the DATA hook
-        super().__init__(MtaHandler(mta, service), hostname=mta.host.name, ident="ESMTP maillab",
-                         data_size_limit=mta.ctx.world.message_size_limit, enable_SMTPUTF8=True,
-                         timeout=mta.ctx.session_timeout, auth_required=(service == "submission"),
-                         auth_require_tls=False, authenticator=self._check_login,
-                         auth_exclude_mechanism=() if mta.mailbox_domains else ("PLAIN", "LOGIN"),
-                         **kwargs)
-
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        simple = _SIMPLE_PATH.fullmatch(arg)
-        if simple is not None:
-            return simple.group(1), simple.group(2)
-        return super()._getaddr(arg)
-
-    # --- transcript ---------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        if self._opened:
-            return  # connection_made runs again after STARTTLS
-        self._opened = True
-        peer = transport.get_extra_info("peername") or ("?", 0)
-        self.peer_ip, self.peer_port = str(peer[0]), peer[1]
-        self._refusal = self.mta.ctx.admission.limits.admit(self.mta.host.name, self.service, self.peer_ip)
-        if self._refusal is None:
-            self._ptr_task = asyncio.ensure_future(self.mta.reverse_name(self.peer_ip))
-
-    async def _handle_client(self) -> None:
-        try:
-            await self._serve_session()
-        except (asyncio.CancelledError, ConnectionError):
-            # aiosmtpd ends every session by cancelling this task (QUIT, EOF, lost connection);
-            # a reply to a client that reset is a ConnectionResetError (see push).
-            # Ended quietly, the task keeps no exception whose traceback would hold this
-            # protocol in a reference cycle (see _release).
-            pass
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        """Drop what aiosmtpd keeps that points back at this protocol — bound methods of it,
-        and the stream writer — so a finished session is freed at once by reference
-        counting, not later by a pause of the garbage collector (140 ms in a flood)."""
-        self._smtp_methods = {}
-        self._auth_methods = {}
-        self._handle_hooks = {}
-        self._writer = self._stream_writer = None       # the writer's _protocol is this protocol
-        self._client_connected_cb = None                # a bound method of it, kept by asyncio
-        self._authenticator = None                      # our _check_login, bound
-
-    async def _serve_session(self) -> None:
-        if self._refusal is not None:        # past ctx.admission.limits: say so, log it, close
-            limits = self.mta.ctx.admission.limits
-            self.mta.ctx.bus.publish(Notice(self.mta.ctx.clock.now(), self.mta.host.name, f"postfix/{self.service}",
-                                            limits.warning(self._refusal, self.service, self.peer_ip)))
-            self._raw_replies = True
-            await self.push("421 4.7.0 Too many connections from IP" if self._refusal == "client" else
-                            f"421 4.3.2 {self.hostname} Too many connections, try again later")
-            assert self.transport is not None
-            self.transport.close()
-            return
-        await self.mta.ctx.admission.enter()     # in a flood under the TUI, new sessions wait here
-        # As Postfix does, look up the client's name before the banner.
-        name = await self.client_name()
-        if self.transport is None or self.transport.is_closing():
-            return          # reset during the PTR look-up: it never opened (connection_lost says no more)
-        self._announced = True
-        self.mta.ctx.bus.publish(SessionOpened(self.mta.ctx.clock.now(), self.session_id, self.service,
-                                               self.mta.host.name, f"{self.peer_ip}:{self.peer_port}",
-                                               name or "unknown"))
-        if self.mta.fault == "421":
-            await self.push(f"421 4.3.2 {self.hostname} Service not available, closing transmission channel")
-            assert self.transport is not None
-            self.transport.close()
-            return
-        if self.mta.fault == "silent":
-            return   # say nothing; the session timeout closes the connection
-        await super()._handle_client()
-
-    def connection_lost(self, error: Exception | None) -> None:
-        super().connection_lost(error)
-        self.mta.forget(self)
-        if self._refusal is None:
-            self.mta.ctx.admission.limits.leave(self.mta.host.name, self.service, self.peer_ip)
-            self._refusal = "gone"               # connection_lost runs once, but leave only once
-        if self._ptr_task is not None and not self._ptr_task.done():
-            self._ptr_task.cancel()
-        if not self._announced:
-            return          # gone while waiting at the gate or for its PTR: it never opened
-        reason = f"lost: {error}" if error else "closed"
-        self.mta.ctx.bus.publish(SessionClosed(self.mta.ctx.clock.now(), self.session_id,
-                                               self.mta.host.name, reason))
-
-    def data_received(self, data: bytes) -> None:
-        now = self.mta.ctx.clock.now()
-        bus, host = self.mta.ctx.bus, self.mta.host.name
-        for kind, text in self._client_lines.feed(data):
-            bus.publish(SessionLine(now, self.session_id, host, kind, text))
-        super().data_received(data)
-
-    async def push(self, status: str | bytes) -> None:
-        text = status if isinstance(status, str) else status.decode("utf-8", "replace")
-        if not self._raw_replies:
-            text = enhance(text)
-        self.mta.ctx.bus.publish(SessionLine(self.mta.ctx.clock.now(), self.session_id,
-                                             self.mta.host.name, "server", printable(text.encode())))
-        if text.startswith("354"):
-            # what the client sent before the 354 and aiosmtpd has not read yet starts the body
-            self._client_lines.body_started(len(getattr(self._reader, "_buffer", b"")))
-        # The lines of a multi-line reply ("250-...") go out in one write with its last line.
-        self._out.append(text.encode("utf-8", "surrogateescape") + b"\r\n")
-        if text[3:4] == "-":
-            return
-        data = b"".join(self._out)
-        self._out.clear()
-        if self.transport is None or self.transport.is_closing():
-            raise ConnectionResetError("reset by peer")   # (uvloop's write would raise RuntimeError)
-        self._writer.write(data)
-        if self._errors.reply(text[:3]) and not text.startswith("421"):
-            await self._too_many_errors()
-        await self._writer.drain()
-
-    async def _too_many_errors(self) -> None:
-        """Postfix's smtpd_hard_error_limit: the last error was one too many; close as QUIT does."""
-        await self.push("421 4.7.0 Too many errors, closing connection")
-        assert self._handler_coroutine is not None and self.transport is not None
-        self._handler_coroutine.cancel()
-        self.transport.close()
-
-    def _reset_timeout(self, duration: float | None = None) -> None:
-        """Move the session's deadline.  The timer stays armed where it is unless the deadline
-        came nearer; firing early, it re-arms itself for what is left."""
-        self._deadline = self.loop.time() + (duration or self._timeout_duration)
-        if self._timeout_handle is None or self._deadline < self._timer_at:
-            if self._timeout_handle is not None:
-                self._timeout_handle.cancel()
-            self._arm()
-
-    def _arm(self) -> None:
-        self._timer_at = self._deadline
-        self._timeout_handle = self.loop.call_at(self._deadline, self._timer_fired)
-
-    def _timer_fired(self) -> None:
-        if self.loop.time() < self._deadline:
-            self._arm()
-        else:
-            self._timeout_cb()
-
-    def _timeout_cb(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            line = f"421 4.4.2 {self.hostname} Error: timeout exceeded"
-            self.mta.ctx.bus.publish(SessionLine(self.mta.ctx.clock.now(), self.session_id,
-                                                 self.mta.host.name, "server", line))
-            self.transport.write(line.encode() + b"\r\n")
-        super()._timeout_cb()
-
-    # --- commands whose replies carry no enhanced code (RFC 2034 §3) --------
-    @syntax("HELO hostname")
-    async def smtp_HELO(self, hostname: str) -> None:
-        self._raw_replies = True
-        try:
-            await super().smtp_HELO(hostname)
-        finally:
-            self._raw_replies = False
-
-    @syntax("EHLO hostname")
-    async def smtp_EHLO(self, hostname: str) -> None:
-        self._raw_replies = True
-        try:
-            await super().smtp_EHLO(hostname)
-        finally:
-            self._raw_replies = False
-
-    # --- DATA ----------------------------------------------------------------
-    @syntax("DATA")
-    async def smtp_DATA(self, arg: str) -> None:
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
-            return
-        assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
-            await self.push("503 5.5.1 Error: need RCPT command")
-            return
-        if arg:
-            await self.push("501 5.5.4 Syntax: DATA")
-            return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        reader = DataReader(self.data_size_limit or 10 * 1024 * 1024, budget=IN_FLIGHT, lf_end=True,
-                            spill_folder=self.mta.queue.spool.folder)
-        try:
-            await self._data_and_reply(reader)
-        except asyncio.IncompleteReadError:
-            return  # the client went away: nothing was accepted
-        finally:
-            self.body = None
-            reader.release()
-
-    async def _data_and_reply(self, reader: DataReader) -> None:
-        """Read the body into `reader`, hand it on, and give the reply."""
-        await self._read_body(reader)
-        bus, now, host = self.mta.ctx.bus, self.mta.ctx.clock.now(), self.mta.host.name
-        for kind, text in self._client_lines.body_ended(reader.taken, reader.lines, reader.taken - reader.end_line):
-            bus.publish(SessionLine(now, self.session_id, host, kind, text))
-        if reader.status is DataStatus.TOO_BIG:
-            status = "552 5.3.4 Error: message file too big"
-        elif reader.status is DataStatus.NO_STORAGE:
-            status = "452 4.3.1 Insufficient system storage, try again later"
-        elif reader.status is DataStatus.LINE_TOO_LONG:
-            status = "500 5.5.2 Error: line too long (RFC 5321 section 4.5.3.1.6: 1000 octets with CRLF)"
-        else:
-            self.body = reader.body.spilled()     # a big body is a file, not bytes
-            self.envelope.original_content = self.envelope.content = b"" if self.body else reader.message()
-            status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
-        if status.startswith("250"):
-            self._errors.delivered()
-        await self.push(status)
-
-    async def _read_body(self, data: DataReader) -> None:
-        """Feed `data` until the end-of-data line, without reading past it.
-
-        Large steps: `readuntil(b"\\n.")` jumps to the next line that starts
-        with a dot; only such lines (and the first line) are read on their own,
-        and the reader is told the steps in between hold no dot line.
-        """
-        reader = self._reader
-        at_line_start = True
-        while not data.done:
-            self._reset_timeout()
-            if at_line_start:
-                first = await reader.readexactly(1)
-                if first == b".":
-                    data.feed(first + await self._read_line())
-                else:
-                    data.feed(first)
-                    at_line_start = first == b"\n"
-                continue
-            try:
-                chunk = await reader.readuntil(b"\n.")
-            except asyncio.LimitOverrunError as e:
-                data.feed(await reader.readexactly(e.consumed), dotless=True)
-                continue
-            data.feed(chunk[:-1], dotless=True)       # its only "\n." was the one cut off
-            data.feed(b"." + await self._read_line())
-            at_line_start = True
-
-    async def _read_line(self) -> bytes:
-        parts = []
-        while True:
-            try:
-                parts.append(await self._reader.readuntil(b"\n"))
-                return b"".join(parts)
-            except asyncio.LimitOverrunError as e:
-                parts.append(await self._reader.readexactly(e.consumed))
-                if sum(map(len, parts)) > 2 * self.line_length_limit:
-                    return b"".join(parts)   # the DataReader marks it too long
-
-    # --- AUTH ----------------------------------------------------------------
-    # aiosmtpd calls the authenticator synchronously, on the loop; a password hash there
-    # stalls every service of the lab.  Its auth_* methods only parse: the check they end
-    # with is deferred and run in a worker thread.
-    def _authenticate(self, mechanism: str, auth_data: Any) -> Any:
-        return _DeferredCheck(mechanism, auth_data)
-
-    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> Any:
-        return await self._off_loop(await super().auth_PLAIN(server, args))
-
-    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> Any:
-        return await self._off_loop(await super().auth_LOGIN(server, args))
-
-    async def _off_loop(self, result: Any) -> Any:
-        if not isinstance(result, _DeferredCheck):
-            return result            # refused while parsing, or aborted by the client
-        checked = await asyncio.to_thread(self._check_login, self, self.session, self.envelope,
-                                          result.mechanism, result.auth_data)
-        if checked.success:
-            self.mta.ctx.auth_guard.succeeded(self.peer_ip)
-        else:
-            await penalise(self.mta.ctx, self.mta.host.name, f"postfix/{self.service}", self.peer_ip,
-                           self.session_id)
-        return checked
-
-    def _check_login(self, server: SMTP, session: Session, envelope: Envelope,
-                      mechanism: str, auth_data: Any) -> AuthResult:
-        if not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        login = auth_data.login.decode("utf-8", "surrogateescape")
-        password = auth_data.password.decode("utf-8", "surrogateescape")
-        account = self.mta.ctx.directory.authenticate(login, password, self.mta.mailbox_domains)
-        if account is None or account.domain not in self.mta.mailbox_domains:
-            return AuthResult(success=False, handled=False)
-        return AuthResult(success=True, auth_data=account.address)
-
-    async def client_name(self) -> str | None:
-        return await self._ptr_task if self._ptr_task is not None else None
-
-
-class MtaHandler:
-    """aiosmtpd hooks: the policy of one host and service."""
+    REASONS = {"closed": "closed", "send timeout": "timeout while sending", "lost": "lost: {error}",
+               "stopped": "server stopped", "stopped line": "Service shutting down, closing transmission channel",
+               "bug line": "Error: internal error, closing connection"}
+    client_busy_reply = b"421 4.7.0 Too many connections from IP\r\n"
 
     def __init__(self, mta: "Mta", service: str) -> None:
+        super().__init__(mta.ctx, mta.host, mta.mailbox_domains, MAX_SESSIONS)
         self.mta = mta
         self.service = service
+        self.program = "smtpd" if service == "smtp" else service
+        self.busy_reply = f"421 4.3.2 {mta.host.name} Too many connections, try again later\r\n".encode()
 
-    async def handle_EHLO(self, server: LabSMTP, session: Session, envelope: Envelope,
-                          hostname: str, responses: list[str]) -> list[str]:
-        session.host_name = hostname
-        lines = [r[4:] for r in responses if r[4:] not in ("HELP",) and r[4:] != "AUTH "]
-        lines.insert(1, "PIPELINING")
-        lines.insert(lines.index("8BITMIME") + 1, "ENHANCEDSTATUSCODES")
-        return [f"250-{x}" for x in lines[:-1]] + [f"250 {lines[-1]}"]
+    def port(self) -> int:
+        return self.ctx.ports.smtp if self.service == "smtp" else self.ctx.ports.submission
 
-    async def handle_MAIL(self, server: LabSMTP, session: Session, envelope: Envelope,
-                          address: str, mail_options: list[str]) -> str:
-        address = "" if address in ("<>", "") else address
-        error = check_address(address, allow_empty=True) or self.mta.chaos_reply("MAIL")
+    def new_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Session:
+        return _Session(self, reader, writer)
+
+    async def run(self, s: _Session) -> None:
+        if not await self._through_the_gate(s):
+            return          # gone while waiting: it never opened
+        s.client_name = await self.mta.reverse_name(s.peer_ip)     # as Postfix, before the banner
+        if s.writer.transport.is_closing():
+            return          # reset during the look-up: it never opened
+        if self.mta.fault == "silent":
+            await self._silent(s)
+            return
+        if self.mta.fault == "421":
+            s.conn.greeting_refusal = f"421 4.3.2 {self.host.name} Service not available, closing transmission channel"
+        await super().run(s)
+
+    async def _through_the_gate(self, s: _Session) -> bool:
+        """Wait at the admission gate (in a flood under the TUI, new sessions wait there) while
+        watching the client: False if it closed first.  What it sent early is kept for the session."""
+        gate = asyncio.ensure_future(self.ctx.admission.enter())
+        if gate.done():
+            return True
+        early = asyncio.ensure_future(s.reader.read(READ_CHUNK))
+        try:
+            await asyncio.wait({gate, early}, return_when=asyncio.FIRST_COMPLETED)
+            if early.done() and (early.exception() is not None or not early.result()):
+                return False
+            await gate
+        finally:
+            gate.cancel()
+            early.cancel()
+        if early.done() and not early.cancelled():
+            s.early = early.result()
+        return True
+
+    async def _silent(self, s: _Session) -> None:
+        """The "silent" fault: accept, say nothing, and close at the session timeout or the client's EOF."""
+        self.ctx.bus.publish(SessionOpened(self.ctx.clock.now(), s.id, self.service, self.host.name,
+                                           f"{s.peer_ip}:{s.peer_port}", s.client_name or "unknown"))
+        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+            async with asyncio.timeout(self.ctx.session_timeout):
+                while await s.reader.read(READ_CHUNK):
+                    pass
+        s.writer.close()
+        self.ctx.bus.publish(SessionClosed(self.ctx.clock.now(), s.id, self.host.name, "silent"))
+
+    def opened(self, s: _Session) -> SessionOpened:
+        return SessionOpened(self.ctx.clock.now(), s.id, self.service, self.host.name,
+                             f"{s.peer_ip}:{s.peer_port}", s.client_name or "unknown")
+
+    async def receive(self, s: _Session) -> bytes | None:
+        if s.early:
+            data, s.early = s.early, b""
+            return data
+        s.reading = True                    # (stays True if cancelled while reading: stop() says goodbye)
+        try:
+            async with asyncio.timeout(self.ctx.session_timeout):
+                data = await s.reader.read(READ_CHUNK)
+        except TimeoutError:
+            s.reading = False
+            s.conn.timed_out()
+            return None
+        s.reading = False
+        return data
+
+    def idle(self, s: _Session) -> bool:
+        return s.reading
+
+    def publish_transcript(self, s: _Session) -> None:
+        super().publish_transcript(s)
+        for refusal in s.conn.refusals():
+            self.notice(self.program, self._reject_line(s, refusal))
+
+    def _client(self, s: _Session) -> str:
+        return f"{s.client_name or 'unknown'}[{s.peer_ip}]"
+
+    def _reject_line(self, s: _Session, r: Refusal) -> str:
+        """Postfix's smtpd: NOQUEUE: reject: RCPT from name[ip]: <reply>; from=<> to=<> proto= helo=<>."""
+        fields = f"from=<{r.sender}> " if r.sender is not None else ""
+        if r.recipient:
+            fields += f"to=<{r.recipient}> "
+        proto = "ESMTP" if s.conn.extended else "SMTP"
+        return (f"NOQUEUE: reject: {r.stage} from {self._client(s)}: {r.reply}; {fields}proto={proto} "
+                f"helo=<{s.conn.helo_name}>")
+
+    def login_failed_text(self, s: _Session, ev: Authenticate) -> str:
+        return (f"warning: {self._client(s)}: SASL {ev.mechanism} authentication failed: "
+                f"authentication failure ({s.id})")
+
+    # ---- answering the connection's events -----------------------------------------------
+
+    async def handle(self, s: _Session, event: object) -> None:
+        if isinstance(event, Helo):
+            s.conn.accept()
+        elif isinstance(event, Mail):
+            await self._mail(s, event)
+        elif isinstance(event, Rcpt):
+            self._rcpt(s, event)
+        elif isinstance(event, MessageEnd):
+            await self._message(s, event)
+        elif isinstance(event, Authenticate):
+            account = await self.check_login(s, event, self.program)
+            if account is None:
+                s.conn.login_failed()
+            else:
+                s.mechanism = event.mechanism
+                s.conn.login_ok(account.address)
+
+    async def _mail(self, s: _Session, ev: Mail) -> None:
+        error = check_address(ev.sender, allow_empty=True) or self.mta.chaos_reply("MAIL")
+        login = s.conn.login
+        if not error and login is not None and self.ctx.world.sender_login_match \
+                and ev.sender.lower() != login.lower():
+            # Postfix's reject_sender_login_mismatch
+            error = f"553 5.7.1 <{ev.sender}>: Sender address rejected: not owned by user {login}"
         if error:
-            return error
+            s.conn.reject(error)
+            return
         await self.mta.queue.in_flow()           # a new message: Postfix's in-flow control
-        envelope.mail_from = address or "<>"
-        envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 Ok"
+        s.conn.accept()
 
-    async def handle_RCPT(self, server: LabSMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    def _rcpt(self, s: _Session, ev: Rcpt) -> None:
+        address = self._local_postmaster(ev.address)
         error = check_address(address) or self.mta.chaos_reply("RCPT")
+        sender = s.conn.mail.sender if s.conn.mail else ""
+        if not error and self.mta.greylisted(s.peer_ip, sender, address):
+            error = f"450 4.2.0 <{address}>: Recipient address rejected: Greylisted, try again later"
+        if not error:
+            verdict = check_rcpt(self.ctx.world, self.host.name, address, authenticated=s.conn.login is not None,
+                                 mailbox_exists=lambda a: self.ctx.mda.account_for(a) is not None)
+            if not verdict.accept:
+                error = verdict.reply
         if error:
-            return error
-        if self.mta.greylisted(server.peer_ip, envelope.mail_from or "", address):
-            return f"450 4.2.0 <{address}>: Recipient address rejected: Greylisted, try again later"
-        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
-            return "452 4.5.3 Error: too many recipients"
-        verdict = check_rcpt(self.mta.ctx.world, self.mta.host.name, address,
-                             authenticated=bool(session.authenticated),
-                             mailbox_exists=lambda a: self.mta.ctx.mda.account_for(a) is not None)
-        if verdict.accept:
-            envelope.rcpt_tos.append(address)
-            envelope.rcpt_options.extend(rcpt_options)
-        return verdict.reply
+            s.conn.reject(error)
+        else:
+            s.conn.accept()
 
-    async def handle_DATA(self, server: LabSMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.content
-        assert isinstance(content, bytes)
+    async def _message(self, s: _Session, ev: MessageEnd) -> None:
         chaos = self.mta.chaos_reply("DATA")
         if chaos:
-            return chaos
-        sender = "" if envelope.mail_from == "<>" else (envelope.mail_from or "")
-        queue = self.mta.queue
+            s.conn.reject(chaos)
+            return
+        conn, queue, now = s.conn, self.mta.queue, self.ctx.clock.now()
         qid = queue.new_queue_id()
-        proto = protocol_name(esmtp=session.extended_smtp, tls=session.ssl is not None,
-                              auth=bool(session.authenticated), utf8=envelope.smtp_utf8)
-        client_name = await server.client_name()
-        stamp = received_header(helo=session.host_name or "unknown", client_name=client_name,
-                                client_ip=server.peer_ip, by=self.mta.host.name, protocol=proto,
-                                queue_id=qid, recipients=list(envelope.rcpt_tos),
-                                when=self.mta.ctx.clock.now())
+        recipients = [self._local_postmaster(r) for r in ev.envelope.recipients]
+        proto = protocol_name(esmtp=conn.extended, tls=conn.tls_active, auth=conn.login is not None,
+                              utf8=ev.envelope.mail.utf8)
+        head = ev.content[:HEAD_PEEK] if ev.spilled is None else os.pread(ev.spilled.fileno(), HEAD_PEEK, 0)
+        stamp = received_header(helo=conn.helo_name or "unknown", client_name=s.client_name,
+                                client_ip=s.peer_ip, by=self.host.name, protocol=proto, queue_id=qid,
+                                recipients=recipients, when=now, auth=conn.login or "")
+        stamp += missing_headers(head, by=self.host.name, queue_id=qid, when=now)
         try:
-            qid = await queue.accept(qid, sender, tuple(envelope.rcpt_tos), stamp + content,
-                                  client=f"{client_name or 'unknown'}[{server.peer_ip}]",
-                                  extra={"auth": session.auth_data or "", "protocol": proto,
-                                         "helo": session.host_name or ""}, body=server.body,
-                                  upstream=self.mta.upstream_id(server.peer_ip, content, server.body))
+            qid = await queue.accept(qid, ev.envelope.sender, tuple(recipients), stamp + ev.content,
+                                     client=self._client(s),
+                                     extra={"auth": conn.login or "", "protocol": proto, "helo": conn.helo_name},
+                                     body=ev.spilled,
+                                     upstream=self.mta.upstream_id(s.peer_ip, ev.content, ev.spilled))
         except OSError as e:
-            return f"451 4.3.0 Error: queue file write error ({e.strerror})"
-        return f"250 2.0.0 Ok: queued as {qid}"
+            conn.reject(f"451 4.3.0 Error: queue file write error ({e.strerror})")
+            return
+        if conn.login is not None:
+            self.notice(self.program, f"{qid}: client={self._client(s)}, sasl_method={s.mechanism}, "
+                                      f"sasl_username={conn.login}")
+        conn.accept(f"Ok: queued as {qid}")
+
+    def _local_postmaster(self, address: str) -> str:
+        """RCPT TO:<postmaster> without a domain (RFC 5321 §4.5.1) is this host's postmaster."""
+        if address != "postmaster":
+            return address
+        return f"postmaster@{self.mta.mailbox_domains[0] if self.mta.mailbox_domains else self.host.name}"
+
