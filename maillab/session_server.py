@@ -44,6 +44,7 @@ from .smtp.transcript import printable
 from .ports import Endpoint
 from .world import Host
 
+READ_CHUNK = 64 * 1024         # read at most this past what the protocol has taken: memory stays bounded
 _numbers: defaultdict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))   # per service
 
 
@@ -116,6 +117,17 @@ class SessionServer(Generic[S]):
     async def receive(self, s: Any) -> bytes | None:
         """The client's next bytes (b"" at EOF), or None after telling `conn` of a timeout."""
         raise NotImplementedError
+
+    async def read_chunk(self, s: Any, limit: float) -> bytes | None:
+        """At most READ_CHUNK of the client's bytes (b"" at EOF), or None once `limit` seconds
+        passed without any (`conn.timed_out()` has been told)."""
+        try:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (stop())
+            async with asyncio.timeout(limit):
+                return await s.reader.read(READ_CHUNK)
+        except TimeoutError:
+            s.conn.timed_out()
+            return None
 
     async def handle(self, s: Any, event: object) -> None:
         """Answer one of the protocol's own events (not StartTls, not Closed)."""

@@ -32,7 +32,6 @@ from ..store import INBOX, SEEN, Folder, MaildropBusy, MaildropLock, Message, Me
 from ..world import Host
 from .protocol import Authenticate, Pop3Connection, Retrieve, Update
 
-READ_CHUNK = 64 * 1024
 MAX_SESSIONS = 1000             # per host; more get -ERR [SYS/TEMP] and are closed
 
 class _Session(Session):
@@ -67,14 +66,7 @@ class Pop3Server(SessionServer[_Session]):
 
     async def receive(self, s: _Session) -> bytes | None:
         s.idle = True                      # (stays True if cancelled while reading: stop() says goodbye)
-        try:
-            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (stop())
-            async with asyncio.timeout(self.ctx.session_timeout if s.lock else self.login_timeout()):
-                data = await s.reader.read(READ_CHUNK)
-        except TimeoutError:
-            s.idle = False
-            s.conn.timed_out()
-            return None
+        data = await self.read_chunk(s, self.ctx.session_timeout if s.lock else self.login_timeout())
         s.idle = False
         return data
 

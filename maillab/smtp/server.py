@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from ..events import Notice, SessionClosed, SessionOpened
 from ..sansio import Authenticate
-from ..session_server import Session, SessionServer
+from ..session_server import READ_CHUNK, Session, SessionServer
 from .budget import IN_FLIGHT
 from .policy import check_address, check_rcpt
 from .protocol import Helo, Mail, MessageEnd, Rcpt, Refusal, SmtpConnection
@@ -43,7 +43,6 @@ from .received import missing_headers, protocol_name, received_header
 if TYPE_CHECKING:
     from ..mta import Mta
 
-READ_CHUNK = 64 * 1024
 MAX_SESSIONS = 1 << 20          # no cap of its own: the world's connections_per_service decides
 HEAD_PEEK = 64 * 1024           # octets of a spilled message searched for Date/Message-ID
 
@@ -137,13 +136,7 @@ class SmtpServer(SessionServer[_Session]):
             data, s.early = s.early, b""
             return data
         s.reading = True                    # (stays True if cancelled while reading: stop() says goodbye)
-        try:
-            async with asyncio.timeout(self.ctx.session_timeout):
-                data = await s.reader.read(READ_CHUNK)
-        except TimeoutError:
-            s.reading = False
-            s.conn.timed_out()
-            return None
+        data = await self.read_chunk(s, self.ctx.session_timeout)
         s.reading = False
         return data
 
