@@ -111,6 +111,19 @@ async def scripted_peer(greeting: bytes | None,
         await server.wait_closed()
 
 
+def willing(ehlo_reply: bytes, seen: list[str]) -> Callable[[str], bytes]:
+    """For scripted_peer: `ehlo_reply` to EHLO, 354 to DATA, 221 to QUIT, 250 to the rest;
+    each command line is kept in `seen`."""
+    def answer(line: str) -> bytes:
+        seen.append(line)
+        if line.startswith("EHLO"):
+            return ehlo_reply
+        if line == "DATA":
+            return b"354 go ahead\r\n"
+        return b"221 bye\r\n" if line == "QUIT" else b"250 Ok\r\n"
+    return answer
+
+
 async def hop(port: int, bus: EventBus | None = None, **overrides: Any) -> HopResult:
     args: dict[str, Any] = dict(
         helo="smtp1.syr.edu", source_ip=None, dest_ip="127.0.0.1", dest_port=port,
@@ -299,15 +312,7 @@ async def test_size_limit_fails_permanently_without_sending() -> None:
 
 async def test_helo_fallback_when_ehlo_is_unknown() -> None:
     seen: list[str] = []
-
-    def answer(line: str) -> bytes:
-        seen.append(line)
-        if line.startswith("EHLO"):
-            return b"502 5.5.2 Error: command not recognized\r\n"
-        if line == "DATA":
-            return b"354 go ahead\r\n"
-        return b"221 bye\r\n" if line == "QUIT" else b"250 Ok\r\n"
-
+    answer = willing(b"502 5.5.2 Error: command not recognized\r\n", seen)
     async with scripted_peer(b"220 old.test SMTP\r\n", answer) as port:
         result = await hop(port)
     assert result.accepted == ["bob@luxsci.net"] and result.extensions == {}
@@ -449,16 +454,7 @@ async def test_utf8_address_to_a_server_without_smtputf8_is_not_sent() -> None:
 
 async def test_dsn_parameters_reach_a_server_that_offers_dsn() -> None:
     seen: list[str] = []
-
-    def answer(line: str) -> bytes:
-        seen.append(line)
-        if line.startswith("EHLO"):
-            return b"250-dsn.test\r\n250 DSN\r\n"
-        if line == "DATA":
-            return b"354 go ahead\r\n"
-        return b"221 bye\r\n" if line == "QUIT" else b"250 Ok\r\n"
-
-    async with scripted_peer(b"220 dsn.test ESMTP\r\n", answer) as port:
+    async with scripted_peer(b"220 dsn.test ESMTP\r\n", willing(b"250-dsn.test\r\n250 DSN\r\n", seen)) as port:
         result = await hop(port, ret="HDRS", envid="Q1",
                            recipients=[Rcpt("bob@luxsci.net", ("FAILURE",), "rfc822;bob@luxsci.net")])
     assert result.accepted == ["bob@luxsci.net"]
