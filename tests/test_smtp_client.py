@@ -636,3 +636,38 @@ async def test_a_relay_hop_event_names_its_session_and_the_next_hosts_queue_id(l
     assert tried.peer_queue_id and [q.queue_id for q in queued] == [tried.peer_queue_id]
     opened = [e for e in seen if isinstance(e, SessionOpened) and e.session == tried.session]
     assert [(o.protocol, o.host) for o in opened] == [("smtp-out", "mail.northpole.org")]
+
+
+async def test_relay_hop_goes_on_after_a_host_that_will_not_talk_and_stops_at_a_refusal() -> None:
+    """A 421 greeting sends every recipient to the next MX (RFC 5321 §5.1); a 550 to one RCPT
+    there is final for it and is not tried further."""
+    port = free_port()
+    busy = await asyncio.start_server(_greet_busy, "127.0.0.1", port)
+    handler = Recorder()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(handler, hostname="mx2.test"), "127.0.0.2", port)
+
+    async def addresses(name: str) -> list[str]:
+        return {"mx1.test": ["127.0.0.1"], "mx2.test": ["127.0.0.2"]}[name]
+
+    try:
+        walk = await relay_hop(["mx1.test", "mx2.test"], addresses, port=port, helo="smtp1.syr.edu",
+                               source_ip=None, sender="mafudge@syr.edu",
+                               recipients=["nobody@luxsci.net", "bob@luxsci.net"], message=MESSAGE,
+                               bus=EventBus(), clock=Clock(), host="smtp1.syr.edu", queue_id="Q2", timeout=5.0)
+    finally:
+        for s in (busy, server):
+            s.close()
+            await s.wait_closed()
+    assert [(t.mx, t.result, t.reason) for t in walk.tries] == [
+        ("mx1.test", "deferred", "421 4.3.2 too busy"), ("mx2.test", "delivered", "250 2.0.0 Ok: queued as 4XyZ12")]
+    assert walk.failures == [f"host mx1.test[127.0.0.1]:{port} said: 421 4.3.2 too busy"]
+    assert {r: (d.mx, d.reply.code) for r, d in walk.decided.items()} == {
+        "nobody@luxsci.net": ("mx2.test", 550), "bob@luxsci.net": ("mx2.test", 250)}
+    assert handler.received[0]["rcpts"] == ["bob@luxsci.net"]
+
+
+async def _greet_busy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"421 4.3.2 too busy\r\n")
+    await reader.readline()                     # the client's QUIT
+    writer.close()
