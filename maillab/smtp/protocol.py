@@ -277,7 +277,7 @@ class SmtpConnection:
             nl = len(self._in) - 1
         line = bytes(self._in[:nl + 1])
         del self._in[:nl + 1]
-        if self._discarding:
+        if self._discarding or nl >= MAX_AUTH_LINE:     # too long, whether it came whole or in pieces
             total, self._discarding = self._discarding + len(line), 0
             return total
         return line
