@@ -32,6 +32,8 @@ from .queue.redelivery import already_delivered
 from .ports import Endpoint
 from .queue.spool import Spool
 from .routing import Outcome, deliver_local, relay
+from .smtp.checkpoints import Checkpoints
+from .smtp.policy import HostPolicy, standard_checks
 from .smtp.server import SmtpServer
 from .world import Host
 
@@ -72,6 +74,10 @@ class Mta:
         self.chaos: Chaos | None = None
         self._greylist: dict[tuple[str, str, str], float] = {}
         self.servers: list[SmtpServer] = []
+        # what the receive path asks at each step; tests and later issues register more checks
+        self.checkpoints = Checkpoints(standard_checks(HostPolicy(
+            host.name, world=lambda: ctx.world, chaos=self.chaos_reply, greylisted=self.greylisted,
+            mailbox_exists=lambda a: ctx.mda.account_for(a) is not None, in_flow=self.queue.in_flow)))
 
     # --- life cycle ----------------------------------------------------------
     async def load(self) -> int:

@@ -367,6 +367,11 @@ class SmtpConnection:
         """The MAIL of the transaction under way."""
         return self._mail
 
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """The recipients accepted so far in the transaction under way."""
+        return tuple(r.address for r in self._rcpts)
+
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
         self._out.clear()

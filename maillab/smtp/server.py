@@ -8,21 +8,25 @@ the transcript as `SessionLine`s between one `SessionOpened` and one
 and the answers to the connection's events:
 
     before the banner  PTR look-up of the client (as Postfix), the host's faults:
-                       "421" refuses at the greeting, "silent" never speaks
-    Helo               accepted
-    Mail               `policy.check_address`, chaos, `sender_login_match`, then the
-                       in-flow delay (Postfix's in_flow_delay) before the 250
-    Rcpt               address checks, chaos, greylisting, `policy.check_rcpt`
+                       "421" refuses at the greeting, "silent" never speaks; then
+                       the connect checkpoint (a reject: 554 instead of the 220)
+    Helo, Mail, Rcpt   the host's checkpoints (`mta.checkpoints`, checkpoints.py):
+                       today's policy (policy.standard_checks: addresses, chaos,
+                       sender_login_match, greylisting, relay rules, the in-flow
+                       delay) and whatever else is registered; RCPT TO:<postmaster>
+                       is the host's postmaster (RFC 5321 §4.5.1)
     Authenticate       the directory, off the loop (`check_login`: a failure waits
                        the client's auth penalty and is logged as Postfix's smtpd does)
-    MessageEnd         Received (with the login of an authenticated sender),
+    MessageEnd         the data checkpoint (tags become headers, quarantine holds the
+                       message), Received (with the login of an authenticated sender),
                        Date/Message-ID if missing, then the spool: the 250 goes out
                        only once the message is on disk (fsync, rename)
 
 Every refusal of a MAIL, RCPT or message is a maillog line in Postfix's words
 (`NOQUEUE: reject: RCPT from name[ip]: 554 5.7.1 ...; from=<...> to=<...>
 proto=ESMTP helo=<...>`), and an accepted message from a logged-in user says
-`sasl_method=, sasl_username=`.
+`sasl_method=, sasl_username=`; every verdict of a check that is not a plain
+accept is a line too (`check relay: reject at rcpt: ...`) and a note in the transcript.
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..events import Notice, SessionClosed, SessionOpened
 from ..sansio import Authenticate
 from ..session_server import READ_CHUNK, Session, SessionServer
 from .budget import IN_FLIGHT
-from .policy import check_address, check_rcpt
+from .checkpoints import Facts, Verdict
 from .protocol import Helo, Mail, MessageEnd, Rcpt, Refusal, SmtpConnection
 from .received import missing_headers, protocol_name, received_header
 
@@ -45,6 +50,16 @@ if TYPE_CHECKING:
 
 MAX_SESSIONS = 1 << 20          # no cap of its own: the world's connections_per_service decides
 HEAD_PEEK = 64 * 1024           # octets of a spilled message searched for Date/Message-ID
+
+
+@dataclass(slots=True)
+class _Marks:
+    """What the checks said should happen to a message: headers to add, a quarantine reason."""
+    headers: tuple[str, ...] = ()
+    quarantine: str = ""
+
+    def joined(self, other: "_Marks") -> "_Marks":
+        return _Marks(self.headers + other.headers, self.quarantine or other.quarantine)
 
 
 class _Session(Session):
@@ -61,6 +76,8 @@ class _Session(Session):
         self.reading = False                # waiting for the client's next bytes
         self.mechanism = ""                 # of the AUTH that logged in
         self.early = b""                    # what the client sent while it waited at the gate
+        self.session_marks = _Marks()       # the checks' tags and quarantine at connect and HELO
+        self.transaction_marks = _Marks()   # ... and since the transaction's MAIL
 
 
 class SmtpServer(SessionServer[_Session]):
@@ -95,6 +112,10 @@ class SmtpServer(SessionServer[_Session]):
             return
         if self.mta.fault == "421":
             s.conn.greeting_refusal = f"421 4.3.2 {self.host.name} Service not available, closing transmission channel"
+        else:
+            verdict = await self.checkpoint(s, Facts("connect", s.peer_ip, s.client_name))
+            if verdict.action == "reject":
+                s.conn.greeting_refusal = verdict.reply       # RFC 5321 §3.1: 554 (or 421) instead of 220
         await super().run(s)
 
     async def _through_the_gate(self, s: _Session) -> bool:
@@ -164,75 +185,86 @@ class SmtpServer(SessionServer[_Session]):
         return (f"warning: {self._client(s)}: SASL {ev.mechanism} authentication failed: "
                 f"authentication failure ({s.id})")
 
+    # ---- the checkpoints ------------------------------------------------------------------
+
+    def facts(self, s: _Session, stage: str, **known: object) -> Facts:
+        """What is known at `stage`: the session and transaction so far, and `known`."""
+        conn = s.conn
+        so_far: dict[str, object] = {"helo": conn.helo_name, "login": conn.login, "recipients": conn.recipients,
+                                     "sender": conn.mail.sender if conn.mail else None}
+        return Facts(stage, s.peer_ip, s.client_name, **(so_far | known))  # type: ignore[arg-type]
+
+    async def checkpoint(self, s: _Session, facts: Facts) -> Verdict:
+        """Ask the host's checks; log each verdict that is not a plain accept (maillog and
+        transcript); keep tags and quarantine for the message (the session's, at connect
+        and HELO; the transaction's after)."""
+        decision = await self.mta.checkpoints.ask(facts)
+        for name, verdict in decision.said:
+            text = f"check {name}: {verdict.action} at {facts.stage}: {verdict.reason or verdict.reply}"
+            self.notice(self.program, f"{text}; client={self._client(s)}")
+            s.conn.note(f"({text})")
+        verdict = decision.verdict
+        marks = s.session_marks if facts.stage in ("connect", "helo") else s.transaction_marks
+        if verdict.action == "tag":
+            marks.headers += verdict.headers
+        elif verdict.action == "quarantine":
+            marks.quarantine = verdict.reason
+        return verdict
+
     # ---- answering the connection's events -----------------------------------------------
 
     async def handle(self, s: _Session, event: object) -> None:
         if isinstance(event, Helo):
-            s.conn.accept()
+            verdict = await self.checkpoint(s, self.facts(s, "helo", helo=event.name))
         elif isinstance(event, Mail):
-            await self._mail(s, event)
+            s.transaction_marks = _Marks()
+            verdict = await self.checkpoint(s, self.facts(s, "mail", sender=event.sender))
         elif isinstance(event, Rcpt):
-            self._rcpt(s, event)
+            verdict = await self.checkpoint(s, self.facts(s, "rcpt", recipient=self._local_postmaster(event.address)))
         elif isinstance(event, MessageEnd):
             await self._message(s, event)
-        elif isinstance(event, Authenticate):
+            return
+        else:
+            assert isinstance(event, Authenticate)
             account = await self.check_login(s, event, self.program)
             if account is None:
                 s.conn.login_failed()
             else:
                 s.mechanism = event.mechanism
                 s.conn.login_ok(account.address)
-
-    async def _mail(self, s: _Session, ev: Mail) -> None:
-        error = check_address(ev.sender, allow_empty=True) or self.mta.chaos_reply("MAIL")
-        login = s.conn.login
-        if not error and login is not None and self.ctx.world.sender_login_match \
-                and ev.sender.lower() != login.lower():
-            # Postfix's reject_sender_login_mismatch
-            error = f"553 5.7.1 <{ev.sender}>: Sender address rejected: not owned by user {login}"
-        if error:
-            s.conn.reject(error)
             return
-        await self.mta.queue.in_flow()           # a new message: Postfix's in-flow control
-        s.conn.accept()
-
-    def _rcpt(self, s: _Session, ev: Rcpt) -> None:
-        address = self._local_postmaster(ev.address)
-        error = check_address(address) or self.mta.chaos_reply("RCPT")
-        sender = s.conn.mail.sender if s.conn.mail else ""
-        if not error and self.mta.greylisted(s.peer_ip, sender, address):
-            error = f"450 4.2.0 <{address}>: Recipient address rejected: Greylisted, try again later"
-        if not error:
-            verdict = check_rcpt(self.ctx.world, self.host.name, address, authenticated=s.conn.login is not None,
-                                 mailbox_exists=lambda a: self.ctx.mda.account_for(a) is not None)
-            if not verdict.accept:
-                error = verdict.reply
-        if error:
-            s.conn.reject(error)
+        if verdict.action == "reject":
+            s.conn.reject(verdict.reply)
         else:
             s.conn.accept()
 
     async def _message(self, s: _Session, ev: MessageEnd) -> None:
-        chaos = self.mta.chaos_reply("DATA")
-        if chaos:
-            s.conn.reject(chaos)
-            return
-        conn, queue, now = s.conn, self.mta.queue, self.ctx.clock.now()
-        qid = queue.new_queue_id()
+        conn, queue = s.conn, self.mta.queue
         recipients = [self._local_postmaster(r) for r in ev.envelope.recipients]
+        head = ev.content[:HEAD_PEEK] if ev.spilled is None else os.pread(ev.spilled.fileno(), HEAD_PEEK, 0)
+        verdict = await self.checkpoint(s, self.facts(s, "data", recipients=tuple(recipients), head=head))
+        if verdict.action == "reject":
+            conn.reject(verdict.reply)
+            return
+        now = self.ctx.clock.now()
+        qid = queue.new_queue_id()
         proto = protocol_name(esmtp=conn.extended, tls=conn.tls_active, auth=conn.login is not None,
                               utf8=ev.envelope.mail.utf8)
-        head = ev.content[:HEAD_PEEK] if ev.spilled is None else os.pread(ev.spilled.fileno(), HEAD_PEEK, 0)
+        marks = s.session_marks.joined(s.transaction_marks)
         stamp = received_header(helo=conn.helo_name or "unknown", client_name=s.client_name,
                                 client_ip=s.peer_ip, by=self.host.name, protocol=proto, queue_id=qid,
                                 recipients=recipients, when=now, auth=conn.login or "")
+        stamp += "".join(f"{h}\r\n" for h in marks.headers).encode("utf-8", "surrogateescape")
         stamp += missing_headers(head, by=self.host.name, queue_id=qid, when=now)
+        extra = {"auth": conn.login or "", "protocol": proto, "helo": conn.helo_name}
         try:
             qid = await queue.accept(qid, ev.envelope.sender, tuple(recipients), stamp + ev.content,
-                                     client=self._client(s),
-                                     extra={"auth": conn.login or "", "protocol": proto, "helo": conn.helo_name},
-                                     body=ev.spilled,
+                                     client=self._client(s), extra=extra | ({"quarantine": marks.quarantine}
+                                                                          if marks.quarantine else {}),
+                                     body=ev.spilled, start=not marks.quarantine,
                                      upstream=self.mta.upstream_id(s.peer_ip, ev.content, ev.spilled))
+            if marks.quarantine:                 # held, as Postfix's HOLD: `maillab queue release` lets it go
+                await queue.hold(qid)
         except OSError as e:
             conn.reject(f"451 4.3.0 Error: queue file write error ({e.strerror})")
             return
