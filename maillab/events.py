@@ -80,7 +80,8 @@ class Queued(Event):
 
 @dataclass(frozen=True, slots=True)
 class Delivered(Event):
-    """One recipient reached its final step at this host (sent on, stored)."""
+    """One recipient reached its final step at this host (sent on, stored).  A local delivery
+    says where the copy went (mailbox, UID, file), so no view has to look for it."""
     host: str
     queue_id: str
     recipient: str
@@ -88,6 +89,10 @@ class Delivered(Event):
     delay: float
     dsn: str              # enhanced status, "2.0.0"
     detail: str
+    mailbox: str = ""     # local: the mailbox ("INBOX") of `account`
+    uid: int | None = None    # local: its UID there (None: indexing failed, a refresh finds it)
+    path: str = ""        # local: the file as delivered (a flag change renames it)
+    account: str = ""     # local: the mailbox owner (an alias's recipient differs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from .dns.authority import Authority, Record
 from .dns.client import LabResolver
 from .dns.server import DnsServer
 from .errors import UserError
-from .events import EventBus, Notice
+from .events import Delivered, EventBus, Notice
 from .maillog import MailLog
 from .mda import Mda
 from .mta import CHAOS_STAGES, STOP_DRAIN, Chaos, Mta
@@ -37,7 +37,7 @@ from .queue.listing import queue_chunks
 from .queue.manager import QueueError
 from .queue.records import RetryPolicy
 from .state import StateDir
-from .store import MailStore
+from .store import MailStore, StoreError
 from .store.maildir import folder_totals, read_header
 from .store.names import name_from_dirname
 from .syncer import Syncer
@@ -364,18 +364,25 @@ class Lab:
             out.append(row)
         return out
 
-    def delivered_message(self, recipient: str, queue_id: str, scan: int = 2000) -> bytes | None:
-        """The header of the message delivered to `recipient` under `queue_id` (its newest
-        Received header names that ID), among the newest `scan` files of the INBOX; None if
-        not found.  Read-only; blocking: run it in a thread."""
+    def delivered_message(self, delivery: Delivered, scan: int = 2000) -> bytes | None:
+        """The header of the copy `delivery` stored, or None if it is gone.  A live delivery
+        says where it went: the message is read by its UID from that mailbox's index (a flag
+        change since may have renamed the file).  One known only from the maillog (no UID)
+        is looked for among the newest `scan` files of the recipient's INBOX, by its newest
+        Received header naming the queue ID.  Read-only; blocking: run it in a thread."""
         if self.ctx is None:
             return None
-        account = self.ctx.directory.resolve(recipient)
+        if delivery.uid is not None and delivery.account and delivery.mailbox:
+            try:
+                return self.ctx.store.user(delivery.account).folder(delivery.mailbox).read_header(delivery.uid)
+            except (StoreError, OSError):
+                return None                     # expunged, or its mailbox deleted, since
+        account = self.ctx.directory.resolve(delivery.recipient)
         if account is None:
             return None
         folder = self.state.maildir(account.domain, account.local)
         files = sorted(_maildir_files(folder), reverse=True)[:scan]   # names start with the time
-        needle = f" id {queue_id}".encode()
+        needle = f" id {delivery.queue_id}".encode()
         for name, sub in files:
             try:
                 header = read_header(folder / sub / name)

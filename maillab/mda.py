@@ -30,6 +30,8 @@ class LocalResult:
     status: str        # enhanced status code
     detail: str
     path: str = ""
+    mailbox: str = ""
+    uid: int | None = None
 
 
 def delivery_tag(queue_id: str, recipient: str) -> str:
@@ -56,4 +58,4 @@ class Mda:
         tag = delivery_tag(queue_id, recipient) if queue_id else ""
         delivery = yield from self.store.deliver_steps(account.address, head + message.replace(b"\r\n", b"\n"),
                                                        tag=tag)
-        return LocalResult(True, "2.0.0", "delivered to maildir", str(delivery.path))
+        return LocalResult(True, "2.0.0", "delivered to maildir", str(delivery.path), delivery.mailbox, delivery.uid)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .context import LabContext
 from .dns.client import LookupFailed
+from .mda import LocalResult
 from .queue.records import Attempt, Entry
 from .smtp.client import Unresolved, relay_hop
 from .world import Host
@@ -32,6 +33,8 @@ class Outcome:
     dsn: str           # enhanced status code
     detail: str
     remote_mta: str = ""
+    stored: LocalResult | None = None     # a local delivery: where the copy went
+    account: str = ""                     # ... and whose mailbox it is
 
     @property
     def diagnostic(self) -> str:
@@ -67,7 +70,7 @@ async def deliver_local(ctx: LabContext, entry: Entry, message: bytes, rcpts: li
             outcomes.append(Outcome(rcpt, "defer", "local", "4.3.0", f"cannot write to maildir: {e.strerror}"))
             continue
         detail = result.detail if account.address == rcpt.lower() else f"{result.detail} of {account.address}"
-        outcomes.append(Outcome(rcpt, "sent", "local", result.status, detail))
+        outcomes.append(Outcome(rcpt, "sent", "local", result.status, detail, stored=result, account=account.address))
     return outcomes
 
 

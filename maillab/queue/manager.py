@@ -341,9 +341,13 @@ class QueueManager:
         delay = max(now - entry.arrival, 0.0)
         bus = self.ctx.bus
         for o in outcomes:
-            kind = {"sent": Delivered, "defer": Deferred}.get(o.kind)
-            if kind is not None:
-                bus.publish(kind(now, self.host, entry.id, o.recipient, o.relay, delay, o.dsn, o.detail))
+            if o.kind == "sent":
+                stored = o.stored
+                bus.publish(Delivered(now, self.host, entry.id, o.recipient, o.relay, delay, o.dsn, o.detail,
+                                      mailbox=stored.mailbox if stored else "", uid=stored.uid if stored else None,
+                                      path=stored.path if stored else "", account=o.account))
+            elif o.kind == "defer":
+                bus.publish(Deferred(now, self.host, entry.id, o.recipient, o.relay, delay, o.dsn, o.detail))
             else:
                 bus.publish(Bounced(now, self.host, entry.id, o.recipient, o.relay, delay, o.dsn, o.detail,
                                     notice_id))

@@ -213,6 +213,14 @@ class JourneyIndex:
         record = self.records.get(qid)
         return record is not None and record.queued
 
+    def delivery(self, qid: str, recipient: str) -> Delivered:
+        """The final delivery of `qid` to `recipient` among the recent ones (the newest if
+        several); a bare one (where it went unknown) if it is not there any more."""
+        for d in reversed(self.deliveries):
+            if d.queue_id == qid and d.recipient == recipient:
+                return d
+        return Delivered(0.0, "", qid, recipient, "local", 0.0, "", "")
+
     def add_past(self, deliveries: list[Delivered]) -> int:
         """Put earlier final deliveries (oldest first, e.g. from the maillog) before the ones
         seen live, as many as there is room for; returns how many were added."""

@@ -1,8 +1,9 @@
 """The Journey panel: a delivered message's hops from its Received headers, beside the lab's record.
 
 The table lists recent final deliveries (into a Maildir).  Picking one reads
-the delivered file's header (`Lab.delivered_message`, in a thread) and shows
-its Received headers as a timeline, oldest hop first: who handed the message
+the delivered copy's header (`Lab.delivered_message`, in a thread, by the mailbox
+and UID its Delivered event names) and shows its Received headers as a
+timeline, oldest hop first: who handed the message
 to whom, from which IP, with which protocol, with or without TLS, and the
 delay since the previous hop.  Beside it, what the lab itself saw for each
 queue ID of the trace (`JourneyIndex`): queued, DNS look-ups by that host,
@@ -151,7 +152,7 @@ list also starts with the maillog's last deliveries.
 
     async def show_journey(self, recipient: str, qid: str) -> None:
         self.current = (recipient, qid)
-        header = await asyncio.to_thread(self.lab.delivered_message, recipient, qid)
+        header = await asyncio.to_thread(self.lab.delivered_message, self.index.delivery(qid, recipient))
         trace = hops(header) if header else []
         self._draw_hops(recipient, qid, trace, found=header is not None)
         qids = list(dict.fromkeys(h.queue_id for h in trace if h.queue_id)) or [qid]
