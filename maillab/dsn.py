@@ -3,7 +3,12 @@
 `build_dsn` writes a complete message: a multipart/report (RFC 6522) whose
 parts are a human explanation in the words of Postfix, the machine-readable
 message/delivery-status (RFC 3464 §2), and the original message's header
-block as text/rfc822-headers.  `is_bounce` tells the null sender apart: a DSN
+block as text/rfc822-headers, or the whole message as message/rfc822 when
+the sender asked RET=FULL (RFC 3461 §4.3).  The sender's ENVID and each
+recipient's ORCPT come back as Original-Envelope-Id and Original-Recipient
+(RFC 3461 §4.2, §4.4); a non-ASCII address is written as RFC 6533 has it
+(`utf-8;` address type, message/global-delivery-status).  `wants_notice`
+is RFC 3461 §4.1's NOTIFY rule: which recipients a notice of an action is for.  `is_bounce` tells the null sender apart: a DSN
 is sent from "<>" and is never bounced itself (RFC 5321 §4.5.5, RFC 3464 §2).
 
 Invariants: the result uses CRLF line endings throughout; no header value
@@ -47,6 +52,18 @@ class DsnRecipient:
     status: str            # RFC 3463 enhanced status, "5.1.1"
     diagnostic: str        # "smtp; 550 5.1.1 <bob@x>: Recipient address rejected"
     remote_mta: str = ""   # "mx1.luxsci.net", when a remote MTA gave the verdict
+    orcpt: str = ""        # the ORCPT the sender gave ("rfc822;bob@luxsci.net"), RFC 3461 §4.2
+    notify: tuple[str, ...] = ()   # the recipient's NOTIFY (RFC 3461 §4.1): () = not given
+
+
+def wants_notice(notify: tuple[str, ...], action: str) -> bool:
+    """Whether a recipient with this NOTIFY gets a notice of `action` (RFC 3461 §4.1): NEVER
+    none; a list only what it names; none given: failures and delays (the MTA's default), never
+    a success."""
+    word = {"failed": "FAILURE", "delayed": "DELAY", "delivered": "SUCCESS", "relayed": "SUCCESS"}.get(action)
+    if not notify:
+        return word in ("FAILURE", "DELAY")
+    return word in notify
 
 
 def is_bounce(sender: str) -> bool:
@@ -56,7 +73,7 @@ def is_bounce(sender: str) -> bool:
 
 def build_dsn(*, reporting_host: str, original_sender: str, original: bytes, queue_id: str,
               arrival: float, now: float, recipients: Sequence[DsnRecipient],
-              action: str = "failed") -> bytes:
+              action: str = "failed", ret: str = "", envid: str = "") -> bytes:
     """The complete DSN message for `original_sender`, as CRLF bytes."""
     if action not in _SUBJECTS:
         raise ValueError(f"unknown DSN action {action!r}")
@@ -70,14 +87,16 @@ def build_dsn(*, reporting_host: str, original_sender: str, original: bytes, que
 
     headers = original_headers(original)
     subject = original_subject(headers)
+    status = _status_fields(reporting_host, original_sender, queue_id, arrival, recipients, action, envid)
+    utf8 = any(not r.address.isascii() or not r.orcpt.isascii() for r in recipients)
     parts = [
         _part(["Content-Description: Notification"], "text/plain",
               _explanation(reporting_host, action, recipients, now - arrival).encode("utf-8")),
-        _part(["Content-Description: Delivery report"], "message/delivery-status",
-              _status_fields(reporting_host, original_sender, queue_id, arrival,
-                             recipients, action).encode("utf-8")),
-        _part(["Content-Description: Undelivered Message Headers"], "text/rfc822-headers",
-              headers),
+        _part(["Content-Description: Delivery report"],
+              "message/global-delivery-status" if utf8 else "message/delivery-status",   # RFC 6533 §6.2
+              status.encode("utf-8")),
+        _part(["Content-Description: Undelivered Message"], "message/rfc822", original) if ret == "FULL" else
+        _part(["Content-Description: Undelivered Message Headers"], "text/rfc822-headers", headers),
     ]
     # RFC 2046 §5.1.1: at most 70 characters from a safe set
     boundary = _NOT_BCHAR.sub("", f"{queue_id or 'DSN'}.{int(now)}/{reporting_host}")[:60]
@@ -161,19 +180,27 @@ def _explanation(host: str, action: str, recipients: Sequence[DsnRecipient],
     return CRLF.join(lines) + CRLF
 
 
+def _typed(address: str) -> str:
+    """An address with its type: rfc822, or utf-8 for a non-ASCII one (RFC 6533 §3)."""
+    return f"{'rfc822' if address.isascii() else 'utf-8'}; {address}"
+
+
 def _status_fields(host: str, sender: str, queue_id: str, arrival: float,
-                   recipients: Sequence[DsnRecipient], action: str) -> str:
+                   recipients: Sequence[DsnRecipient], action: str, envid: str = "") -> str:
     """The message/delivery-status body: RFC 3464 §2.2 and §2.3 field groups."""
     groups = ["".join([
+        *([_field("Original-Envelope-Id", envid)] if envid else []),       # RFC 3464 §2.2.1
         _field("Reporting-MTA", f"dns; {host}"),
         _field("X-Maillab-Queue-ID", queue_id),
-        _field("X-Maillab-Sender", f"rfc822; {sender}"),
+        _field("X-Maillab-Sender", _typed(sender)),
         _field("Arrival-Date", formatdate(arrival, localtime=True)),
     ])]
     for rcpt in recipients:
+        kind, semi, given = rcpt.orcpt.partition(";")
         fields = [
-            _field("Final-Recipient", f"rfc822; {rcpt.address}"),
-            _field("Original-Recipient", f"rfc822; {rcpt.address}"),
+            _field("Final-Recipient", _typed(rcpt.address)),
+            # RFC 3464 §2.3.1: the ORCPT as given; without one, the address the message came for
+            _field("Original-Recipient", f"{kind}; {given}" if semi else _typed(rcpt.address)),
             _field("Action", action),
             _field("Status", rcpt.status),
         ]

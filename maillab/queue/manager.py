@@ -24,7 +24,7 @@ from collections import deque
 from typing import Awaitable, BinaryIO, Callable
 
 from ..context import LabContext
-from ..dsn import DsnRecipient, build_dsn, is_bounce
+from ..dsn import DsnRecipient, build_dsn, is_bounce, wants_notice
 from ..events import Bounced, Deferred, Delivered, Notice, Queued, QueueMoved, Removed
 from ..routing import Outcome
 from ..smtp.budget import ByteGate
@@ -287,6 +287,12 @@ class QueueManager:
         if bounces and not is_bounce(entry.sender):
             notice_id = await self._send_dsn(entry, message, bounces, "failed")
         notices = [notice_id] if notice_id else []
+        if entry.extra.get("dsn") and not is_bounce(entry.sender):     # NOTIFY=SUCCESS (RFC 3461 §4.1)
+            sent = [o for o in outcomes if o.kind == "sent"]
+            for action, group in (("delivered", [o for o in sent if o.relay == "local"]),
+                                  ("relayed", [o for o in sent if o.relay != "local"])):   # RFC 3461 §5.2.2
+                if group:
+                    notices += filter(None, [await self._send_dsn(entry, message, group, action)])
         changed: list[Recipient] = []
         for o in outcomes:
             r = entry.recipients[o.recipient]
@@ -309,7 +315,7 @@ class QueueManager:
             and now - entry.arrival >= policy.warn_after
         if warn:
             delayed = [o for o in outcomes if o.kind == "defer"]
-            notices.append(await self._send_dsn(entry, message, delayed, "delayed"))
+            notices += filter(None, [await self._send_dsn(entry, message, delayed, "delayed")])
             entry.warned = True
         # The spool file goes in the syncer's thread (unlinking 100 KB costs
         # about 0.25 ms); an unsynced journal line is written here (0.01 ms).
@@ -353,12 +359,21 @@ class QueueManager:
                                     notice_id))
 
     async def _send_dsn(self, entry: Entry, message: bytes, outcomes: list[Outcome], action: str) -> str:
+        """Queue the notice of `action` for the recipients of `outcomes` that want one (their
+        NOTIFY, RFC 3461 §4.1; the sender's RET and ENVID, in the envelope's "dsn" as the SMTP
+        server put them); "" if none does."""
+        asked = entry.extra.get("dsn") or {}
+        wanted = {r: asked.get("rcpts", {}).get(r, [[], ""]) for r in (o.recipient for o in outcomes)}
+        outcomes = [o for o in outcomes if wants_notice(tuple(wanted[o.recipient][0]), action)]
+        if not outcomes:
+            return ""
         qid = self.new_queue_id()
         now = self.ctx.clock.now()
         dsn = build_dsn(reporting_host=self.host, original_sender=entry.sender, original=message,
                         queue_id=entry.id, arrival=entry.arrival, now=now, action=action,
-                        recipients=[DsnRecipient(o.recipient, o.dsn, o.diagnostic, o.remote_mta)
-                                    for o in outcomes])
+                        ret=asked.get("ret", ""), envid=asked.get("envid", ""),
+                        recipients=[DsnRecipient(o.recipient, o.dsn, o.diagnostic, o.remote_mta,
+                                                 orcpt=wanted[o.recipient][1]) for o in outcomes])
         stamp = local_received_header(by=self.host, queue_id=qid, when=now)
         # the notice names what it reports: queued durably, it stands for their bounce at a
         # restart (`notified_before`); it is started once the bounce is recorded (`_settle`)

@@ -256,7 +256,7 @@ class SmtpServer(SessionServer[_Session]):
                                 recipients=recipients, when=now, auth=conn.login or "")
         stamp += "".join(f"{h}\r\n" for h in marks.headers).encode("utf-8", "surrogateescape")
         stamp += missing_headers(head, by=self.host.name, queue_id=qid, when=now)
-        extra = {"auth": conn.login or "", "protocol": proto, "helo": conn.helo_name}
+        extra = {"auth": conn.login or "", "protocol": proto, "helo": conn.helo_name} | _dsn_extra(ev, recipients)
         try:
             qid = await queue.accept(qid, ev.envelope.sender, tuple(recipients), stamp + ev.content,
                                      client=self._client(s), extra=extra | ({"quarantine": marks.quarantine}
@@ -279,3 +279,12 @@ class SmtpServer(SessionServer[_Session]):
             return address
         return f"postmaster@{self.mta.mailbox_domains[0] if self.mta.mailbox_domains else self.host.name}"
 
+
+def _dsn_extra(ev: MessageEnd, recipients: list[str]) -> dict:
+    """The DSN parameters of a message for its envelope (the queue's notices honour them), if any
+    was given: {"dsn": {"ret", "envid", "rcpts": {address: [notify, orcpt]}}}."""
+    mail, rcpts = ev.envelope.mail.dsn, ev.envelope.rcpts
+    if not (mail.ret or mail.envid or any(r.dsn.notify or r.dsn.orcpt for r in rcpts)):
+        return {}
+    return {"dsn": {"ret": mail.ret, "envid": mail.envid,
+                    "rcpts": {address: [list(r.dsn.notify), r.dsn.orcpt] for address, r in zip(recipients, rcpts)}}}
