@@ -8,6 +8,8 @@ import base64
 from typing import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maillab.sansio import NEED_DATA, PAUSED, Authenticate, Closed, StartTls
 from maillab.smtp.budget import MemoryBudget
@@ -52,7 +54,7 @@ class Session:
         while True:
             event = self.conn.next_event()
             if event is NEED_DATA or isinstance(event, Closed):
-                if isinstance(event, Closed):
+                if isinstance(event, Closed) and self.closed is None:
                     self.events.append(event)
                 return
             assert event is not PAUSED
@@ -571,3 +573,31 @@ def test_the_transcript_shows_commands_message_lines_and_replies():
         ("client", "Subject: x"), ("client", ""), ("client", "hi"),
         ("note", "(message body: 3 lines, 18 bytes)"), ("client", "."),
         ("server", "250 2.0.0 Ok: queued as Q1"), ("client", "QUIT"), ("server", "221 2.0.0 Bye")]
+
+
+# ---- any bytes, any chunking ------------------------------------------------------------------
+
+_PIECES = [b"EHLO x\r\n", b"HELO y\n", b"MAIL FROM:<a@b.example>\r\n", b"MAIL FROM:<> SIZE=5\r\n",
+           b"RCPT TO:<d@e.example> NOTIFY=NEVER\r\n", b"RCPT TO:<postmaster>\r\n", b"DATA\r\n", b"DATA\n",
+           b"hi\r\n", b".\r\n", b"\n.\n", b"..x\r\n", b"BDAT 3\r\n", b"BDAT 2 LAST\r\n", b"abc",
+           b"AUTH PLAIN\r\n", b"AUTH LOGIN\r\n", b"dXNlcg==\r\n", b"*\r\n", b"RSET\r\n", b"NOOP\r\n",
+           b"\x00", b"\r", b"\n", b"\xff", b"x" * 700, b"QUIT\r\n"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=25), st.binary(max_size=40),
+       st.lists(st.integers(1, 60), max_size=15), st.sampled_from(["lenient", "strict", "pedantic"]))
+def test_any_bytes_in_any_chunking_give_the_same_replies_and_never_an_exception(pieces, noise, cuts, setting):
+    stream = b"".join(pieces) + noise
+    whole = Session(auth=True, line_endings=setting)
+    expected = whole.feed(*([stream] if stream else []), b"")
+    chunks, at = [], 0
+    for step in cuts:
+        chunks.append(stream[at:at + step])
+        at += step
+    chunked = Session(auth=True, line_endings=setting)
+    assert chunked.feed(*[c for c in chunks + [stream[at:]] if c], b"") == expected
+    assert [type(e) for e in chunked.events] == [type(e) for e in whole.events]
+    assert chunked.closed is not None                            # EOF always ends it cleanly
+    for line in expected:
+        assert line[:3].isdigit() and line[3:4] in (" ", "-", "")
