@@ -102,9 +102,14 @@ class Admission:
         self.closed = False
         self.waited = 0            # sessions that had to wait (shown on the Monitor panel)
 
+    @property
+    def open_now(self) -> bool:
+        """A new session would go in at once (the gate is open and nobody waits)."""
+        return not self.closed and not self._waiting
+
     async def enter(self) -> None:
         """Return when a new session may start (at once while the gate is open)."""
-        if not self.closed and not self._waiting:
+        if self.open_now:
             return
         self.waited += 1
         future = asyncio.get_running_loop().create_future()

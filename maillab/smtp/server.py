@@ -121,9 +121,9 @@ class SmtpServer(SessionServer[_Session]):
     async def _through_the_gate(self, s: _Session) -> bool:
         """Wait at the admission gate (in a flood under the TUI, new sessions wait there) while
         watching the client: False if it closed first.  What it sent early is kept for the session."""
-        gate = asyncio.ensure_future(self.ctx.admission.enter())
-        if gate.done():
+        if self.ctx.admission.open_now:
             return True
+        gate = asyncio.ensure_future(self.ctx.admission.enter())
         early = asyncio.ensure_future(s.reader.read(READ_CHUNK))
         try:
             await asyncio.wait({gate, early}, return_when=asyncio.FIRST_COMPLETED)
