@@ -30,15 +30,10 @@ import asyncio
 import resource
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .world import World
+from .world import PER_CLIENT, PER_SERVICE, PREAUTH_TIMEOUT, World
 
-PER_CLIENT = 500        # every lab host and benchmark connects from 127.0.0.x: generous by default
-PER_SERVICE = 1000
 FD_RESERVE = 64         # descriptors kept for accepting and answering past the limits
-PREAUTH_TIMEOUT = 60    # seconds an IMAP/POP3 client may idle before logging in
 
 
 @dataclass
@@ -52,7 +47,7 @@ class ConnectionLimits:
     _total: int = field(default=0, repr=False)
 
     @classmethod
-    def of(cls, world: "World") -> "ConnectionLimits":
+    def of(cls, world: World) -> "ConnectionLimits":
         """The limits lab.toml's [lab] table sets."""
         return cls(per_client=world.connections_per_client, per_service=world.connections_per_service,
                    preauth_timeout=world.preauth_timeout)

@@ -22,12 +22,9 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from .events import Notice
-
-if TYPE_CHECKING:
-    from .context import LabContext
+from .clock import Clock
+from .events import EventBus, Notice
 
 HARD_ERROR_LIMIT = 20        # Postfix smtpd_hard_error_limit
 AUTH_FAILURE_LIMIT = 10      # failed logins in one SMTP session before it is dropped
@@ -74,11 +71,12 @@ class AuthGuard:
         return len(self._records)
 
 
-async def penalise(ctx: "LabContext", host: str, program: str, address: str, session: str) -> None:
+async def penalise(guard: AuthGuard, bus: EventBus, clock: Clock, host: str, program: str, address: str,
+                   session: str) -> None:
     """A failed login from `address`: count it, log the penalty, and hold this session for it."""
-    failures, delay = ctx.auth_guard.failed(address, ctx.clock.now())
-    ctx.bus.publish(Notice(ctx.clock.now(), host, program,
-                           f"auth penalty: rip={address}, failures={failures}, delay={delay:g}s ({session})"))
+    failures, delay = guard.failed(address, clock.now())
+    bus.publish(Notice(clock.now(), host, program,
+                       f"auth penalty: rip={address}, failures={failures}, delay={delay:g}s ({session})"))
     await asyncio.sleep(delay)
 
 

@@ -268,7 +268,7 @@ class SessionServer(Generic[S]):
             self.ctx.auth_guard.succeeded(s.peer_ip)
             return account
         self.notice(program, self.login_failed_text(s, ev))
-        await penalise(self.ctx, self.host.name, program, s.peer_ip, s.id)
+        await penalise(self.ctx.auth_guard, self.ctx.bus, self.ctx.clock, self.host.name, program, s.peer_ip, s.id)
         return None
 
     def login_failed_text(self, s: Any, ev: Authenticate) -> str:

@@ -27,10 +27,14 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from .admission import PER_CLIENT, PER_SERVICE, PREAUTH_TIMEOUT
 from .clock import parse_duration
 from .errors import UserError
 from .queue.records import RetryPolicy
+
+# The defaults of ConnectionLimits (maillab/admission.py), which lab.toml's [lab] table may change.
+PER_CLIENT = 500        # every lab host and benchmark connects from 127.0.0.x: generous by default
+PER_SERVICE = 1000
+PREAUTH_TIMEOUT = 60    # seconds an IMAP/POP3 client may idle before logging in
 
 DEFAULT_PASSWORD = "maillab"
 
