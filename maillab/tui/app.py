@@ -216,6 +216,8 @@ class MailLabApp(App[None]):
 
     # --- the event pump and the clock tick --------------------------------------------
     def _pump(self) -> None:
+        if not self.is_running:     # closing: Textual stops the app, then takes the screens down,
+            return                  # and a timer may fire in between
         events = self._sub.drain()
         if self._sub.dropped:
             self.monitor.dropped += self._sub.dropped
@@ -238,6 +240,8 @@ class MailLabApp(App[None]):
                 shown.safe(shown.flush)
 
     def _tick(self) -> None:
+        if not self.is_running:
+            return
         self._clock_title()
         if not self.lab_running:
             return
