@@ -35,18 +35,32 @@ import asyncio
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import BinaryIO, Protocol
 
+from ..context import LabContext
 from ..events import Notice, SessionClosed, SessionOpened
+from ..queue.manager import QueueManager
 from ..sansio import Authenticate
 from ..session_server import READ_CHUNK, Session, SessionServer
+from ..world import Host
 from .budget import IN_FLIGHT
-from .checkpoints import Facts, Verdict
+from .checkpoints import Checkpoints, Facts, Verdict
 from .protocol import Helo, Mail, MessageEnd, Rcpt, Refusal, SmtpConnection
 from .received import missing_headers, protocol_name, received_header
 
-if TYPE_CHECKING:
-    from ..mta import Mta
+
+class SmtpHost(Protocol):
+    """What the SMTP server needs of the MTA it serves (`mta.Mta`): the host, its mailbox
+    domains, its queue, its checkpoints, its fault, and two look-ups."""
+    ctx: LabContext
+    host: Host
+    mailbox_domains: tuple[str, ...]
+    queue: QueueManager
+    checkpoints: Checkpoints
+    fault: str | None
+
+    async def reverse_name(self, ip: str) -> str | None: ...
+    def upstream_id(self, client_ip: str, content: bytes, body: BinaryIO | None = None) -> str: ...
 
 MAX_SESSIONS = 1 << 20          # no cap of its own: the world's connections_per_service decides
 HEAD_PEEK = 64 * 1024           # octets of a spilled message searched for Date/Message-ID
@@ -88,7 +102,7 @@ class SmtpServer(SessionServer[_Session]):
                "bug line": "Error: internal error, closing connection"}
     client_busy_reply = b"421 4.7.0 Too many connections from IP\r\n"
 
-    def __init__(self, mta: "Mta", service: str) -> None:
+    def __init__(self, mta: SmtpHost, service: str) -> None:
         super().__init__(mta.ctx, mta.host, mta.mailbox_domains, MAX_SESSIONS)
         self.mta = mta
         self.service = service
