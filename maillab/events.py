@@ -76,6 +76,7 @@ class Queued(Event):
     recipients: tuple[str, ...]
     size: int
     client: str = ""
+    session: str = ""     # the SMTP session that handed it over ("" for a notice the lab made)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,20 @@ class MxTried(Event):
     reason: str
     session: str = ""     # the smtp-out session of the try, "" when there was none (no address)
     peer_queue_id: str = ""   # the next host's queue ID ("250 2.0.0 Ok: queued as ..."), "" if none
+
+
+@dataclass(frozen=True, slots=True)
+class CheckVerdict(Event):
+    """A check of the SMTP receive path said something other than a plain accept
+    (`smtp.checkpoints`): which check, at which checkpoint, what and why."""
+    host: str
+    session: str
+    stage: str            # "connect", "helo", "mail", "rcpt" or "data"
+    check: str            # the check's name ("relay", "greylist", ...)
+    action: str           # "tag", "reject" or "quarantine"
+    reason: str
+    reply: str = ""       # a reject's reply line ("554 5.7.1 <x@y>: Relay access denied")
+    client: str = ""      # "name[ip]"
 
 
 @dataclass(frozen=True, slots=True)

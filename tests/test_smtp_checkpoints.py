@@ -9,7 +9,7 @@ import smtplib
 
 import pytest
 
-from maillab.events import Notice
+from maillab.events import CheckVerdict, Notice
 from maillab.smtp.checkpoints import (ACCEPT, STAGES, Check, Checkpoints, Facts, Verdict, quarantine, reject,
                                       tag)
 
@@ -103,8 +103,9 @@ async def test_a_check_sees_what_each_checkpoint_knows(lab):
 
 @pytest.mark.parametrize("stage, code", [("connect", 554), ("helo", 550), ("mail", 553), ("rcpt", 550),
                                          ("data", 554)])
-async def test_a_reject_at_each_checkpoint_is_the_reply_and_a_maillog_line(lab, stage, code):
+async def test_a_reject_at_each_checkpoint_is_the_reply_a_maillog_line_and_an_event(lab, stage, code):
     sub = lab.bus.subscribe(kinds=(Notice,))
+    verdicts = lab.bus.subscribe(kinds=(CheckVerdict,))
     register(lab, Probe(**{stage: reject(f"{code} 5.7.1 probe says no", "the probe's reason")}), before="address")
 
     def session() -> int:
@@ -122,6 +123,11 @@ async def test_a_reject_at_each_checkpoint_is_the_reply_and_a_maillog_line(lab, 
     assert await asyncio.to_thread(session) == code
     text = await async_wait_for(lambda: [e.text for e in sub.drain() if "check probe" in e.text])
     assert text[0].startswith(f"check probe: reject at {stage}: the probe's reason; client=smtp1.syr.edu[127.0.0.1]")
+    [said] = [e for e in verdicts.drain() if e.check == "probe"]         # what a Blocked view reads
+    assert (said.host, said.stage, said.action, said.reason, said.reply, said.client) == (
+        "smtp1.syr.edu", stage, "reject", "the probe's reason", f"{code} 5.7.1 probe says no",
+        "smtp1.syr.edu[127.0.0.1]")
+    assert said.session.startswith("smtp1.syr.edu/smtp/")
     await lab.wait_idle()
     assert maildir_messages(lab.state.root, "mafudge@syr.edu") == []
 

@@ -6,7 +6,7 @@ from email.utils import formatdate
 
 import pytest
 
-from maillab.events import (Bounced, Deferred, Delivered, DnsQuery, Queued, SessionClosed, SessionLine,
+from maillab.events import (Bounced, Deferred, Delivered, DnsQuery, MxTried, Queued, SessionClosed, SessionLine,
                             SessionOpened)
 from maillab.smtp.received import local_received_header, received_header
 from maillab.tui.fmt import countdown, duration, size
@@ -76,7 +76,11 @@ def test_the_journey_index_links_queue_ids_sessions_and_dns():
         DnsQuery(10.1, "127.0.0.3:5353", "udp", "syr.edu", "MX", "NOERROR", 2),
         DnsQuery(10.1, "127.0.0.9:5353", "udp", "gmail.com", "MX", "NOERROR", 1),
         SessionLine(10.2, "mail.northpole.org/smtp-out/1", "mail.northpole.org", "server",
-                    "250 2.0.0 Ok: queued as Q2"),
+                    "250 2.0.0 Ok: queued as Q9"),          # what a transcript says links nothing
+        Queued(10.2, "smtp1.syr.edu", "Q2", "santa@northpole.org", ("mafudge@syr.edu",), 350,
+               "mail.northpole.org[127.0.0.3]", "smtp1.syr.edu/smtp/4"),
+        MxTried(10.25, "mail.northpole.org", "Q1", "smtp1.syr.edu", "127.0.0.1:2525", "delivered",
+                "250 2.0.0 Ok: queued as Q2", "mail.northpole.org/smtp-out/1", "Q2"),
         Delivered(10.3, "mail.northpole.org", "Q1", "mafudge@syr.edu", "smtp1.syr.edu[127.0.0.1]:2525", 0.3,
                   "2.0.0", "250 2.0.0 Ok: queued as Q2"),
         Delivered(10.4, "smtp1.syr.edu", "Q2", "mafudge@syr.edu", "local", 0.1, "2.0.0", "delivered"),
@@ -84,7 +88,8 @@ def test_the_journey_index_links_queue_ids_sessions_and_dns():
     assert delivered == 1 and [d.queue_id for d in index.deliveries] == ["Q2"]
     q1 = index.records["Q1"]
     assert q1.host == "mail.northpole.org" and q1.events[0][1].startswith("queued at mail.northpole.org")
-    assert index.records["Q2"].sessions == ["mail.northpole.org/smtp-out/1"]
+    assert index.records["Q2"].sessions == ["smtp1.syr.edu/smtp/4", "mail.northpole.org/smtp-out/1"]
+    assert "Q9" not in index.records
     assert [q.name for q in index.dns_for("mail.northpole.org", q1.first, q1.last)] == ["syr.edu"]
     assert index.dns_for("nowhere", 0, 100) == []
     index.ingest([Deferred(11.0, "h", "Q3", "r", "none", 1, "4.4.1", "refused")])

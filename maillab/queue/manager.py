@@ -121,13 +121,14 @@ class QueueManager:
 
     async def accept(self, qid: str, sender: str, recipients: tuple[str, ...], message: bytes,
                      client: str = "", extra: dict | None = None, body: BinaryIO | None = None,
-                     upstream: str = "", start: bool = True) -> str:
+                     upstream: str = "", start: bool = True, session: str = "") -> str:
         """Spool a message durably, then schedule its delivery; raises OSError if not stored.
         `body`: a file holding the rest of the message, after `message` (see Spool.accept).
         `upstream`: the hop's key when another host of the lab sends it (`inbound.upstream_id`):
         recipients it queued here already are not queued again.  Returns the queue ID that
         holds the message: `qid`, or the earlier one of a hop replayed.  `start=False`: queued
-        only; the caller `kick`s it."""
+        only; the caller `kick`s it.  `session`: the SMTP session that hands it over (the Queued
+        event names it)."""
         if upstream:
             earlier, taken = self.inbound.taken(upstream)
             fresh = tuple(r for r in recipients if r.lower() not in taken)
@@ -147,7 +148,7 @@ class QueueManager:
             self.inbound.record(upstream, qid, list(entry.recipients))
         self.entries[qid] = entry
         self.ctx.bus.publish(Queued(entry.arrival, self.host, qid, sender, tuple(entry.recipients),
-                                    size, client))
+                                    size, client, session))
         if start:
             held = body is None and self._held_bytes + size <= MAX_HELD_BYTES
             self.kick(qid, message if held else None)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from ..context import LabContext
-from ..events import Notice, SessionClosed, SessionOpened
+from ..events import CheckVerdict, Notice, SessionClosed, SessionOpened
 from ..queue.manager import QueueManager
 from ..sansio import Authenticate
 from ..session_server import READ_CHUNK, Session, SessionServer
@@ -217,6 +217,8 @@ class SmtpServer(SessionServer[_Session]):
             text = f"check {name}: {verdict.action} at {facts.stage}: {verdict.reason or verdict.reply}"
             self.notice(self.program, f"{text}; client={self._client(s)}")
             s.conn.note(f"({text})")
+            self.ctx.bus.publish(CheckVerdict(self.ctx.clock.now(), self.host.name, s.id, facts.stage, name,
+                                              verdict.action, verdict.reason, verdict.reply, self._client(s)))
         verdict = decision.verdict
         marks = s.session_marks if facts.stage in ("connect", "helo") else s.transaction_marks
         if verdict.action == "tag":
@@ -276,7 +278,8 @@ class SmtpServer(SessionServer[_Session]):
                                      client=self._client(s), extra=extra | ({"quarantine": marks.quarantine}
                                                                           if marks.quarantine else {}),
                                      body=ev.spilled, start=not marks.quarantine,
-                                     upstream=self.mta.upstream_id(s.peer_ip, ev.content, ev.spilled))
+                                     upstream=self.mta.upstream_id(s.peer_ip, ev.content, ev.spilled),
+                                     session=s.id)
             if marks.quarantine:                 # held, as Postfix's HOLD: `maillab queue release` lets it go
                 await queue.hold(qid)
         except OSError as e:

@@ -7,9 +7,10 @@ ESMTPA a login), under which queue ID, and how long after the previous hop.
 
 `JourneyIndex` keeps, from the event stream, what the lab saw happen to each
 queue ID (queued, each try at each MX — `attempt_line`, ✗ failed, ✓ taken —,
-deferred, delivered, notices), which sessions mentioned it
-("queued as ID"), the recent DNS queries, and the recent final deliveries a
-user can pick.  Everything is bounded.  No Textual here.
+deferred, delivered, notices), which SMTP sessions carried it (the one that
+handed it over, from its Queued event, and the one that sent it on, from the
+MxTried that names the next host's queue ID), the recent DNS queries, and the
+recent final deliveries a user can pick.  Everything is bounded.  No Textual here.
 
 What happened before the TUI started is in the maillog: `maillab.maillog_read`
 reads those lines back as the same events, and `JourneyIndex.from_events`
@@ -29,7 +30,7 @@ from email.policy import compat32
 from email.utils import parsedate_to_datetime
 
 from ..events import (Bounced, Deferred, Delivered, DnsQuery, Event, MxTried, Notice, Queued,
-                      QueueMoved, Removed, SessionLine)
+                      QueueMoved, Removed)
 
 MAX_MESSAGES = 5_000
 MAX_EVENTS = 40
@@ -42,7 +43,6 @@ _WITH = re.compile(r"\bwith\s+(\S+)", re.I)
 _ID = re.compile(r"\bid\s+([^\s;]+)", re.I)
 _FOR = re.compile(r"\bfor\s+<?([^\s>;]+)>?", re.I)
 _IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f.:]+)\]")
-_QUEUED_AS = re.compile(r"queued as ([A-Z0-9]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,7 @@ class QueueRecord:
     first: float = 0.0
     last: float = 0.0
     events: list[tuple[float, str]] = field(default_factory=list)
-    sessions: list[str] = field(default_factory=list)     # sessions that said "queued as" it
+    sessions: list[str] = field(default_factory=list)     # sessions that handed it over, or sent it on
     queued: bool = False                                  # saw it queued: the record starts at the start
     tried: bool = False                                   # saw its MX tries (MxTried)
 
@@ -173,12 +173,10 @@ class JourneyIndex:
         """Fold events in; returns how many final deliveries arrived."""
         delivered = 0
         for e in events:
-            if isinstance(e, SessionLine):
-                if e.direction == "server" and "queued as" in e.text:
-                    m = _QUEUED_AS.search(e.text)
-                    if m:
-                        self._record(m.group(1), e.time).sessions.append(e.session)
-                continue
+            if isinstance(e, Queued) and e.session:                  # the session that handed it over
+                self._record(e.queue_id, e.time).sessions.append(e.session)
+            elif isinstance(e, MxTried) and e.peer_queue_id and e.session:   # ... and the one that sent it
+                self._record(e.peer_queue_id, e.time).sessions.append(e.session)
             if isinstance(e, DnsQuery):
                 self.dns.append(e)
                 continue

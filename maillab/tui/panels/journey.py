@@ -7,7 +7,7 @@ timeline, oldest hop first: who handed the message
 to whom, from which IP, with which protocol, with or without TLS, and the
 delay since the previous hop.  Beside it, what the lab itself saw for each
 queue ID of the trace (`JourneyIndex`): queued, DNS look-ups by that host,
-the SMTP sessions that said "queued as" it, deliveries and deferrals.
+the SMTP sessions that carried it, deliveries and deferrals.
 
 Mail handled before the TUI started (or by an earlier `maillab serve` on the
 same state folder) was not seen live: for each queue ID whose live record is
