@@ -22,6 +22,7 @@ from .dns.client import LookupFailed
 from .mda import LocalResult
 from .queue.records import Attempt, Entry
 from .smtp.client import Unresolved, relay_hop
+from .smtp.client_protocol import Rcpt
 from .world import Host
 
 
@@ -35,6 +36,7 @@ class Outcome:
     remote_mta: str = ""
     stored: LocalResult | None = None     # a local delivery: where the copy went
     account: str = ""                     # ... and whose mailbox it is
+    passed_on: bool = False               # relayed to a host that offered DSN: it reports from now on
 
     @property
     def diagnostic(self) -> str:
@@ -98,10 +100,13 @@ async def relay(ctx: LabContext, host: Host, entry: Entry, message: bytes, domai
             raise Unresolved(f"Host or domain name not found. "
                              f"Name service error for name={name} type=A: {e.reason}") from None
 
+    asked = entry.extra.get("dsn") or {}            # the DSN request the sender made (smtp/server.py)
+    wanted = asked.get("rcpts", {})
+    hop_rcpts = [Rcpt(r, tuple(wanted[r][0]), wanted[r][1]) if r in wanted else Rcpt(r) for r in rcpts]
     walk = await relay_hop([name for _pref, name in mx], addresses, port=ctx.ports.smtp, helo=host.name,
-                           source_ip=me, sender=entry.sender, recipients=rcpts, message=message,
+                           source_ip=me, sender=entry.sender, recipients=hop_rcpts, message=message,
                            bus=ctx.bus, clock=ctx.clock, host=host.name, queue_id=entry.id,
-                           timeout=ctx.smtp_timeout)
+                           timeout=ctx.smtp_timeout, ret=asked.get("ret", ""), envid=asked.get("envid", ""))
     for t in walk.tries:
         entry.add_attempt(Attempt(t.time, t.mx, t.address, t.result, t.reason))
     outcomes: list[Outcome] = []
@@ -112,7 +117,8 @@ async def relay(ctx: LabContext, host: Host, entry: Entry, message: bytes, domai
             continue
         reply, relay_name = decided.reply, decided.relay
         if reply.is_positive:
-            outcomes.append(Outcome(r, "sent", relay_name, reply.enhanced or "2.0.0", str(reply), decided.mx))
+            outcomes.append(Outcome(r, "sent", relay_name, reply.enhanced or "2.0.0", str(reply), decided.mx,
+                                    passed_on=decided.dsn))
         elif reply.is_permanent:
             outcomes.append(Outcome(r, "bounce", relay_name, reply.enhanced or "5.0.0",
                                     f"host {relay_name} said: {reply}", decided.mx))

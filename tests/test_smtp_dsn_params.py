@@ -85,3 +85,28 @@ async def test_success_full_envid_and_orcpt_come_back_in_the_notices(lab):
     await asyncio.to_thread(send, lab.ports.smtp, "nobody@syr.edu", ["RET=HDRS"], ["NOTIFY=SUCCESS"])
     await lab.wait_idle()
     assert len(notices_to_santa(lab)) == 1                   # its failure was not asked for
+
+
+def submit(port: int, rcpt: str, mail_options=(), rcpt_options=()) -> None:
+    """Santa at his own MTA (mail.northpole.org, 127.0.0.3), logged in, as a mail client sends."""
+    with smtplib.SMTP("127.0.0.3", port, timeout=10) as s:
+        s.login(SANTA, "maillab")
+        assert s.mail(SANTA, list(mail_options))[0] == 250
+        assert s.rcpt(rcpt, list(rcpt_options))[0] == 250
+        assert s.data(b"Subject: asked along\r\nFrom: santa@northpole.org\r\n\r\nthe body\r\n")[0] == 250
+
+
+async def test_a_relayed_request_goes_along_and_the_last_host_reports(lab):
+    """RFC 3461 §5.2.2: mail.northpole.org relays to mx1.luxsci.net, which offers DSN, so the
+    NOTIFY, ORCPT, RET and ENVID go along and the host that delivers reports "delivered";
+    no "relayed" notice comes from the first hop."""
+    await asyncio.to_thread(submit, lab.ports.submission, "bob@luxsci.net", ["RET=HDRS", "ENVID=ALONG1"],
+                            ["NOTIFY=SUCCESS", "ORCPT=rfc822;Bob@LuxSci.net"])
+    found = await async_wait_for(lambda: notices_to_santa(lab))
+    await lab.wait_idle()
+    assert len(notices_to_santa(lab)) == 1, [m["Subject"] for m in notices_to_santa(lab)]
+    report = found[0]
+    status = report.get_payload()[1].as_string()
+    assert "Action: delivered" in status and "Reporting-MTA: dns; mx" in status      # luxsci's MX, not northpole
+    assert "Original-Envelope-Id: ALONG1" in status and "Original-Recipient: rfc822; Bob@LuxSci.net" in status
+    assert report.get_payload()[2].get_content_type() == "text/rfc822-headers"        # RET=HDRS came along

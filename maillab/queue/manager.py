@@ -290,8 +290,9 @@ class QueueManager:
         notices = [notice_id] if notice_id else []
         if entry.extra.get("dsn") and not is_bounce(entry.sender):     # NOTIFY=SUCCESS (RFC 3461 §4.1)
             sent = [o for o in outcomes if o.kind == "sent"]
+            # RFC 3461 §5.2.2: "relayed" only when the next hop had no DSN to take the request along
             for action, group in (("delivered", [o for o in sent if o.relay == "local"]),
-                                  ("relayed", [o for o in sent if o.relay != "local"])):   # RFC 3461 §5.2.2
+                                  ("relayed", [o for o in sent if o.relay != "local" and not o.passed_on])):
                 if group:
                     notices += filter(None, [await self._send_dsn(entry, message, group, action)])
         changed: list[Recipient] = []

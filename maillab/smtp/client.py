@@ -131,6 +131,7 @@ class Decided:
     reply: Reply
     relay: str           # "mx1.luxsci.net[127.0.0.5]:25"
     mx: str
+    dsn: bool = False    # that host offered DSN: the recipient's NOTIFY went along (RFC 3461 §5.2.2)
 
 
 @dataclass
@@ -193,7 +194,7 @@ async def relay_hop(mx_hosts: Sequence[str], addresses: Callable[[str], Awaitabl
                     walk.last_error, walk.last_dsn = f"host {relay} said: {reply}", reply.enhanced or "4.0.0"
                     still.append(r)
                 else:
-                    walk.decided[r] = Decided(reply, relay, name)
+                    walk.decided[r] = Decided(reply, relay, name, "DSN" in hop.extensions)
             if hop.error:
                 walk.last_error, walk.last_dsn = hop.error, "4.4.1" if not hop.connected else "4.4.2"
                 # Postfix's words for a failed try, e.g. "connect to smtp1.syr.edu[127.0.0.1]:25: Connection refused"
