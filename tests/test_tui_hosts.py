@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 
 from textual.widgets import Button, Input, Select
 
 from maillab.tui.forms import FormScreen
+from maillab.tui.panels.hosts import smtp_rules
 from maillab.tui.rowlist import RowList
+from maillab.world import load_world
 
 from test_tui_support import in_thread, running_app, screen_text, table_rows, until
 
@@ -89,3 +92,15 @@ async def test_chaos_from_the_panel(tmp_path):
         await pilot.pause(0.2)
         assert app.lab.mtas["smtp1.syr.edu"].chaos is None
         assert await until(pilot, lambda: "probability must be" in screen_text(app))    # a toast says why
+
+
+async def test_the_smtp_receive_settings_are_shown(tmp_path):
+    """The world's line-ending strictness and sender_login_match, as the SMTP servers apply them."""
+    async with running_app(tmp_path) as (app, pilot):
+        await pilot.press("3")
+        text = " ".join(screen_text(app).split())
+        assert "SMTP line endings: lenient (bare LF taken as typed in nc, the end of data strict)" in text
+        assert "sender_login_match: off (a login may send as anyone)" in text
+    strict = dataclasses.replace(load_world(), smtp_line_endings="pedantic", sender_login_match=True)
+    rules = smtp_rules(strict)
+    assert "pedantic (a bare LF refused with 550 5.5.2)" in rules and "sender_login_match: on (MAIL FROM must" in rules

@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 from ...events import HostChanged, Queued, Removed
 from ...mta import CHAOS_STAGES, FAULT_MODES
+from ...world import World
 from ..forms import Field, FormScreen
 from ..panel import Batch, Panel, PanelContext, guarded
 from ..rowlist import RowList
@@ -27,6 +28,20 @@ OUTAGES = {
     "silent": "accepts the connection and never speaks: the client times out",
     "greylist": "450 to the first try of each (client, sender, recipient): retries get through",
 }
+
+
+LINE_ENDINGS = {
+    "lenient": "bare LF taken as typed in nc, the end of data strict",
+    "strict": "bare LF normalised, the end of data strict",
+    "pedantic": "a bare LF refused with 550 5.5.2",
+}
+
+
+def smtp_rules(world: World) -> str:
+    """The world's SMTP receive settings (lab.toml [lab]), as the Hosts panel says them."""
+    login = "MAIL FROM must be the login's" if world.sender_login_match else "a login may send as anyone"
+    return (f"SMTP line endings: {world.smtp_line_endings} ({LINE_ENDINGS[world.smtp_line_endings]}) · "
+            f"sender_login_match: {'on' if world.sender_login_match else 'off'} ({login})")
 
 
 class HostsPanel(Panel):
@@ -60,6 +75,7 @@ domains whose mailboxes it keeps, and how many messages wait in its queue.
 
     def compose_panel(self) -> ComposeResult:
         yield Static("Select a host, then d (down), u (up), c (chaos).", classes="hint", markup=False)
+        yield Static(smtp_rules(self.lab.world), id="hosts-rules", classes="hint", markup=False)
         yield RowList(COLUMNS, id="hosts-table",
                       shrink=(("mailboxes of", 0), ("chaos", 0), ("services", 24), ("services", 12)))
 
