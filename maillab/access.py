@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .context import LabContext
+from .imap.server import ImapContext, ImapServer
 from .ports import Endpoint
-from .imap.server import ImapServer
-from .pop3.server import Pop3Server
+from .pop3.server import Pop3Context, Pop3Server
 from .world import Host
 
 
@@ -25,6 +24,10 @@ class AccessAgent(Protocol):
     async def stop(self) -> None: ...
 
 
-def access_agents(ctx: LabContext, host: Host, domains: tuple[str, ...]) -> list[AccessAgent]:
+class AccessContext(ImapContext, Pop3Context, Protocol):
+    """What the access agents need of the lab: what IMAP and POP3 each need."""
+
+
+def access_agents(ctx: AccessContext, host: Host, domains: tuple[str, ...]) -> list[AccessAgent]:
     """The IMAP and POP3 servers for `host`, which keeps the mailboxes of `domains`."""
     return [ImapServer(ctx, host, domains), Pop3Server(ctx, host, domains)]

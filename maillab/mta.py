@@ -20,21 +20,20 @@ import asyncio
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-from .context import LabContext
 from .dns.client import LookupFailed
 from .events import HostChanged
 from .queue.inbound import upstream_id
-from .queue.manager import QueueManager
+from .queue.manager import QueueContext, QueueManager
 from .queue.records import Entry
-from .queue.redelivery import already_delivered
+from .queue.redelivery import RedeliveryContext, already_delivered
 from .ports import Endpoint
 from .queue.spool import Spool
-from .routing import Outcome, deliver_local, relay
+from .routing import Outcome, RoutingContext, deliver_local, relay
 from .smtp.checkpoints import Checkpoints
 from .smtp.policy import HostPolicy, standard_checks
-from .smtp.server import SmtpServer
+from .smtp.server import SmtpContext, SmtpServer
 from .world import Host
 
 FAULT_MODES = ("refuse", "421", "silent", "greylist")
@@ -63,8 +62,14 @@ class Chaos:
         return f"{self.probability:.0%} {self.code} at {self.stage} (seed {self.seed})"
 
 
+class MtaContext(SmtpContext, QueueContext, RoutingContext, RedeliveryContext, Protocol):
+    """What one host's MTA needs of the lab: what its SMTP server, queue, routing and replay
+    check need, and the greylisting delay."""
+    greylist_delay: float
+
+
 class Mta:
-    def __init__(self, host: Host, ctx: LabContext) -> None:
+    def __init__(self, host: Host, ctx: MtaContext) -> None:
         self.host = host
         self.ctx = ctx
         self.mailbox_domains = tuple(d.name for d in ctx.world.mailbox_domains(host.name))

@@ -16,14 +16,32 @@ the one that took it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from .context import LabContext
-from .dns.client import LookupFailed
-from .mda import LocalResult
+from .clock import Clock
+from .dns.client import LabResolver, LookupFailed
+from .events import EventBus
+from .mda import LocalResult, Mda
+from .ports import Ports
 from .queue.records import Attempt, Entry
 from .smtp.client import Unresolved, relay_hop
 from .smtp.client_protocol import Rcpt
+from .store import MailStore
+from .syncer import Syncer
 from .world import Host
+
+
+class RoutingContext(Protocol):
+    """What delivery needs of the lab: the MDA, the store and the group-commit thread for local
+    copies; the resolver, the ports and the hop timeout for relays; the bus and clock."""
+    mda: Mda
+    store: MailStore
+    syncer: Syncer
+    resolver: LabResolver
+    ports: Ports
+    smtp_timeout: float
+    bus: EventBus
+    clock: Clock
 
 
 @dataclass(slots=True)
@@ -48,7 +66,7 @@ class Outcome:
         return f"X-Maillab; {self.detail}"
 
 
-async def deliver_local(ctx: LabContext, entry: Entry, message: bytes, rcpts: list[str]) -> list[Outcome]:
+async def deliver_local(ctx: RoutingContext, entry: Entry, message: bytes, rcpts: list[str]) -> list[Outcome]:
     """Store one copy per recipient.
 
     The message file is written and flushed by the group-commit thread
@@ -76,7 +94,7 @@ async def deliver_local(ctx: LabContext, entry: Entry, message: bytes, rcpts: li
     return outcomes
 
 
-async def relay(ctx: LabContext, host: Host, entry: Entry, message: bytes, domain: str,
+async def relay(ctx: RoutingContext, host: Host, entry: Entry, message: bytes, domain: str,
                 rcpts: list[str]) -> list[Outcome]:
     resolver, me = ctx.resolver, host.address
     try:

@@ -33,12 +33,13 @@ import contextlib
 import itertools
 import socket
 from collections import defaultdict
-from typing import Any, Generic, Iterator, TypeVar
+from typing import Any, Generic, Iterator, Protocol, TypeVar
 
-from .authguard import penalise
-from .context import LabContext
-from .directory import Account
-from .events import Notice, SessionClosed, SessionLine, SessionOpened
+from .admission import Admission
+from .authguard import AuthGuard, penalise
+from .clock import Clock
+from .directory import Account, Directory
+from .events import EventBus, Notice, SessionClosed, SessionLine, SessionOpened
 from .sansio import NEED_DATA, PAUSED, Authenticate, Closed, StartTls
 from .smtp.transcript import printable
 from .ports import Endpoint
@@ -61,6 +62,18 @@ def quick_ack(writer: asyncio.StreamWriter) -> None:
     if sock is not None and hasattr(socket, "TCP_QUICKACK"):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+
+class ServerContext(Protocol):
+    """What every server of the lab needs of it (the supervisor's LabContext is one): the event
+    bus and clock, the admission gate and limits, failed-login penalties, the directory of
+    users, and the session timeout."""
+    bus: EventBus
+    clock: Clock
+    admission: Admission
+    auth_guard: AuthGuard
+    directory: Directory
+    session_timeout: float
 
 
 class Session:
@@ -91,7 +104,7 @@ class SessionServer(Generic[S]):
     # "stopped line", "bug line".
     REASONS: dict[str, str] = {}
 
-    def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...], max_sessions: int) -> None:
+    def __init__(self, ctx: ServerContext, host: Host, domains: tuple[str, ...], max_sessions: int) -> None:
         self.ctx = ctx
         self.host = host
         self.domains = tuple(d.lower() for d in domains)

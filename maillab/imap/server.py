@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Protocol
 
-from ..context import LabContext
 from ..events import FlagsChanged, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged
-from ..session_server import Session, SessionServer
-from ..store import StoreError
+from ..ports import Ports
+from ..session_server import ServerContext, Session, SessionServer
+from ..store import MailStore, StoreError
 from ..world import Host
 from .protocol import Authenticate, Execute, ImapConnection, State
 
@@ -59,7 +60,14 @@ class _Session(Session):
         self.in_thread = False                      # conn is being used by a worker thread
 
 
+class ImapContext(ServerContext, Protocol):
+    """What the IMAP server needs of the lab beyond every server's: its ports and the mail store."""
+    ports: Ports
+    store: MailStore
+
+
 class ImapServer(SessionServer[_Session]):
+    ctx: ImapContext
     """IMAP4rev1 for the mailboxes of `domains`, kept on `host` (RFC 3501)."""
 
     service = "imap"
@@ -70,7 +78,7 @@ class ImapServer(SessionServer[_Session]):
     busy_reply = b"* BYE [UNAVAILABLE] Too many IMAP sessions on this host, try again later\r\n"
     client_busy_reply = b"* BYE Too many connections from IP\r\n"
 
-    def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...], *,
+    def __init__(self, ctx: ImapContext, host: Host, domains: tuple[str, ...], *,
                  max_sessions: int = MAX_SESSIONS, autologout: float | None = None) -> None:
         super().__init__(ctx, host, domains, max_sessions)
         self.autologout = autologout if autologout is not None else max(AUTOLOGOUT, ctx.session_timeout)

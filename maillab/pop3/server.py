@@ -25,10 +25,11 @@ logouts also go to the maillog as `Notice`s in Dovecot's shape.
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
-from ..context import LabContext
-from ..session_server import Session, SessionServer
-from ..store import INBOX, SEEN, Folder, MaildropBusy, MaildropLock, Message, MessageGone, StoreError
+from ..ports import Ports
+from ..session_server import ServerContext, Session, SessionServer
+from ..store import INBOX, SEEN, Folder, MailStore, MaildropBusy, MaildropLock, Message, MessageGone, StoreError
 from ..world import Host
 from .protocol import Authenticate, Pop3Connection, Retrieve, Update
 
@@ -44,7 +45,14 @@ class _Session(Session):
         self.folder: Folder | None = None
 
 
+class Pop3Context(ServerContext, Protocol):
+    """What the POP3 server needs of the lab beyond every server's: its ports and the mail store."""
+    ports: Ports
+    store: MailStore
+
+
 class Pop3Server(SessionServer[_Session]):
+    ctx: Pop3Context
     """POP3 for the mailboxes of `domains`, kept on `host` (RFC 1939)."""
 
     service = "pop3"
@@ -55,7 +63,7 @@ class Pop3Server(SessionServer[_Session]):
     busy_reply = b"-ERR [SYS/TEMP] too many POP3 sessions on this host, try again later\r\n"
     client_busy_reply = b"-ERR [SYS/TEMP] too many connections\r\n"
 
-    def __init__(self, ctx: LabContext, host: Host, domains: tuple[str, ...]) -> None:
+    def __init__(self, ctx: Pop3Context, host: Host, domains: tuple[str, ...]) -> None:
         super().__init__(ctx, host, domains, MAX_SESSIONS)
 
     def port(self) -> int:

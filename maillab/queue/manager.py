@@ -21,16 +21,17 @@ import asyncio
 import contextlib
 import os
 from collections import deque
-from typing import Awaitable, BinaryIO, Callable
+from typing import Awaitable, BinaryIO, Callable, Protocol
 
-from ..context import LabContext
+from ..clock import Clock
 from ..dsn import DsnRecipient, build_dsn, is_bounce, wants_notice
-from ..events import Bounced, Deferred, Delivered, Notice, Queued, QueueMoved, Removed
+from ..events import Bounced, Deferred, Delivered, EventBus, Notice, Queued, QueueMoved, Removed
 from ..routing import Outcome
 from ..smtp.budget import ByteGate
 from ..smtp.received import local_received_header
+from ..syncer import Syncer
 from .inbound import InboundLedger
-from .records import BOUNCED, PENDING, SENT, Entry, Recipient
+from .records import BOUNCED, PENDING, SENT, Entry, Recipient, RetryPolicy
 from .scheduler import Scheduler
 from .spool import Spool, new_queue_id
 
@@ -60,8 +61,17 @@ class QueueError(Exception):
     """An admin request about an unknown or unsuitable message."""
 
 
+class QueueContext(Protocol):
+    """What a host's queue needs of the lab: the bus and clock, the retry policy, and the
+    group-commit thread that makes its files durable."""
+    bus: EventBus
+    clock: Clock
+    retry: RetryPolicy
+    syncer: Syncer
+
+
 class QueueManager:
-    def __init__(self, host: str, ctx: LabContext, spool: Spool, deliver: Deliver) -> None:
+    def __init__(self, host: str, ctx: QueueContext, spool: Spool, deliver: Deliver) -> None:
         self.host = host
         self.ctx = ctx
         self.spool = spool

@@ -11,15 +11,21 @@ the whole replay, not a listing per message.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
-from ..context import LabContext
-from ..mda import delivery_tag
+from ..mda import Mda, delivery_tag
+from ..state import StateDir
 from ..store.maildir import tags_in
 from .records import Entry
 
 
-def already_delivered(ctx: LabContext, entries: list[Entry],
+class RedeliveryContext(Protocol):
+    """What the replay check needs of the lab: the MDA (who a recipient is) and the state folder."""
+    mda: Mda
+    state: StateDir
+
+
+def already_delivered(ctx: RedeliveryContext, entries: list[Entry],
                       is_local: Callable[[str], bool]) -> dict[str, list[str]]:
     """Queue ID -> its pending recipients delivered here (`is_local`) whose copy is in their
     Maildir already.  Blocking (lists folders): run it in a thread."""

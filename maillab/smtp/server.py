@@ -37,22 +37,28 @@ import os
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from ..context import LabContext
 from ..events import CheckVerdict, Notice, SessionClosed, SessionOpened
 from ..queue.manager import QueueManager
 from ..sansio import Authenticate
-from ..session_server import READ_CHUNK, Session, SessionServer
-from ..world import Host
+from ..ports import Ports
+from ..session_server import READ_CHUNK, ServerContext, Session, SessionServer
+from ..world import Host, World
 from .budget import IN_FLIGHT
 from .checkpoints import Checkpoints, Facts, Verdict
 from .protocol import Helo, Mail, MessageEnd, Rcpt, Refusal, SmtpConnection
 from .received import missing_headers, protocol_name, received_header
 
 
+class SmtpContext(ServerContext, Protocol):
+    """What the SMTP server needs of the lab beyond every server's: its ports and the world's settings."""
+    ports: Ports
+    world: World
+
+
 class SmtpHost(Protocol):
     """What the SMTP server needs of the MTA it serves (`mta.Mta`): the host, its mailbox
     domains, its queue, its checkpoints, its fault, and two look-ups."""
-    ctx: LabContext
+    ctx: SmtpContext
     host: Host
     mailbox_domains: tuple[str, ...]
     queue: QueueManager
@@ -96,6 +102,7 @@ class _Session(Session):
 
 class SmtpServer(SessionServer[_Session]):
     """SMTP (or submission) for the host of `mta` (RFC 5321, RFC 6409)."""
+    ctx: SmtpContext
 
     REASONS = {"closed": "closed", "send timeout": "timeout while sending", "lost": "lost: {error}",
                "stopped": "server stopped", "stopped line": "Service shutting down, closing transmission channel",
