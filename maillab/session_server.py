@@ -78,7 +78,9 @@ class ServerContext(Protocol):
 
 class Session:
     """One connection as `SessionServer.run` sees it: "host/service/n", the peer, the streams,
-    the sans-IO connection, and why it ended (the server's REASONS["closed"] until told otherwise)."""
+    the sans-IO connection, when it was accepted (its SessionOpened says that time, however long
+    the server took before the banner: a PTR look-up, the admission gate), and why it ended
+    (the server's REASONS["closed"] until told otherwise)."""
 
     def __init__(self, server: "SessionServer[Any]", reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, conn: Any) -> None:
@@ -87,6 +89,7 @@ class Session:
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.peer_ip, self.peer_port = str(peer[0]), peer[1]
         self.conn = conn
+        self.accepted = server.ctx.clock.now()
         self.reason = server.REASONS["closed"]
 
 
@@ -156,7 +159,7 @@ class SessionServer(Generic[S]):
 
     def opened(self, s: Any) -> SessionOpened:
         """The event that opens the session's transcript."""
-        return SessionOpened(self.ctx.clock.now(), s.id, self.service, self.host.name, f"{s.peer_ip}:{s.peer_port}")
+        return SessionOpened(s.accepted, s.id, self.service, self.host.name, f"{s.peer_ip}:{s.peer_port}")
 
     def closing(self, s: Any) -> None:
         """The protocol said Closed: what to do before its last reply goes out."""

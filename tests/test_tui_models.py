@@ -39,6 +39,18 @@ def test_sessions_are_recorded_explained_and_bounded():
     assert book.newest().id == "h/smtp/4" and book.total_opened == 4
 
 
+def test_the_newest_session_is_the_one_that_began_last_not_the_one_heard_of_last():
+    """A server says a session opened once it has looked up the client's name: a probe that
+    connected first may be announced after the session typed right behind it (the tmux test's
+    port probes and the course session, 1 run in 6 under load)."""
+    book = SessionBook()
+    book.ingest([SessionOpened(5.0, "h/smtp/3", "smtp", "h", "127.0.0.1:3"),         # the typed session
+                 SessionOpened(4.9, "h/smtp/1", "smtp", "h", "127.0.0.1:1")])        # a probe, announced late
+    assert book.newest().id == "h/smtp/3"
+    book.ingest([SessionOpened(5.0, "h/pop3/1", "pop3", "h", "127.0.0.1:4")])         # at once: the later heard of
+    assert book.newest().id == "h/pop3/1"
+
+
 def test_a_line_of_an_unseen_session_opens_it():
     book = SessionBook()
     ch = book.ingest([SessionLine(1.0, "mx.gmail.com/pop3/7", "mx.gmail.com", "client", "USER tim")])

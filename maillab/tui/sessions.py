@@ -89,7 +89,9 @@ class SessionBook:
         self.sessions.clear()
 
     def newest(self) -> Session | None:
-        return next(reversed(self.sessions.values()), None)
+        """The session that began last (its SessionOpened may come after a later one's: a server
+        looks up the client's name before it says so); of two at once, the one heard of last."""
+        return max(reversed(self.sessions.values()), key=lambda s: s.started, default=None)
 
     def _open(self, sid: str, protocol: str, host: str, client: str, when: float,
               changes: Changes) -> Session:
