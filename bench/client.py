@@ -29,9 +29,9 @@ import smtplib  # noqa: E402
 
 from aiosmtpd.smtp import SMTP  # noqa: E402
 
-from maillab import eventloop  # noqa: E402
-from maillab.clock import Clock  # noqa: E402
-from maillab.events import EventBus  # noqa: E402
+from maillab.base import eventloop  # noqa: E402
+from maillab.base.clock import Clock  # noqa: E402
+from maillab.base.events import EventBus  # noqa: E402
 from maillab.smtp.client import send_hop  # noqa: E402
 from maillab.smtp.client_protocol import ClientConnection, Envelope, Rcpt  # noqa: E402
 

@@ -49,7 +49,7 @@ import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from maillab.state import default_state_path  # noqa: E402
+from maillab.lab.state import default_state_path  # noqa: E402
 
 SENDER = "santa@northpole.org"
 RECIPIENT = "mafudge@syr.edu"
@@ -228,7 +228,7 @@ def generate(host: str, port: int, count: int, size: int, sessions: int, cpu: in
 def bare_server_main() -> int:
     from aiosmtpd.smtp import SMTP
 
-    from maillab import eventloop     # the loop maillab runs on: the ratio compares our code, not loops
+    from maillab.base import eventloop     # the loop maillab runs on: the ratio compares our code, not loops
 
     class Discard:
         async def handle_DATA(self, server, session, envelope) -> str:

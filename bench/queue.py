@@ -33,7 +33,7 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maillab.fsutil import finish  # noqa: E402
+from maillab.base.fsutil import finish  # noqa: E402
 from maillab.queue.records import Entry, Recipient  # noqa: E402
 from maillab.queue.spool import Spool, new_queue_id  # noqa: E402
 

@@ -16,14 +16,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import eventloop
-from .admin import cmd_clock, cmd_dns, cmd_hosts, cmd_queue
-from .errors import UserError
-from .ports import Ports
-from .state import StateDir, default_state_path
+from .base import eventloop
+from .base.errors import UserError
+from .lab.admin import cmd_clock, cmd_dns, cmd_hosts, cmd_queue
+from .lab.state import StateDir, default_state_path
+from .net.ports import Ports
 
 if TYPE_CHECKING:
-    from .lab import Lab
+    from .lab.supervisor import Lab
 
 EXIT_ERROR = 1
 
@@ -123,9 +123,9 @@ def _fail(message: str) -> int:
 
 def _make_lab(args: argparse.Namespace, echo: bool) -> "Lab":
     # The engine is imported only by the commands that run it: admin commands start fast.
-    from .clock import Clock
-    from .lab import Lab, LabError
-    from .world import load_world
+    from .base.clock import Clock
+    from .lab.supervisor import Lab, LabError
+    from .lab.world import load_world
     world = load_world(args.world)
     if not 0 <= args.port_offset <= 60000:
         raise LabError("--port-offset must be between 0 and 60000")

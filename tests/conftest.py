@@ -24,12 +24,12 @@ from typing import Callable, TypeVar
 
 import pytest
 
-from maillab import eventloop
-from maillab.clock import Clock
-from maillab.lab import Lab, LabError
-from maillab.ports import Ports
-from maillab.state import StateDir
-from maillab.world import load_world
+from maillab.base import eventloop
+from maillab.base.clock import Clock
+from maillab.lab.state import StateDir
+from maillab.lab.supervisor import Lab, LabError
+from maillab.lab.world import load_world
+from maillab.net.ports import Ports
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ HOST_ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5
 
 
 def pytest_asyncio_loop_factories(config, item):
-    """Every async test runs on the loop the lab ships with (maillab.eventloop)."""
+    """Every async test runs on the loop the lab ships with (maillab.base.eventloop)."""
     return {"uvloop": eventloop.new_loop}
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 
-from maillab.imap.protocol import (NEED_DATA, PAUSED, Authenticate, Closed, Execute, ImapConnection,
-                                   StartTls)
+from maillab.imap.protocol import NEED_DATA, PAUSED, Authenticate, Closed, Execute, ImapConnection, StartTls
 from maillab.store import MailStore
 
 USER = "mafudge@syr.edu"

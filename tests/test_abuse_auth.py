@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from maillab.directory import Directory
+from maillab.lab.directory import Directory
 
 
 async def test_smtp_auth_check_runs_off_the_loop(lab, monkeypatch):

@@ -7,8 +7,8 @@ import socket
 import time
 
 from conftest import async_wait_for, stays_false
-from maillab.admission import Admission, LagValve
-from maillab.events import SessionClosed, SessionOpened
+from maillab.base.events import SessionClosed, SessionOpened
+from maillab.net.admission import Admission, LagValve
 
 
 async def test_an_open_gate_lets_sessions_in_at_once():

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 
-from maillab.events import MxTried
-from maillab.lab import Lab
-from maillab.ports import Ports
+from maillab.base.events import MxTried
+from maillab.lab.state import StateDir
+from maillab.lab.supervisor import Lab
+from maillab.lab.world import load_world
+from maillab.net.ports import Ports
 from maillab.queue.records import MAX_HISTORY, Attempt, Entry, Recipient
 from maillab.queue.spool import Spool
-from maillab.state import StateDir
-from maillab.world import load_world
 
 from conftest import async_wait_for, free_offset
 from test_routing import send

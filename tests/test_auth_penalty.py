@@ -15,9 +15,9 @@ import dns.asyncquery
 import dns.message
 import pytest
 
-from maillab.authguard import AUTH_FAILURE_LIMIT, HARD_ERROR_LIMIT, AuthGuard
-from maillab.events import Notice
-from maillab.lab import DNS_ADDRESS
+from maillab.base.events import Notice
+from maillab.lab.supervisor import DNS_ADDRESS
+from maillab.net.authguard import AUTH_FAILURE_LIMIT, HARD_ERROR_LIMIT, AuthGuard
 
 USER = "mafudge@syr.edu"
 SYR = "127.0.0.1"                  # smtp1.syr.edu: syr.edu's mailboxes, submission, IMAP, POP3

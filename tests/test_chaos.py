@@ -1,6 +1,6 @@
 """Chaos is seeded: the same seed fails the same commands, run after run."""
 
-from maillab.mta import Chaos
+from maillab.mta.agent import Chaos
 
 
 def test_same_seed_same_failures():

@@ -13,8 +13,8 @@ from importlib import metadata
 import pytest
 
 from maillab.cli import build_parser, main
-from maillab.ports import Ports
-from maillab.world import default_world_path
+from maillab.lab.world import default_world_path
+from maillab.net.ports import Ports
 
 from conftest import free_offset
 

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from conftest import free_offset, wait_for
-from maillab.clock import Clock, ClockError
-from maillab.lab import Lab, LabError
-from maillab.ports import Ports
-from maillab.state import StateDir
-from maillab.world import load_world
+from maillab.base.clock import Clock, ClockError
+from maillab.lab.state import StateDir
+from maillab.lab.supervisor import Lab, LabError
+from maillab.lab.world import load_world
+from maillab.net.ports import Ports
 
 DAY = 86400
 

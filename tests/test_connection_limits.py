@@ -10,7 +10,7 @@ import resource
 import pytest
 
 from conftest import async_wait_for
-from maillab.events import Notice
+from maillab.base.events import Notice
 
 HOST = "127.0.0.1"          # smtp1.syr.edu: SMTP, IMAP and POP3
 FLOOD = "127.0.0.9"         # a client address no lab host uses
@@ -143,8 +143,8 @@ async def test_the_labs_own_relaying_is_not_limited_by_default(lab):
 def test_lab_toml_sets_the_limits(tmp_path):
     import shutil
 
-    from maillab.admission import ConnectionLimits
-    from maillab.world import WorldError, load_world
+    from maillab.net.admission import ConnectionLimits
+    from maillab.lab.world import WorldError, load_world
 
     world_dir = tmp_path / "world"
     shutil.copytree(load_world().path, world_dir)

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from maillab.control import ControlError, ControlServer, NotRunning, Streamed, call
+from maillab.lab.control import ControlError, ControlServer, NotRunning, Streamed, call
 
 
 @pytest.fixture

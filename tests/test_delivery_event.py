@@ -13,8 +13,8 @@ import asyncio
 import smtplib
 from pathlib import Path
 
-from maillab import lab as lab_module
-from maillab.events import Delivered
+from maillab.base.events import Delivered
+from maillab.lab import supervisor as lab_module
 
 from conftest import async_wait_for
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from maillab.dns.authority import Authority, QueryInfo
-from maillab.world import load_world
+from maillab.lab.world import load_world
 
 
 @pytest.fixture(scope="module")

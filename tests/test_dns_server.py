@@ -11,13 +11,13 @@ import pytest
 
 from conftest import async_wait_for
 import maillab.dns.server as server_module
-from maillab.clock import Clock
+from maillab.base.clock import Clock
+from maillab.base.events import DnsQuery, EventBus
 from maillab.dns import client
 from maillab.dns.authority import Authority
 from maillab.dns.client import LabResolver, LookupFailed
 from maillab.dns.server import DnsServer
-from maillab.events import DnsQuery, EventBus
-from maillab.world import load_world
+from maillab.lab.world import load_world
 from netutil import free_port, require_tool
 
 BIG = ("@ IN SOA ns hostmaster 1 3600 600 604800 60\n@ IN NS ns\nns IN A 127.0.0.1\n"

@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from maillab.dsn import DsnRecipient, build_dsn, is_bounce, original_headers, original_subject
+from maillab.mta.dsn import DsnRecipient, build_dsn, is_bounce, original_headers, original_subject
 
 ORIGINAL = (b"Received: from client (localhost [127.0.0.1])\r\n"
             b"\tby smtp1.syr.edu with ESMTP id ABC123\r\n"

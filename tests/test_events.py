@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from maillab.events import EventBus, Notice, SessionLine
+from maillab.base.events import EventBus, Notice, SessionLine
 
 
 def test_subscription_keeps_the_newest_and_counts_the_dropped():
@@ -46,7 +46,7 @@ def test_a_subscription_by_kind_sees_only_those_events_even_when_others_come_and
 
 
 def test_the_engine_imports_without_textual():
-    code = ("import sys, maillab.lab, maillab.cli; "
+    code = ("import sys, maillab.lab.supervisor, maillab.cli; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from maillab.fsutil import append_file
+from maillab.base.fsutil import append_file
 
 
 @pytest.fixture

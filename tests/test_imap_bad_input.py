@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from maillab.imap.protocol import Closed, State
-from maillab.state import StateDir
+from maillab.lab.state import StateDir
 from maillab.store import MailStore
 
 from imap_support import PASSWORD, USER, Client, msg, session

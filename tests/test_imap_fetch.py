@@ -9,7 +9,7 @@ import time
 import pytest
 
 from maillab.imap.fetch import internaldate
-from maillab.state import StateDir
+from maillab.lab.state import StateDir
 from maillab.store import SEEN, MailStore
 
 from imap_support import USER, msg, session

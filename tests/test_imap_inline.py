@@ -19,7 +19,7 @@ import pytest
 
 from maillab.imap import inline
 from maillab.imap.protocol import Execute, ImapConnection
-from maillab.state import StateDir
+from maillab.lab.state import StateDir
 from maillab.store import MailStore
 
 from conftest import async_wait_for, wait_for

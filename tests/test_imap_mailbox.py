@@ -8,7 +8,7 @@ import calendar
 import pytest
 
 from maillab.imap.protocol import State
-from maillab.state import StateDir
+from maillab.lab.state import StateDir
 from maillab.store import DELETED, SEEN, MailStore, decode_mutf7
 
 from imap_support import USER, code, msg, session

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maillab.state import StateDir
+from maillab.lab.state import StateDir
 from maillab.store import MailStore
 
 from imap_support import USER, session

@@ -18,13 +18,13 @@ import imapclient
 import imapclient.imapclient
 import pytest
 
-from maillab.clock import Clock
-from maillab.events import Notice, SessionClosed, SessionLine, SessionOpened
+from maillab.base.clock import Clock
+from maillab.base.events import Notice, SessionClosed, SessionLine, SessionOpened
 from maillab.imap.server import ImapServer
-from maillab.lab import Lab
-from maillab.ports import Ports
-from maillab.state import StateDir
-from maillab.world import load_world
+from maillab.lab.state import StateDir
+from maillab.lab.supervisor import Lab
+from maillab.lab.world import load_world
+from maillab.net.ports import Ports
 
 from conftest import async_wait_for, free_offset
 from netutil import free_port

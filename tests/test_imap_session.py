@@ -9,7 +9,7 @@ import pytest
 
 from maillab.imap.protocol import (NEED_DATA, PAUSED, Authenticate, Closed, Execute, ImapConnection,
                                    ImapUsageError, State, StartTls)
-from maillab.state import StateDir
+from maillab.lab.state import StateDir
 from maillab.store import MailStore
 
 from imap_support import PASSWORD, USER, Client, msg, session

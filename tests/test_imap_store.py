@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from maillab.state import StateDir
+from maillab.lab.state import StateDir
 from maillab.store import MailStore
 
 from imap_support import USER, msg, session

@@ -3,9 +3,13 @@
 - no import circle between maillab's modules, `if TYPE_CHECKING:` imports counted too;
 - the engine imports no Textual or Rich: only the TUI does (the engine runs headless in
   `maillab serve`);
-- no module but the supervisor takes the whole lab: `LabContext` is built by `lab.py` and
+- no module but the supervisor takes the whole lab: `LabContext` is built by `lab/supervisor.py` and
   every part declares the narrow context it uses (a Protocol the LabContext satisfies);
-- the base (events, clock, sans-IO types, errors, file helpers) imports nothing else of maillab.
+- the base (`maillab/base/`: events, clock, sans-IO types, errors, file helpers) imports nothing
+  else of maillab;
+- the top level reads like the course's component diagram: packages by role (base, net, the
+  MTA, the lab's supervisor, DNS, SMTP, the queue, the store, IMAP, POP3, the TUI) and no loose
+  module but the command line.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from pathlib import Path
 import maillab
 
 ROOT = Path(maillab.__file__).parent
-BASE = {"maillab.events", "maillab.clock", "maillab.sansio", "maillab.errors", "maillab.fsutil"}
 UI_LIBRARIES = ("textual", "rich")
 
 
@@ -30,6 +33,7 @@ def _modules() -> dict[str, Path]:
 
 
 MODULES = _modules()
+BASE = {name for name in MODULES if name.startswith("maillab.base")}
 
 
 def _imports(name: str) -> set[str]:
@@ -108,11 +112,17 @@ def test_only_the_tui_imports_textual_or_rich():
 
 
 def test_only_the_supervisor_takes_the_whole_lab():
-    takers = sorted(name for name in MODULES if "maillab.context" in GRAPH[name])
-    assert takers == ["maillab.lab"]
+    takers = sorted(name for name in MODULES if "maillab.lab.context" in GRAPH[name])
+    assert takers == ["maillab.lab.supervisor"]
 
 
 def test_the_base_imports_nothing_else_of_maillab():
     assert BASE <= set(MODULES)
     outside = {name: sorted(m for m in GRAPH[name] if m.startswith("maillab") and m not in BASE) for name in BASE}
     assert outside == {name: [] for name in BASE}
+
+
+def test_the_top_level_holds_packages_by_role_and_the_command_line():
+    assert sorted(p.name for p in ROOT.glob("*.py")) == ["__init__.py", "__main__.py", "cli.py"]
+    assert sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()) == [
+        "base", "dns", "imap", "lab", "mta", "net", "pop3", "queue", "smtp", "store", "tui", "worlds"]

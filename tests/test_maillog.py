@@ -1,4 +1,4 @@
-"""The maillog writer (maillab.maillog.MailLog): rotation by size read back across the files,
+"""The maillog writer (maillab.lab.maillog.MailLog): rotation by size read back across the files,
 DNS query floods and exact repeats held back, and a disk that fails (ENOSPC) survived."""
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ import dns.query
 import pytest
 
 from conftest import async_wait_for, free_offset
-from maillab.clock import Clock
+from maillab.base.clock import Clock
+from maillab.base.events import Delivered, EventBus, Notice
 from maillab.dns.authority import Authority
 from maillab.dns.server import DnsServer
-from maillab.events import Delivered, EventBus, Notice
-from maillab.lab import Lab, LabError
-from maillab.maillog import LogLimits, MailLog
-from maillab.maillog_read import find_queue_ids, log_files, recent_deliveries
-from maillab.ports import Ports
-from maillab.state import StateDir
-from maillab.world import load_world
+from maillab.lab.maillog import LogLimits, MailLog
+from maillab.lab.maillog_read import find_queue_ids, log_files, recent_deliveries
+from maillab.lab.state import StateDir
+from maillab.lab.supervisor import Lab, LabError
+from maillab.lab.world import load_world
+from maillab.net.ports import Ports
 from netutil import free_port
 
 T = float(int(time.time()) - 60)

@@ -1,4 +1,4 @@
-"""Reading the maillog back (maillab.maillog_read): lines as events, a message's hops found from
+"""Reading the maillog back (maillab.lab.maillog_read): lines as events, a message's hops found from
 the end of the file, bounded; and the journey index built from them."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from maillab import maillog_read
-from maillab.events import (Bounced, Deferred, Delivered, DnsQuery, Notice, Queued, Removed,
-                            SessionClosed, SessionOpened)
-from maillab.maillog import format_event
-from maillab.maillog_read import find_queue_ids, parse_line, recent_deliveries
+from maillab.base.events import (Bounced, Deferred, Delivered, DnsQuery, Notice, Queued, Removed,
+                                 SessionClosed, SessionOpened)
+from maillab.lab import maillog_read
+from maillab.lab.maillog import format_event
+from maillab.lab.maillog_read import find_queue_ids, parse_line, recent_deliveries
 from maillab.tui.journey import JourneyIndex
 
 T = float(int(time.time()) - 3600)          # whole seconds: the maillog's resolution
@@ -216,8 +216,8 @@ def test_a_line_being_written_is_left_out(tmp_path):
 
 
 def test_the_writer_keeps_the_last_lines_it_wrote_for_the_log_panel(tmp_path, monkeypatch):
-    from maillab import maillog
-    from maillab.events import EventBus
+    from maillab.lab import maillog
+    from maillab.base.events import EventBus
 
     monkeypatch.setattr(maillog, "RECENT", 3)
     log = maillog.MailLog(EventBus(), tmp_path / "maillog")

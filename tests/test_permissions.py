@@ -9,12 +9,12 @@ import tempfile
 
 import pytest
 
-from maillab import control
-from maillab.control import ControlError
-from maillab.events import EventBus
-from maillab.fsutil import UnsafeFolder, private_dir
-from maillab.maillog import MailLog
-from maillab.state import StateDir, StateError
+from maillab.base.events import EventBus
+from maillab.base.fsutil import UnsafeFolder, private_dir
+from maillab.lab import control
+from maillab.lab.control import ControlError
+from maillab.lab.maillog import MailLog
+from maillab.lab.state import StateDir, StateError
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from maillab.lab.state import StateDir
 from maillab.pop3.protocol import (MAX_COMMAND, NEED_DATA, PAUSED, Authenticate, Closed, Pop3Connection,
                                    Pop3UsageError, Retrieve, State, StartTls, Update, stuff, top_of,
                                    uidl_for)
-from maillab.state import StateDir
 from maillab.store import SEEN, MailStore
 
 USER = "mafudge@syr.edu"

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from maillab.events import SessionClosed, SessionLine, SessionOpened
+from maillab.base.events import SessionClosed, SessionLine, SessionOpened
 from maillab.pop3.server import Pop3Server
 from maillab.store import SEEN
 

@@ -6,16 +6,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from maillab.clock import Clock
-from maillab.events import EventBus, Notice
+from maillab.base.clock import Clock
+from maillab.base.events import EventBus, Notice
+from maillab.base.syncer import Syncer
+from maillab.lab.world import load_world
+from maillab.mta.routing import Outcome
 from maillab.queue.inbound import upstream_id
 from maillab.queue.manager import QueueManager
 from maillab.queue.records import RetryPolicy
 from maillab.queue.spool import Spool
-from maillab.routing import Outcome
 from maillab.smtp.received import local_received_header, received_header
-from maillab.syncer import Syncer
-from maillab.world import load_world
 
 WORLD = load_world()
 

@@ -7,7 +7,7 @@ import asyncio
 import smtplib
 import time
 
-from maillab.events import Notice
+from maillab.base.events import Notice
 from maillab.queue import manager as qm
 
 from conftest import async_wait_for, maildir_messages

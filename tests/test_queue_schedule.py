@@ -8,13 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from maillab.clock import Clock, parse_duration
-from maillab.events import EventBus, QueueMoved
+from maillab.base.clock import Clock, parse_duration
+from maillab.base.events import EventBus, QueueMoved
+from maillab.base.syncer import Syncer
+from maillab.mta.routing import Outcome
 from maillab.queue.manager import QueueError, QueueManager
 from maillab.queue.records import RetryPolicy
 from maillab.queue.spool import Spool
-from maillab.routing import Outcome
-from maillab.syncer import Syncer
 
 T0 = 1_800_000_000.0
 

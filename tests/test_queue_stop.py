@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from maillab.clock import Clock
-from maillab.events import EventBus
+from maillab.base.clock import Clock
+from maillab.base.events import EventBus
+from maillab.base.syncer import Syncer
+from maillab.mta.routing import Outcome
 from maillab.queue.manager import QueueManager
 from maillab.queue.records import RetryPolicy
 from maillab.queue.spool import Spool
-from maillab.routing import Outcome
-from maillab.syncer import Syncer
 
 from conftest import async_wait_for
 

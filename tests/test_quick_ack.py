@@ -15,7 +15,7 @@ import asyncio
 
 import pytest
 
-from maillab import session_server
+from maillab.net import session_server
 
 from conftest import async_wait_for
 

@@ -7,7 +7,7 @@ import smtplib
 
 import pytest
 
-from maillab.events import Bounced, Delivered, DnsQuery
+from maillab.base.events import Bounced, Delivered, DnsQuery
 
 from conftest import async_wait_for, maildir_messages
 

@@ -11,7 +11,7 @@ import struct
 import time
 
 from conftest import async_wait_for
-from maillab.events import Notice, SessionClosed, SessionOpened
+from maillab.base.events import Notice, SessionClosed, SessionOpened
 
 HOST = "127.0.0.1"
 USER, PASSWORD = "mafudge@syr.edu", "maillab"

@@ -10,13 +10,13 @@ import os
 import smtplib
 from types import SimpleNamespace
 
-from maillab.lab import Lab
-from maillab.mta import Mta
-from maillab.ports import Ports
+from maillab.lab.state import StateDir
+from maillab.lab.supervisor import Lab
+from maillab.lab.world import load_world
+from maillab.mta.agent import Mta
+from maillab.net.ports import Ports
 from maillab.queue.manager import QueueManager
 from maillab.queue.spool import Spool
-from maillab.state import StateDir
-from maillab.world import load_world
 
 from conftest import async_wait_for, free_offset, maildir_messages
 

@@ -6,11 +6,11 @@ import asyncio
 import smtplib
 from pathlib import Path
 
-from maillab.events import Deferred, Delivered
-from maillab.lab import Lab
-from maillab.ports import Ports
-from maillab.state import StateDir
-from maillab.world import load_world
+from maillab.base.events import Deferred, Delivered
+from maillab.lab.state import StateDir
+from maillab.lab.supervisor import Lab
+from maillab.lab.world import load_world
+from maillab.net.ports import Ports
 
 from conftest import async_wait_for, free_offset, maildir_messages
 

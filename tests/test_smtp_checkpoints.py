@@ -9,7 +9,7 @@ import smtplib
 
 import pytest
 
-from maillab.events import CheckVerdict, Notice
+from maillab.base.events import CheckVerdict, Notice
 from maillab.smtp.checkpoints import (ACCEPT, STAGES, Check, Checkpoints, Facts, Verdict, quarantine, reject,
                                       tag)
 

@@ -17,8 +17,8 @@ from typing import Any, AsyncIterator, Callable
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from maillab.clock import Clock
-from maillab.events import EventBus, MxTried, Notice, Queued, SessionClosed, SessionLine, SessionOpened
+from maillab.base.clock import Clock
+from maillab.base.events import EventBus, MxTried, Notice, Queued, SessionClosed, SessionLine, SessionOpened
 from maillab.smtp.client import HopResult, Unresolved, relay_hop, send_hop
 from maillab.smtp.client_protocol import Credentials, Rcpt
 

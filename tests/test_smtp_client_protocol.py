@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maillab.sansio import NEED_DATA, Closed, StartTls
+from maillab.base.sansio import NEED_DATA, Closed, StartTls
 from maillab.smtp.client_protocol import ClientConnection, Credentials, Envelope, Rcpt, xtext
 
 MESSAGE = b"Subject: hi\r\n\r\nHello\r\n"

@@ -10,7 +10,7 @@ import smtplib
 
 import pytest
 
-from maillab.dsn import DsnRecipient, build_dsn, wants_notice
+from maillab.mta.dsn import DsnRecipient, build_dsn, wants_notice
 
 from conftest import async_wait_for, maildir_messages
 

@@ -11,9 +11,9 @@ import socket
 
 import pytest
 
-from maillab import directory
-from maillab.events import Notice
-from maillab.maillog import format_event
+from maillab.base.events import Notice
+from maillab.lab import directory
+from maillab.lab.maillog import format_event
 
 from conftest import async_wait_for, maildir_messages
 from test_smtp_server import Typist

@@ -22,7 +22,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maillab.sansio import NEED_DATA, PAUSED, Authenticate, Closed
+from maillab.base.sansio import NEED_DATA, PAUSED, Authenticate, Closed
 from maillab.smtp.protocol import Helo, Mail, MessageEnd, Rcpt, SmtpConnection
 
 EXAMPLES = int(os.environ.get("MAILLAB_FUZZ_EXAMPLES", "300"))

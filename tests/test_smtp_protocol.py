@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maillab.sansio import NEED_DATA, PAUSED, Authenticate, Closed, StartTls
+from maillab.base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, StartTls
 from maillab.smtp.budget import MemoryBudget
-from maillab.smtp.protocol import (MAX_RECIPIENTS, Helo, Mail, MessageEnd, Rcpt, SmtpConnection,
-                                   SmtpUsageError)
+from maillab.smtp.protocol import MAX_RECIPIENTS, Helo, Mail, MessageEnd, Rcpt, SmtpConnection, SmtpUsageError
 from maillab.smtp.states import ALLOWED, State
 
 Answer = Callable[[SmtpConnection, object], None]

@@ -13,7 +13,7 @@ import socket
 import time
 import weakref
 
-from maillab.events import SessionClosed, SessionLine
+from maillab.base.events import SessionClosed, SessionLine
 
 from conftest import async_wait_for, maildir_messages
 

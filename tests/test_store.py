@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from maillab.directory import Account
-from maillab.events import (EventBus, FlagsChanged, MailboxCreated, MailboxDeleted, MailboxRenamed,
-                            MessagesAdded, MessagesExpunged)
-from maillab.fsutil import finish
-from maillab.store.maildir import folder_totals
-from maillab.mda import Mda
-from maillab.state import StateDir
+from maillab.base.events import (EventBus, FlagsChanged, MailboxCreated, MailboxDeleted, MailboxRenamed,
+                                 MessagesAdded, MessagesExpunged)
+from maillab.base.fsutil import finish
+from maillab.lab.directory import Account
+from maillab.lab.state import StateDir
+from maillab.mta.mda import Mda
 from maillab.store import (FlagError, KeywordLimit, MailboxExists, MailboxNameError, MailboxNotAllowed,
                            MaildropBusy, MailStore, MessageGone, NoSuchMailbox, StoreError)
+from maillab.store.maildir import folder_totals
 
 USER = "mafudge@syr.edu"
 MSG = b"From: santa@northpole.org\nSubject: hello\n\nline one\nline two\n"

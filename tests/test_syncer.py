@@ -1,4 +1,4 @@
-"""Group commit (maillab.syncer) and durability steps (maillab.fsutil): shared flushes, order, clean failure."""
+"""Group commit (maillab.base.syncer) and durability steps (maillab.base.fsutil): shared flushes, order, clean failure."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import threading
 
 import pytest
 
-from maillab.fsutil import finish, write_new
+from maillab.base.fsutil import finish, write_new
+from maillab.base.syncer import Syncer
+from maillab.lab.state import StateDir
 from maillab.queue.records import Entry, Recipient
 from maillab.queue.spool import Spool
-from maillab.state import StateDir
-from maillab.syncer import Syncer
 
 
 def _entry(qid: str) -> Entry:

@@ -6,15 +6,15 @@ from __future__ import annotations
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Header, RichLog, TabbedContent
 
-from maillab.events import SessionOpened
-from maillab.lab import Lab
-from maillab.ports import Ports
-from maillab.state import StateDir
+from maillab.base.events import SessionOpened
+from maillab.lab.state import StateDir
+from maillab.lab.supervisor import Lab
+from maillab.lab.world import load_world
+from maillab.net.ports import Ports
 from maillab.tui.app import MailLabApp
 from maillab.tui.forms import HelpScreen
 from maillab.tui.panels import PANELS
 from maillab.tui.rowlist import RowList
-from maillab.world import load_world
 
 from conftest import free_offset
 from test_tui_support import course_session, in_thread, richlog_text, running_app, screen_text, until

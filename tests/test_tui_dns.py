@@ -11,10 +11,10 @@ import pytest
 from textual.widgets import Button, Input, Log, Select
 
 from maillab.dns.authority import Authority
-from maillab.lab import DNS_ADDRESS
+from maillab.lab.supervisor import DNS_ADDRESS
+from maillab.lab.world import load_world
 from maillab.tui.forms import ConfirmScreen, FormScreen
 from maillab.tui.rowlist import RowList
-from maillab.world import load_world
 
 from test_tui_support import in_thread, log_text, running_app, screen_text, submit, table_rows, until
 

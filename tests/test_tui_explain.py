@@ -6,7 +6,7 @@ import base64
 import subprocess
 import sys
 
-from maillab.tui.explain import (Explainer, explain_command, explain_enhanced, explain_reply)
+from maillab.tui.explain import Explainer, explain_command, explain_enhanced, explain_reply
 
 
 def texts(notes) -> list[str]:

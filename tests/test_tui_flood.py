@@ -7,8 +7,8 @@ from unittest import mock
 
 from textual.widgets import TabbedContent
 
-from maillab.events import SessionClosed, SessionLine, SessionOpened
-from maillab.fsutil import finish
+from maillab.base.events import SessionClosed, SessionLine, SessionOpened
+from maillab.base.fsutil import finish
 from maillab.queue.records import Entry, Recipient
 from maillab.queue.spool import Spool, new_queue_id
 from maillab.tui.panels.dialogues import TABLE_ROWS

@@ -7,10 +7,10 @@ import socket
 
 from textual.widgets import Button, Input, Select
 
+from maillab.lab.world import load_world
 from maillab.tui.forms import FormScreen
 from maillab.tui.panels.hosts import smtp_rules
 from maillab.tui.rowlist import RowList
-from maillab.world import load_world
 
 from test_tui_support import in_thread, running_app, screen_text, table_rows, until
 

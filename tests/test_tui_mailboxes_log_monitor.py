@@ -6,7 +6,7 @@ import re
 
 from textual.widgets import Input, Log, Static
 
-from maillab.events import Notice
+from maillab.base.events import Notice
 from maillab.tui.panels.monitor import MonitorPanel
 from maillab.tui.rowlist import RowList
 

@@ -6,8 +6,8 @@ from email.utils import formatdate
 
 import pytest
 
-from maillab.events import (Bounced, Deferred, Delivered, DnsQuery, MxTried, Queued, SessionClosed, SessionLine,
-                            SessionOpened)
+from maillab.base.events import (Bounced, Deferred, Delivered, DnsQuery, MxTried, Queued, SessionClosed,
+                                 SessionLine, SessionOpened)
 from maillab.smtp.received import local_received_header, received_header
 from maillab.tui.fmt import countdown, duration, size
 from maillab.tui.journey import JourneyIndex, hops, parse_received

@@ -16,13 +16,13 @@ from typing import AsyncIterator, Callable
 from textual.pilot import Pilot
 from textual.widgets import Log, RichLog
 
-from maillab.clock import Clock
-from maillab.lab import Lab
-from maillab.ports import Ports
-from maillab.state import StateDir
+from maillab.base.clock import Clock
+from maillab.lab.state import StateDir
+from maillab.lab.supervisor import Lab
+from maillab.lab.world import load_world
+from maillab.net.ports import Ports
 from maillab.tui.app import MailLabApp
 from maillab.tui.rowlist import RowList
-from maillab.world import load_world
 
 from conftest import free_offset
 

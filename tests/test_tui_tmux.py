@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from maillab.state import StateDir
+from maillab.lab.state import StateDir
 
 from conftest import free_offset, maildir_messages, wait_for
 from netutil import require_tool

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from maillab.world import WorldError, default_world_path, load_world
+from maillab.lab.world import WorldError, default_world_path, load_world
 
 
 def test_default_world_matches_the_spec():

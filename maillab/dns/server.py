@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 from typing import cast
 
-from maillab.clock import Clock
-from maillab.dns.authority import Authority, QueryInfo
-from maillab.events import DnsQuery, EventBus
+from ..base.clock import Clock
+from ..base.events import DnsQuery, EventBus
+from .authority import Authority, QueryInfo
 
 IDLE_TIMEOUT = 10.0          # seconds; RFC 7766 §6.2.3 suggests "a few seconds"
 MAX_TCP_CLIENTS = 100

@@ -48,8 +48,8 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Generator, Iterator, Literal
 
-from ..sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
-from ..sasl import PlainError, parse_plain
+from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
+from ..base.sasl import PlainError, parse_plain
 from ..store import StoreError, UserStore
 from ..store.errors import FlagError, NoSuchMailbox
 from . import inline, mailboxes, messages

@@ -36,11 +36,11 @@ import asyncio
 import contextlib
 from typing import Protocol
 
-from ..events import FlagsChanged, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged
-from ..ports import Ports
-from ..session_server import ServerContext, Session, SessionServer
+from ..base.events import FlagsChanged, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged
+from ..lab.world import Host
+from ..net.ports import Ports
+from ..net.session_server import ServerContext, Session, SessionServer
 from ..store import MailStore, StoreError
-from ..world import Host
 from .protocol import Authenticate, Execute, ImapConnection, State
 
 READ_CHUNK = 64 * 1024

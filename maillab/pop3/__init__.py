@@ -5,8 +5,8 @@
 mail store (`Pop3Server`, one per mailbox host).
 """
 
-from .protocol import (NEED_DATA, PAUSED, Authenticate, Closed, Pop3Connection, Pop3UsageError,
-                       Retrieve, StartTls, State, Update, stuff, top_of, uidl_for)
+from .protocol import (NEED_DATA, PAUSED, Authenticate, Closed, Pop3Connection, Pop3UsageError, Retrieve,
+                       StartTls, State, Update, stuff, top_of, uidl_for)
 
 __all__ = ["Pop3Connection", "State", "NEED_DATA", "PAUSED", "Authenticate", "Retrieve", "Update",
            "StartTls", "Closed", "Pop3UsageError", "stuff", "top_of", "uidl_for", "Pop3Server"]

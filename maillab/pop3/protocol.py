@@ -51,9 +51,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Literal, Protocol, Sequence
 
-from ..authguard import HARD_ERROR_LIMIT
-from ..sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
-from ..sasl import PlainError, parse_plain
+from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
+from ..base.sasl import PlainError, parse_plain
+from ..net.authguard import HARD_ERROR_LIMIT
 from ..smtp.transcript import printable
 
 MAX_COMMAND = 255           # RFC 2449 §4: a command line is at most 255 octets, CRLF included

@@ -27,10 +27,11 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from ..ports import Ports
-from ..session_server import ServerContext, Session, SessionServer
-from ..store import INBOX, SEEN, Folder, MailStore, MaildropBusy, MaildropLock, Message, MessageGone, StoreError
-from ..world import Host
+from ..lab.world import Host
+from ..net.ports import Ports
+from ..net.session_server import ServerContext, Session, SessionServer
+from ..store import (INBOX, SEEN, Folder, MailStore, MaildropBusy, MaildropLock, Message, MessageGone,
+                     StoreError)
 from .protocol import Authenticate, Pop3Connection, Retrieve, Update
 
 MAX_SESSIONS = 1000             # per host; more get -ERR [SYS/TEMP] and are closed

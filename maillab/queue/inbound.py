@@ -28,7 +28,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO
 
-from ..fsutil import write_all, write_durable
+from ..base.fsutil import write_all, write_durable
 from .records import Entry
 
 KEEP = 10_000

@@ -23,13 +23,13 @@ import os
 from collections import deque
 from typing import Awaitable, BinaryIO, Callable, Protocol
 
-from ..clock import Clock
-from ..dsn import DsnRecipient, build_dsn, is_bounce, wants_notice
-from ..events import Bounced, Deferred, Delivered, EventBus, Notice, Queued, QueueMoved, Removed
-from ..routing import Outcome
+from ..base.clock import Clock
+from ..base.events import Bounced, Deferred, Delivered, EventBus, Notice, Queued, QueueMoved, Removed
+from ..base.syncer import Syncer
+from ..mta.dsn import DsnRecipient, build_dsn, is_bounce, wants_notice
+from ..mta.routing import Outcome
 from ..smtp.budget import ByteGate
 from ..smtp.received import local_received_header
-from ..syncer import Syncer
 from .inbound import InboundLedger
 from .records import BOUNCED, PENDING, SENT, Entry, Recipient, RetryPolicy
 from .scheduler import Scheduler

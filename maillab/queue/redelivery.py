@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Protocol
 
-from ..mda import Mda, delivery_tag
-from ..state import StateDir
+from ..lab.state import StateDir
+from ..mta.mda import Mda, delivery_tag
 from ..store.maildir import tags_in
 from .records import Entry
 

@@ -13,7 +13,7 @@ import asyncio
 import heapq
 from typing import Callable
 
-from ..clock import Clock
+from ..base.clock import Clock
 
 
 class Scheduler:

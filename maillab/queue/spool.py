@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from ..fsutil import Steps, append_file, fsync_path, overwrite, write_all, write_durable, write_new
+from ..base.fsutil import Steps, append_file, fsync_path, overwrite, write_all, write_durable, write_new
 from .records import PENDING, Attempt, Entry, Recipient
 
 _ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
@@ -112,7 +112,7 @@ class Spool:
 
     # --- writes (blocking: call them in a thread) -----------------------------
     def accept(self, entry: Entry, message: bytes, body: BinaryIO | None = None) -> Steps[None]:
-        """Durability steps (maillab.fsutil) that store a new message: when they end, the 250 may go out.
+        """Durability steps (maillab.base.fsutil) that store a new message: when they end, the 250 may go out.
 
         The `.msg` file is written under a temp name (over a spare file when
         there is one), made durable, renamed into place, and the rename made

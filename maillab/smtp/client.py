@@ -30,12 +30,11 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
-from maillab.clock import Clock
-from maillab.events import EventBus, MxTried, Notice, SessionClosed, SessionLine, SessionOpened
-from maillab.sansio import Closed, StartTls
-from maillab.smtp.client_protocol import (ClientConnection, Credentials, Envelope, HopResult, Mode,
-                                          Rcpt)
-from maillab.smtp.replies import Reply
+from ..base.clock import Clock
+from ..base.events import EventBus, MxTried, Notice, SessionClosed, SessionLine, SessionOpened
+from ..base.sansio import Closed, StartTls
+from .client_protocol import ClientConnection, Credentials, Envelope, HopResult, Mode, Rcpt
+from .replies import Reply
 
 QUIT_TIMEOUT = 2.0   # seconds to wait for the 221: the mail is already handed over
 READ_SIZE = 65536

@@ -60,8 +60,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+from ..base.sansio import NEED_DATA, Closed, Sentinel, StartTls
 from ..pop3.protocol import stuff
-from ..sansio import NEED_DATA, Closed, Sentinel, StartTls
 from .replies import ProtocolError, Reply, ReplyParser
 
 Mode = Literal["plain", "starttls", "tls"]

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from ..world import World
+from ..lab.world import World
 from .checkpoints import ACCEPT, Check, Facts, Verdict, reject
 
 _DOMAIN = re.compile(r"^(?=.{1,255}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

@@ -58,9 +58,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from ..authguard import ErrorLimit
-from ..sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
-from ..sasl import PlainError, parse_plain
+from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
+from ..base.sasl import PlainError, parse_plain
+from ..net.authguard import ErrorLimit
 from .bodysink import BodySink
 from .budget import MemoryBudget
 from .codes import enhance

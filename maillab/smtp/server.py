@@ -37,12 +37,12 @@ import os
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from ..events import CheckVerdict, Notice, SessionClosed, SessionOpened
+from ..base.events import CheckVerdict, Notice, SessionClosed, SessionOpened
+from ..base.sansio import Authenticate
+from ..lab.world import Host, World
+from ..net.ports import Ports
+from ..net.session_server import READ_CHUNK, ServerContext, Session, SessionServer
 from ..queue.manager import QueueManager
-from ..sansio import Authenticate
-from ..ports import Ports
-from ..session_server import READ_CHUNK, ServerContext, Session, SessionServer
-from ..world import Host, World
 from .budget import IN_FLIGHT
 from .checkpoints import Checkpoints, Facts, Verdict
 from .protocol import Helo, Mail, MessageEnd, Rcpt, Refusal, SmtpConnection

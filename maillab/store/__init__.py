@@ -26,7 +26,7 @@ Where things live (one user):
 Mailbox names are IMAP wire names (modified UTF-7, RFC 3501 §5.1.3); use
 `encode_mutf7` for a human name.  Changes go on the bus as `MessagesAdded`,
 `FlagsChanged`, `MessagesExpunged`, `MailboxCreated`, `MailboxDeleted`,
-`MailboxRenamed` (maillab.events), after they are durable.
+`MailboxRenamed` (maillab.base.events), after they are durable.
 
 Blocking: every method that touches the disk blocks (microseconds to a few
 ms; a cold open of a big folder up to a second).  From the loop, call them via
@@ -40,10 +40,10 @@ is thread-safe (one lock per user).
 
 from .errors import (FlagError, KeywordLimit, MailboxExists, MailboxNameError, MailboxNotAllowed,
                      MaildropBusy, MessageGone, NoSuchMailbox, StoreError)
-from .flags import (ANSWERED, DELETED, DRAFT, FLAGGED, FORWARDED, RECENT, SEEN, SYSTEM_FLAGS)
+from .flags import ANSWERED, DELETED, DRAFT, FLAGGED, FORWARDED, RECENT, SEEN, SYSTEM_FLAGS
 from .folder import Folder, StoreMode
-from .mailstore import MaildropLock, MailStore
 from .maildir import crlf_size, to_crlf, to_lf
+from .mailstore import MaildropLock, MailStore
 from .message import Changes, Delivery, FolderStatus, MailboxInfo, Message, StoreResult
 from .names import DELIMITER, INBOX, check_name, decode_mutf7, encode_mutf7
 from .user import SPECIAL_USE, UserStore

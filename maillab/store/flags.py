@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
-from ..fsutil import write_durable
+from ..base.fsutil import write_durable
 from .errors import FlagError, KeywordLimit
 
 SEEN, ANSWERED, FLAGGED, DELETED, DRAFT, RECENT = (

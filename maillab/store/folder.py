@@ -49,8 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Protocol, TypeVar
 
-from ..events import Event, FlagsChanged, MessagesAdded, MessagesExpunged
-from ..fsutil import Steps, finish, fsync_path
+from ..base.events import Event, FlagsChanged, MessagesAdded, MessagesExpunged
+from ..base.fsutil import Steps, finish, fsync_path
 from . import maildir
 from .errors import MessageGone, NoSuchMailbox
 from .flags import DELETED, SEEN, Keywords, letters_for, normalize_flags, split_info
@@ -551,7 +551,7 @@ class Folder:
 
     def add_steps(self, stored: bytes, letters: str | None, internaldate: float | None, sub: str,
                   keep_unindexed: bool = False, tag: str = "") -> Steps[Message]:
-        """Durability steps (maillab.fsutil) that write one message file and index it.
+        """Durability steps (maillab.base.fsutil) that write one message file and index it.
 
         First step (no lock, nothing visible yet): the tmp/ file, to be made
         durable by the caller.  Then, blocking, under the user's lock: the

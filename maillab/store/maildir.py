@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..fsutil import write_new
+from ..base.fsutil import write_new
 
 _counter = itertools.count(1)
 _counter_lock = threading.Lock()

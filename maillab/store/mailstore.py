@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from ..clock import Clock
-from ..events import Event, EventBus
-from ..fsutil import Steps, finish
-from ..state import StateDir, StateError
+from ..base.clock import Clock
+from ..base.events import Event, EventBus
+from ..base.fsutil import Steps, finish
+from ..lab.state import StateDir, StateError
 from .errors import MaildropBusy, NoSuchMailbox, StoreError
 from .flags import letters_for, normalize_flags
 from .folder import Folder
@@ -130,7 +130,7 @@ class MailStore:
 
     def deliver_steps(self, address: str, data: bytes, mailbox: str = INBOX,
                       flags: tuple[str, ...] = (), tag: str = "") -> Steps[Delivery]:
-        """Durability steps (maillab.fsutil) that deliver one message (already in stored
+        """Durability steps (maillab.base.fsutil) that deliver one message (already in stored
         form: LF, Return-Path/Delivered-To on top).
 
         The file goes to `new/` (with flags: `cur/`) of `mailbox`, or of INBOX if

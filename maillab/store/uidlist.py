@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..fsutil import fsync_path, write_all, write_durable
+from ..base.fsutil import fsync_path, write_all, write_durable
 
 MAGIC = "maillab-uidlist"
 VERSION = "1"

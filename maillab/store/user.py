@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..events import Event, MailboxCreated, MailboxDeleted, MailboxRenamed
-from ..fsutil import fsync_path, write_durable
+from ..base.events import Event, MailboxCreated, MailboxDeleted, MailboxRenamed
+from ..base.fsutil import fsync_path, write_durable
 from .errors import MailboxExists, MailboxNameError, MailboxNotAllowed, NoSuchMailbox
 from .flags import Keywords, flags_from_letters
 from .folder import Folder

@@ -12,7 +12,7 @@ every panel (`Panel.feed`) and redraws only the panel on screen
 is what costs, and the lab shares this loop.  A second timer moves the lab
 clock in the header, closes the monitor's second and refreshes countdowns.
 A flood drops the oldest events of the subscription (counted on the Monitor
-panel), never the lab's.  In a flood the overload valve (maillab.admission)
+panel), never the lab's.  In a flood the overload valve (maillab.net.admission)
 holds new SMTP sessions back while the loop runs late, and for a moment after
 each key press, so a person's keys are answered before new work.
 
@@ -39,10 +39,10 @@ from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widgets import Header, TabbedContent, TabPane
 
-from ..admission import LagValve
-from ..clock import parse_duration
-from ..errors import UserError
-from ..lab import Lab
+from ..base.clock import parse_duration
+from ..base.errors import UserError
+from ..lab.supervisor import Lab
+from ..net.admission import LagValve
 from .fmt import duration, long_stamp
 from .forms import Field, FormScreen, HelpScreen
 from .header import LabHeader
@@ -63,7 +63,7 @@ DISK_SHARE = 20                  # ...and 20 times what the last one took (a big
 SPEEDS = (1.0, 10.0, 60.0, 600.0, 3600.0)
 GC_OLD = 100                     # middle collections between two full ones (CPython: 10)
 PRESENTER_TITLE = " · PRESENTER MODE (p: off)"
-KEY_HOLD = 0.05                  # seconds new SMTP sessions wait after a key press (maillab.admission)
+KEY_HOLD = 0.05                  # seconds new SMTP sessions wait after a key press (maillab.net.admission)
 
 INTRO = """\
 # maillab — the lab you can watch

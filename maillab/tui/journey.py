@@ -12,7 +12,7 @@ handed it over, from its Queued event, and the one that sent it on, from the
 MxTried that names the next host's queue ID), the recent DNS queries, and the
 recent final deliveries a user can pick.  Everything is bounded.  No Textual here.
 
-What happened before the TUI started is in the maillog: `maillab.maillog_read`
+What happened before the TUI started is in the maillog: `maillab.lab.maillog_read`
 reads those lines back as the same events, and `JourneyIndex.from_events`
 folds them into an index of their own, so one set of rows (`_describe`)
 serves both the live record and the maillog's.  A live record is `complete`
@@ -29,8 +29,8 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import parsedate_to_datetime
 
-from ..events import (Bounced, Deferred, Delivered, DnsQuery, Event, MxTried, Notice, Queued,
-                      QueueMoved, Removed)
+from ..base.events import (Bounced, Deferred, Delivered, DnsQuery, Event, MxTried, Notice, Queued,
+                           QueueMoved, Removed)
 
 MAX_MESSAGES = 5_000
 MAX_EVENTS = 40

@@ -3,7 +3,7 @@
 The course's monitoring checklist, one `Series` each: messages in (queued) and
 out (delivered) per second, queue depth, deferrals and delivery failures per
 second, connections per second, the spool plus Maildirs size on disk, and
-the new SMTP sessions the overload valve held back (maillab.admission).
+the new SMTP sessions the overload valve held back (maillab.net.admission).
 `Monitor.ingest(events)` counts into the current second; `tick(depth, disk, held)`
 closes it (the app calls it once a second with the sampled gauges).  Each
 history keeps `HISTORY` points; `spark()` draws one as a line of block
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ..events import Bounced, Deferred, Delivered, Event, Queued, SessionOpened
+from ..base.events import Bounced, Deferred, Delivered, Event, Queued, SessionOpened
 
 HISTORY = 120
 

@@ -28,13 +28,13 @@ from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.widgets import Log, RichLog, Static
 
-from ..errors import UserError
-from ..events import Event
+from ..base.errors import UserError
+from ..base.events import Event
 from .rowlist import RowList
 from .sessions import Changes
 
 if TYPE_CHECKING:
-    from ..lab import Lab
+    from ..lab.supervisor import Lab
     from .journey import JourneyIndex
     from .metrics import Monitor
     from .sessions import SessionBook

@@ -19,7 +19,7 @@ import itertools
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from ..events import Event, SessionClosed, SessionLine, SessionOpened
+from ..base.events import Event, SessionClosed, SessionLine, SessionOpened
 from .explain import Explainer, Note
 
 Line = SessionLine            # a transcript line: .time, .direction ("client", "server", "note"), .text

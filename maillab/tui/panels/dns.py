@@ -28,9 +28,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input, Log
 
+from ...base.errors import UserError
+from ...base.events import DnsQuery, Notice
 from ...dns.authority import FAULT_MODES, Record
-from ...errors import UserError
-from ...events import DnsQuery, Notice
 from ..fmt import stamp
 from ..forms import ConfirmScreen, Field, FormScreen
 from ..panel import Batch, Hint, Panel, PanelContext, append_lines, guarded

@@ -13,9 +13,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
-from ...events import HostChanged, Queued, Removed
-from ...mta import CHAOS_STAGES, FAULT_MODES
-from ...world import World
+from ...base.events import HostChanged, Queued, Removed
+from ...lab.world import World
+from ...mta.agent import CHAOS_STAGES, FAULT_MODES
 from ..forms import Field, FormScreen
 from ..panel import Batch, Panel, PanelContext, guarded
 from ..rowlist import RowList

@@ -29,7 +29,7 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.widgets import RichLog
 
-from ...maillog_read import Found, find_queue_ids, recent_deliveries
+from ...lab.maillog_read import Found, find_queue_ids, recent_deliveries
 from ..fmt import duration, stamp
 from ..journey import Hop, JourneyIndex, QueueRecord, hops
 from ..palette import palette

@@ -17,7 +17,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 
-from ...events import (MailboxCreated, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged)
+from ...base.events import MailboxCreated, MailboxDeleted, MailboxRenamed, MessagesAdded, MessagesExpunged
 from ..fmt import size
 from ..panel import Batch, Hint, Panel, PanelContext, guarded
 from ..rowlist import RowList

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input, Log
 
-from ...maillog import RECENT
+from ...lab.maillog import RECENT
 from ..panel import Panel, PanelContext, append_lines, guarded
 
 

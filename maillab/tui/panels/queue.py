@@ -20,7 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import RichLog
 
-from ...events import Bounced, Deferred, Delivered, Queued, QueueMoved, Removed
+from ...base.events import Bounced, Deferred, Delivered, Queued, QueueMoved, Removed
 from ..fmt import brief_reason, countdown, long_stamp, stamp
 from ..forms import ConfirmScreen
 from ..journey import attempt_line

@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .directory import Account, Directory
-from .fsutil import Steps
-from .store import MailStore
+from ..base.fsutil import Steps
+from ..lab.directory import Account, Directory
+from ..store import MailStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ class Mda:
 
     def deliver(self, account: Account, recipient: str, sender: str, message: bytes,
                 queue_id: str = "") -> Steps[LocalResult]:
-        """Durability steps (maillab.fsutil) that store one copy for `account`, tagged with
+        """Durability steps (maillab.base.fsutil) that store one copy for `account`, tagged with
         `queue_id` and `recipient` when a queue ID is given."""
         head = f"Return-Path: <{sender}>\nDelivered-To: {account.address}\n".encode("utf-8", "surrogateescape")
         tag = delivery_tag(queue_id, recipient) if queue_id else ""

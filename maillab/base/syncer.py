@@ -1,6 +1,6 @@
 """Group commit: one thread writes and flushes files for every writer at once.
 
-A writer hands its durability steps (maillab.fsutil: a generator that does
+A writer hands its durability steps (maillab.base.fsutil: a generator that does
 file work, then yields the paths that must be on stable storage before it
 goes on) to `syncer.run`, or asks `syncer.flush(paths)`; it resumes once they
 are done.  The thread works in rounds: it takes every request made since the
@@ -144,7 +144,7 @@ class Syncer:
         await self._ask(_flushing(list(paths)))
 
     async def run(self, steps: Steps[T], blocking_first: bool = False, blocking_rest: bool = False) -> T:
-        """Drive durability steps (maillab.fsutil) to their end and return their result.
+        """Drive durability steps (maillab.base.fsutil) to their end and return their result.
 
         Their file work runs in the syncer's thread, each step just before the
         flush it asks for, so the loop only waits.  A step that may block for

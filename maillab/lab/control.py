@@ -28,8 +28,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Awaitable, BinaryIO, Callable, Iterable
 
-from .errors import UserError
-from .fsutil import UnsafeFolder, private_dir
+from ..base.errors import UserError
+from ..base.fsutil import UnsafeFolder, private_dir
 
 MAX_REQUEST = 64 * 1024
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]

@@ -23,8 +23,8 @@ import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .clock import Clock
-from .events import EventBus, Notice
+from ..base.clock import Clock
+from ..base.events import EventBus, Notice
 
 HARD_ERROR_LIMIT = 20        # Postfix smtpd_hard_error_limit
 AUTH_FAILURE_LIMIT = 10      # failed logins in one SMTP session before it is dropped

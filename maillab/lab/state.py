@@ -19,8 +19,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import UserError
-from .fsutil import UnsafeFolder, private_dir
+from ..base.errors import UserError
+from ..base.fsutil import UnsafeFolder, private_dir
 
 
 class StateError(UserError):

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .admission import Admission
-from .authguard import AuthGuard
-from .clock import Clock
+from ..base.clock import Clock
+from ..base.events import EventBus
+from ..base.syncer import Syncer
+from ..dns.client import LabResolver
+from ..mta.mda import Mda
+from ..net.admission import Admission
+from ..net.authguard import AuthGuard
+from ..net.ports import Ports
+from ..queue.records import RetryPolicy
+from ..store import MailStore
 from .directory import Directory
-from .dns.client import LabResolver
-from .events import EventBus
-from .mda import Mda
-from .ports import Ports
-from .queue.records import RetryPolicy
 from .state import StateDir
-from .store import MailStore
-from .syncer import Syncer
 from .world import World
 
 

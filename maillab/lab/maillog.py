@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
-from .events import (Bounced, Deferred, Delivered, DnsQuery, Event, EventBus, Notice, Queued,
-                     Removed, SessionClosed, SessionOpened)
+from ..base.events import (Bounced, Deferred, Delivered, DnsQuery, Event, EventBus, Notice, Queued, Removed,
+                           SessionClosed, SessionOpened)
 from .maillog_read import rotation
 
 _PID = os.getpid()

@@ -27,11 +27,11 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from .clock import parse_duration
-from .errors import UserError
-from .queue.records import RetryPolicy
+from ..base.clock import parse_duration
+from ..base.errors import UserError
+from ..queue.records import RetryPolicy
 
-# The defaults of ConnectionLimits (maillab/admission.py), which lab.toml's [lab] table may change.
+# The defaults of ConnectionLimits (maillab/net/admission.py), which lab.toml's [lab] table may change.
 PER_CLIENT = 500        # every lab host and benchmark connects from 127.0.0.x: generous by default
 PER_SERVICE = 1000
 PREAUTH_TIMEOUT = 60    # seconds an IMAP/POP3 client may idle before logging in
@@ -84,7 +84,7 @@ class World:
     zones: dict[str, dns.zone.Zone]        # origin (absolute, with dot) -> zone
     reject_unknown_recipients: bool = False
     message_size_limit: int = 10 * 1024 * 1024
-    connections_per_client: int = PER_CLIENT       # per service of a host (maillab/admission.py)
+    connections_per_client: int = PER_CLIENT       # per service of a host (maillab/net/admission.py)
     connections_per_service: int = PER_SERVICE
     preauth_timeout: int = PREAUTH_TIMEOUT         # seconds an IMAP/POP3 client may idle before login
     smtp_line_endings: str = "lenient"             # lenient, strict or pedantic (maillab/smtp/protocol.py)

@@ -10,7 +10,7 @@ Multi-step writes are written once as *durability steps*: a generator that
 does its file work and yields the paths that must be on stable storage before
 it may go on (a file before its rename, a folder after it), then returns its
 result.  `finish` drives such steps in place with fsync (worker threads,
-scripts); `Syncer.run` (maillab.syncer) drives them in its thread with group
+scripts); `Syncer.run` (maillab.base.syncer) drives them in its thread with group
 commit.
 """
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .imap.server import ImapContext, ImapServer
-from .ports import Endpoint
-from .pop3.server import Pop3Context, Pop3Server
+from ..imap.server import ImapContext, ImapServer
+from ..net.ports import Endpoint
+from ..pop3.server import Pop3Context, Pop3Server
 from .world import Host
 
 

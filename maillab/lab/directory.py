@@ -24,7 +24,7 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.storages import Storage
 
-from .fsutil import write_durable
+from ..base.fsutil import write_durable
 from .world import World
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .events import Bounced, Deferred, Delivered, DnsQuery, Event, Notice, Queued, Removed
+from ..base.events import Bounced, Deferred, Delivered, DnsQuery, Event, Notice, Queued, Removed
 
 CHUNK = 1 << 20                   # bytes read at a time, from the end
 DEFAULT_BUDGET = 256 << 20        # bytes read at most by one search (all files together): ~0.3 s

@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from .clock import parse_duration
+from ..base.clock import parse_duration
+from ..queue.listing import format_queue
+from ..queue.spool import Spool
 from .control import ControlError, NotRunning, call, socket_path
-from .queue.listing import format_queue
-from .queue.spool import Spool
 from .state import StateDir
 
 

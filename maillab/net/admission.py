@@ -31,7 +31,7 @@ import resource
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from .world import PER_CLIENT, PER_SERVICE, PREAUTH_TIMEOUT, World
+from ..lab.world import PER_CLIENT, PER_SERVICE, PREAUTH_TIMEOUT, World
 
 FD_RESERVE = 64         # descriptors kept for accepting and answering past the limits
 

@@ -22,19 +22,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
-from .dns.client import LookupFailed
-from .events import HostChanged
-from .queue.inbound import upstream_id
-from .queue.manager import QueueContext, QueueManager
-from .queue.records import Entry
-from .queue.redelivery import RedeliveryContext, already_delivered
-from .ports import Endpoint
-from .queue.spool import Spool
+from ..base.events import HostChanged
+from ..dns.client import LookupFailed
+from ..lab.world import Host
+from ..net.ports import Endpoint
+from ..queue.inbound import upstream_id
+from ..queue.manager import QueueContext, QueueManager
+from ..queue.records import Entry
+from ..queue.redelivery import RedeliveryContext, already_delivered
+from ..queue.spool import Spool
+from ..smtp.checkpoints import Checkpoints
+from ..smtp.policy import HostPolicy, standard_checks
+from ..smtp.server import SmtpContext, SmtpServer
 from .routing import Outcome, RoutingContext, deliver_local, relay
-from .smtp.checkpoints import Checkpoints
-from .smtp.policy import HostPolicy, standard_checks
-from .smtp.server import SmtpContext, SmtpServer
-from .world import Host
 
 FAULT_MODES = ("refuse", "421", "silent", "greylist")
 CHAOS_STAGES = ("MAIL", "RCPT", "DATA")

@@ -18,29 +18,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, TextIO
 
+from ..base.clock import Clock
+from ..base.errors import UserError
+from ..base.events import Delivered, EventBus, Notice
+from ..base.syncer import Syncer
+from ..dns.authority import Authority, Record
+from ..dns.client import LabResolver
+from ..dns.server import DnsServer
+from ..mta.agent import CHAOS_STAGES, STOP_DRAIN, Chaos, Mta
+from ..mta.mda import Mda
+from ..net.admission import ConnectionLimits
+from ..net.ports import Endpoint, Ports, listen_failure
+from ..queue.listing import queue_chunks
+from ..queue.manager import QueueError
+from ..queue.records import RetryPolicy
+from ..store import MailStore, StoreError
+from ..store.maildir import folder_totals, read_header
+from ..store.names import name_from_dirname
 from .access import AccessAgent, access_agents
-from .clock import Clock
-from .admission import ConnectionLimits
 from .context import LabContext
 from .control import ControlError, ControlServer, Streamed, socket_path
 from .directory import Directory
-from .dns.authority import Authority, Record
-from .dns.client import LabResolver
-from .dns.server import DnsServer
-from .errors import UserError
-from .events import Delivered, EventBus, Notice
 from .maillog import MailLog
-from .mda import Mda
-from .mta import CHAOS_STAGES, STOP_DRAIN, Chaos, Mta
-from .ports import Endpoint, Ports, listen_failure
-from .queue.listing import queue_chunks
-from .queue.manager import QueueError
-from .queue.records import RetryPolicy
 from .state import StateDir
-from .store import MailStore, StoreError
-from .store.maildir import folder_totals, read_header
-from .store.names import name_from_dirname
-from .syncer import Syncer
 from .world import World
 
 DNS_ADDRESS = "127.0.0.1"

@@ -18,17 +18,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from .clock import Clock
-from .dns.client import LabResolver, LookupFailed
-from .events import EventBus
+from ..base.clock import Clock
+from ..base.events import EventBus
+from ..base.syncer import Syncer
+from ..dns.client import LabResolver, LookupFailed
+from ..lab.world import Host
+from ..net.ports import Ports
+from ..queue.records import Attempt, Entry
+from ..smtp.client import Unresolved, relay_hop
+from ..smtp.client_protocol import Rcpt
+from ..store import MailStore
 from .mda import LocalResult, Mda
-from .ports import Ports
-from .queue.records import Attempt, Entry
-from .smtp.client import Unresolved, relay_hop
-from .smtp.client_protocol import Rcpt
-from .store import MailStore
-from .syncer import Syncer
-from .world import Host
 
 
 class RoutingContext(Protocol):

@@ -35,15 +35,15 @@ import socket
 from collections import defaultdict
 from typing import Any, Generic, Iterator, Protocol, TypeVar
 
+from ..base.clock import Clock
+from ..base.events import EventBus, Notice, SessionClosed, SessionLine, SessionOpened
+from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, StartTls
+from ..lab.directory import Account, Directory
+from ..lab.world import Host
+from ..smtp.transcript import printable
 from .admission import Admission
 from .authguard import AuthGuard, penalise
-from .clock import Clock
-from .directory import Account, Directory
-from .events import EventBus, Notice, SessionClosed, SessionLine, SessionOpened
-from .sansio import NEED_DATA, PAUSED, Authenticate, Closed, StartTls
-from .smtp.transcript import printable
 from .ports import Endpoint
-from .world import Host
 
 READ_CHUNK = 64 * 1024         # read at most this past what the protocol has taken: memory stays bounded
 _numbers: defaultdict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))   # per service

@@ -1,0 +1,2 @@
+"""What every server of the lab shares: the session loop (`session_server`), ports, admission
+and connection limits, failed-login penalties."""
