@@ -24,12 +24,18 @@ def _send(port: int, rcpt: str, subject: str) -> None:
         s.sendmail("santa@northpole.org", [rcpt], f"Subject: {subject}\r\n\r\nHo ho ho.\r\n".encode())
 
 
-async def test_the_delivered_event_names_mailbox_uid_and_file(lab, monkeypatch):
+async def _delivered(lab, rcpt: str, subject: str) -> Delivered:
+    """Send a message to smtp1.syr.edu; its local delivery's event."""
     sub = lab.bus.subscribe(kinds=(Delivered,))
-    await asyncio.to_thread(_send, lab.ports.smtp, "postmaster@syr.edu", "where did it go")
+    await asyncio.to_thread(_send, lab.ports.smtp, rcpt, subject)
     seen: list[Delivered] = []
     [d] = await async_wait_for(lambda: seen.extend(sub.drain()) or [e for e in seen if e.relay == "local"],
                                what="the local delivery's event")
+    return d
+
+
+async def test_the_delivered_event_names_mailbox_uid_and_file(lab, monkeypatch):
+    d = await _delivered(lab, "postmaster@syr.edu", "where did it go")
     assert (d.recipient, d.account, d.mailbox) == ("postmaster@syr.edu", "mafudge@syr.edu", "INBOX")
     folder = lab.ctx.store.user("mafudge@syr.edu").folder("INBOX")
     assert d.uid is not None and folder.get(d.uid) is not None
@@ -46,22 +52,14 @@ async def test_the_delivered_event_names_mailbox_uid_and_file(lab, monkeypatch):
 
 
 async def test_a_delivery_known_only_from_the_maillog_is_found_by_its_queue_id(lab):
-    sub = lab.bus.subscribe(kinds=(Delivered,))
-    await asyncio.to_thread(_send, lab.ports.smtp, "mafudge@syr.edu", "from the log")
-    seen: list[Delivered] = []
-    [d] = await async_wait_for(lambda: seen.extend(sub.drain()) or [e for e in seen if e.relay == "local"],
-                               what="the local delivery's event")
+    d = await _delivered(lab, "mafudge@syr.edu", "from the log")
     bare = Delivered(d.time, d.host, d.queue_id, d.recipient, d.relay, d.delay, d.dsn, d.detail)  # as maillog_read makes it
     header = await asyncio.to_thread(lab.delivered_message, bare)
     assert header is not None and b"from the log" in header
 
 
 async def test_an_expunged_copy_is_gone(lab):
-    sub = lab.bus.subscribe(kinds=(Delivered,))
-    await asyncio.to_thread(_send, lab.ports.smtp, "mafudge@syr.edu", "soon gone")
-    seen: list[Delivered] = []
-    [d] = await async_wait_for(lambda: seen.extend(sub.drain()) or [e for e in seen if e.relay == "local"],
-                               what="the local delivery's event")
+    d = await _delivered(lab, "mafudge@syr.edu", "soon gone")
     folder = lab.ctx.store.user("mafudge@syr.edu").folder("INBOX")
     folder.store([d.uid], {"\\Deleted"}, "add")
     folder.expunge()

@@ -1,9 +1,10 @@
-"""What the sans-IO protocol objects (IMAP, POP3) share: the markers `next_event()` returns
-instead of an event, and the three events both of them have."""
+"""What the sans-IO protocol objects (IMAP, POP3, SMTP) share: the markers `next_event()`
+returns instead of an event, the events all of them have, and the line-protocol input buffer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 class Sentinel:
@@ -37,3 +38,25 @@ class StartTls:
 class Closed:
     """The session is over: send what `data_to_send()` holds, then close the connection."""
     reason: str
+
+
+class LineInput:
+    """The input side of a line protocol's connection (POP3, SMTP): bytes appended to `_in`,
+    b"" for the client's EOF, and a bound on what the adapter may feed ahead of NEED_DATA."""
+    MAX_BUFFER: ClassVar[int] = 1 << 20          # unread input beyond this is the adapter's bug
+    UsageError: ClassVar[type[Exception]] = RuntimeError
+
+    def __init__(self) -> None:
+        self._in = bytearray()
+        self._eof = False
+
+    def receive_data(self, data: bytes) -> None:
+        """Add received bytes; b"" means the client closed its side."""
+        if self._eof:
+            raise self.UsageError("receive_data after end of stream")
+        if not data:
+            self._eof = True
+            return
+        if len(self._in) + len(data) > self.MAX_BUFFER:
+            raise self.UsageError("input buffer overflow: feed data only after NEED_DATA")
+        self._in += data

@@ -51,14 +51,13 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Literal, Protocol, Sequence
 
-from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
+from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, LineInput, Sentinel, StartTls
 from ..base.sasl import PlainError, parse_plain
 from ..net.authguard import HARD_ERROR_LIMIT
 from ..smtp.transcript import printable
 
 MAX_COMMAND = 255           # RFC 2449 §4: a command line is at most 255 octets, CRLF included
 MAX_SASL_LINE = 4096        # RFC 5034 §4 sets no limit on a SASL response; we do
-MAX_BUFFER = 1 << 20        # unread input beyond this is the adapter's bug (feed after NEED_DATA)
 MAX_NUMBER_DIGITS = 10      # 9,999,999,999 messages or lines is plenty
 
 Direction = Literal["client", "server", "note"]
@@ -180,7 +179,9 @@ class _Command:
     handler: Callable[["Pop3Connection", str], Event | None]
 
 
-class Pop3Connection:
+class Pop3Connection(LineInput):
+    UsageError = Pop3UsageError
+
     def __init__(self, hostname: str, *, tls_available: bool = False, max_bad_commands: int = 10,
                  max_auth_failures: int = 3, max_errors: int = HARD_ERROR_LIMIT,
                  implementation: str = "maillab") -> None:
@@ -193,8 +194,7 @@ class Pop3Connection:
         self.implementation = implementation
         self.state = State.AUTHORIZATION
         self.login: str | None = None           # the account, once in TRANSACTION
-        self._in = bytearray()
-        self._eof = False
+        super().__init__()
         self._discarding = 0                    # > 0: octets of an overlong line dropped so far
         self._out: list[bytes] = []
         self._log: list[tuple[Direction, str]] = []
@@ -217,17 +217,6 @@ class Pop3Connection:
     def greet(self) -> None:
         """Queue the greeting (RFC 1939 §4); once, before anything else."""
         self._reply(f"+OK {self.hostname} POP3 {self.implementation} ready")
-
-    def receive_data(self, data: bytes) -> None:
-        """Add received bytes; b"" means the client closed its side."""
-        if self._eof:
-            raise Pop3UsageError("receive_data after end of stream")
-        if not data:
-            self._eof = True
-            return
-        if len(self._in) + len(data) > MAX_BUFFER:
-            raise Pop3UsageError("input buffer overflow: feed data only after NEED_DATA")
-        self._in += data
 
     def next_event(self) -> Event | Sentinel:
         """The next thing the adapter must do; replies to simple commands are queued on the way."""

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
+from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, LineInput, Sentinel, StartTls
 from ..base.sasl import PlainError, parse_plain
 from ..net.authguard import ErrorLimit
 from .bodysink import BodySink
@@ -72,7 +72,6 @@ from .transcript import ClientLines, printable
 
 MAX_COMMAND = 512           # RFC 5321 §4.5.3.1.4, CRLF included
 MAX_AUTH_LINE = 12288       # RFC 4954 §4: an AUTH line or SASL response may be this long
-MAX_BUFFER = 1 << 20        # unread input beyond this is the adapter's bug (feed after NEED_DATA)
 MAX_RECIPIENTS = 1000       # RFC 5321 §4.5.3.1.8 asks for at least 100
 MAX_CHUNK_DIGITS = 12
 LINE_ENDINGS = ("lenient", "strict", "pedantic")
@@ -176,7 +175,9 @@ class _Chunk:
 
 # ---- the connection --------------------------------------------------------------------
 
-class SmtpConnection:
+class SmtpConnection(LineInput):
+    UsageError = SmtpUsageError
+
     def __init__(self, hostname: str, *, client_ip: str = "", max_size: int = 10 * 1024 * 1024,
                  auth: bool = False, auth_required: bool = False, tls_available: bool = False,
                  line_endings: str = "lenient", spill_folder: Path | None = None,
@@ -200,8 +201,7 @@ class SmtpConnection:
         self.login: str | None = None     # the authenticated identity
         self.tls_active = False
         self._errors = errors or ErrorLimit()
-        self._in = bytearray()
-        self._eof = False
+        super().__init__()
         self._discarding = 0              # > 0: octets of an overlong line dropped so far
         self._out: list[bytes] = []
         self._log: list[tuple[Direction, str]] = []
@@ -230,17 +230,6 @@ class SmtpConnection:
             self._close("refused at the greeting")
             return
         self._send([f"220 {self.hostname} {self.banner}"], raw=True)
-
-    def receive_data(self, data: bytes) -> None:
-        """Add received bytes; b"" means the client closed its side."""
-        if self._eof:
-            raise SmtpUsageError("receive_data after end of stream")
-        if not data:
-            self._eof = True
-            return
-        if len(self._in) + len(data) > MAX_BUFFER:
-            raise SmtpUsageError("input buffer overflow: feed data only after NEED_DATA")
-        self._in += data
 
     def next_event(self) -> Event | Sentinel:
         """The next thing the adapter must do; replies to simple commands are queued on the way."""
