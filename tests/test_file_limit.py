@@ -13,7 +13,7 @@ def test_runner_raises_the_soft_file_limit_to_the_hard_one():
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "assert hard == resource.RLIM_INFINITY or hard > 256, hard\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
-        "from maillab import eventloop\n"
+        "from maillab.base import eventloop\n"
         "with eventloop.runner() as r:\n"
         "    r.run(__import__('asyncio').sleep(0))\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
