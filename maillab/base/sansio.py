@@ -1,10 +1,12 @@
 """What the sans-IO protocol objects (IMAP, POP3, SMTP) share: the markers `next_event()`
-returns instead of an event, the events all of them have, and the line-protocol input buffer."""
+returns instead of an event, the events all of them have, and the buffers of the line protocols."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
+
+from .events import Direction
 
 
 class Sentinel:
@@ -40,15 +42,18 @@ class Closed:
     reason: str
 
 
-class LineInput:
-    """The input side of a line protocol's connection (POP3, SMTP): bytes appended to `_in`,
-    b"" for the client's EOF, and a bound on what the adapter may feed ahead of NEED_DATA."""
+class LineBuffers:
+    """The buffers of a line protocol's connection (POP3, SMTP): bytes in (`_in`, b"" for the
+    client's EOF, bounded to what the adapter may feed ahead of NEED_DATA), reply bytes out
+    (`_out`) and the transcript lines since the last look (`_log`)."""
     MAX_BUFFER: ClassVar[int] = 1 << 20          # unread input beyond this is the adapter's bug
     UsageError: ClassVar[type[Exception]] = RuntimeError
 
     def __init__(self) -> None:
         self._in = bytearray()
         self._eof = False
+        self._out: list[bytes] = []
+        self._log: list[tuple[Direction, str]] = []
 
     def receive_data(self, data: bytes) -> None:
         """Add received bytes; b"" means the client closed its side."""
@@ -60,3 +65,13 @@ class LineInput:
         if len(self._in) + len(data) > self.MAX_BUFFER:
             raise self.UsageError("input buffer overflow: feed data only after NEED_DATA")
         self._in += data
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def transcript(self) -> list[tuple[Direction, str]]:
+        """The session's lines since the last call: client commands, server lines, notes."""
+        out, self._log = self._log, []
+        return out

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from typing import Iterable, Literal, Union
 
+from ..base.events import Direction
 from ..smtp.transcript import printable
 
 Part = Union[str, bytes]
 BULK_SHOWN = 20
-Direction = Literal["client", "server", "note"]
 
 _QUOTABLE = frozenset(range(0x01, 0x80)) - {0x0a, 0x0d}
 

@@ -293,12 +293,14 @@ def _flag_filter(flag: str, present: bool) -> Filter:
     return run
 
 
-def _span_filter(ranges: list[tuple[int, int]], value: Callable[[int], int]) -> Filter:
+def _span_filter(ranges: list[tuple[int, int]], value: Callable[[Pool, int], int]) -> Filter:
     """Positions whose `value` (ascending with the position: seq or UID) is in one of `ranges`."""
     def run(pool: Pool, idx: list[int]) -> list[int]:
+        def key(i: int) -> int:
+            return value(pool, i)
         out: list[int] = []
         for lo, hi in ranges:
-            out.extend(idx[bisect_left(idx, lo, key=value):bisect_right(idx, hi, key=value)])
+            out.extend(idx[bisect_left(idx, lo, key=key):bisect_right(idx, hi, key=key)])
         return out
     return run
 
@@ -373,14 +375,10 @@ class Compiler:
             n = key[1]
             return _where(lambda m: m.modseq >= n), _COST_FLAGS
         if kind == "seq":
-            return _span_filter(ranges_of(key[1], self.exists), lambda i: i + 1), _COST_FLAGS
+            return _span_filter(ranges_of(key[1], self.exists), lambda pool, i: i + 1), _COST_FLAGS
         if kind == "uid":
-            ranges = ranges_of(key[1], self.max_uid)
-
-            def uid_spans(pool: Pool, idx: list[int]) -> list[int]:
-                msgs = pool.msgs
-                return _span_filter(ranges, lambda i: msgs[i].uid)(pool, idx)      # type: ignore[union-attr]
-            return uid_spans, _COST_FLAGS
+            return _span_filter(ranges_of(key[1], self.max_uid),
+                                lambda pool, i: pool.msgs[i].uid), _COST_FLAGS     # type: ignore[union-attr]
         if kind == "date":
             op, day, sent = key[1], key[2], key[3]
             compare = {"before": lambda d: d < day, "on": lambda d: d == day, "since": lambda d: d >= day}[op]

@@ -49,9 +49,9 @@ import enum
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Callable, Literal, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
-from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, LineInput, Sentinel, StartTls
+from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, LineBuffers, Sentinel, StartTls
 from ..base.sasl import PlainError, parse_plain
 from ..net.authguard import HARD_ERROR_LIMIT
 from ..smtp.transcript import printable
@@ -60,7 +60,6 @@ MAX_COMMAND = 255           # RFC 2449 §4: a command line is at most 255 octets
 MAX_SASL_LINE = 4096        # RFC 5034 §4 sets no limit on a SASL response; we do
 MAX_NUMBER_DIGITS = 10      # 9,999,999,999 messages or lines is plenty
 
-Direction = Literal["client", "server", "note"]
 
 
 class State(enum.Enum):
@@ -179,7 +178,7 @@ class _Command:
     handler: Callable[["Pop3Connection", str], Event | None]
 
 
-class Pop3Connection(LineInput):
+class Pop3Connection(LineBuffers):
     UsageError = Pop3UsageError
 
     def __init__(self, hostname: str, *, tls_available: bool = False, max_bad_commands: int = 10,
@@ -196,8 +195,6 @@ class Pop3Connection(LineInput):
         self.login: str | None = None           # the account, once in TRANSACTION
         super().__init__()
         self._discarding = 0                    # > 0: octets of an overlong line dropped so far
-        self._out: list[bytes] = []
-        self._log: list[tuple[Direction, str]] = []
         self._waiting: type | None = None       # the event type awaiting an answer
         self._pending: Retrieve | None = None
         self._closed: Closed | None = None
@@ -336,16 +333,6 @@ class Pop3Connection(LineInput):
         else:
             self._log.append(("note", f"({_count_lines(body)} lines, {len(body)} bytes)"))
         self._log.append(("server", "."))
-
-    def data_to_send(self) -> bytes:
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
-
-    def transcript(self) -> list[tuple[Direction, str]]:
-        """The session's lines since the last call: client commands, server first lines, notes."""
-        out, self._log = self._log, []
-        return out
 
     def _close(self, reason: str) -> None:
         self.state = State.CLOSED

@@ -60,12 +60,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+from ..base.events import Direction
 from ..base.sansio import NEED_DATA, Closed, Sentinel, StartTls
 from ..pop3.protocol import stuff
 from .replies import ProtocolError, Reply, ReplyParser
 
 Mode = Literal["plain", "starttls", "tls"]
-Direction = Literal["client", "server", "note"]
 Kind = Literal["accepted", "temporary", "permanent"]
 Event = StartTls | Closed
 

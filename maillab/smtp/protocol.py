@@ -56,9 +56,9 @@ from __future__ import annotations
 import binascii
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
-from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, LineInput, Sentinel, StartTls
+from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, LineBuffers, Sentinel, StartTls
 from ..base.sasl import PlainError, parse_plain
 from ..net.authguard import ErrorLimit
 from .bodysink import BodySink
@@ -80,7 +80,6 @@ MECHANISMS = ("PLAIN", "LOGIN")
 LOGIN_USER_PROMPT, LOGIN_PASSWORD_PROMPT = "VXNlciBOYW1lAA==", "UGFzc3dvcmQA"
 BARE_LF_REPLY = "550 5.5.2 Error: bare <LF> received (RFC 5321 §2.3.8: lines end in <CR><LF>)"
 
-Direction = Literal["client", "server", "note"]
 
 
 # ---- events ----------------------------------------------------------------------------
@@ -175,7 +174,7 @@ class _Chunk:
 
 # ---- the connection --------------------------------------------------------------------
 
-class SmtpConnection(LineInput):
+class SmtpConnection(LineBuffers):
     UsageError = SmtpUsageError
 
     def __init__(self, hostname: str, *, client_ip: str = "", max_size: int = 10 * 1024 * 1024,
@@ -203,8 +202,6 @@ class SmtpConnection(LineInput):
         self._errors = errors or ErrorLimit()
         super().__init__()
         self._discarding = 0              # > 0: octets of an overlong line dropped so far
-        self._out: list[bytes] = []
-        self._log: list[tuple[Direction, str]] = []
         self._waiting: type | None = None
         self._pending: object = None      # the event awaiting its answer
         self._closed: Closed | None = None
@@ -360,16 +357,6 @@ class SmtpConnection(LineInput):
     def recipients(self) -> tuple[str, ...]:
         """The recipients accepted so far in the transaction under way."""
         return tuple(r.address for r in self._rcpts)
-
-    def data_to_send(self) -> bytes:
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
-
-    def transcript(self) -> list[tuple[Direction, str]]:
-        """The session's lines since the last call: client commands, message lines, server lines, notes."""
-        out, self._log = self._log, []
-        return out
 
     def note(self, text: str) -> None:
         """A line of the adapter's in the transcript (a check's verdict, say)."""

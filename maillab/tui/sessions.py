@@ -81,17 +81,20 @@ class SessionBook:
         self.max_lines = max_lines
         self.sessions: OrderedDict[str, Session] = OrderedDict()
         self.total_opened = 0
+        self._newest: Session | None = None
 
     def get(self, session_id: str) -> Session | None:
         return self.sessions.get(session_id)
 
     def clear(self) -> None:
         self.sessions.clear()
+        self._newest = None
 
     def newest(self) -> Session | None:
         """The session that began last (its SessionOpened may come after a later one's: a server
-        looks up the client's name before it says so); of two at once, the one heard of last."""
-        return max(reversed(self.sessions.values()), key=lambda s: s.started, default=None)
+        looks up the client's name before it says so); of two at once, the one heard of last.
+        Kept as sessions open, looked for again only when it is forgotten."""
+        return self._newest
 
     def _open(self, sid: str, protocol: str, host: str, client: str, when: float,
               changes: Changes) -> Session:
@@ -99,6 +102,8 @@ class SessionBook:
                     notes=deque(maxlen=self.max_lines))
         self.sessions[sid] = s
         self.total_opened += 1
+        if self._newest is None or when >= self._newest.started:
+            self._newest = s
         changes.opened.append(sid)
         if len(self.sessions) > self.max_sessions:
             self._forget_one(changes)
@@ -108,7 +113,9 @@ class SessionBook:
         victim = next((sid for sid, s in self.sessions.items() if not s.open), None)
         if victim is None:
             victim = next(iter(self.sessions))
-        del self.sessions[victim]
+        gone = self.sessions.pop(victim)
+        if gone is self._newest:
+            self._newest = max(reversed(self.sessions.values()), key=lambda s: s.started, default=None)
         changes.forgotten.append(victim)
         if victim in changes.opened:
             changes.opened.remove(victim)
