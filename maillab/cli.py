@@ -1,4 +1,4 @@
-"""The `maillab` command line: the TUI (default), `serve`, `reset`, and the admin commands.
+"""The `maillab` command line: the TUI (default), `serve`, `reset`, `ca`, and the admin commands.
 
 Every command has --help; every error is one line on stderr and a non-zero
 exit.  Options shared by commands that run a lab: --world, --state,
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .base import eventloop
 from .base.errors import UserError
+from .base.fsutil import UnsafeFolder, private_dir
 from .lab.admin import cmd_clock, cmd_dns, cmd_hosts, cmd_queue
 from .lab.state import StateDir, default_state_path
 from .net.ports import Ports
@@ -71,9 +72,23 @@ def build_parser(ports: Ports = Ports()) -> argparse.ArgumentParser:
                                        "the queue is kept.")
     _lab_options(serve, ports)
     reset = sub.add_parser("reset", help="delete the state folder and start afresh",
-                           description="Delete the state folder: queued mail, Maildirs, accounts, logs.")
+                           description="Delete the state folder: queued mail, Maildirs, accounts, logs, "
+                                       "and the lab CA with the hosts' TLS keys. The next run makes a new "
+                                       "CA at the same path: clients given the path (curl --cacert "
+                                       "\"$(maillab ca)\") keep working; a CA imported elsewhere must be "
+                                       "imported again.")
     reset.add_argument("--state", metavar="DIR", type=Path, help="state folder to delete")
     reset.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    ca = sub.add_parser("ca", help="print the path of the lab CA certificate, for clients to trust",
+                        description="Print the path of the lab CA's certificate (made now if the state "
+                                    "folder has none yet): every TLS port of the lab serves a certificate "
+                                    "it signed. Like: curl --cacert \"$(maillab ca)\" imaps://127.0.0.1:"
+                                    f"{ports.imaps}/, swaks --tls --tls-ca-path \"$(maillab ca)\", openssl "
+                                    "s_client -CAfile \"$(maillab ca)\". maillab reset deletes it; the next "
+                                    "run makes a new one at the same path.")
+    ca.add_argument("--pem", action="store_true", help="print the certificate itself (PEM), not its path")
+    _state_option(ca)
 
     queue = sub.add_parser("queue", help="list the queues; flush, hold, release, delete, requeue",
                            description="Like mailq and postsuper: list every queued message (works on a "
@@ -187,6 +202,20 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ca(args: argparse.Namespace) -> int:
+    from .lab.ca import LabCA  # cryptography is imported only here and by the lab
+    state = StateDir(args.state)
+    try:
+        private_dir(state.root)
+        path = LabCA(state.tls_dir).ensure()
+    except OSError as e:
+        return _fail(f"{state.tls_dir}: cannot make the lab CA: {e.strerror}")
+    except UnsafeFolder as e:
+        return _fail(f"unsafe state folder: {e}")
+    print(path.read_text() if args.pem else path, end="\n" if not args.pem else "")
+    return 0
+
+
 def _offset_in(argv: list[str]) -> int:
     """The --port-offset on the command line (0 if none or not a number), for the help text."""
     early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
@@ -205,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = args.command
     try:
-        return {"serve": cmd_serve, "tui": cmd_tui, "reset": cmd_reset, "queue": cmd_queue,
+        return {"serve": cmd_serve, "tui": cmd_tui, "reset": cmd_reset, "ca": cmd_ca, "queue": cmd_queue,
                 "hosts": cmd_hosts, "clock": cmd_clock, "dns": cmd_dns}[command](args)
     except UserError as e:
         return _fail(str(e))

@@ -1,10 +1,11 @@
-"""What every part of a running lab shares: world, clock, bus, directory, DNS, ports.
+"""What every part of a running lab shares: world, clock, bus, directory, DNS, ports, TLS.
 
 Built once by the `Lab` supervisor and handed down; nothing here owns I/O.
 """
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 
 from ..base.clock import Clock
@@ -40,3 +41,7 @@ class LabContext:
     greylist_delay: float = 60.0         # lab seconds before a greylisted triple is let through
     admission: Admission = field(default_factory=Admission)   # new SMTP sessions pass it first
     auth_guard: AuthGuard = field(default_factory=AuthGuard)  # failed logins per client address
+    # TLS (net/tls.py, certificates by lab/ca.py): each host's server side, by host name, and a
+    # client that trusts the lab CA (outbound SMTP between the lab's MTAs)
+    server_tls: dict[str, ssl.SSLContext] = field(default_factory=dict)
+    client_tls: ssl.SSLContext | None = None

@@ -6,7 +6,7 @@
       spool/<host>/       the queue of each MTA host (see queue/spool.py)
       mail/<domain>/<local>/   each user's Maildir (cur, new, tmp)
       log/maillog         the maillog
-      tls/                keys and the lab CA (later)
+      tls/                the lab CA and each host's certificate and key (see lab/ca.py)
 
 The default folder is per user ($XDG_DATA_HOME/maillab, else
 ~/.local/share/maillab).  `reset` removes a folder that is not in use.
@@ -44,6 +44,10 @@ class StateDir:
     @property
     def clock_file(self) -> Path:
         return self.root / "clock.json"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
 
     @property
     def log_dir(self) -> Path:
@@ -109,6 +113,7 @@ class StateDir:
             return
         if self.in_use():
             raise StateError(f"{self.root}: a lab is running on this state folder; stop it first")
-        if not (self.root / "lab.lock").exists() and any(self.root.iterdir()):
+        ours = (self.root / "lab.lock").exists() or (self.tls_dir / "ca.pem").exists()   # `maillab ca` alone
+        if not ours and any(self.root.iterdir()):
             raise StateError(f"{self.root}: does not look like a maillab state folder; not removing it")
         shutil.rmtree(self.root)

@@ -3,6 +3,7 @@
 `Lab` is what `maillab serve`, the TUI and the tests embed: it loads the
 account directory, starts the DNS server, one `Mta` per host of the world,
 replays every spool (each loaded before any port opens, delivered after),
+makes or renews the lab CA's host certificates (`ca.py`) into each host's TLS context,
 and listens on the control socket for the admin commands
 (`maillab queue`, `hosts`, `clock`, `dns`).  On `stop()` it closes every
 listener and session, lets deliveries under way finish for a few seconds, and
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, TextIO
@@ -29,6 +31,7 @@ from ..mta.agent import CHAOS_STAGES, STOP_DRAIN, Chaos, Mta
 from ..mta.mda import Mda
 from ..net.admission import ConnectionLimits
 from ..net.ports import Endpoint, Ports, listen_failure
+from ..net.tls import client_context, server_context
 from ..queue.listing import queue_chunks
 from ..queue.manager import QueueError
 from ..queue.records import RetryPolicy
@@ -36,6 +39,7 @@ from ..store import MailStore, StoreError
 from ..store.maildir import folder_totals, read_header
 from ..store.names import name_from_dirname
 from .access import AccessAgent, access_agents
+from .ca import LabCA
 from .context import LabContext
 from .control import ControlError, ControlServer, Streamed, socket_path
 from .directory import Directory
@@ -95,6 +99,7 @@ class Lab:
                               session_timeout=self.session_timeout, smtp_timeout=self.smtp_timeout,
                               retry=self.retry or self.world.retry)
         self.ctx.admission.limits = ConnectionLimits.of(self.world)
+        self.ctx.server_tls, self.ctx.client_tls = await asyncio.to_thread(self._tls)
         self._authority = Authority(self.world.zones)
         self._dns = DnsServer(self._authority, self.bus, self.clock, DNS_ADDRESS, self.ports.dns)
         try:
@@ -133,6 +138,16 @@ class Lab:
                                 f"daemon started -- world {self.world.name}, {len(self.world.hosts)} hosts, "
                                 f"{len(self.endpoints)} endpoints, {replayed} queued message"
                                 f"{'s' if replayed != 1 else ''} replayed, pid {os.getpid()}"))
+
+    def _tls(self) -> tuple[dict[str, ssl.SSLContext], ssl.SSLContext]:
+        """Each host's server TLS context and the lab CA's client context (blocking: files,
+        keys made on the first run, certificates renewed when due)."""
+        ca = LabCA(self.state.tls_dir)
+        servers = {}
+        for host in self.world.hosts.values():
+            files = ca.host_files(host.name, host.address)
+            servers[host.name] = server_context(files.cert, files.key)
+        return servers, client_context(ca.cert_path)
 
     def maillog_tail(self, since: int = 0) -> tuple[int, list[str]]:
         """Lines written to the maillog so far (a count), and those after the first `since`
