@@ -26,10 +26,11 @@ def b64(text: str) -> str:
 
 def test_greeting_carries_the_capabilities(store):
     c = Client(store)
-    assert c.greeting == (b"* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE AUTH=PLAIN AUTH=LOGIN] "
+    assert c.greeting == (b"* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE AUTH=PLAIN AUTH=LOGIN "
+                          b"AUTH=SCRAM-SHA-256] "
                           b"smtp1.syr.edu IMAP4rev1 maillab ready\r\n")
     assert c.cmd("a CAPABILITY") == (b"* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE AUTH=PLAIN "
-                                     b"AUTH=LOGIN\r\na OK CAPABILITY completed\r\n")
+                                     b"AUTH=LOGIN AUTH=SCRAM-SHA-256\r\na OK CAPABILITY completed\r\n")
 
 
 def test_login_then_the_full_capability_list(store):

@@ -121,14 +121,15 @@ def test_capa_in_authorization_offers_user_and_sasl_plain_not_stls(drop):
     assert out.startswith(b"+OK")
     caps = out.split(b"\r\n")[1:-2]
     assert out.endswith(b"\r\n.\r\n")
-    for cap in (b"USER", b"SASL PLAIN", b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING"):
+    for cap in (b"USER", b"SASL PLAIN LOGIN SCRAM-SHA-256", b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE",
+                b"PIPELINING"):
         assert cap in caps
     assert b"STLS" not in caps
 
 
 def test_capa_in_transaction_drops_login_capabilities(session):
     caps = session.send(b"CAPA\r\n").split(b"\r\n")[1:-2]
-    assert b"USER" not in caps and b"SASL PLAIN" not in caps
+    assert b"USER" not in caps and not any(c.startswith(b"SASL") for c in caps)
     assert b"TOP" in caps and b"UIDL" in caps
 
 
@@ -244,8 +245,9 @@ def test_auth_plain_bad_password_and_cancel_and_garbage(drop):
     assert drop.events[-1] == Closed("too many failed logins")
 
 
-def test_auth_without_mechanism_lists_plain(drop):
-    assert drop.send(b"AUTH\r\n") == b"+OK supported SASL mechanisms follow\r\nPLAIN\r\n.\r\n"
+def test_auth_without_mechanism_lists_the_mechanisms(drop):
+    assert drop.send(b"AUTH\r\n") == \
+        b"+OK supported SASL mechanisms follow\r\nPLAIN\r\nLOGIN\r\nSCRAM-SHA-256\r\n.\r\n"
 
 
 # ---- STAT, LIST, UIDL (RFC 1939 §5, §7) ---------------------------------------------------------
@@ -471,7 +473,7 @@ def test_errors_not_in_a_row_still_close_before_login(drop):
     """Postfix's hard error limit: 20 errors in all, whatever comes between them."""
     out = drop.send((b"AUTH FOO\r\nCAPA\r\n") * 20)
     assert out.count(b"-ERR unsupported SASL mechanism FOO") == 20
-    assert out.endswith(b"-ERR unsupported SASL mechanism FOO (try PLAIN); too many errors, closing the connection\r\n")
+    assert out.endswith(b"-ERR unsupported SASL mechanism FOO (try PLAIN, LOGIN, SCRAM-SHA-256); too many errors, closing the connection\r\n")
     assert drop.events[-1] == Closed("too many errors")
 
 

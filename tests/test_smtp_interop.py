@@ -309,7 +309,7 @@ async def test_msmtp_serverinfo_lists_the_submission_extensions(lab, tmp_path):
     assert "SIZE 10485760:" in text and "Maximum message size is 10485760 bytes" in text
     for name in ("PIPELINING:", "DSN:", "AUTH:"):
         assert f"\n    {name}\n" in text, text
-    assert re.search(r"Supported authentication methods:\s+PLAIN LOGIN\s", text), text
+    assert re.search(r"Supported authentication methods:\s+PLAIN SCRAM-SHA-256 LOGIN\s", text), text
     # ... and, in its debug transcript, every line of the EHLO reply it read
     ehlo = re.findall(r"^<-- 250[- ](\S+)", text, re.M)
     assert ehlo[0] == "smtp1.syr.edu"

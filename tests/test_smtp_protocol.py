@@ -98,7 +98,7 @@ def test_banner_and_ehlo_say_what_the_server_saw_and_offer_every_extension():
                                           "DSN", "SMTPUTF8", "CHUNKING"]
     assert lines[-1].startswith("250 ") and all(x.startswith("250-") for x in lines[:-1])
     assert s.feed(b"HELO northpole.org\r\n") == ["250 smtp1.syr.edu Hello northpole.org [127.0.0.3]"]
-    assert "250-AUTH PLAIN LOGIN" in ready(auth=True).feed(b"EHLO again\r\n")
+    assert "250-AUTH PLAIN LOGIN SCRAM-SHA-256" in ready(auth=True).feed(b"EHLO again\r\n")
 
 
 def test_helo_without_a_name_and_a_refused_helo():
@@ -493,18 +493,18 @@ def test_auth_plain_with_and_without_initial_response():
     assert s.conn.login == "santa@northpole.org"
     assert s.feed(b"AUTH PLAIN\r\n")[0].startswith("503 5.5.1 Error: already authenticated")
     s = ready(auth=True)
-    assert s.feed(b"AUTH PLAIN\r\n") == ["334"]
+    assert s.feed(b"AUTH PLAIN\r\n") == ["334 "]                     # RFC 4954 §4: "334" SP, then nothing
     assert s.feed(b64(b"\x00santa@northpole.org\x00wrong") + b"\r\n") == ["535 5.7.8 Error: authentication failed"]
     assert s.conn.login is None and s.conn.state is State.READY
 
 
 def test_auth_login_prompts_and_cancel():
     s = ready(auth=True)
-    assert s.feed(b"AUTH LOGIN\r\n") == ["334 VXNlciBOYW1lAA=="]
-    assert s.feed(b64(b"santa@northpole.org") + b"\r\n") == ["334 UGFzc3dvcmQA"]
+    assert s.feed(b"AUTH LOGIN\r\n") == ["334 VXNlcm5hbWU6"]                   # "Username:"
+    assert s.feed(b64(b"santa@northpole.org") + b"\r\n") == ["334 UGFzc3dvcmQ6"]  # "Password:"
     assert s.feed(b64(b"maillab") + b"\r\n") == ["235 2.7.0 Authentication successful"]
     s = ready(auth=True)
-    assert s.feed(b"AUTH LOGIN " + b64(b"santa@northpole.org") + b"\r\n") == ["334 UGFzc3dvcmQA"]
+    assert s.feed(b"AUTH LOGIN " + b64(b"santa@northpole.org") + b"\r\n") == ["334 UGFzc3dvcmQ6"]
     assert s.feed(b"*\r\n") == ["501 5.7.0 Authentication aborted"]
     assert s.conn.state is State.READY and s.codes(b"NOOP\r\n") == ["250"]
 
@@ -514,8 +514,8 @@ def test_auth_login_prompts_and_cancel():
     (b"AUTH PLAIN " + b64(b"no nuls here") + b"\r\n", "501 5.5.2 Error: Malformed PLAIN"),
     (b"AUTH PLAIN " + b64(b"\x00santa@northpole.org\x00\xff\xfe") + b"\r\n", "501 5.5.2 Error: Invalid UTF-8"),
     (b"AUTH LOGIN " + b64(b"santa@northpole.org") + b"\r\n" + b64(b"\xff\xfe") + b"\r\n",
-     "501 5.5.2 Error: invalid UTF-8"),
-    (b"AUTH LOGIN " + b64(b"\xc3") + b"\r\n", "501 5.5.2 Error: invalid UTF-8"),
+     "501 5.5.2 Error: Invalid UTF-8"),
+    (b"AUTH LOGIN " + b64(b"\xc3") + b"\r\n", "501 5.5.2 Error: Invalid UTF-8"),
     (b"AUTH CRAM-MD5\r\n", "504 5.5.4 Unrecognized authentication type"),
     (b"AUTH\r\n", "501 5.5.4 Syntax: AUTH"),
 ])

@@ -95,7 +95,7 @@ async def test_auth_plain_and_login_are_decoded_with_a_cleartext_warning(tmp_pat
             assert (await in_thread(typist.say, base64.b64encode(b"maillab").decode())).startswith("235")
             await until(pilot, lambda: "base64 of the password: 'maillab'" in richlog_text(transcript))
             text = richlog_text(transcript)
-            assert "the challenge decodes to 'User Name" in text          # aiosmtpd's prompt
+            assert "the challenge decodes to 'Username:'" in text
             assert "base64 of the user name: 'santa@northpole.org'" in text
         finally:
             typist.close()

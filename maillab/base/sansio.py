@@ -24,10 +24,13 @@ PAUSED = Sentinel("PAUSED")            # an event waits for the adapter's answer
 @dataclass(frozen=True, slots=True)
 class Authenticate:
     """Check a login; answer `login_ok(...)` or `login_failed(...)` (each protocol says with what:
-    IMAP wants the user's store, POP3 its maildrop locked and opened)."""
+    IMAP wants the user's store, POP3 its maildrop locked and opened).  `password` is None when
+    the mechanism proved the login itself (SCRAM, base/sasl.py): then `proven` is the account
+    whose stored keys the client's proof matched, None if it did not."""
     login: str
-    password: str
-    mechanism: str      # IMAP: "LOGIN" (the command), SASL "PLAIN" or "LOGIN"; POP3: "USER" or "PLAIN"
+    password: str | None
+    mechanism: str      # IMAP: "LOGIN" (the command); POP3: "USER"; else the SASL mechanism
+    proven: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ reaches only inside `execute()`, which the adapter may run in a worker thread
     conn.receive_data(chunk)                  # b"" = the client closed
     ev = conn.next_event()                    # NEED_DATA, PAUSED or an event:
       Authenticate(login, password, mech)  -> conn.login_ok(user_store, address) | conn.login_failed()
+      ScramLookup(login)                   -> conn.scram_credentials(the directory's keys)
       Execute(command, blocking)           -> while conn.execute(): send data_to_send()
                                               (blocking: run it in a worker thread)
       StartTls()                           -> conn.tls_started()   (the seam; not offered yet)
@@ -49,7 +50,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Generator, Iterator, Literal
 
 from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
-from ..base.sasl import PlainError, parse_plain
+from ..base.sasl import MECHANISMS, Challenge, SaslExchange, SaslFailure, ScramCredentials, ScramLookup, Step
 from ..store import StoreError, UserStore
 from ..store.errors import FlagError, NoSuchMailbox
 from . import inline, mailboxes, messages
@@ -86,7 +87,7 @@ class Execute:
     blocking: bool
 
 
-Event = Authenticate | Execute | StartTls | Closed
+Event = Authenticate | ScramLookup | Execute | StartTls | Closed
 
 
 class ImapUsageError(RuntimeError):
@@ -108,8 +109,7 @@ class _Spec:
 @dataclass(slots=True)
 class _Sasl:
     tag: str
-    mechanism: str
-    login: str | None = None
+    exchange: SaslExchange
 
 
 def _decode_b64(line: bytes) -> bytes:
@@ -396,7 +396,7 @@ class ImapConnection:
         if self.state is State.NOT_AUTHENTICATED:
             if self.tls_available and not self.tls_active:
                 caps.append("STARTTLS")
-            caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
+            caps += [f"AUTH={m}" for m in MECHANISMS]
         else:
             caps += ["NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE",
                      f"APPENDLIMIT={self.max_append}"]
@@ -421,6 +421,12 @@ class ImapConnection:
             self._refuse_login(tag, text, code)
         else:
             self._tagged(tag, "NO", text, code)
+
+    def scram_credentials(self, found: ScramCredentials) -> None:
+        """The answer to ScramLookup: the login's stored keys (made-up ones if it has none)."""
+        self._answering(ScramLookup)
+        assert self._sasl is not None
+        self._sasl_next(self._sasl.exchange.credentials(found))
 
     def _refuse_login(self, tag: str, text: str, code: str) -> None:
         """NO for a failed login (a malformed PLAIN message is one); the last one allowed says BYE."""
@@ -482,14 +488,7 @@ class ImapConnection:
         except ImapError as e:
             self._sasl_failed(e.text)
             return None
-        if sasl.mechanism == "LOGIN" and sasl.login is None:
-            sasl.login = data.decode("utf-8", "replace")
-            self.out.raw(b"+ UGFzc3dvcmQ6\r\n", "+ UGFzc3dvcmQ6")           # "Password:"
-            return None
-        self._sasl = None
-        if sasl.mechanism == "LOGIN":
-            return self._authenticate(sasl.tag, sasl.login or "", data.decode("utf-8", "replace"), "LOGIN")
-        return self._plain(sasl.tag, data)
+        return self._sasl_next(sasl.exchange.respond(data))
 
     def _sasl_failed(self, text: str) -> None:
         sasl = self._sasl
@@ -497,19 +496,28 @@ class ImapConnection:
         self._sasl = None
         self._tagged(sasl.tag, "BAD", text)
 
-    def _plain(self, tag: str, data: bytes) -> Event | None:
-        """RFC 4616: authzid NUL authcid NUL passwd."""
-        try:
-            login, password = parse_plain(data)
-        except PlainError as e:
-            self._refuse_login(tag, str(e), "AUTHORIZATIONFAILED" if e.authorization else "AUTHENTICATIONFAILED")
+    def _sasl_next(self, step: Step) -> Event | None:
+        """What the exchange said: a "+" continuation, an event to wait on, or a failed login."""
+        sasl = self._sasl
+        assert sasl is not None
+        if isinstance(step, Challenge):
+            text = "+ " + binascii.b2a_base64(step.data, newline=False).decode()
+            self.out.raw(text.encode() + b"\r\n", text)
             return None
-        return self._authenticate(tag, login, password, "PLAIN")
+        if isinstance(step, ScramLookup):
+            self._wait(ScramLookup)
+            return step
+        self._sasl = None
+        if isinstance(step, SaslFailure):
+            self._refuse_login(sasl.tag, step.text,
+                               "AUTHORIZATIONFAILED" if step.authorization else "AUTHENTICATIONFAILED")
+            return None
+        return self._authenticate(sasl.tag, step)
 
-    def _authenticate(self, tag: str, login: str, password: str, mechanism: str) -> Authenticate:
+    def _authenticate(self, tag: str, event: Authenticate) -> Authenticate:
         self._auth_tag = tag
         self._wait(Authenticate)
-        return Authenticate(login, password, mechanism)
+        return event
 
     # ---- commands of any state and of NOT AUTHENTICATED ----------------------------------------
 
@@ -547,26 +555,17 @@ class ImapConnection:
 
     def _cmd_login(self, cmd: Command) -> Result | Event:
         args: Login = cmd.args
-        return self._authenticate(cmd.tag, args.user, args.password, "LOGIN")
+        return self._authenticate(cmd.tag, Authenticate(args.user, args.password, "LOGIN"))
 
     def _cmd_authenticate(self, cmd: Command) -> Result | Event:
         args: AuthenticateArgs = cmd.args
-        if args.mechanism not in ("PLAIN", "LOGIN"):
-            raise no(f"Unsupported authentication mechanism {args.mechanism[:40]} (use PLAIN or LOGIN)")
-        if args.initial is not None:                         # SASL-IR, RFC 4959
-            data = _decode_b64(args.initial)
-            if args.mechanism == "PLAIN":
-                event = self._plain(cmd.tag, data)
-                return event if event is not None else _NO_COMPLETION
-            self._sasl = _Sasl(cmd.tag, "LOGIN", data.decode("utf-8", "replace"))
-            self.out.raw(b"+ UGFzc3dvcmQ6\r\n", "+ UGFzc3dvcmQ6")
-            return _NO_COMPLETION
-        self._sasl = _Sasl(cmd.tag, args.mechanism)
-        if args.mechanism == "PLAIN":
-            self.out.raw(b"+ \r\n", "+ ")                       # RFC 4616 via RFC 3501 §6.2.2: empty challenge
-        else:
-            self.out.raw(b"+ VXNlcm5hbWU6\r\n", "+ VXNlcm5hbWU6")  # "Username:"
-        return _NO_COMPLETION
+        if args.mechanism not in MECHANISMS:
+            raise no(f"Unsupported authentication mechanism {args.mechanism[:40]} (use {', '.join(MECHANISMS)})")
+        initial = _decode_b64(args.initial) if args.initial is not None else None     # SASL-IR, RFC 4959
+        exchange = SaslExchange(args.mechanism)
+        self._sasl = _Sasl(cmd.tag, exchange)
+        event = self._sasl_next(exchange.start(initial))
+        return event if event is not None else _NO_COMPLETION
 
     # ---- session commands of AUTHENTICATED and SELECTED -----------------------------------
 

@@ -13,7 +13,8 @@ allowed before login: the session timeout, but at most the limits'
 
 `run` is the session loop both protocols share: greet, then answer the sans-IO
 connection's events — NEED_DATA by flushing and `receive`, StartTls with a
-refusal (the seam: TLS is not offered yet), Closed with a last flush, the
+refusal (the seam: TLS is not offered yet), a SASL exchange's ScramLookup with
+the directory's keys (`conn.scram_credentials`), Closed with a last flush, the
 protocol's own events through `handle` — and end however it ends (timeout,
 lost connection, `stop()`, a bug of ours) with the transcript published, the
 `ended` clean-up, and one `SessionClosed`.  A session is a `Session` (its
@@ -38,6 +39,7 @@ from typing import Any, Generic, Iterator, Protocol, TypeVar
 from ..base.clock import Clock
 from ..base.events import EventBus, Notice, SessionClosed, SessionLine, SessionOpened
 from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, StartTls
+from ..base.sasl import ScramLookup
 from ..lab.directory import Account, Directory
 from ..lab.world import Host
 from ..smtp.transcript import printable
@@ -186,6 +188,8 @@ class SessionServer(Generic[S]):
                 partial = False
                 if isinstance(event, StartTls):     # the seam: not offered until TLS exists
                     conn.abort(f"{self.tls_command} without TLS support", "TLS is not available")
+                elif isinstance(event, ScramLookup):
+                    conn.scram_credentials(self.ctx.directory.scram_credentials(event.login, self.domains))
                 elif isinstance(event, Closed):
                     s.reason = event.reason
                     self.closing(s)
@@ -276,14 +280,22 @@ class SessionServer(Generic[S]):
             bus.publish(SessionLine(now, s.id, host, direction, text))
 
     async def check_login(self, s: Any, ev: Authenticate, program: str) -> Account | None:
-        """The account `ev` names if its password is right and it lives in one of this host's
-        domains; else None, with the failure in the maillog (Dovecot's words), once the
-        client address's auth penalty (`authguard`) has been waited."""
-        account = await asyncio.to_thread(self.ctx.directory.authenticate, ev.login, ev.password, self.domains)
+        """The account `ev` names if its password is right (or SCRAM proved it) and it lives in
+        one of this host's domains; else None, with the failure in the maillog (Dovecot's
+        words), once the client address's auth penalty (`authguard`) has been waited."""
+        directory = self.ctx.directory
+        if ev.password is None:             # SCRAM: the exchange checked the proof against the keys
+            account = directory.account(ev.proven) if ev.proven else None
+            account = account if account is not None and account.enabled else None     # disabled since
+        else:
+            account = await asyncio.to_thread(directory.authenticate, ev.login, ev.password, self.domains)
         if account is not None and account.domain in self.domains:
             self.ctx.auth_guard.succeeded(s.peer_ip)
             return account
         self.notice(program, self.login_failed_text(s, ev))
+        if ev.password is None and directory.scram_missing(ev.login, self.domains):
+            self.notice(program, f"{ev.mechanism} keys of <{printable(ev.login.encode(), 80)}> are not stored "
+                                 f"yet: they are made at its next PLAIN or LOGIN login ({s.id})")
         await penalise(self.ctx.auth_guard, self.ctx.bus, self.ctx.clock, self.host.name, program, s.peer_ip, s.id)
         return None
 

@@ -1,4 +1,4 @@
-"""POP3, the simple access agent (RFC 1939 + RFC 2449 CAPA + RFC 5034 SASL PLAIN).
+"""POP3, the simple access agent (RFC 1939 + RFC 2449 CAPA + RFC 5034 SASL).
 
 `protocol.py` is the protocol without I/O (`Pop3Connection`, its events);
 `server.py` the asyncio adapter that binds it to sockets, the directory and the

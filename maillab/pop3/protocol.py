@@ -11,6 +11,7 @@ answers (h11's shape, with h2's outgoing buffer):
     conn.receive_data(chunk)                   # b"" = the client closed
     ev = conn.next_event()                     # NEED_DATA, PAUSED or an event:
       Authenticate(login, password, mech)   -> conn.login_ok(messages) | conn.login_failed(code, text)
+      ScramLookup(login)                    -> conn.scram_credentials(the directory's keys)
       Retrieve(number, uid, lines)          -> conn.message(data)      | conn.message_failed(code, text)
       Update(delete, seen)                  -> conn.update_done(error=None)
       StartTls()                            -> conn.tls_started()      (the seam; not offered yet)
@@ -19,8 +20,9 @@ answers (h11's shape, with h2's outgoing buffer):
 
 Rules of the state machine (everything that changes `state` is in this file):
 
-    AUTHORIZATION --USER/PASS or AUTH PLAIN, login_ok--> TRANSACTION   (RFC 1939 §4, RFC 5034 §4)
-    AUTHORIZATION --AUTH PLAIN without initial response--> SASL --line--> AUTHORIZATION (+ event)
+    AUTHORIZATION --USER/PASS or AUTH, login_ok--> TRANSACTION   (RFC 1939 §4, RFC 5034 §4)
+    AUTHORIZATION --AUTH's challenge ("+ ...")--> SASL --line--> SASL (the next challenge)
+                  | AUTHORIZATION (+ event, or -ERR)       (the exchange: base/sasl.py)
     TRANSACTION   --QUIT--> UPDATE --update_done--> CLOSED                (RFC 1939 §6)
     any           --QUIT in AUTHORIZATION, EOF, timeout, too many bad commands--> CLOSED
 
@@ -52,7 +54,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, LineBuffers, Sentinel, StartTls
-from ..base.sasl import PlainError, parse_plain
+from ..base.sasl import MECHANISMS, Challenge, SaslExchange, SaslFailure, ScramCredentials, ScramLookup, Step
 from ..net.authguard import HARD_ERROR_LIMIT
 from ..smtp.transcript import printable
 
@@ -92,7 +94,7 @@ class Update:
     seen: tuple[int, ...]
 
 
-Event = Authenticate | Retrieve | Update | StartTls | Closed
+Event = Authenticate | ScramLookup | Retrieve | Update | StartTls | Closed
 
 
 class DropMessage(Protocol):
@@ -202,6 +204,7 @@ class Pop3Connection(LineBuffers):
         self._errors = 0                        # -ERR replies to the peer's faults before login
         self._auth_failures = 0
         self._user: str | None = None           # USER given, PASS awaited
+        self._sasl: SaslExchange | None = None  # the AUTH under way
         # the maildrop view (TRANSACTION)
         self._drop: Sequence[DropMessage] = ()
         self._total = 0
@@ -375,6 +378,12 @@ class Pop3Connection(LineBuffers):
         else:
             self._reply_err(text, code)
 
+    def scram_credentials(self, found: ScramCredentials) -> None:
+        """The answer to ScramLookup: the login's stored keys (made-up ones if it has none)."""
+        self._answering(ScramLookup)
+        assert self._sasl is not None
+        self._sasl_next(self._sasl.credentials(found))
+
     def _login_refused(self, text: str) -> Event | None:
         """-ERR [AUTH] for a failed login; the last one allowed closes the session."""
         self._auth_failures += 1
@@ -458,40 +467,53 @@ class Pop3Connection(LineBuffers):
     def _cmd_auth(self, arg: str) -> Event | None:
         parts = arg.split()
         if not parts:
-            self._multiline("+OK supported SASL mechanisms follow", b"PLAIN\r\n", show=True)
+            self._multiline("+OK supported SASL mechanisms follow",
+                            "".join(f"{m}\r\n" for m in MECHANISMS).encode(), show=True)
             return None
-        if parts[0].upper() != "PLAIN":
-            raise _PeerError(f"unsupported SASL mechanism {printable(parts[0].encode(), 40)} (try PLAIN)",
-                             bad=False)
+        mechanism = parts[0].upper()
+        if mechanism not in MECHANISMS:
+            raise _PeerError(f"unsupported SASL mechanism {printable(parts[0].encode(), 40)} "
+                             f"(try {', '.join(MECHANISMS)})", bad=False)
         if len(parts) > 2:
-            raise _PeerError("syntax: AUTH PLAIN [initial-response]")
+            raise _PeerError(f"syntax: AUTH {mechanism} [initial-response]")
         self._user = None
-        if len(parts) == 1:
-            self.state = State.SASL
-            self._out.append(b"+ \r\n")                   # RFC 5034 §4: an empty challenge
-            self._log.append(("server", "+ "))
-            return None
-        return self._plain("" if parts[1] == "=" else parts[1])
+        initial = self._sasl_decode("" if parts[1] == "=" else parts[1]) if len(parts) == 2 else None
+        self._sasl = SaslExchange(mechanism)
+        return self._sasl_next(self._sasl.start(initial))
 
     def _sasl_response(self, text: str) -> Event | None:
         self.state = State.AUTHORIZATION
         if text.strip() == "*":
+            self._sasl = None
             raise _PeerError("authentication cancelled", bad=False)      # RFC 5034 §4
-        return self._plain(text.strip())
+        assert self._sasl is not None
+        return self._sasl_next(self._sasl.respond(self._sasl_decode(text.strip())))
 
-    def _plain(self, b64: str) -> Event | None:
-        """RFC 4616: authzid NUL authcid NUL passwd, base64-encoded."""
+    def _sasl_decode(self, b64: str) -> bytes:
         try:
-            decoded = binascii.a2b_base64(b64.encode("ascii"), strict_mode=True) if b64 else b""
+            return binascii.a2b_base64(b64.encode("ascii"), strict_mode=True) if b64 else b""
         except (binascii.Error, UnicodeEncodeError):
+            self._sasl = None
             raise _PeerError("invalid base64 in SASL response") from None
-        try:
-            authcid, password = parse_plain(decoded)
-        except PlainError as e:             # a failed login too (a spray of them must end)
-            return self._login_refused(str(e)[0].lower() + str(e)[1:])
-        self._user = authcid
+
+    def _sasl_next(self, step: Step) -> Event | None:
+        """What the exchange said: a "+" challenge, an event to wait on, or a failed login."""
+        if isinstance(step, Challenge):
+            self.state = State.SASL
+            line = "+ " + binascii.b2a_base64(step.data, newline=False).decode()
+            self._out.append(line.encode() + b"\r\n")
+            self._log.append(("server", line))
+            return None
+        if isinstance(step, ScramLookup):
+            self._wait(ScramLookup)
+            return step
+        self._sasl = None
+        if isinstance(step, SaslFailure):             # a failed login too (a spray of them must end)
+            text = step.text[0].lower() + step.text[1:] if step.text[1:2].islower() else step.text
+            return self._login_refused(text)
+        self._user = step.login
         self._wait(Authenticate)
-        return Authenticate(authcid, password, "PLAIN")
+        return step
 
     def _cmd_stls(self, arg: str) -> Event | None:
         if self.tls_active:
@@ -503,7 +525,7 @@ class Pop3Connection(LineBuffers):
     def _cmd_capa(self, arg: str) -> Event | None:
         caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER", "LOGIN-DELAY 0"]
         if self.state is State.AUTHORIZATION:
-            caps[:0] = ["USER", "SASL PLAIN"]
+            caps[:0] = ["USER", "SASL " + " ".join(MECHANISMS)]
             if self.tls_available and not self.tls_active:
                 caps.append("STLS")
         caps.append(f"IMPLEMENTATION {self.implementation}")

@@ -15,6 +15,7 @@ them becomes an event the adapter answers (h11's shape, h2's output buffer):
       Rcpt(address, dsn)                  -> conn.accept() | conn.reject(reply)
       MessageEnd(envelope, content, spilled) -> conn.accept("Ok: queued as X") | conn.reject(reply)
       Authenticate(login, password, mech) -> conn.login_ok(identity) | conn.login_failed()
+      ScramLookup(login)                  -> conn.scram_credentials(the directory's keys)
       StartTls()                          -> conn.tls_started()   (only with tls_available)
       Closed(reason)                      -> flush data_to_send() and close
     conn.data_to_send(); conn.transcript()   # reply bytes; (direction, text) lines for the TUI
@@ -23,7 +24,7 @@ Extensions (in the EHLO reply, all implemented here): PIPELINING (RFC 2920),
 SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), ENHANCEDSTATUSCODES
 (RFC 2034, every reply but the greeting, HELO/EHLO's and 3xx: `codes.enhance`),
 CHUNKING (RFC 3030, BDAT), DSN (RFC 3461, `dsnparams`), AUTH PLAIN LOGIN
-(RFC 4954, RFC 4616) when the adapter offers it.
+SCRAM-SHA-256 (RFC 4954; the exchange is base/sasl.py's) when the adapter offers it.
 
 Invariants:
 - replies go out in command order; while an event waits for its answer,
@@ -59,7 +60,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, LineBuffers, Sentinel, StartTls
-from ..base.sasl import PlainError, parse_plain
+from ..base.sasl import MECHANISMS, Challenge, SaslExchange, SaslFailure, ScramCredentials, ScramLookup, Step
 from ..net.authguard import ErrorLimit
 from .bodysink import BodySink
 from .budget import MemoryBudget
@@ -75,9 +76,6 @@ MAX_AUTH_LINE = 12288       # RFC 4954 §4: an AUTH line or SASL response may be
 MAX_RECIPIENTS = 1000       # RFC 5321 §4.5.3.1.8 asks for at least 100
 MAX_CHUNK_DIGITS = 12
 LINE_ENDINGS = ("lenient", "strict", "pedantic")
-MECHANISMS = ("PLAIN", "LOGIN")
-# the AUTH LOGIN prompts the lab has always sent (the TUI's dialogues decode them): "User Name\0", "Password\0"
-LOGIN_USER_PROMPT, LOGIN_PASSWORD_PROMPT = "VXNlciBOYW1lAA==", "UGFzc3dvcmQA"
 BARE_LF_REPLY = "550 5.5.2 Error: bare <LF> received (RFC 5321 §2.3.8: lines end in <CR><LF>)"
 
 
@@ -134,7 +132,7 @@ class MessageEnd:
     size: int
 
 
-Event = Helo | Mail | Rcpt | MessageEnd | Authenticate | StartTls | Closed
+Event = Helo | Mail | Rcpt | MessageEnd | Authenticate | ScramLookup | StartTls | Closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +210,7 @@ class SmtpConnection(LineBuffers):
         self._bdat: BodySink | None = None        # the message of a BDAT transaction
         self._bdat_status = DataStatus.OK
         self._lines = ClientLines()               # the message's lines, for the transcript
-        self._sasl: list[str] = []                # AUTH LOGIN: [mechanism, user?]
+        self._sasl: SaslExchange | None = None    # the AUTH under way
         self._attempt: tuple[str, str | None, str] | None = None   # (stage, sender, rcpt) being read
         self._refusals: list[Refusal] = []
         self.greeting_refusal: str | None = None  # a 421/554 instead of the 220 (RFC 5321 §3.1)
@@ -450,6 +448,15 @@ class SmtpConnection(LineBuffers):
         """The AUTH was not good (the adapter has waited its penalty): 535."""
         self._answering(Authenticate)
         self._send(["535 5.7.8 Error: authentication failed"])
+
+    def scram_credentials(self, found: ScramCredentials) -> None:
+        """The answer to ScramLookup: the login's stored keys (made-up ones if it has none)."""
+        self._answering(ScramLookup)
+        assert self._sasl is not None
+        try:
+            self._sasl_next(self._sasl.credentials(found))
+        except _PeerError as e:
+            self._error(e)
 
     def tls_started(self) -> None:
         """TLS is up after STARTTLS: forget everything said before it (RFC 3207 §4.2)."""
@@ -696,7 +703,8 @@ class SmtpConnection(LineBuffers):
         self._send(["220 2.0.0 Ready to start TLS"])
         return self._wait(StartTls())
 
-    # AUTH (RFC 4954): PLAIN (RFC 4616) and LOGIN, with or without an initial response
+    # AUTH (RFC 4954): base/sasl.py's exchange (PLAIN, LOGIN, SCRAM-SHA-256), with or without
+    # an initial response; its challenges go out as 334 lines
     def _cmd_auth(self, arg: str, bare_lf: bool) -> Event | None:
         if not self.auth:
             raise _PeerError("503 5.5.1 Error: authentication not enabled")
@@ -708,51 +716,43 @@ class SmtpConnection(LineBuffers):
         mechanism = parts[0].upper()
         if mechanism not in MECHANISMS:
             raise _PeerError("504 5.5.4 Unrecognized authentication type")
-        self._sasl = [mechanism]
-        if len(parts) == 2:
-            return self._sasl_step("" if parts[1] == "=" else parts[1])   # RFC 4954 §4: "=" is empty
-        self.state = State.SASL
-        self._send(["334 " + ("" if mechanism == "PLAIN" else LOGIN_USER_PROMPT)], raw=True)
-        return None
+        self._sasl = SaslExchange(mechanism)
+        initial = self._sasl_decode("" if parts[1] == "=" else parts[1]) if len(parts) == 2 else None
+        return self._sasl_next(self._sasl.start(initial))       # RFC 4954 §4: "=" is empty
 
     def _sasl_response(self, text: str) -> Event | None:
         if text.strip() == "*":
             self._end_sasl()
             raise _PeerError("501 5.7.0 Authentication aborted")        # RFC 4954 §4
-        return self._sasl_step(text.strip())
+        assert self._sasl is not None
+        return self._sasl_next(self._sasl.respond(self._sasl_decode(text.strip())))
 
-    def _end_sasl(self) -> None:
-        self._sasl = []
-        if self.state is State.SASL:
-            self.state = State.READY
-
-    def _sasl_step(self, b64: str) -> Event | None:
+    def _sasl_decode(self, b64: str) -> bytes:
         try:
-            decoded = binascii.a2b_base64(b64.encode("ascii"), strict_mode=True) if b64 else b""
+            return binascii.a2b_base64(b64.encode("ascii"), strict_mode=True) if b64 else b""
         except (binascii.Error, UnicodeEncodeError):
             self._end_sasl()
             raise _PeerError("501 5.5.2 Error: cannot decode the response (not base64)") from None
-        mechanism = self._sasl[0]
-        if mechanism == "PLAIN":
-            self._end_sasl()
-            try:
-                login, password = parse_plain(decoded)
-            except PlainError as e:
-                raise _PeerError(f"501 5.5.2 Error: {e}") from None
-            return self._wait(Authenticate(login, password, "PLAIN"))
-        try:
-            value = decoded.decode("utf-8")
-        except UnicodeDecodeError:
-            self._end_sasl()
-            raise _PeerError("501 5.5.2 Error: invalid UTF-8 in the response (RFC 4954 §4)") from None
-        if len(self._sasl) == 1:
-            self._sasl.append(value)
+
+    def _sasl_next(self, step: Step) -> Event | None:
+        """What the exchange said: a 334 challenge, an event to wait on, or a 501."""
+        if isinstance(step, Challenge):             # "334 " even when empty (RFC 4954 §4), so not _send
             self.state = State.SASL
-            self._send([f"334 {LOGIN_PASSWORD_PROMPT}"], raw=True)
+            line = "334 " + binascii.b2a_base64(step.data, newline=False).decode()
+            self._out.append(line.encode() + b"\r\n")
+            self._log.append(("server", line))
             return None
-        login = self._sasl[1]
-        self._end_sasl()
-        return self._wait(Authenticate(login, value, "LOGIN"))
+        if isinstance(step, SaslFailure):
+            self._end_sasl()
+            raise _PeerError(f"501 5.5.2 Error: {step.text}")
+        if isinstance(step, Authenticate):
+            self._end_sasl()
+        return self._wait(step)
+
+    def _end_sasl(self) -> None:
+        self._sasl = None
+        if self.state is State.SASL:
+            self.state = State.READY
 
 
 _COMMANDS = {

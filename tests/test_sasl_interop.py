@@ -1,0 +1,189 @@
+"""SCRAM-SHA-256 (and the other SASL mechanisms) over real sockets against a lab: smtplib and
+imaplib with scramp's client as their auth callback, POP3 AUTH spoken raw, and the real clients
+on this box that do SCRAM through GNU SASL (msmtp for SMTP, mutt for IMAP).
+
+curl is not among them: Debian's curl is built without libgsasl, so it has no SCRAM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import imaplib
+import os
+import re
+import smtplib
+import socket
+import subprocess
+
+import pytest
+from scramp import ScramClient
+
+from conftest import async_wait_for
+from netutil import require_tool
+
+HOST = "127.0.0.1"                  # smtp1.syr.edu: syr.edu's submission, IMAP and POP3 host
+USER, PASSWORD = "mafudge@syr.edu", "maillab"
+SCRAM = "SCRAM-SHA-256"
+
+
+class ScramAuth:
+    """scramp's client as smtplib's and imaplib's auth callback: client-first, client-final, then
+    an empty answer once the server's final message proved the server knows the keys."""
+
+    def __init__(self, user: str = USER, password: str = PASSWORD) -> None:
+        self.client = ScramClient([SCRAM], user, password)
+        self.step = 0
+        self.verified = False
+
+    def __call__(self, challenge: bytes | None = None) -> str:
+        self.step += 1
+        if self.step == 1:
+            return self.client.get_client_first()
+        if self.step == 2:
+            self.client.set_server_first(challenge.decode())
+            return self.client.get_client_final()
+        self.client.set_server_final(challenge.decode())     # raises if the signature is wrong
+        self.verified = True
+        return ""
+
+
+def maillog(lab) -> str:
+    return lab.state.maillog.read_text(encoding="utf-8", errors="replace")
+
+
+# ---- SMTP: smtplib's auth() takes any mechanism with a callback ----------------------------------
+
+def smtp_scram(port: int, auth: ScramAuth) -> tuple[int, bytes]:
+    with smtplib.SMTP(HOST, port, timeout=20) as smtp:
+        smtp.ehlo("laptop.example")
+        assert "SCRAM-SHA-256" in smtp.esmtp_features["auth"].split()
+        try:
+            return smtp.auth(SCRAM, auth)                   # the client-first as initial response
+        except smtplib.SMTPAuthenticationError as e:
+            return e.smtp_code, e.smtp_error
+
+
+async def test_smtplib_scram_sha_256_on_submission(lab):
+    auth = ScramAuth()
+    code, text = await asyncio.to_thread(smtp_scram, lab.ports.submission, auth)
+    assert (code, text) == (235, b"2.7.0 Authentication successful") and auth.verified
+
+
+async def test_smtplib_scram_wrong_password_is_535_with_the_penalty(lab):
+    lab.ctx.auth_guard.base_delay = 0.01
+    code, _ = await asyncio.to_thread(smtp_scram, lab.ports.submission, ScramAuth(password="wrong"))
+    assert code == 535
+    log = await async_wait_for(lambda: "auth penalty: rip=127.0.0.1" in maillog(lab) and maillog(lab))
+    assert "SASL SCRAM-SHA-256 authentication failed" in log
+
+
+# ---- IMAP: imaplib.authenticate with a callback ---------------------------------------------------
+
+def imap_scram(port: int, auth: ScramAuth) -> str:
+    imap = imaplib.IMAP4(HOST, port, timeout=20)
+    try:
+        assert "AUTH=SCRAM-SHA-256" in imap.capabilities
+        try:
+            typ, _ = imap.authenticate(SCRAM, auth)
+        except imaplib.IMAP4.error as e:
+            return str(e)
+        typ, data = imap.select("INBOX")
+        return f"{typ} {data[0].decode()}"
+    finally:
+        imap.shutdown()
+
+
+async def test_imaplib_scram_sha_256_logs_in(lab):
+    auth = ScramAuth()
+    assert await asyncio.to_thread(imap_scram, lab.ports.imap, auth) == "OK 0" and auth.verified
+    await async_wait_for(lambda: f"Login: user=<{USER}>, method=SCRAM-SHA-256" in maillog(lab))
+
+
+async def test_imaplib_scram_wrong_password_and_unknown_user_fail_alike(lab):
+    lab.ctx.auth_guard.base_delay = 0.01
+    wrong = await asyncio.to_thread(imap_scram, lab.ports.imap, ScramAuth(password="wrong"))
+    unknown = await asyncio.to_thread(imap_scram, lab.ports.imap, ScramAuth(user="nobody@syr.edu"))
+    assert "AUTHENTICATIONFAILED" in wrong and wrong == unknown.replace("nobody", "mafudge")
+
+
+# ---- POP3: AUTH spoken raw (poplib has no SASL) ---------------------------------------------------
+
+class Lines:
+    """A line-at-a-time client over a plain socket."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=20)
+        self.file = self.sock.makefile("rb")
+
+    def read(self) -> str:
+        return self.file.readline().decode().rstrip("\r\n")
+
+    def say(self, line: str) -> str:
+        self.sock.sendall(line.encode() + b"\r\n")
+        return self.read()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def pop3_scram(port: int, auth: ScramAuth, initial: bool) -> list[str]:
+    pop = Lines(port)
+    try:
+        seen = [pop.read()]
+        first = b64(auth())
+        seen.append(pop.say(f"AUTH {SCRAM} {first}") if initial else (pop.say(f"AUTH {SCRAM}"), pop.say(first))[1])
+        while seen[-1].startswith("+ "):
+            seen.append(pop.say(b64(auth(base64.b64decode(seen[-1][2:])))))
+        seen.append(pop.say("STAT"))
+        return seen
+    finally:
+        pop.close()
+
+
+@pytest.mark.parametrize("initial", [True, False])
+async def test_pop3_auth_scram_sha_256(lab, initial):
+    auth = ScramAuth()
+    seen = await asyncio.to_thread(pop3_scram, lab.ports.pop3, auth, initial)
+    assert auth.verified and seen[-2].startswith("+OK maildrop has 0 messages") and seen[-1] == "+OK 0 0"
+
+
+def pop3_capa(port: int) -> list[str]:
+    pop = Lines(port)
+    try:
+        pop.read()
+        assert pop.say("CAPA") == "+OK capability list follows"
+        caps = []
+        while (line := pop.read()) != ".":
+            caps.append(line)
+        return caps
+    finally:
+        pop.close()
+
+
+async def test_pop3_capa_and_a_wrong_scram_proof(lab):
+    lab.ctx.auth_guard.base_delay = 0.01
+    assert "SASL PLAIN LOGIN SCRAM-SHA-256" in await asyncio.to_thread(pop3_capa, lab.ports.pop3)
+    seen = await asyncio.to_thread(pop3_scram, lab.ports.pop3, ScramAuth(password="wrong"), True)
+    assert seen[-2] == "-ERR [AUTH] invalid login or password"
+
+
+# ---- real clients that do SCRAM through GNU SASL ----------------------------------------------------
+
+async def test_msmtp_scram_sha_256_on_submission(lab, tmp_path):
+    msmtp = require_tool("msmtp")
+    conf = tmp_path / "msmtprc"
+    conf.write_text(f"account lab\nhost {HOST}\nport {lab.ports.submission}\ntls off\nfrom {USER}\n"
+                    f"auth scram-sha-256\nuser {USER}\npassword {PASSWORD}\naccount default : lab\n")
+    conf.chmod(0o600)
+    done = await asyncio.to_thread(subprocess.run, [msmtp, "-C", str(conf), "--debug", "-t"], capture_output=True,
+                                   timeout=60, input=b"To: tajorgen@syr.edu\nSubject: scram\n\nvia SCRAM\n")
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert "--> AUTH SCRAM-SHA-256" in done.stdout.decode()
+    await async_wait_for(lambda: re.search(r"sasl_method=SCRAM-SHA-256, sasl_username=mafudge@syr.edu",
+                                           maillog(lab)))
