@@ -106,6 +106,14 @@ def test_auth_plain_without_initial_response_and_auth_login_step_by_step():
     assert x.feed("client", "MAIL FROM:<santa@northpole.org>")[0].text.startswith("MAIL:")
 
 
+def test_scram_is_not_mistaken_for_plain():
+    x = Explainer("submission")
+    assert "only a proof" in x.feed("client", "AUTH SCRAM-SHA-256")[0].text
+    x.feed("server", "334 ")
+    client_first = base64.b64encode(b"n,,n=mafudge@syr.edu,r=abc").decode()
+    assert not any("PLAIN" in n.text or n.warning for n in x.feed("client", client_first))
+
+
 def test_a_refused_auth_does_not_swallow_the_next_command():
     x = Explainer("smtp")
     x.feed("client", "AUTH LOGIN")

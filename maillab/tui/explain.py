@@ -132,7 +132,8 @@ SMTP_COMMANDS: dict[str, tuple[str, str]] = {
     "NOOP": ("does nothing; keeps the connection alive", "RFC 5321 §4.1.1.9"),
     "QUIT": ("asks the server to close the connection", "RFC 5321 §4.1.1.10"),
     "STARTTLS": ("upgrade this connection to TLS; everything after is encrypted", "RFC 3207 §4"),
-    "AUTH": ("log in with a SASL mechanism (PLAIN, LOGIN): base64, not encryption", "RFC 4954 §4"),
+    "AUTH": ("log in with a SASL mechanism: PLAIN and LOGIN send the password in base64, not encryption; "
+             "SCRAM-SHA-256 sends only a proof of it (RFC 7677)", "RFC 4954 §4"),
     "BDAT": ("sends the message in chunks (CHUNKING)", "RFC 3030 §2"),
     ".": ("end of the message: a line holding only a dot", "RFC 5321 §4.1.1.4"),
 }
@@ -442,8 +443,6 @@ class Explainer:
                 self._expect = "login-user"
             elif prompt.startswith(b"password"):
                 self._expect = "login-pass"
-            elif not decoded:
-                self._expect = "plain"
         return notes
 
     def _auth_response(self, expect: str, text: str) -> list[Note]:
