@@ -1,8 +1,9 @@
-"""SCRAM-SHA-256 (and the other SASL mechanisms) over real sockets against a lab: smtplib and
+"""SCRAM-SHA-256 over real sockets against a lab: smtplib and
 imaplib with scramp's client as their auth callback, POP3 AUTH spoken raw, and the real clients
 on this box that do SCRAM through GNU SASL (msmtp for SMTP, mutt for IMAP).
 
-curl is not among them: Debian's curl is built without libgsasl, so it has no SCRAM.
+curl is not among them: Debian's curl 7.88 is built without libgsasl (`curl -V` lists no gsasl),
+and `--login-options AUTH=SCRAM-SHA-256` ends in "No known authentication mechanisms supported".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from scramp import ScramClient
 
 from conftest import async_wait_for
 from netutil import require_tool
+from test_imap_interop import MUTTRC, Tmux
 
 HOST = "127.0.0.1"                  # smtp1.syr.edu: syr.edu's submission, IMAP and POP3 host
 USER, PASSWORD = "mafudge@syr.edu", "maillab"
@@ -187,3 +189,18 @@ async def test_msmtp_scram_sha_256_on_submission(lab, tmp_path):
     assert "--> AUTH SCRAM-SHA-256" in done.stdout.decode()
     await async_wait_for(lambda: re.search(r"sasl_method=SCRAM-SHA-256, sasl_username=mafudge@syr.edu",
                                            maillog(lab)))
+
+
+async def test_mutt_logs_in_to_imap_with_scram_sha_256(lab, tmp_path):
+    mutt, tmux_path = require_tool("mutt"), require_tool("tmux")
+    muttrc = tmp_path / "muttrc"
+    muttrc.write_text(MUTTRC.format(user=USER, port=lab.ports.imap) + 'set imap_authenticators="scram-sha-256"\n')
+    env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm"}
+    tmux = Tmux(tmux_path, f"maillab-scram-{os.getpid()}-{lab.ports.offset}", env)
+    await asyncio.to_thread(tmux, "new-session", "-d", "-s", tmux.name, "-x", "150", "-y", "40",
+                            f"{mutt} -n -F {muttrc}")
+    try:
+        await async_wait_for(lambda: f"Login: user=<{USER}>, method=SCRAM-SHA-256" in maillog(lab), timeout=20,
+                             what=lambda: f"mutt's SCRAM login; its screen:\n{tmux.screen()}")
+    finally:
+        await asyncio.to_thread(tmux, "kill-server")
