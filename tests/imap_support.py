@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 
+from maillab.base.sasl import ScramLookup
 from maillab.imap.protocol import NEED_DATA, PAUSED, Authenticate, Closed, Execute, ImapConnection, StartTls
 from maillab.store import MailStore
+from sasl_support import keys
 
 USER = "mafudge@syr.edu"
 OTHER = "tajorgen@syr.edu"
@@ -52,9 +54,13 @@ class Client:
             if isinstance(ev, Closed):
                 self.closed = ev
                 break
-            if isinstance(ev, Authenticate):
-                login = ev.login if "@" in ev.login else f"{ev.login}@syr.edu"
-                if self.passwords.get(login.lower()) == ev.password:
+            if isinstance(ev, ScramLookup):
+                login = ev.login.lower()
+                conn.scram_credentials(keys(self.passwords[login], login) if login in self.passwords
+                                       else keys("", None))
+            elif isinstance(ev, Authenticate):
+                login = ev.proven or (ev.login if "@" in ev.login else f"{ev.login}@syr.edu")
+                if ev.proven or ev.password is not None and self.passwords.get(login.lower()) == ev.password:
                     conn.login_ok(self.store.user(login), login.lower())
                 else:
                     conn.login_failed()

@@ -13,6 +13,7 @@ from maillab.lab.state import StateDir
 from maillab.store import MailStore
 
 from imap_support import PASSWORD, USER, Client, msg, session
+from sasl_support import ScramAuth, scram_dialogue
 
 
 @pytest.fixture
@@ -92,6 +93,26 @@ def test_authenticate_login_mechanism(store):
     assert c.cmd(b64("mafudge")) == b"+ UGFzc3dvcmQ6\r\n"
     assert c.cmd(b64(PASSWORD)).startswith(b"a OK")
     assert c.events == [Authenticate("mafudge", PASSWORD, "LOGIN")]
+
+
+@pytest.mark.parametrize("initial", [True, False])
+def test_authenticate_scram_sha_256_server_final_then_ok(store, initial):
+    c = Client(store)
+    auth = ScramAuth(USER, PASSWORD)
+    seen = scram_dialogue(lambda line: c.cmd(line).decode().splitlines()[-1], "a AUTHENTICATE SCRAM-SHA-256", "+ ",
+                          auth, initial)
+    assert auth.verified and seen[-1].startswith("a OK [CAPABILITY") and c.conn.login == USER
+    assert c.events[-1] == Authenticate(USER, None, "SCRAM-SHA-256", proven=USER)
+
+
+def test_authenticate_scram_sha_256_wrong_password_and_unknown_user_read_alike(store):
+    replies = []
+    for user, password in ((USER, "nope"), ("nobody@syr.edu", PASSWORD)):
+        c = Client(store)
+        seen = scram_dialogue(lambda line: c.cmd(line).decode().splitlines()[-1], "a AUTHENTICATE SCRAM-SHA-256",
+                              "+ ", ScramAuth(user, password), True)
+        replies.append(seen[-1])
+    assert replies == ["a NO [AUTHENTICATIONFAILED] Authentication failed."] * 2
 
 
 def test_authenticate_cancel_bad_base64_and_unknown_mechanism(store):

@@ -12,11 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from maillab.base.sasl import ScramLookup
 from maillab.lab.state import StateDir
 from maillab.pop3.protocol import (MAX_COMMAND, NEED_DATA, PAUSED, Authenticate, Closed, Pop3Connection,
                                    Pop3UsageError, Retrieve, State, StartTls, Update, stuff, top_of,
                                    uidl_for)
 from maillab.store import SEEN, MailStore
+from sasl_support import ScramAuth, keys, scram_dialogue
 
 USER = "mafudge@syr.edu"
 GREETING = b"+OK smtp1.syr.edu POP3 maillab ready\r\n"
@@ -59,8 +61,11 @@ class Drop:
                 return
             assert ev is not PAUSED
             self.events.append(ev)
-            if isinstance(ev, Authenticate):
-                if self.passwords.get(ev.login) != ev.password:
+            if isinstance(ev, ScramLookup):
+                conn.scram_credentials(keys(self.passwords.get(ev.login, ""), ev.login if ev.login in self.passwords
+                                            else None))
+            elif isinstance(ev, Authenticate):
+                if not ev.proven and (ev.password is None or self.passwords.get(ev.login) != ev.password):
                     conn.login_failed("AUTH", "invalid login or password")
                     continue
                 self.lock = self.store.lock_maildrop(ev.login)
@@ -77,6 +82,10 @@ class Drop:
 
     def login(self) -> bytes:
         return self.send(b"USER mafudge@syr.edu\r\nPASS maillab\r\n")
+
+    def say(self, line: str) -> str:
+        """One command line; the last line of the reply."""
+        return self.send(line.encode() + b"\r\n").decode().splitlines()[-1]
 
 
 @pytest.fixture
@@ -243,6 +252,20 @@ def test_auth_plain_bad_password_and_cancel_and_garbage(drop):
     assert drop.send(f"AUTH PLAIN {plain(USER, 'maillab', authzid='santa@northpole.org')}\r\n".encode()) \
         .startswith(b"-ERR [AUTH] authorization identity")
     assert drop.events[-1] == Closed("too many failed logins")
+
+
+@pytest.mark.parametrize("initial", [True, False])
+def test_auth_scram_sha_256(drop, initial):
+    auth = ScramAuth(USER, "maillab")
+    seen = scram_dialogue(drop.say, "AUTH SCRAM-SHA-256", "+ ", auth, initial)
+    assert auth.verified and seen[-1].startswith("+OK maildrop has") and drop.conn.state is State.TRANSACTION
+
+
+def test_auth_scram_sha_256_wrong_proof_and_cancel(drop):
+    assert scram_dialogue(drop.say, "AUTH SCRAM-SHA-256", "+ ", ScramAuth(USER, "nope"), True)[-1] == \
+        "-ERR [AUTH] invalid login or password"
+    assert drop.send(b"AUTH SCRAM-SHA-256\r\n*\r\n") == b"+ \r\n-ERR authentication cancelled\r\n"
+    assert drop.conn.state is State.AUTHORIZATION
 
 
 def test_auth_without_mechanism_lists_the_mechanisms(drop):

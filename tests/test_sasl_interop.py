@@ -9,7 +9,6 @@ and `--login-options AUTH=SCRAM-SHA-256` ends in "No known authentication mechan
 from __future__ import annotations
 
 import asyncio
-import base64
 import imaplib
 import os
 import re
@@ -18,36 +17,13 @@ import socket
 import subprocess
 
 import pytest
-from scramp import ScramClient
-
 from conftest import async_wait_for
 from netutil import require_tool
+from sasl_support import SCRAM, ScramAuth, scram_dialogue
 from test_imap_interop import MUTTRC, Tmux
 
 HOST = "127.0.0.1"                  # smtp1.syr.edu: syr.edu's submission, IMAP and POP3 host
 USER, PASSWORD = "mafudge@syr.edu", "maillab"
-SCRAM = "SCRAM-SHA-256"
-
-
-class ScramAuth:
-    """scramp's client as smtplib's and imaplib's auth callback: client-first, client-final, then
-    an empty answer once the server's final message proved the server knows the keys."""
-
-    def __init__(self, user: str = USER, password: str = PASSWORD) -> None:
-        self.client = ScramClient([SCRAM], user, password)
-        self.step = 0
-        self.verified = False
-
-    def __call__(self, challenge: bytes | None = None) -> str:
-        self.step += 1
-        if self.step == 1:
-            return self.client.get_client_first()
-        if self.step == 2:
-            self.client.set_server_first(challenge.decode())
-            return self.client.get_client_final()
-        self.client.set_server_final(challenge.decode())     # raises if the signature is wrong
-        self.verified = True
-        return ""
 
 
 def maillog(lab) -> str:
@@ -67,14 +43,14 @@ def smtp_scram(port: int, auth: ScramAuth) -> tuple[int, bytes]:
 
 
 async def test_smtplib_scram_sha_256_on_submission(lab):
-    auth = ScramAuth()
+    auth = ScramAuth(USER, PASSWORD)
     code, text = await asyncio.to_thread(smtp_scram, lab.ports.submission, auth)
     assert (code, text) == (235, b"2.7.0 Authentication successful") and auth.verified
 
 
 async def test_smtplib_scram_wrong_password_is_535_with_the_penalty(lab):
     lab.ctx.auth_guard.base_delay = 0.01
-    code, _ = await asyncio.to_thread(smtp_scram, lab.ports.submission, ScramAuth(password="wrong"))
+    code, _ = await asyncio.to_thread(smtp_scram, lab.ports.submission, ScramAuth(USER, "wrong"))
     assert code == 535
     log = await async_wait_for(lambda: "auth penalty: rip=127.0.0.1" in maillog(lab) and maillog(lab))
     assert "SASL SCRAM-SHA-256 authentication failed" in log
@@ -97,15 +73,15 @@ def imap_scram(port: int, auth: ScramAuth) -> str:
 
 
 async def test_imaplib_scram_sha_256_logs_in(lab):
-    auth = ScramAuth()
+    auth = ScramAuth(USER, PASSWORD)
     assert await asyncio.to_thread(imap_scram, lab.ports.imap, auth) == "OK 0" and auth.verified
     await async_wait_for(lambda: f"Login: user=<{USER}>, method=SCRAM-SHA-256" in maillog(lab))
 
 
 async def test_imaplib_scram_wrong_password_and_unknown_user_fail_alike(lab):
     lab.ctx.auth_guard.base_delay = 0.01
-    wrong = await asyncio.to_thread(imap_scram, lab.ports.imap, ScramAuth(password="wrong"))
-    unknown = await asyncio.to_thread(imap_scram, lab.ports.imap, ScramAuth(user="nobody@syr.edu"))
+    wrong = await asyncio.to_thread(imap_scram, lab.ports.imap, ScramAuth(USER, "wrong"))
+    unknown = await asyncio.to_thread(imap_scram, lab.ports.imap, ScramAuth("nobody@syr.edu", PASSWORD))
     assert "AUTHENTICATIONFAILED" in wrong and wrong == unknown.replace("nobody", "mafudge")
 
 
@@ -130,27 +106,18 @@ class Lines:
         self.sock.close()
 
 
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
 def pop3_scram(port: int, auth: ScramAuth, initial: bool) -> list[str]:
     pop = Lines(port)
     try:
-        seen = [pop.read()]
-        first = b64(auth())
-        seen.append(pop.say(f"AUTH {SCRAM} {first}") if initial else (pop.say(f"AUTH {SCRAM}"), pop.say(first))[1])
-        while seen[-1].startswith("+ "):
-            seen.append(pop.say(b64(auth(base64.b64decode(seen[-1][2:])))))
-        seen.append(pop.say("STAT"))
-        return seen
+        pop.read()
+        return scram_dialogue(pop.say, f"AUTH {SCRAM}", "+ ", auth, initial) + [pop.say("STAT")]
     finally:
         pop.close()
 
 
 @pytest.mark.parametrize("initial", [True, False])
 async def test_pop3_auth_scram_sha_256(lab, initial):
-    auth = ScramAuth()
+    auth = ScramAuth(USER, PASSWORD)
     seen = await asyncio.to_thread(pop3_scram, lab.ports.pop3, auth, initial)
     assert auth.verified and seen[-2].startswith("+OK maildrop has 0 messages") and seen[-1] == "+OK 0 0"
 
@@ -171,7 +138,7 @@ def pop3_capa(port: int) -> list[str]:
 async def test_pop3_capa_and_a_wrong_scram_proof(lab):
     lab.ctx.auth_guard.base_delay = 0.01
     assert "SASL PLAIN LOGIN SCRAM-SHA-256" in await asyncio.to_thread(pop3_capa, lab.ports.pop3)
-    seen = await asyncio.to_thread(pop3_scram, lab.ports.pop3, ScramAuth(password="wrong"), True)
+    seen = await asyncio.to_thread(pop3_scram, lab.ports.pop3, ScramAuth(USER, "wrong"), True)
     assert seen[-2] == "-ERR [AUTH] invalid login or password"
 
 

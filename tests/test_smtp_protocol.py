@@ -12,9 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maillab.base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, StartTls
+from maillab.base.sasl import ScramLookup
 from maillab.smtp.budget import MemoryBudget
 from maillab.smtp.protocol import MAX_RECIPIENTS, Helo, Mail, MessageEnd, Rcpt, SmtpConnection, SmtpUsageError
 from maillab.smtp.states import ALLOWED, State
+from sasl_support import ScramAuth, keys, scram_dialogue
 
 Answer = Callable[[SmtpConnection, object], None]
 
@@ -22,9 +24,11 @@ Answer = Callable[[SmtpConnection, object], None]
 def accept_all(conn: SmtpConnection, event: object) -> None:
     if isinstance(event, MessageEnd):
         conn.accept("Ok: queued as Q1")
+    elif isinstance(event, ScramLookup):
+        conn.scram_credentials(keys("maillab", event.login))
     elif isinstance(event, Authenticate):
-        if event.password == "maillab":
-            conn.login_ok(event.login)
+        if event.password == "maillab" or event.proven:
+            conn.login_ok(event.proven or event.login)
         else:
             conn.login_failed()
     else:
@@ -496,6 +500,24 @@ def test_auth_plain_with_and_without_initial_response():
     assert s.feed(b"AUTH PLAIN\r\n") == ["334 "]                     # RFC 4954 §4: "334" SP, then nothing
     assert s.feed(b64(b"\x00santa@northpole.org\x00wrong") + b"\r\n") == ["535 5.7.8 Error: authentication failed"]
     assert s.conn.login is None and s.conn.state is State.READY
+
+
+@pytest.mark.parametrize("initial", [True, False])
+def test_auth_scram_sha_256_server_final_then_235(initial):
+    s = ready(auth=True)
+    auth = ScramAuth("santa@northpole.org", "maillab")
+    seen = scram_dialogue(lambda line: s.feed(line.encode() + b"\r\n")[-1], "AUTH SCRAM-SHA-256", "334 ", auth,
+                          initial)
+    assert auth.verified and seen[-1] == "235 2.7.0 Authentication successful"
+    assert s.conn.login == "santa@northpole.org"
+    wrong = ready(auth=True)
+    seen = scram_dialogue(lambda line: wrong.feed(line.encode() + b"\r\n")[-1], "AUTH SCRAM-SHA-256", "334 ",
+                          ScramAuth("santa@northpole.org", "nope"), initial)
+    assert seen[-1] == "535 5.7.8 Error: authentication failed" and wrong.conn.state is State.READY
+    refused = ready(auth=True)                   # channel binding asked for: not offered
+    assert refused.feed(b"AUTH SCRAM-SHA-256 " + b64(b"p=tls-unique,,n=santa,r=abc") + b"\r\n")[-1] \
+        .startswith("501 5.5.2 Error: SCRAM-SHA-256: channel binding is not supported")
+    assert refused.codes(b"NOOP\r\n") == ["250"]
 
 
 def test_auth_login_prompts_and_cancel():

@@ -257,8 +257,7 @@ class Pop3Connection(LineBuffers):
     def _handle_line(self, line: bytes | int) -> Event | None:
         if isinstance(line, int):                               # an overlong line, dropped
             self._log.append(("note", f"(a line of {line} octets, dropped)"))
-            if self.state is State.SASL:
-                self.state = State.AUTHORIZATION
+            self._end_sasl()
             return self._error(_PeerError(f"line too long (RFC 2449 §4: at most {MAX_COMMAND} octets)"))
         raw = line[:-1]
         if raw.endswith(b"\r"):
@@ -280,8 +279,8 @@ class Pop3Connection(LineBuffers):
             else:
                 event = self._command(text)
         except _PeerError as e:
-            if sasl and self.state is State.SASL:
-                self.state = State.AUTHORIZATION          # RFC 5034 §4: a failed exchange ends it
+            if sasl:
+                self._end_sasl()                          # RFC 5034 §4: a failed exchange ends it
             return self._error(e)
         self._bad = 0
         return event
@@ -482,19 +481,23 @@ class Pop3Connection(LineBuffers):
         return self._sasl_next(self._sasl.start(initial))
 
     def _sasl_response(self, text: str) -> Event | None:
-        self.state = State.AUTHORIZATION
         if text.strip() == "*":
-            self._sasl = None
             raise _PeerError("authentication cancelled", bad=False)      # RFC 5034 §4
         assert self._sasl is not None
+        self.state = State.AUTHORIZATION
         return self._sasl_next(self._sasl.respond(self._sasl_decode(text.strip())))
 
     def _sasl_decode(self, b64: str) -> bytes:
         try:
             return binascii.a2b_base64(b64.encode("ascii"), strict_mode=True) if b64 else b""
         except (binascii.Error, UnicodeEncodeError):
-            self._sasl = None
+            self._end_sasl()
             raise _PeerError("invalid base64 in SASL response") from None
+
+    def _end_sasl(self) -> None:
+        self._sasl = None
+        if self.state is State.SASL:
+            self.state = State.AUTHORIZATION
 
     def _sasl_next(self, step: Step) -> Event | None:
         """What the exchange said: a "+" challenge, an event to wait on, or a failed login."""
