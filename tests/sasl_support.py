@@ -13,11 +13,11 @@ from maillab.base.sasl import ScramCredentials, scram_keys
 SCRAM = "SCRAM-SHA-256"
 
 
-def keys(password: str, account: str | None) -> ScramCredentials:
+def keys(password: str, account: str | None, salt: bytes | None = None) -> ScramCredentials:
     """What the directory would answer a ScramLookup with (made-up keys when `account` is None)."""
     if account is None:
         return ScramCredentials(bytes(16), 4096, bytes(32), bytes(32), None)
-    return ScramCredentials(*scram_keys(password), account)
+    return ScramCredentials(*scram_keys(password, salt), account)
 
 
 class ScramAuth:

@@ -11,8 +11,9 @@ import pytest
 from scramp import ScramClient
 
 from maillab.base.sansio import Authenticate
-from maillab.base.sasl import (LOGIN_PROMPTS, MAX_MESSAGE, Challenge, SaslExchange, SaslFailure,
-                               ScramCredentials, ScramLookup, scram_keys)
+from maillab.base.sasl import (LOGIN_PROMPTS, MAX_MESSAGE, Challenge, SaslExchange, SaslFailure, ScramCredentials,
+                               ScramLookup)
+from sasl_support import keys
 
 # RFC 7677 §3: user "user", password "pencil"
 VECTOR_SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
@@ -23,11 +24,6 @@ VECTOR_SERVER_FIRST = (b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
 VECTOR_CLIENT_FINAL = (b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
                        b"p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
 VECTOR_SERVER_FINAL = b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
-
-
-def credentials(password: str, account: str | None = "user@lab", salt: bytes | None = None) -> ScramCredentials:
-    salt, iterations, stored, server = scram_keys(password, salt)
-    return ScramCredentials(salt, iterations, stored, server, account)
 
 
 def test_plain_with_and_without_initial_response():
@@ -63,7 +59,7 @@ def test_scram_rfc7677_vector():
     x = SaslExchange("SCRAM-SHA-256", nonce=VECTOR_SERVER_NONCE)
     assert x.start(None) == Challenge(b"")
     assert x.respond(VECTOR_CLIENT_FIRST) == ScramLookup("user")
-    assert x.credentials(credentials("pencil", "user@lab", VECTOR_SALT)) == Challenge(VECTOR_SERVER_FIRST)
+    assert x.credentials(keys("pencil", "user@lab", VECTOR_SALT)) == Challenge(VECTOR_SERVER_FIRST)
     assert x.respond(VECTOR_CLIENT_FINAL) == Challenge(VECTOR_SERVER_FINAL)
     assert x.respond(b"") == Authenticate("user", None, "SCRAM-SHA-256", proven="user@lab")
 
@@ -92,25 +88,24 @@ def run_scram(client: ScramClient, found: ScramCredentials, gs2: str | None = No
 
 
 def test_scram_with_scramps_client():
-    ok = run_scram(ScramClient(["SCRAM-SHA-256"], "mafudge@syr.edu", "maillab"), credentials("maillab"))
+    ok = run_scram(ScramClient(["SCRAM-SHA-256"], "mafudge@syr.edu", "maillab"), keys("maillab", "user@lab"))
     assert ok == Authenticate("mafudge@syr.edu", None, "SCRAM-SHA-256", proven="user@lab")
 
 
 def test_scram_wrong_password_is_a_failed_login_not_a_malformed_message():
-    wrong = run_scram(ScramClient(["SCRAM-SHA-256"], "mafudge@syr.edu", "nope"), credentials("maillab"))
+    wrong = run_scram(ScramClient(["SCRAM-SHA-256"], "mafudge@syr.edu", "nope"), keys("maillab", "user@lab"))
     assert wrong == Authenticate("mafudge@syr.edu", None, "SCRAM-SHA-256", proven=None)
 
 
 def test_scram_unknown_user_keys_never_prove():
-    fake = ScramCredentials(bytes(16), 4096, bytes(32), bytes(32), None)
-    assert run_scram(ScramClient(["SCRAM-SHA-256"], "nobody@syr.edu", "x"), fake).proven is None
+    assert run_scram(ScramClient(["SCRAM-SHA-256"], "nobody@syr.edu", "x"), keys("", None)).proven is None
 
 
 def hand_client(x: SaslExchange, gs2: str, user: str, password: str) -> Authenticate | Challenge | SaslFailure:
     """RFC 5802 §3 by hand, for a gs2 header scramp's client does not send ("y,,")."""
     bare = f"n={user},r=cnonce"
     assert isinstance(x.start(f"{gs2}{bare}".encode()), ScramLookup)
-    first = x.credentials(credentials(password))
+    first = x.credentials(keys(password, "user@lab"))
     assert isinstance(first, Challenge)
     fields = dict(f.split("=", 1) for f in first.data.decode().split(","))
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
@@ -126,9 +121,9 @@ def test_scram_gs2_headers():
     assert isinstance(hand_client(SaslExchange("SCRAM-SHA-256"), "y,,", "u", "pw"), Challenge)   # "y": could bind
     assert isinstance(hand_client(SaslExchange("SCRAM-SHA-256"), "n,,", "u", "pw"), Challenge)
     assert isinstance(hand_client(SaslExchange("SCRAM-SHA-256"), "n,a=U,", "u", "pw"), Challenge)  # GNU SASL's
-    refused = run_scram(ScramClient(["SCRAM-SHA-256"], "u", "pw"), credentials("pw"), gs2="p=tls-unique,,")
+    refused = run_scram(ScramClient(["SCRAM-SHA-256"], "u", "pw"), keys("pw", "user@lab"), gs2="p=tls-unique,,")
     assert isinstance(refused, SaslFailure) and "channel binding" in refused.text
-    authz = run_scram(ScramClient(["SCRAM-SHA-256"], "u", "pw"), credentials("pw"), gs2="n,a=other,")
+    authz = run_scram(ScramClient(["SCRAM-SHA-256"], "u", "pw"), keys("pw", "user@lab"), gs2="n,a=other,")
     assert isinstance(authz, SaslFailure) and authz.authorization
 
 
@@ -141,12 +136,12 @@ def test_scram_malformed_client_first(message):
 def test_scram_malformed_client_final_and_a_non_empty_last_message():
     x = SaslExchange("SCRAM-SHA-256")
     assert isinstance(x.start(b"n,,n=u,r=abc"), ScramLookup)
-    assert isinstance(x.credentials(credentials("pw")), Challenge)
+    assert isinstance(x.credentials(keys("pw", "user@lab")), Challenge)
     assert isinstance(x.respond(b"c=biws,r=wrong-nonce,p=AAAA"), SaslFailure)
     client = ScramClient(["SCRAM-SHA-256"], "u", "pw")
     x = SaslExchange("SCRAM-SHA-256")
     x.start(client.get_client_first().encode())
-    client.set_server_first(x.credentials(credentials("pw")).data.decode())
+    client.set_server_first(x.credentials(keys("pw", "user@lab")).data.decode())
     assert isinstance(x.respond(client.get_client_final().encode()), Challenge)
     assert isinstance(x.respond(b"more"), SaslFailure)
 
