@@ -45,6 +45,7 @@ from .sansio import Authenticate
 MECHANISMS = ("PLAIN", "LOGIN", "SCRAM-SHA-256")
 MAX_MESSAGE = 2048                  # decoded octets in one client message: ample for each mechanism
 SCRAM_ITERATIONS = 4096             # RFC 7677 §4: the minimum
+SCRAM_SALT = 16                     # octets, as RFC 7677's example and Dovecot (a made-up salt has it too)
 LOGIN_PROMPTS = (b"Username:", b"Password:")     # what Cyrus SASL (Postfix) and Dovecot send
 _SCRAM = ScramMechanism("SCRAM-SHA-256")
 
@@ -86,7 +87,8 @@ Step = Challenge | ScramLookup | Authenticate | SaslFailure
 def scram_keys(password: str, salt: bytes | None = None,
                iterations: int = SCRAM_ITERATIONS) -> tuple[bytes, int, bytes, bytes]:
     """(salt, iterations, StoredKey, ServerKey) of `password` (a new random salt if none)."""
-    salt, stored_key, server_key, iterations = _SCRAM.make_auth_info(password, iterations, salt)
+    salt, stored_key, server_key, iterations = _SCRAM.make_auth_info(password, iterations,
+                                                                     salt or secrets.token_bytes(SCRAM_SALT))
     return salt, iterations, stored_key, server_key
 
 

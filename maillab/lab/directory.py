@@ -44,7 +44,7 @@ from tinydb.storages import Storage
 
 from ..base.errors import UserError
 from ..base.fsutil import write_durable
-from ..base.sasl import SCRAM_ITERATIONS, ScramCredentials, scram_keys
+from ..base.sasl import SCRAM_ITERATIONS, SCRAM_SALT, ScramCredentials, scram_keys
 from .world import World
 
 FORMAT = "maillab directory"
@@ -241,7 +241,7 @@ class Directory:
     def _fake_scram(self, login: str) -> ScramCredentials:
         def derive(label: bytes) -> bytes:
             return hmac.digest(self._fake_salt_key, label + login.encode("utf-8", "surrogateescape"), "sha256")
-        return ScramCredentials(derive(b"salt:")[:16], SCRAM_ITERATIONS, derive(b"stored:"), derive(b"server:"),
+        return ScramCredentials(derive(b"salt:")[:SCRAM_SALT], SCRAM_ITERATIONS, derive(b"stored:"), derive(b"server:"),
                                 None)
 
     def accounts(self) -> list[Account]:
