@@ -1,6 +1,7 @@
 """SCRAM-SHA-256 over real sockets against a lab: smtplib and
 imaplib with scramp's client as their auth callback, POP3 AUTH spoken raw, and the real clients
-on this box that do SCRAM through GNU SASL (msmtp for SMTP, mutt for IMAP).
+on this box that do SCRAM: msmtp (SMTP) and mutt (IMAP) through GNU SASL, mbsync (IMAP)
+through Cyrus SASL.
 
 curl is not among them: Debian's curl 7.88 is built without libgsasl (`curl -V` lists no gsasl),
 and `--login-options AUTH=SCRAM-SHA-256` ends in "No known authentication mechanisms supported".
@@ -20,7 +21,7 @@ import pytest
 from conftest import async_wait_for
 from netutil import require_tool
 from sasl_support import SCRAM, ScramAuth, scram_dialogue
-from test_imap_interop import MUTTRC, Tmux
+from test_imap_interop import MBSYNCRC, MUTTRC, Tmux
 
 HOST = "127.0.0.1"                  # smtp1.syr.edu: syr.edu's submission, IMAP and POP3 host
 USER, PASSWORD = "mafudge@syr.edu", "maillab"
@@ -171,3 +172,18 @@ async def test_mutt_logs_in_to_imap_with_scram_sha_256(lab, tmp_path):
                              what=lambda: f"mutt's SCRAM login; its screen:\n{tmux.screen()}")
     finally:
         await asyncio.to_thread(tmux, "kill-server")
+
+
+async def test_mbsync_logs_in_to_imap_with_scram_sha_256_through_cyrus_sasl(lab, tmp_path):
+    mbsync = require_tool("mbsync")
+    local = tmp_path / "local"
+    local.mkdir()
+    rc = tmp_path / "mbsyncrc"
+    rc.write_text(MBSYNCRC.format(port=lab.ports.imap, user=USER, local=local)
+                  .replace("AuthMechs LOGIN", "AuthMechs SCRAM-SHA-256"))
+    done = await asyncio.to_thread(subprocess.run, [mbsync, "-V", "-c", str(rc), "lab"], capture_output=True,
+                                   timeout=60)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert "Authenticating with SASL mechanism SCRAM-SHA-256" in done.stdout.decode()
+    assert (local / "INBOX" / "cur").is_dir()
+    await async_wait_for(lambda: f"Login: user=<{USER}>, method=SCRAM-SHA-256" in maillog(lab))
