@@ -8,7 +8,8 @@ timers, and answering the protocol's events:
 
     Authenticate -> Directory.authenticate in a worker thread (a bare local
                     part is tried in the host's `domains`; accounts of other
-                    domains are refused), then MailStore.user
+                    domains are refused; SCRAM's carries the proven account:
+                    check_login), then MailStore.user
     Execute      -> conn.execute(), sending each chunk it produces: on the loop
                     when the command is cheap (inline.py) and the user's store
                     lock is free at once (held for that call, so the loop never

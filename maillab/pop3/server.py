@@ -7,8 +7,9 @@ memory stays bounded), writing, the autologout timer, and answering the
 protocol's events with the directory and the store:
 
     Authenticate -> Directory.authenticate (a bare local part is tried in the
-                    host's `domains`; accounts of other domains are refused),
-                    then MailStore.lock_maildrop (RFC 1939 §8; a second session
+                    host's `domains`; accounts of other domains are refused;
+                    SCRAM's carries the proven account: check_login), then
+                    MailStore.lock_maildrop (RFC 1939 §8; a second session
                     gets -ERR [IN-USE]), then INBOX opened and refreshed
     Retrieve     -> Folder.read / read_header, CRLF form
     Update       -> Folder.store(\\Seen) for retrieved messages, Folder.remove
