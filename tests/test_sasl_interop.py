@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import json
 import os
 import re
 import smtplib
@@ -18,7 +19,14 @@ import socket
 import subprocess
 
 import pytest
-from conftest import async_wait_for
+
+from conftest import async_wait_for, free_offset
+from maillab.base.clock import Clock
+from maillab.lab.directory import hash_password
+from maillab.lab.state import StateDir
+from maillab.lab.supervisor import Lab
+from maillab.lab.world import load_world
+from maillab.net.ports import Ports
 from netutil import require_tool
 from sasl_support import SCRAM, ScramAuth, scram_dialogue
 from test_imap_interop import MBSYNCRC, MUTTRC, Tmux
@@ -55,6 +63,37 @@ async def test_smtplib_scram_wrong_password_is_535_with_the_penalty(lab):
     assert code == 535
     log = await async_wait_for(lambda: "auth penalty: rip=127.0.0.1" in maillog(lab) and maillog(lab))
     assert "SASL SCRAM-SHA-256 authentication failed" in log
+
+
+def smtp_plain(port: int) -> tuple[int, bytes]:
+    with smtplib.SMTP(HOST, port, timeout=20) as smtp:
+        smtp.ehlo("laptop.example")
+        return smtp.login(USER, PASSWORD, initial_response_ok=True)
+
+
+async def test_a_state_folder_from_before_scram_logs_in_and_gains_scram_keys(tmp_path):
+    """A directory.json of format 1 (scrypt hashes only): PLAIN still logs in, SCRAM fails (the
+    maillog says why) until that first password login has made the keys."""
+    world = load_world()
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    accounts = {str(i): {"address": u.address, "display": u.display, "password": hash_password(u.password),
+                         "enabled": True}
+                for i, u in enumerate((u for d in world.domains.values() for u in d.users), 1)}
+    (state / "directory.json").write_text(json.dumps({"accounts": accounts, "aliases": {}}))
+    lab = Lab(world=world, state=StateDir(state), ports=Ports(free_offset()), clock=Clock(), session_timeout=30)
+    await lab.start()
+    try:
+        lab.ctx.auth_guard.base_delay = 0.01
+        code, _ = await asyncio.to_thread(smtp_scram, lab.ports.submission, ScramAuth(USER, PASSWORD))
+        assert code == 535
+        await async_wait_for(lambda: f"SCRAM-SHA-256 keys of <{USER}> are not stored yet" in maillog(lab))
+        assert (await asyncio.to_thread(smtp_plain, lab.ports.submission))[0] == 235
+        auth = ScramAuth(USER, PASSWORD)
+        assert (await asyncio.to_thread(smtp_scram, lab.ports.submission, auth))[0] == 235 and auth.verified
+    finally:
+        await lab.stop()
+    assert PASSWORD not in (state / "directory.json").read_text().replace("maillab directory", "")
 
 
 # ---- IMAP: imaplib.authenticate with a callback ---------------------------------------------------
