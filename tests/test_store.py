@@ -19,6 +19,7 @@ from maillab.mta.mda import Mda
 from maillab.store import (FlagError, KeywordLimit, MailboxExists, MailboxNameError, MailboxNotAllowed,
                            MaildropBusy, MailStore, MessageGone, NoSuchMailbox, StoreError)
 from maillab.store.maildir import folder_totals
+from maillab.store.uidlist import UidList
 
 USER = "mafudge@syr.edu"
 MSG = b"From: santa@northpole.org\nSubject: hello\n\nline one\nline two\n"
@@ -556,16 +557,80 @@ def test_the_mda_delivers_through_the_store(state, bus):
     assert added and added[-1].uids == (1,) and added[-1].mailbox == "INBOX"
 
 
+async def test_deliveries_through_the_syncer_are_filed_in_its_thread_with_shared_flushes(store, state, monkeypatch):
+    """Forty deliveries at once through the group-commit thread, the lock free: the syncer's
+    thread files them itself (no pool thread), every flush shared: far fewer flush rounds
+    than deliveries, UIDs 1..40 in one index, nothing left in tmp/."""
+    import threading
+
+    from maillab.base.syncer import Syncer
+    from maillab.store import folder as folder_module
+    store.user(USER).folder("INBOX")                        # open: nothing may block
+    filers: set[str] = set()
+    real_file_steps = folder_module.Folder._file_steps
+
+    def file_steps(self):
+        filers.add(threading.current_thread().name)
+        return (yield from real_file_steps(self))
+
+    monkeypatch.setattr(folder_module.Folder, "_file_steps", file_steps)
+    syncer = Syncer(state.root)
+    try:
+        messages = await asyncio.gather(*(syncer.run(store.deliver_steps(USER, f"Subject: {i}\n\n{i}\n".encode()))
+                                          for i in range(40)))
+    finally:
+        syncer.close()
+    assert sorted(m.uid for m in messages) == list(range(1, 41))
+    assert filers == {"maillab-sync"}
+    assert syncer.flushes <= 12                 # tmp files, folder, index: a few rounds, not 120 flushes
+    assert os.listdir(maildir(state) / "tmp") == []
+    reopened = MailStore(state).user(USER).folder("INBOX")          # a new lab process
+    assert [reopened.read(m.uid) for m in messages] == [f"Subject: {i}\n\n{i}\n".encode() for i in range(40)]
+
+
+async def test_a_delivery_through_the_syncer_waits_for_a_lock_another_thread_holds_without_holding_up_flushes(
+        store, state):
+    """An IMAP session holds the user's lock: a delivery waits for it in a pool thread, and
+    meanwhile the syncer goes on flushing for everyone else; released, the message is filed."""
+    import threading
+
+    from maillab.base.syncer import Syncer
+    inbox = store.user(USER).folder("INBOX")
+    syncer = Syncer(state.root)
+    held, release = threading.Event(), threading.Event()
+
+    def imap_session() -> None:
+        with inbox.lock:
+            held.set()
+            release.wait(10)
+
+    session = threading.Thread(target=imap_session)
+    session.start()
+    try:
+        held.wait(5)
+        delivery = asyncio.ensure_future(syncer.run(store.deliver_steps(USER, b"Subject: late\n\nx\n")))
+        await asyncio.wait_for(syncer.flush([state.root]), 5)       # not held up by the waiting delivery
+        await asyncio.sleep(0.05)
+        assert not delivery.done()
+        release.set()
+        message = await asyncio.wait_for(delivery, 5)
+    finally:
+        release.set()
+        session.join(5)
+        syncer.close()
+    assert message.uid == 1 and inbox.read(1) == b"Subject: late\n\nx\n"
+
+
 def test_deliveries_waiting_for_the_lock_are_filed_together_in_order(store, state, bus, monkeypatch):
     """Ten MDA deliveries arrive while an IMAP session holds the user's lock: the first to get it
     files all ten with one folder fsync and one index fsync; UIDs are unique, one MODSEQ, one event."""
     import threading
 
-    from maillab.store import folder as folder_module
+    from maillab.base import fsutil
     inbox = store.user(USER).folder("INBOX")
     fsyncs: list[str] = []
-    real_fsync_path = folder_module.fsync_path
-    monkeypatch.setattr(folder_module, "fsync_path", lambda p: (fsyncs.append(Path(p).name), real_fsync_path(p)))
+    real_fsync_path = fsutil.fsync_path
+    monkeypatch.setattr(fsutil, "fsync_path", lambda p: (fsyncs.append(Path(p).name), real_fsync_path(p)))
     appends: list[int] = []
     real_append = inbox._list.append
     monkeypatch.setattr(inbox._list, "append",
@@ -579,7 +644,8 @@ def test_deliveries_waiting_for_the_lock_are_filed_together_in_order(store, stat
         next(steps)                             # the tmp/ file, written
         waiting.wait()
         try:
-            steps.send(None)                    # flushed: now file it (blocks on the lock)
+            while True:                         # flushed: now file it (MAY_BLOCK, then blocks on the lock)
+                steps.send(None)
         except StopIteration as stop:
             results.append(stop.value)
 
@@ -595,7 +661,7 @@ def test_deliveries_waiting_for_the_lock_are_filed_together_in_order(store, stat
         t.join(5)
     assert sorted(m.uid for m in results) == list(range(1, 11))
     assert len({m.modseq for m in results}) == 1
-    assert fsyncs == ["new"] and appends == [10]
+    assert fsyncs == ["new", UidList.FILENAME] and appends == [10]
     added = [e.uids for e in sub.drain() if isinstance(e, MessagesAdded)]
     assert added == [tuple(range(1, 11))]
     assert sorted(os.listdir(maildir(state) / "new")) == sorted(inbox.path_of(m.uid).name for m in results)

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from maillab.base.fsutil import finish, write_new
+from maillab.base.fsutil import MAY_BLOCK, finish, write_new
 from maillab.base.syncer import Syncer
 from maillab.lab.state import StateDir
 from maillab.queue.records import Entry, Recipient
@@ -148,16 +148,17 @@ async def test_run_returns_what_the_steps_return_and_the_loop_does_none_of_their
     assert len(threads) == 3 and all(t.name == "maillab-sync" for t in threads)
 
 
-async def test_a_blocking_first_step_runs_in_a_pool_thread_and_the_rest_in_the_syncer(syncer, tmp_path):
+async def test_steps_that_may_block_go_on_in_a_pool_thread_until_they_ask_for_a_flush(syncer, tmp_path):
     threads = []
 
     def steps():
+        yield MAY_BLOCK                                # say, a folder that needs a scan
         threads.append(threading.current_thread().name)
         yield [tmp_path]
         threads.append(threading.current_thread().name)
         return 7
 
-    assert await syncer.run(steps(), blocking_first=True) == 7
+    assert await syncer.run(steps()) == 7
     assert threads[0] not in ("maillab-sync", "MainThread") and threads[1] == "maillab-sync"
 
 
@@ -222,26 +223,30 @@ async def test_steps_that_end_without_a_flush_end_in_a_thread_too(tmp_path):
     syncer = Syncer(tmp_path)
     try:
         assert await asyncio.wait_for(syncer.run(steps()), 5) == "nothing to flush"
-        assert await asyncio.wait_for(syncer.run(steps(), blocking_first=True), 5) == "nothing to flush"
         assert syncer.flushes == 0
     finally:
         syncer.close()
 
 
-async def test_the_steps_after_the_first_flush_can_run_in_a_pool_thread(syncer, tmp_path):
+async def test_the_steps_after_a_flush_can_wait_for_a_lock_in_a_pool_thread(syncer, tmp_path):
     threads = []
 
     def steps():
         threads.append(threading.current_thread())
         yield [tmp_path]
         threads.append(threading.current_thread())
+        yield MAY_BLOCK                                # a lock an IMAP session holds
+        threads.append(threading.current_thread())
+        yield MAY_BLOCK                                # ... and another: still in a pool thread
+        threads.append(threading.current_thread())
         yield [tmp_path]
         threads.append(threading.current_thread())
         return 42
 
-    assert await syncer.run(steps(), blocking_rest=True) == 42
-    assert threads[0].name == "maillab-sync"
-    assert all(t.name not in ("maillab-sync", "MainThread") for t in threads[1:])
+    assert await syncer.run(steps()) == 42
+    names = [t.name for t in threads]
+    assert names[:2] == ["maillab-sync"] * 2 and names[4] == "maillab-sync"
+    assert all(n not in ("maillab-sync", "MainThread") for n in names[2:4])
 
 
 async def test_steps_under_way_when_the_syncer_closes_clean_up_after_themselves(tmp_path, monkeypatch):
@@ -249,6 +254,7 @@ async def test_steps_under_way_when_the_syncer_closes_clean_up_after_themselves(
     cleaned = []
 
     def steps():
+        yield MAY_BLOCK
         (tmp_path / "partial").write_bytes(b"x")
         try:
             yield [tmp_path / "partial"]
@@ -267,7 +273,7 @@ async def test_steps_under_way_when_the_syncer_closes_clean_up_after_themselves(
 
     monkeypatch.setattr(asyncio, "to_thread", first_step_then_the_lab_stops)
     with pytest.raises(OSError) as caught:
-        await syncer.run(steps(), blocking_first=True)
+        await syncer.run(steps())
     assert caught.value.errno == errno.ESHUTDOWN and cleaned == [True]
     assert not (tmp_path / "partial").exists()
 

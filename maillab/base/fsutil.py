@@ -9,9 +9,11 @@ only its owner may enter: 0700, owned by us, umask-independent.
 Multi-step writes are written once as *durability steps*: a generator that
 does its file work and yields the paths that must be on stable storage before
 it may go on (a file before its rename, a folder after it), then returns its
-result.  `finish` drives such steps in place with fsync (worker threads,
-scripts); `Syncer.run` (maillab.base.syncer) drives them in its thread with group
-commit.
+result.  Before work that may block for long (a lock other threads hold, a
+folder scan) they yield `MAY_BLOCK` instead of paths.  `finish` drives such
+steps in place with fsync (worker threads, scripts); `Syncer.run`
+(maillab.base.syncer) drives them in its thread with group commit, and moves
+them to a pool thread at `MAY_BLOCK`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from typing import BinaryIO, Generator, TypeVar
 T = TypeVar("T")
 StrPath = str | Path
 Steps = Generator[list[StrPath], None, T]
+
+MAY_BLOCK: list[StrPath] = []
+"""Yielded by durability steps, instead of paths to flush, before a part that may block for long."""
 
 
 def write_all(fd: int, data: bytes) -> None:

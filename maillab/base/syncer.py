@@ -48,7 +48,7 @@ import sys
 import threading
 from typing import Iterable, TypeVar
 
-from .fsutil import Steps, StrPath, fsync_path
+from .fsutil import MAY_BLOCK, Steps, StrPath, fsync_path
 
 T = TypeVar("T")
 def _syncfs_function() -> "ctypes._NamedFuncPointer | None":
@@ -82,29 +82,27 @@ def _step(steps: Steps[T], error: BaseException | None = None) -> tuple[bool, ob
         return True, stop.value
 
 
-def _driven(steps: Steps[T], paths: list[StrPath] | None = None,
-            pause: bool = False) -> Steps[tuple[bool, object]]:
+def _driven(steps: Steps[T], paths: list[StrPath] | None = None) -> Steps[tuple[bool, object]]:
     """`steps` as the syncer's thread drives them: from their start or, given the
-    `paths` their first step asked for, from that flush on.  At their end:
-    (True, result).  With `pause` the thread stops after the first flush:
-    (False, None or that flush's error), for the caller to go on elsewhere."""
+    `paths` their last step asked for, from that flush on.  At their end:
+    (True, result); at a `MAY_BLOCK` of theirs: (False, None), for the caller
+    to go on in a pool thread."""
     if paths is None:
         done, value = _step(steps)
         if done:
             return True, value
         paths = value                                   # type: ignore[assignment]
-    while True:
+    while paths is not MAY_BLOCK:
         error: BaseException | None = None
         try:
             yield paths                                 # type: ignore[misc]
         except Exception as e:                          # the flush failed
             error = e
-        if pause:
-            return False, error
         done, value = _step(steps, error)
         if done:
             return True, value
         paths = value                                   # type: ignore[assignment]
+    return False, None
 
 
 def _flushing(paths: list[StrPath]) -> Steps[None]:
@@ -143,33 +141,30 @@ class Syncer:
         """Return once `paths` (files or folders) are durable; OSError if the flush failed."""
         await self._ask(_flushing(list(paths)))
 
-    async def run(self, steps: Steps[T], blocking_first: bool = False, blocking_rest: bool = False) -> T:
+    async def run(self, steps: Steps[T]) -> T:
         """Drive durability steps (maillab.base.fsutil) to their end and return their result.
 
         Their file work runs in the syncer's thread, each step just before the
         flush it asks for, so the loop only waits.  A step that may block for
-        long must not hold up everyone's flushes: `blocking_first` runs the
-        first step (say, opening a mailbox that needs a scan) in a pool
-        thread, `blocking_rest` the steps after the first flush (say, work
-        under a lock that other threads hold for long).
+        long (opening a mailbox that needs a scan, a lock other threads hold
+        for long) must not hold up everyone's flushes: before it the steps
+        yield `MAY_BLOCK`, and they go on in a pool thread until they ask for
+        a flush again.
         """
-        paths = None
-        if blocking_first:
-            done, value = await asyncio.to_thread(_step, steps)
-            if done:
-                return value                                     # type: ignore[return-value]
-            paths = value
+        paths: list[StrPath] | None = None
         while True:
             if self._closed and paths is not None:          # under way: let them clean up first
                 done, value = _step(steps, _closed_error())
                 if done:
                     return value                                 # type: ignore[return-value]
-            done, value = await self._ask(_driven(steps, paths, blocking_rest))  # type: ignore[arg-type,misc]
+            done, value = await self._ask(_driven(steps, paths))  # type: ignore[arg-type,misc]
             if done:
                 return value                                     # type: ignore[return-value]
-            done, paths = await asyncio.to_thread(_step, steps, value)
-            if done:
-                return paths                                     # type: ignore[return-value]
+            paths = MAY_BLOCK
+            while paths is MAY_BLOCK:
+                done, paths = await asyncio.to_thread(_step, steps)  # type: ignore[assignment]
+                if done:
+                    return paths                                 # type: ignore[return-value]
 
     async def _ask(self, steps: Steps[T]) -> T:
         if self._closed:

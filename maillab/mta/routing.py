@@ -27,15 +27,13 @@ from ..net.ports import Ports
 from ..queue.records import Attempt, Entry
 from ..smtp.client import Unresolved, relay_hop
 from ..smtp.client_protocol import Rcpt
-from ..store import MailStore
 from .mda import LocalResult, Mda
 
 
 class RoutingContext(Protocol):
-    """What delivery needs of the lab: the MDA, the store and the group-commit thread for local
-    copies; the resolver, the ports and the hop timeout for relays; the bus and clock."""
+    """What delivery needs of the lab: the MDA and the group-commit thread for local copies;
+    the resolver, the ports and the hop timeout for relays; the bus and clock."""
     mda: Mda
-    store: MailStore
     syncer: Syncer
     resolver: LabResolver
     ports: Ports
@@ -70,10 +68,9 @@ async def deliver_local(ctx: RoutingContext, entry: Entry, message: bytes, rcpts
     """Store one copy per recipient.
 
     The message file is written and flushed by the group-commit thread
-    (`ctx.syncer`); a mailbox not yet open is opened in a pool thread first
-    (it may need a scan).  The rename, UID and index then happen in a pool
-    thread, under the user's lock that IMAP and POP3 sessions take too (they
-    may hold it long).
+    (`ctx.syncer`), which then files it (rename, UID, index) under the
+    user's lock; a mailbox not yet open is opened, and a lock that IMAP or
+    POP3 sessions hold is waited for, in a pool thread (see Folder.add_steps).
     """
     outcomes = []
     for rcpt in rcpts:
@@ -83,9 +80,7 @@ async def deliver_local(ctx: RoutingContext, entry: Entry, message: bytes, rcpts
                                     f"unknown user: \"{rcpt.rpartition('@')[0]}\""))
             continue
         try:
-            result = await ctx.syncer.run(ctx.mda.deliver(account, rcpt, entry.sender, message, entry.id),
-                                          blocking_first=not ctx.store.is_open(account.address),
-                                          blocking_rest=True)
+            result = await ctx.syncer.run(ctx.mda.deliver(account, rcpt, entry.sender, message, entry.id))
         except OSError as e:
             outcomes.append(Outcome(rcpt, "defer", "local", "4.3.0", f"cannot write to maildir: {e.strerror}"))
             continue

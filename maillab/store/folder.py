@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Protocol, TypeVar
 
 from ..base.events import Event, FlagsChanged, MessagesAdded, MessagesExpunged
-from ..base.fsutil import Steps, finish, fsync_path
+from ..base.fsutil import MAY_BLOCK, Steps, finish, fsync_path
 from . import maildir
 from .errors import MessageGone, NoSuchMailbox
 from .flags import DELETED, SEEN, Keywords, letters_for, normalize_flags, split_info
@@ -103,6 +103,7 @@ class Folder:
         self.lock = user.lock
         self._arrivals: list[_Arrival] = []             # delivered files waiting to be filed
         self._arrivals_mutex = threading.Lock()
+        self._filer: threading.Thread | None = None     # where steps hold the lock across flushes
         self._list = UidList(path)
         self._loaded = False
         self._closed = False
@@ -504,9 +505,14 @@ class Folder:
         return Record(m.uid, m.modseq, m.size, m.internaldate, m.relpath)
 
     def _persist(self, lines: list[str], sync: bool = True) -> None:
-        """Make the index durable: append `lines`, or rewrite the list when due.
+        """Make the index durable now: `_persist_steps` with an fsync."""
+        finish(self._persist_steps(lines, sync))
 
-        With `sync` False the appended lines are not fsynced (records whose loss
+    def _persist_steps(self, lines: list[str], sync: bool = True) -> Steps[None]:
+        """Durability steps that make the index durable: append `lines` (the index file
+        then to be flushed), or rewrite the list when due (durable at once).
+
+        With `sync` False the appended lines are not flushed (records whose loss
         a crash may cost: the scan at load finds the files where they are).
 
         On failure the index in memory is dropped (reloaded from disk on next
@@ -517,9 +523,12 @@ class Folder:
                 self._rewrite()
             elif lines:
                 try:
-                    self._list.append(lines, sync)
+                    self._list.append(lines, sync=False)
                 except FileNotFoundError:
                     self._rewrite()
+                else:
+                    if sync:
+                        yield [self._list.path]
         except BaseException:
             self._loaded = False
             self._snapshot = None
@@ -554,11 +563,15 @@ class Folder:
         """Durability steps (maillab.base.fsutil) that write one message file and index it.
 
         First step (no lock, nothing visible yet): the tmp/ file, to be made
-        durable by the caller.  Then, blocking, under the user's lock: the
-        message joins the arrivals, and whoever holds the lock first files
-        every arrival waiting (`_file_arrivals`), so concurrent deliveries
-        share one folder fsync and one index fsync.  A driver on the event
-        loop runs that second part in a worker thread.  If indexing fails the
+        durable by the caller.  Then the message joins the arrivals, and after
+        one more pass (an empty flush: every delivery made durable by the same
+        flush joins too) whoever gets the user's lock first files every
+        arrival waiting (`_file_steps`), so concurrent deliveries share one
+        folder flush and one index flush.  When the lock is free it is taken
+        at once and held across those two flushes (the syncer's thread files
+        in place, its flushes shared with everyone's); when another thread
+        holds it (an IMAP session, for long maybe) the steps yield `MAY_BLOCK`
+        and file in a pool thread, fsyncing there.  If indexing fails the
         file is removed and the error raised — unless `keep_unindexed`
         (delivery: the message is safe, a later refresh indexes it), which
         returns a Message with uid 0 instead.
@@ -577,17 +590,39 @@ class Folder:
             raise
         with self._arrivals_mutex:
             self._arrivals.append(arrival)
-        with self.lock:
-            if not arrival.done:                    # nobody filed it while we waited for the lock
-                self._file_arrivals()
+        try:
+            yield []
+        except BaseException:
+            with self._arrivals_mutex:
+                waiting = any(a is arrival for a in self._arrivals)
+                self._arrivals = [a for a in self._arrivals if a is not arrival]
+            if waiting:
+                tmp.unlink(missing_ok=True)
+                raise
+            # else it is being filed: its outcome is below
+        while not arrival.done:
+            if self._filer is threading.current_thread():  # another delivery's steps are filing
+                yield []                                    # here, holding the lock: theirs first
+            elif self.lock.acquire(blocking=False):
+                self._filer = threading.current_thread()
+                try:
+                    yield from self._file_steps()
+                finally:
+                    self._filer = None
+                    self.lock.release()
+            else:
+                yield MAY_BLOCK
+                with self.lock:
+                    if not arrival.done:            # nobody filed it while we waited for the lock
+                        finish(self._file_steps())
         if arrival.error is not None:
             raise arrival.error
         assert arrival.message is not None
         return arrival.message
 
-    def _file_arrivals(self) -> None:
-        """Under the lock: rename every waiting arrival into place, fsync the folders once,
-        give UIDs (one MODSEQ), append the index with one fsync, then `MessagesAdded`:
+    def _file_steps(self) -> Steps[None]:
+        """Durability steps, run under the lock: rename every waiting arrival into place, flush
+        the folders, give UIDs (one MODSEQ), append the index and flush it, then `MessagesAdded`:
         no reader ever hears of a UID a crash could take back, and UIDs appear in order."""
         with self._arrivals_mutex:
             batch, self._arrivals = self._arrivals, []
@@ -602,14 +637,14 @@ class Folder:
                 else:
                     a.renamed = True
                     moved.append(a)
-            for sub in dict.fromkeys(a.rel.partition("/")[0] for a in moved):
-                fsync_path(self.path / sub)
+            if moved:
+                yield [self.path / sub for sub in dict.fromkeys(a.rel.partition("/")[0] for a in moved)]
             modseq = self._highestmodseq + 1
             filed = [(a, self._remember(a.key, a.rel, a.size, a.date, modseq)) for a in moved]
             self._commit(modseq, tuple(m.uid for _, m in filed))
             self._snapshot = None
             try:
-                self._persist([add_line(self._record(m)) for _, m in filed])
+                yield from self._persist_steps([add_line(self._record(m)) for _, m in filed])
             except OSError as e:
                 for a, m in filed:
                     if a.keep_unindexed:

@@ -21,7 +21,7 @@ import threading
 
 from ..base.clock import Clock
 from ..base.events import Event, EventBus
-from ..base.fsutil import Steps, finish
+from ..base.fsutil import MAY_BLOCK, Steps, finish
 from ..lab.state import StateDir, StateError
 from .errors import MaildropBusy, NoSuchMailbox, StoreError
 from .flags import letters_for, normalize_flags
@@ -139,9 +139,11 @@ class MailStore:
         It is indexed and `MessagesAdded` published; if only the indexing fails
         the message is still delivered (uid None) and the next refresh finds it.
         `tag` goes into the file name (`,I=`, see store.maildir).
-        The first step opens the user and folder (`is_open`: whether that is
-        already done, or may block on a scan of the folder).
+        When the user or folder is not open yet, the steps yield `MAY_BLOCK`
+        before opening it (it may need a scan of the folder).
         """
+        if not self.is_open(address, mailbox):
+            yield MAY_BLOCK
         folder = self.target(address, mailbox)
         letters = None
         sub = "new"
