@@ -1,8 +1,8 @@
 """IDLE wake-ups do no fsync on the event loop: claiming \\Recent is session state (RFC 3501 §2.3.2).
 
 A user IDLEs on INBOX over a real socket while messages arrive over SMTP; every
-os.fsync is recorded with the thread that called it.  Deliveries fsync (on the
-Syncer thread); telling the idling session of a message must not fsync on the
+os.fsync is recorded with the thread that called it.  Deliveries flush (on the
+Syncer thread: one syncfs for all, or fsyncs); telling the idling session of a message must not fsync on the
 loop, where it stalls every other session.
 """
 
@@ -32,6 +32,7 @@ async def test_idle_wakeups_do_not_fsync_on_the_loop(lab, monkeypatch):
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
+    flushes = lab.ctx.syncer.flushes
     for n in range(2, 22):                                  # 20 deliveries, one IDLE wake-up each
         await deliver(lab, 1, start=n)
         assert await asyncio.to_thread(idle_until, c, lambda r, n=n: r == (n, b"EXISTS"))
@@ -40,5 +41,5 @@ async def test_idle_wakeups_do_not_fsync_on_the_loop(lab, monkeypatch):
     folder = lab.ctx.store.user("mafudge@syr.edu").folder("INBOX")
     assert folder.recent == 0                               # the session did claim them
     await asyncio.to_thread(c.logout)
-    assert anywhere, "the recorder saw no fsync at all: deliveries must fsync somewhere"
+    assert anywhere or lab.ctx.syncer.flushes >= flushes + 20, "deliveries must flush somewhere"
     assert on_loop == [], f"{len(on_loop)} fsyncs on the event loop during 20 IDLE wake-ups"
