@@ -273,6 +273,12 @@ class SessionServer(Generic[S]):
         finally:
             del self._sessions[task]
             limits.leave(host, self.service, ip)
+            if session.reader.exception() is not None:
+                # reset: the stream's close future holds the error too, and if the garbage
+                # collector frees it before its protocol it is logged as "Future exception was
+                # never retrieved"; it is done, so this await takes it at once
+                with contextlib.suppress(Exception):
+                    await session.writer.wait_closed()
 
     def publish_transcript(self, s: Any) -> None:
         now, bus, host = self.ctx.clock.now(), self.ctx.bus, self.host.name
