@@ -64,6 +64,7 @@ import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from maillab.lab.world import default_world_path  # noqa: E402
 from maillab.store.maildir import crlf_size, filename  # noqa: E402
 
 USER = "mafudge@syr.edu"
@@ -298,6 +299,15 @@ def free_offset() -> int:
     raise RuntimeError("no free port offset")
 
 
+def plaintext_world(folder: Path) -> Path:
+    """The default world with logins allowed before TLS (as the Dovecot below: ssl = no): a copy in `folder`."""
+    if not folder.exists():
+        shutil.copytree(default_world_path(), folder)
+        toml = folder / "lab.toml"
+        toml.write_text(toml.read_text().replace("auth_over_plaintext = false", "auth_over_plaintext = true"))
+    return folder
+
+
 @dataclass
 class Lab:
     state: Path
@@ -306,8 +316,10 @@ class Lab:
 
     def start(self) -> None:
         log = open(self.state.parent / f"serve-{self.offset}.log", "ab")
+        world = plaintext_world(self.state.parent / "world")
         self.proc = subprocess.Popen([sys.executable, "-m", "maillab", "serve", "--state", str(self.state),
-                                      "--port-offset", str(self.offset)], stdout=log, stderr=subprocess.STDOUT,
+                                      "--world", str(world), "--port-offset", str(self.offset)],
+                                     stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True, cwd=os.path.dirname(_HERE))
         deadline = time.monotonic() + 30
         while not (b"ready" in Path(log.name).read_bytes() and not port_free(1143 + self.offset)):

@@ -3,16 +3,22 @@ and the waits tests use: `wait_for`/`async_wait_for` (AssertionError on time-out
 `stays_false` (a bounded observation that something does not happen).
 
 Every lab gets its own state folder and a port offset whose ports are free, so
-the tests run while another lab (or another test run) is up.
+the tests run while another lab (or another test run) is up.  A test (or a module, by
+`pytestmark`) marked `@pytest.mark.world(auth_over_plaintext=True)` gets a lab whose world
+has those settings changed (`lab`), or a world folder saying so (`served`'s `--world`,
+`world_folder`): the way a test about something else logs in over plaintext.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import inspect
 import os
 import random
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,13 +34,39 @@ from maillab.base import eventloop
 from maillab.base.clock import Clock
 from maillab.lab.state import StateDir
 from maillab.lab.supervisor import Lab, LabError
-from maillab.lab.world import load_world
+from maillab.lab.world import default_world_path, load_world
 from maillab.net.ports import Ports
 
 T = TypeVar("T")
 
 HOST_ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6",
                   "127.0.0.7", "127.0.0.66")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "world(**settings): the test lab's world with these [lab] settings")
+
+
+def world_settings(request) -> dict[str, object]:
+    """The [lab] settings the test's `world` marks change (closest last, so it wins)."""
+    settings: dict[str, object] = {}
+    for mark in reversed(list(request.node.iter_markers("world"))):
+        settings.update(mark.kwargs)
+    return settings
+
+
+def world_folder(folder: Path, **settings: object) -> Path:
+    """A copy of the default world in `folder` with `settings` in lab.toml's [lab] table."""
+    shutil.copytree(default_world_path(), folder)
+    toml = folder / "lab.toml"
+    text = toml.read_text()
+    for key, value in settings.items():
+        line = f"{key} = {str(value).lower() if isinstance(value, bool) else repr(value)}"
+        text, n = re.subn(rf"(?m)^{key} = .*$", line, text)
+        if not n:
+            text = text.replace("[lab]\n", f"[lab]\n{line}\n", 1)
+    toml.write_text(text)
+    return folder
 
 
 def pytest_asyncio_loop_factories(config, item):
@@ -67,10 +99,12 @@ def free_offset() -> int:
 
 
 @pytest.fixture
-async def lab(tmp_path):
-    """A running lab of the default world, in this test's event loop."""
+async def lab(tmp_path, request):
+    """A running lab of the default world (changed by the test's `world` marks), in this test's
+    event loop."""
+    world = dataclasses.replace(load_world(), **world_settings(request))
     for _ in range(5):
-        the_lab = Lab(world=load_world(), state=StateDir(tmp_path / "state"), ports=Ports(free_offset()),
+        the_lab = Lab(world=world, state=StateDir(tmp_path / "state"), ports=Ports(free_offset()),
                       clock=Clock(), session_timeout=30)
         try:
             await the_lab.start()
@@ -191,11 +225,16 @@ class Served:
 
 
 @pytest.fixture
-def served(tmp_path):
-    """A factory of `maillab serve` processes; all are stopped at the end."""
+def served(tmp_path, request):
+    """A factory of `maillab serve` processes; all are stopped at the end.  Under `world` marks
+    they run a world folder with those settings (unless `extra` gives a --world)."""
     procs: list[Served] = []
+    settings = world_settings(request)
 
     def start(state: Path | None = None, offset: int | None = None, extra: list[str] | None = None) -> Served:
+        if settings and "--world" not in (extra or []):
+            folder = tmp_path / "world"
+            extra = ["--world", str(folder if folder.exists() else world_folder(folder, **settings)), *(extra or [])]
         for attempt in range(5):
             try:
                 s = Served(state or tmp_path / "state", offset if offset is not None else free_offset(), extra)

@@ -12,6 +12,10 @@ import pytest
 
 from maillab.lab.directory import Directory
 
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
+
 
 async def test_smtp_auth_check_runs_off_the_loop(lab, monkeypatch):
     checking = threading.Event()

@@ -19,6 +19,10 @@ from maillab.base.events import Notice
 from maillab.lab.supervisor import DNS_ADDRESS
 from maillab.net.authguard import AUTH_FAILURE_LIMIT, HARD_ERROR_LIMIT, AuthGuard
 
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
+
 USER = "mafudge@syr.edu"
 SYR = "127.0.0.1"                  # smtp1.syr.edu: syr.edu's mailboxes, submission, IMAP, POP3
 SPRAY = 1000

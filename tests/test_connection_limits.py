@@ -12,6 +12,10 @@ import pytest
 from conftest import async_wait_for
 from maillab.base.events import Notice
 
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
+
 HOST = "127.0.0.1"          # smtp1.syr.edu: SMTP, IMAP and POP3
 FLOOD = "127.0.0.9"         # a client address no lab host uses
 USER, PASSWORD = "mafudge@syr.edu", "maillab"

@@ -13,9 +13,15 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from maillab.imap.framing import APPEND_IN_FLIGHT
 
 from conftest import async_wait_for
+
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
 
 SYR = "127.0.0.1"
 LIMIT = 1_000_000

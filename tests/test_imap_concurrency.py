@@ -29,7 +29,13 @@ import threading
 import time
 from collections import Counter
 
+import pytest
+
 from test_imap_server import SYR, USER
+
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
 
 SESSIONS = 10
 SECONDS = 6.0

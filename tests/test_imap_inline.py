@@ -25,6 +25,10 @@ from maillab.store import MailStore
 from conftest import async_wait_for, wait_for
 from imap_support import msg, session as imap_session
 
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
+
 USER = "mafudge@syr.edu"
 
 

@@ -1,7 +1,8 @@
 """Real mail clients against the lab's IMAP (and POP3) over loopback: curl, mbsync, fetchmail, mutt.
 
 Each tool is driven as a user would run it, with its configuration written to
-tmp_path.  `require_tool` skips a test when its tool is missing, except under
+tmp_path, over TLS verified against the lab CA (the lab takes logins only over TLS):
+curl and mbsync by STARTTLS on 1143, fetchmail by STARTTLS/STLS, mutt on IMAPS 1993.  `require_tool` skips a test when its tool is missing, except under
 CI=true, where .ci/run has installed them all.  (curl's pop3:// is covered in
 test_pop3_server.py.)
 """
@@ -28,8 +29,13 @@ def run(*argv: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
 
 # ---- curl (imap://) ----------------------------------------------------------------------
 
-def curl(*args: str) -> bytes:
-    done = run(require_tool("curl"), "-s", "-S", "--max-time", "20", "-u", f"{USER}:maillab", *args)
+def lab_ca(lab) -> Path:
+    return lab.state.tls_dir / "ca.pem"
+
+
+def curl(lab, *args: str) -> bytes:
+    done = run(require_tool("curl"), "-s", "-S", "--max-time", "20", "--ssl-reqd", "--cacert", str(lab_ca(lab)),
+               "-u", f"{USER}:maillab", *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -38,19 +44,19 @@ async def test_curl_lists_fetches_searches_and_uploads(lab, tmp_path):
     require_tool("curl")
     await deliver(lab, 2)
     base = f"imap://127.0.0.1:{lab.ports.imap}"
-    listing = await asyncio.to_thread(curl, base + "/")
+    listing = await asyncio.to_thread(curl, lab, base + "/")
     assert b'* LIST (\\HasNoChildren \\Sent) "." "Sent"' in listing and b'"INBOX"' in listing
-    message = await asyncio.to_thread(curl, base + "/INBOX;UID=2")
+    message = await asyncio.to_thread(curl, lab, base + "/INBOX;UID=2")
     assert message.startswith(b"Return-Path: <santa@northpole.org>") and b"Subject: note 2" in message
-    assert await asyncio.to_thread(curl, base + "/INBOX?SUBJECT%20%22note%201%22") == b"* SEARCH 1\r\n"
-    text = await asyncio.to_thread(curl, base + "/INBOX;UID=1;SECTION=TEXT")
+    assert await asyncio.to_thread(curl, lab, base + "/INBOX?SUBJECT%20%22note%201%22") == b"* SEARCH 1\r\n"
+    text = await asyncio.to_thread(curl, lab, base + "/INBOX;UID=1;SECTION=TEXT")
     assert text == b"Ho ho ho, number 1.\r\n"
     upload = tmp_path / "draft.eml"
     upload.write_bytes(b"Subject: drafted with curl\r\n\r\nnot sent yet\r\n")
-    await asyncio.to_thread(curl, "-T", str(upload), base + "/Drafts")
+    await asyncio.to_thread(curl, lab, "-T", str(upload), base + "/Drafts")
     drafts = lab.ctx.store.user(USER).folder("Drafts")
     assert [drafts.read(m.uid, crlf=True) for m in drafts.messages()] == [upload.read_bytes()]
-    examine = await asyncio.to_thread(curl, base + "/INBOX", "-X", "EXAMINE INBOX")
+    examine = await asyncio.to_thread(curl, lab, base + "/INBOX", "-X", "EXAMINE INBOX")
     assert b"* 2 EXISTS" in examine and b"[READ-ONLY]" not in examine    # curl prints the untagged part
 
 
@@ -58,11 +64,12 @@ async def test_curl_lists_fetches_searches_and_uploads(lab, tmp_path):
 
 MBSYNCRC = """\
 IMAPAccount lab
-Host 127.0.0.1
+Host localhost
 Port {port}
 User {user}
 Pass maillab
-SSLType None
+SSLType STARTTLS
+CertificateFile {ca}
 AuthMechs LOGIN
 
 IMAPStore lab-remote
@@ -96,7 +103,7 @@ async def test_mbsync_syncs_a_folder_tree_both_ways(lab, tmp_path):
     local = tmp_path / "local"
     local.mkdir()
     rc = tmp_path / "mbsyncrc"
-    rc.write_text(MBSYNCRC.format(port=lab.ports.imap, user=USER, local=local))
+    rc.write_text(MBSYNCRC.format(port=lab.ports.imap, user=USER, local=local, ca=lab_ca(lab)))
 
     def sync() -> None:
         done = run(mbsync, "-c", str(rc), "lab")
@@ -135,9 +142,9 @@ async def test_mbsync_syncs_a_folder_tree_both_ways(lab, tmp_path):
 
 FETCHMAILRC = """\
 set no syslog
-poll 127.0.0.1 service {port} protocol {protocol} auth password timeout 20
+poll localhost service {port} protocol {protocol} auth password timeout 20
   user "{user}" there password "maillab" is "{local}" here
-  keep fetchall sslproto ''
+  keep fetchall sslproto 'tls1.2+' sslcertck sslcertfile "{ca}"
   mda "/bin/sh -c 'cat >> {out}; echo ==== >> {out}'"
 """
 
@@ -150,7 +157,7 @@ async def test_fetchmail_retrieves_over_imap_and_pop3(lab, tmp_path, protocol):
     rc = tmp_path / "fetchmailrc"
     port = lab.ports.imap if protocol == "IMAP" else lab.ports.pop3
     rc.write_text(FETCHMAILRC.format(port=port, protocol=protocol, user=USER, local=os.environ.get("USER", "me"),
-                                     out=out))
+                                     out=out, ca=lab_ca(lab)))
     rc.chmod(0o600)
     env = {**os.environ, "HOME": str(tmp_path), "FETCHMAILHOME": str(tmp_path)}
     done = await asyncio.to_thread(run, fetchmail, "-f", str(rc), "--nodetach", env=env)
@@ -166,10 +173,10 @@ async def test_fetchmail_retrieves_over_imap_and_pop3(lab, tmp_path, protocol):
 MUTTRC = """\
 set imap_user="{user}"
 set imap_pass="maillab"
-set folder="imap://127.0.0.1:{port}/"
+set folder="imaps://localhost:{port}/"
 set spoolfile="+INBOX"
-set ssl_starttls=no
-set ssl_force_tls=no
+set ssl_force_tls=yes
+set ssl_ca_certificates_file="{ca}"
 set header_cache=""
 set message_cachedir=""
 set mail_check=1
@@ -195,7 +202,7 @@ async def test_mutt_opens_the_mailbox_in_tmux_and_sees_new_mail(lab, tmp_path):
     mutt, tmux_path = require_tool("mutt"), require_tool("tmux")
     await deliver(lab, 1)
     muttrc = tmp_path / "muttrc"
-    muttrc.write_text(MUTTRC.format(user=USER, port=lab.ports.imap))
+    muttrc.write_text(MUTTRC.format(user=USER, port=lab.ports.imaps, ca=lab_ca(lab)))
     env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm"}
     tmux = Tmux(tmux_path, f"maillab-{os.getpid()}-{lab.ports.offset}", env)
     await asyncio.to_thread(tmux, "new-session", "-d", "-s", tmux.name, "-x", "150", "-y", "40",

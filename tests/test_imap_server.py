@@ -29,6 +29,10 @@ from maillab.net.ports import Ports
 from conftest import async_wait_for, free_offset
 from netutil import free_port
 
+# about the IMAP server, not TLS (tests/test_tls_servers.py): logins over plaintext, as the
+# eavesdropping lesson's world allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
+
 USER = "mafudge@syr.edu"
 SYR = "127.0.0.1"                    # smtp1.syr.edu keeps syr.edu's mailboxes
 BODY = b"From: santa@northpole.org\r\nTo: mafudge@syr.edu\r\nSubject: note %d\r\n\r\nHo ho ho, number %d.\r\n"
@@ -178,7 +182,8 @@ async def test_uids_are_unchanged_after_a_lab_restart(tmp_path):
     state, offset = StateDir(tmp_path / "state"), free_offset()
 
     async def run_lab() -> Lab:
-        the_lab = Lab(world=load_world(), state=state, ports=Ports(offset), clock=Clock(), session_timeout=30)
+        the_lab = Lab(world=dataclasses.replace(load_world(), auth_over_plaintext=True), state=state,
+                      ports=Ports(offset), clock=Clock(), session_timeout=30)
         await the_lab.start()
         return the_lab
 

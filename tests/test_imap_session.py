@@ -149,7 +149,7 @@ def test_id_namespace_enable(store):
 
 def test_starttls_is_refused_until_tls_exists_and_the_seam_works_when_it_does(store):
     c = Client(store)
-    assert c.cmd("a STARTTLS") == b"a BAD STARTTLS is not available on this server (yet)\r\n"
+    assert c.cmd("a STARTTLS") == b"a BAD STARTTLS is not available on this server\r\n"
     t = Client(store, tls_available=True)
     assert b"STARTTLS" in t.greeting
     # a command pipelined behind STARTTLS must not survive into TLS (CVE-2011-0411 style injection)
@@ -157,6 +157,18 @@ def test_starttls_is_refused_until_tls_exists_and_the_seam_works_when_it_does(st
     assert isinstance(t.events[-1], StartTls) and t.conn.tls_active
     out = t.cmd("c CAPABILITY")
     assert b"b OK" not in out and b"STARTTLS" not in out and out.endswith(b"c OK CAPABILITY completed\r\n")
+
+
+def test_without_plaintext_auth_login_is_disabled_until_tls(store):
+    c = Client(store, tls_available=True, plaintext_auth=False)
+    assert b"STARTTLS LOGINDISABLED]" in c.greeting and b"AUTH=" not in c.greeting
+    refused = b"NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n"
+    assert c.cmd("a LOGIN mafudge@syr.edu maillab") == b"a " + refused
+    assert c.cmd("b AUTHENTICATE PLAIN " + b64("\0mafudge@syr.edu\0maillab")) == b"b " + refused
+    assert not any(isinstance(e, Authenticate) for e in c.events)
+    c.send(b"c STARTTLS\r\n")
+    assert b"AUTH=PLAIN" in c.cmd("d CAPABILITY") and b"LOGINDISABLED" not in c.cmd("e CAPABILITY")
+    assert c.cmd("f LOGIN mafudge@syr.edu maillab").startswith(b"f OK")
 
 
 def test_idle_reports_new_mail_when_polled_and_ends_with_done(store):

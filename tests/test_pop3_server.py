@@ -22,6 +22,10 @@ from maillab.store import SEEN
 from conftest import async_wait_for
 from netutil import require_tool
 
+# about the POP3 server, not TLS (tests/test_tls_servers.py): logins over plaintext, as the
+# eavesdropping lesson's world allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
+
 USER = "mafudge@syr.edu"
 SYR = "127.0.0.1"                    # smtp1.syr.edu keeps syr.edu's mailboxes
 BODY = (b"From: santa@northpole.org\r\nTo: mafudge@syr.edu\r\nSubject: list %d\r\n\r\n"

@@ -8,7 +8,13 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from conftest import maildir_messages, wait_for
+
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
 
 
 def cli(lab, *args: str) -> subprocess.CompletedProcess:

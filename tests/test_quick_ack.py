@@ -19,6 +19,10 @@ from maillab.net import session_server
 
 from conftest import async_wait_for
 
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
+
 USER, PASSWORD = "mafudge@syr.edu", "maillab"
 MESSAGE = b"From: santa@northpole.org\r\nSubject: pieces\r\n\r\n" + b"x" * 2000 + b"\r\n"
 

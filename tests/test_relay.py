@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import ssl
 
 import pytest
 
@@ -12,9 +13,11 @@ from maillab.base.events import Bounced, Delivered, DnsQuery
 from conftest import async_wait_for, maildir_messages
 
 
-def submit(address: str, port: int, login: str, password: str, sender: str, rcpts: list[str],
+def submit(lab, address: str, login: str, password: str, sender: str, rcpts: list[str],
            body: bytes) -> dict:
-    with smtplib.SMTP(address, port, timeout=10) as s:
+    """Submission as a mail client does it: STARTTLS (verified against the lab CA), then AUTH."""
+    with smtplib.SMTP(address, lab.ports.submission, timeout=10) as s:
+        s.starttls(context=ssl.create_default_context(cafile=lab.state.tls_dir / "ca.pem"))
         s.login(login, password)
         return s.sendmail(sender, rcpts, body)
 
@@ -22,7 +25,7 @@ def submit(address: str, port: int, login: str, password: str, sender: str, rcpt
 async def test_submission_with_auth_relays_over_two_hops_with_two_received_headers(lab):
     sub = lab.bus.subscribe()
     body = b"From: santa@northpole.org\r\nTo: mafudge@syr.edu\r\nSubject: naughty list\r\n\r\nfyi.\r\n"
-    refused = await asyncio.to_thread(submit, "127.0.0.3", lab.ports.submission, "santa@northpole.org",
+    refused = await asyncio.to_thread(submit, lab, "127.0.0.3", "santa@northpole.org",
                                       "maillab", "santa@northpole.org", ["mafudge@syr.edu"], body)
     assert refused == {}
     msgs = await async_wait_for(lambda: maildir_messages(lab.state.root, "mafudge@syr.edu"))
@@ -32,7 +35,7 @@ async def test_submission_with_auth_relays_over_two_hops_with_two_received_heade
     # newest first: smtp1.syr.edu took it from mail.northpole.org, which took it from the MUA
     assert received[0].startswith("from mail.northpole.org (mail.northpole.org [127.0.0.3])")
     assert "by smtp1.syr.edu (maillab) with ESMTP id" in received[0]
-    assert "by mail.northpole.org (maillab) with ESMTPA id" in received[1]
+    assert "by mail.northpole.org (maillab) with ESMTPSA id" in received[1]
     events = sub.drain()
     # the relay looked up syr.edu's MX in the lab DNS, from northpole's own address
     assert any(isinstance(e, DnsQuery) and e.name == "syr.edu" and e.rdtype == "MX"
@@ -42,7 +45,7 @@ async def test_submission_with_auth_relays_over_two_hops_with_two_received_heade
 
 
 async def test_bare_local_part_logs_in_on_the_domains_own_host(lab):
-    refused = await asyncio.to_thread(submit, "127.0.0.1", lab.ports.submission, "tajorgen", "maillab",
+    refused = await asyncio.to_thread(submit, lab, "127.0.0.1", "tajorgen", "maillab",
                                       "tajorgen@syr.edu", ["bob@luxsci.net"], b"Subject: hi bob\r\n\r\nhi\r\n")
     assert refused == {}
     msgs = await async_wait_for(lambda: maildir_messages(lab.state.root, "bob@luxsci.net"))
@@ -71,19 +74,19 @@ async def test_relay_without_auth_is_denied_on_every_port(lab):
 
 async def test_wrong_password_and_foreign_user_are_refused(lab):
     with pytest.raises(smtplib.SMTPAuthenticationError) as wrong:
-        await asyncio.to_thread(submit, "127.0.0.1", lab.ports.submission, "mafudge@syr.edu", "nope",
+        await asyncio.to_thread(submit, lab, "127.0.0.1", "mafudge@syr.edu", "nope",
                                 "mafudge@syr.edu", ["bob@luxsci.net"], b"x")
     assert wrong.value.smtp_code == 535
     # santa's mailbox lives on mail.northpole.org, not on smtp1.syr.edu
     with pytest.raises(smtplib.SMTPAuthenticationError):
-        await asyncio.to_thread(submit, "127.0.0.1", lab.ports.submission, "santa@northpole.org", "maillab",
+        await asyncio.to_thread(submit, lab, "127.0.0.1", "santa@northpole.org", "maillab",
                                 "santa@northpole.org", ["bob@luxsci.net"], b"x")
 
 
 async def test_unknown_mailbox_is_accepted_then_bounced_with_a_dsn(lab):
     sub = lab.bus.subscribe()
     body = b"From: santa@northpole.org\r\nSubject: Letter to nobody\r\nMessage-ID: <l1@northpole.org>\r\n\r\nho\r\n"
-    refused = await asyncio.to_thread(submit, "127.0.0.3", lab.ports.submission, "santa", "maillab",
+    refused = await asyncio.to_thread(submit, lab, "127.0.0.3", "santa", "maillab",
                                       "santa@northpole.org", ["nobody@syr.edu"], body)
     assert refused == {}    # as the course teaches: the MTA accepts, the MDA bounces
     bounces = await async_wait_for(lambda: maildir_messages(lab.state.root, "santa@northpole.org"))
@@ -144,7 +147,7 @@ async def test_backup_mx_passes_mail_on_to_the_primary(lab):
 
 async def test_relay_to_a_domain_outside_the_lab_bounces(lab):
     sub = lab.bus.subscribe()
-    refused = await asyncio.to_thread(submit, "127.0.0.1", lab.ports.submission, "mafudge", "maillab",
+    refused = await asyncio.to_thread(submit, lab, "127.0.0.1", "mafudge", "maillab",
                                       "mafudge@syr.edu", ["someone@example.com"], b"Subject: out\r\n\r\nx\r\n")
     assert refused == {}
     bounced = await async_wait_for(lambda: [e for e in sub.drain() if isinstance(e, Bounced)])

@@ -10,8 +10,14 @@ import socket
 import struct
 import time
 
+import pytest
+
 from conftest import async_wait_for
 from maillab.base.events import Notice, SessionClosed, SessionOpened
+
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
 
 HOST = "127.0.0.1"
 USER, PASSWORD = "mafudge@syr.edu", "maillab"

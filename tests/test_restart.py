@@ -42,6 +42,7 @@ def _submit(lab: Lab, subjects: list[str]) -> None:
     """Submit one message per subject from mafudge@syr.edu to santa@northpole.org, in one
     session on smtp1.syr.edu's submission port."""
     with smtplib.SMTP("127.0.0.1", lab.ports.submission, timeout=10) as s:
+        s.starttls()                    # logins only over TLS; the restart is under test here
         s.login("mafudge@syr.edu", "maillab")
         for subject in subjects:
             s.sendmail("mafudge@syr.edu", ["santa@northpole.org"], f"Subject: {subject}\r\n\r\nx\r\n".encode())

@@ -28,6 +28,10 @@ import pytest
 
 from conftest import READY, free_offset, maildir_messages, wait_for
 
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
+
 CYCLES = int(os.environ.get("MAILLAB_RESTART_CYCLES", "10"))
 PER_CYCLE = 15            # acknowledged messages between two restarts (all clients together)
 CLIENTS = 3

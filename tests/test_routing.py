@@ -20,6 +20,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 def send(address: str, port: int, sender: str, rcpt: str, subject: str, login: bool = False):
     with smtplib.SMTP(address, port, timeout=10) as s:
         if login:
+            s.starttls()                # logins only over TLS; routing is under test here
             s.login(sender, "maillab")
         return s.sendmail(sender, [rcpt], f"Subject: {subject}\r\n\r\nx\r\n".encode())
 

@@ -10,6 +10,7 @@ and `--login-options AUTH=SCRAM-SHA-256` ends in "No known authentication mechan
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import imaplib
 import json
 import os
@@ -30,6 +31,10 @@ from maillab.net.ports import Ports
 from netutil import require_tool
 from sasl_support import SCRAM, ScramAuth, scram_dialogue
 from test_imap_interop import MBSYNCRC, MUTTRC, Tmux
+
+# about SASL, not TLS (tests/test_tls_servers.py): smtplib, imaplib and raw POP3 log in over
+# plaintext, as the eavesdropping lesson's world allows (mutt and mbsync use TLS, as configured)
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
 
 HOST = "127.0.0.1"                  # smtp1.syr.edu: syr.edu's submission, IMAP and POP3 host
 USER, PASSWORD = "mafudge@syr.edu", "maillab"
@@ -74,7 +79,7 @@ def smtp_plain(port: int) -> tuple[int, bytes]:
 async def test_a_state_folder_from_before_scram_logs_in_and_gains_scram_keys(tmp_path):
     """A directory.json of format 1 (scrypt hashes only): PLAIN still logs in, SCRAM fails (the
     maillog says why) until that first password login has made the keys."""
-    world = load_world()
+    world = dataclasses.replace(load_world(), auth_over_plaintext=True)
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     accounts = {str(i): {"address": u.address, "display": u.display, "password": hash_password(u.password),
@@ -201,7 +206,7 @@ async def test_msmtp_scram_sha_256_on_submission(lab, tmp_path):
 async def test_mutt_logs_in_to_imap_with_scram_sha_256(lab, tmp_path):
     mutt, tmux_path = require_tool("mutt"), require_tool("tmux")
     muttrc = tmp_path / "muttrc"
-    muttrc.write_text(MUTTRC.format(user=USER, port=lab.ports.imap) + 'set imap_authenticators="scram-sha-256"\n')
+    muttrc.write_text(MUTTRC.format(user=USER, port=lab.ports.imaps, ca=lab.state.tls_dir / "ca.pem") + 'set imap_authenticators="scram-sha-256"\n')
     env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm"}
     tmux = Tmux(tmux_path, f"maillab-scram-{os.getpid()}-{lab.ports.offset}", env)
     await asyncio.to_thread(tmux, "new-session", "-d", "-s", tmux.name, "-x", "150", "-y", "40",
@@ -218,7 +223,7 @@ async def test_mbsync_logs_in_to_imap_with_scram_sha_256_through_cyrus_sasl(lab,
     local = tmp_path / "local"
     local.mkdir()
     rc = tmp_path / "mbsyncrc"
-    rc.write_text(MBSYNCRC.format(port=lab.ports.imap, user=USER, local=local)
+    rc.write_text(MBSYNCRC.format(port=lab.ports.imap, user=USER, local=local, ca=lab.state.tls_dir / "ca.pem")
                   .replace("AuthMechs LOGIN", "AuthMechs SCRAM-SHA-256"))
     done = await asyncio.to_thread(subprocess.run, [mbsync, "-V", "-c", str(rc), "lab"], capture_output=True,
                                    timeout=60)

@@ -25,6 +25,10 @@ from maillab.smtp.client_protocol import Credentials, Rcpt
 from conftest import async_wait_for, maildir_messages
 from netutil import require_tool
 
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
+
 MESSAGE = (b"From: mafudge@syr.edu\r\nTo: bob@luxsci.net\r\nSubject: hello\r\n\r\n"
            b"Hi Bob,\r\nsee you.\r\n")
 EIGHTBIT = MESSAGE.replace(b"see you", "à bientôt".encode())

@@ -18,6 +18,10 @@ from aiosmtpd.controller import Controller
 
 from netutil import free_port
 
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
+
 CRLF = b"\r\n"
 REPLY_WAIT = 3.0           # seconds a server has to answer a step (both answer in milliseconds)
 NO_REPLY, CLOSED = -1, 0   # what `_run` records for a step not answered in time, or after the server closed

@@ -14,6 +14,10 @@ from maillab.mta.dsn import DsnRecipient, build_dsn, wants_notice
 
 from conftest import async_wait_for, maildir_messages
 
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
+
 SANTA = "santa@northpole.org"
 
 

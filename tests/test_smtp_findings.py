@@ -18,6 +18,10 @@ from maillab.lab.maillog import format_event
 from conftest import async_wait_for, maildir_messages
 from test_smtp_server import Typist
 
+# not about TLS (tests/test_tls_servers.py): its clients log in over plaintext, as the world of
+# the eavesdropping lesson allows
+pytestmark = pytest.mark.world(auth_over_plaintext=True)
+
 NORTHPOLE = "127.0.0.3"          # northpole.org's host: its submission port takes santa's login
 
 

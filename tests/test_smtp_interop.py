@@ -13,8 +13,9 @@ aiosmtplib (5.1) never pipelines: it waits for each reply even when PIPELINING i
 protocol object says that replies to commands written without waiting are lost (tried: the second
 reply of a group never reaches it).  So aiosmtplib's tests keep one session in step across
 transactions, and the pipelined transaction is msmtp's, which groups MAIL, RCPT and DATA as RFC
-2920 allows (smtp-source does not pipeline; swaks --pipeline is in test_swaks.py).  TLS is the
-next issue: every client here speaks plaintext.
+2920 allows (smtp-source does not pipeline; swaks --pipeline is in test_swaks.py).  A client that
+logs in first says STARTTLS, verifying the lab CA (the lab takes logins only over TLS); on the MX
+port they speak plaintext, as a sending MTA may.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import ssl
 import subprocess
 from email.message import EmailMessage
 from pathlib import Path
@@ -37,6 +39,10 @@ pytestmark = pytest.mark.interop
 LOCAL = "127.0.0.1"              # smtp1.syr.edu: the MX of syr.edu and its submission host
 PASSWORD = "maillab"
 WAIT = 60.0                      # generous: the box is shared, and a relay hop is two SMTP sessions
+
+
+def lab_ca(lab) -> Path:
+    return lab.state.tls_dir / "ca.pem"
 
 
 def inbox(lab, address: str):
@@ -111,7 +117,8 @@ async def test_aiosmtplib_delivers_to_a_local_user_on_the_mx_port(lab):
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
 async def test_aiosmtplib_authenticates_on_submission_and_the_mail_is_relayed(lab, mechanism):
-    async with aiosmtplib.SMTP(hostname=LOCAL, port=lab.ports.submission, start_tls=False,
+    tls = ssl.create_default_context(cafile=lab_ca(lab))
+    async with aiosmtplib.SMTP(hostname=LOCAL, port=lab.ports.submission, start_tls=True, tls_context=tls,
                                local_hostname="laptop.example", timeout=30) as smtp:
         await smtp.ehlo()
         assert smtp.supports_extension("auth")
@@ -129,7 +136,7 @@ async def test_aiosmtplib_authenticates_on_submission_and_the_mail_is_relayed(la
     assert hop_to_luxsci.startswith("from smtp1.syr.edu (smtp1.syr.edu [127.0.0.1])")
     assert "by mx1.luxsci.net (maillab) with ESMTP" in hop_to_luxsci
     assert "(Authenticated sender: mafudge@syr.edu)" in submitted
-    assert f"by smtp1.syr.edu (maillab) with ESMTPA id {qid}" in submitted
+    assert f"by smtp1.syr.edu (maillab) with ESMTPSA id {qid}" in submitted
     await logged(lab, rf"sasl_method={mechanism}, sasl_username=mafudge@syr.edu")
     await logged(lab, rf"{qid}: to=<bob@luxsci.net>, relay=mx1\.luxsci\.net\[127\.0\.0\.5\]:{lab.ports.smtp}, "
                       rf".* status=sent")
@@ -218,10 +225,13 @@ async def test_aiosmtplib_relay_without_auth_raises_554_5_7_1(lab):
 
 # ---- msmtp -------------------------------------------------------------------------------------
 
-def msmtp_config(tmp_path: Path, port: int, login: str | None = None, auth: str = "on") -> Path:
-    """An msmtp configuration as a user writes it (~/.msmtprc): the lab host, plaintext, and a
-    login when `auth` is on (a mechanism name picks that mechanism)."""
-    lines = ["defaults", "tls off", "domain laptop.example", "", "account lab", f"host {LOCAL}", f"port {port}"]
+def msmtp_config(tmp_path: Path, port: int, login: str | None = None, auth: str = "on",
+                 ca: Path | None = None) -> Path:
+    """An msmtp configuration as a user writes it (~/.msmtprc): the lab host, plaintext or, with
+    the lab CA `ca`, STARTTLS verified against it, and a login when `auth` is on (a mechanism
+    name picks that mechanism)."""
+    tls = ["tls on", "tls_starttls on", f"tls_trust_file {ca}"] if ca else ["tls off"]
+    lines = ["defaults", *tls, "domain laptop.example", "", "account lab", f"host {LOCAL}", f"port {port}"]
     if login:
         lines += [f"from {login}", f"auth {auth}", f"user {login}", f"password {PASSWORD}"]
     else:
@@ -254,7 +264,7 @@ async def test_msmtp_sends_to_a_local_user_on_the_mx_port(lab, tmp_path):
 
 @pytest.mark.parametrize("mechanism", ["plain", "login"])
 async def test_msmtp_authenticates_on_submission_and_the_mail_is_relayed(lab, tmp_path, mechanism):
-    conf = msmtp_config(tmp_path, lab.ports.submission, login="mafudge@syr.edu", auth=mechanism)
+    conf = msmtp_config(tmp_path, lab.ports.submission, login="mafudge@syr.edu", auth=mechanism, ca=lab_ca(lab))
     message = f"From: Michael Fudge <mafudge@syr.edu>\nTo: Bob <bob@luxsci.net>\nSubject: msmtp AUTH {mechanism}\n" \
               f"\nHello Bob.\n".encode()
     done = await asyncio.to_thread(msmtp, conf, "-t", stdin=message)
@@ -263,14 +273,14 @@ async def test_msmtp_authenticates_on_submission_and_the_mail_is_relayed(lab, tm
     assert msg["Subject"] == f"msmtp AUTH {mechanism}"
     hop_to_luxsci, submitted = msg.get_all("Received")[:2]
     assert "by mx1.luxsci.net (maillab) with ESMTP" in hop_to_luxsci
-    assert "(Authenticated sender: mafudge@syr.edu)" in submitted and "with ESMTPA id" in submitted
+    assert "(Authenticated sender: mafudge@syr.edu)" in submitted and "with ESMTPSA id" in submitted
     await logged(lab, rf"sasl_method={mechanism.upper()}, sasl_username=mafudge@syr.edu")
 
 
 async def test_msmtp_pipelines_a_transaction_to_local_and_remote_recipients(lab, tmp_path):
     """msmtp groups MAIL, the RCPTs and DATA in one write when PIPELINING is offered (RFC 2920);
     its --debug transcript shows the commands all sent before the first reply is read."""
-    conf = msmtp_config(tmp_path, lab.ports.submission, login="mafudge@syr.edu", auth="plain")
+    conf = msmtp_config(tmp_path, lab.ports.submission, login="mafudge@syr.edu", auth="plain", ca=lab_ca(lab))
     message = b"From: mafudge@syr.edu\nTo: bob@luxsci.net, tajorgen@syr.edu, relstad@syr.edu\n" \
               b"Subject: one group\n\nto three\n"
     done = await asyncio.to_thread(msmtp, conf, "-t", "--debug", stdin=message)
@@ -286,11 +296,11 @@ async def test_msmtp_pipelines_a_transaction_to_local_and_remote_recipients(lab,
     for user in ("bob@luxsci.net", "tajorgen@syr.edu", "relstad@syr.edu"):
         msg = (await delivered(lab, user))[0]
         assert msg["Subject"] == "one group"
-        assert f"with ESMTPA id {qid}" in "".join(msg.get_all("Received"))
+        assert f"with ESMTPSA id {qid}" in "".join(msg.get_all("Received"))
 
 
 async def test_msmtp_wrong_password_exits_nonzero_with_the_535(lab, tmp_path):
-    conf = msmtp_config(tmp_path, lab.ports.submission, login="mafudge@syr.edu", auth="plain")
+    conf = msmtp_config(tmp_path, lab.ports.submission, login="mafudge@syr.edu", auth="plain", ca=lab_ca(lab))
     conf.write_text(conf.read_text().replace(f"password {PASSWORD}", "password not-the-password"))
     lab.ctx.auth_guard.base_delay = 0.01     # the failure penalty is not what this test is about
     done = await asyncio.to_thread(msmtp, conf, "-t", stdin=b"To: bob@luxsci.net\nSubject: no\n\nno\n")
@@ -300,7 +310,7 @@ async def test_msmtp_wrong_password_exits_nonzero_with_the_535(lab, tmp_path):
 
 
 async def test_msmtp_serverinfo_lists_the_submission_extensions(lab, tmp_path):
-    conf = msmtp_config(tmp_path, lab.ports.submission, login="mafudge@syr.edu", auth="plain")
+    conf = msmtp_config(tmp_path, lab.ports.submission, login="mafudge@syr.edu", auth="plain", ca=lab_ca(lab))
     done = await asyncio.to_thread(msmtp, conf, "--serverinfo", "--debug")
     assert done.returncode == 0, output(done)
     text = done.stdout.decode()

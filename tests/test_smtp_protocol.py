@@ -573,6 +573,19 @@ def test_starttls_drops_what_was_sent_before_the_handshake():
     assert "250-STARTTLS" not in s.feed(b"EHLO x\r\n")
 
 
+def test_without_plaintext_auth_auth_waits_for_tls():
+    s = Session(auth=True, tls_available=True, plaintext_auth=False,
+                answer=lambda c, e: c.tls_started() if isinstance(e, StartTls) else accept_all(c, e))
+    ehlo = s.feed(b"EHLO x\r\n")
+    assert "250-STARTTLS" in ehlo and not any("AUTH" in line for line in ehlo)
+    plain = base64.b64encode(b"\0mafudge@syr.edu\0maillab")
+    assert s.feed(b"AUTH PLAIN " + plain + b"\r\n") == ["530 5.7.0 Must issue a STARTTLS command first"]
+    assert not any(isinstance(e, Authenticate) for e in s.events)
+    s.feed(b"STARTTLS\r\n")
+    assert "250-AUTH PLAIN LOGIN" in "\n".join(s.feed(b"EHLO x\r\n"))
+    assert s.feed(b"AUTH PLAIN " + plain + b"\r\n") == ["235 2.7.0 Authentication successful"]
+
+
 # ---- time-out and abort ---------------------------------------------------------------------
 
 def test_timeout_and_abort_say_421():

@@ -28,15 +28,15 @@ def test_swaks_to_the_mx_port_delivers(served):
 
 def test_swaks_pipelining_and_auth_on_submission_relays(served):
     lab = served()
-    r = swaks("--server", f"127.0.0.4:{lab.ports.submission}", "--pipeline",
-              "--auth", "LOGIN", "--auth-user", "michael.fudge@gmail.com", "--auth-password", "maillab",
+    r = swaks("--server", f"127.0.0.4:{lab.ports.submission}", "--pipeline", "--tls", "--tls-verify",
+              "--tls-ca-path", str(lab.state / "tls" / "ca.pem"), "--auth", "LOGIN", "--auth-user", "michael.fudge@gmail.com", "--auth-password", "maillab",
               "--from", "michael.fudge@gmail.com", "--to", "relstad@syr.edu",
               "--header", "Subject: from gmail")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "235 2.7.0 Authentication successful" in r.stdout
     msgs = wait_for(lambda: maildir_messages(lab.state, "relstad@syr.edu"))
     received = msgs[0].get_all("Received")
-    assert "by mx.gmail.com (maillab) with ESMTPA" in received[1]
+    assert "by mx.gmail.com (maillab) with ESMTPSA" in received[1]
     assert "from mx.gmail.com (mx.gmail.com [127.0.0.4])" in received[0]
 
 

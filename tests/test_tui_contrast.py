@@ -10,6 +10,7 @@ transcript with the clear-text password warning), a journey.
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 
 from rich.segment import Segment
@@ -18,6 +19,7 @@ from textual.filter import dim_color
 from textual.screen import ModalScreen
 from textual.widgets import RichLog
 
+from maillab.lab.world import load_world
 from maillab.tui.app import MailLabApp
 from maillab.tui.forms import FormScreen, HelpScreen
 from maillab.tui.palette import contrast, readable
@@ -87,8 +89,9 @@ def test_contrast_formula_matches_wcag():
 
 
 async def _fill(app: MailLabApp, pilot) -> None:
-    """A deferred message, an authenticated submission and its journey, over real sockets."""
-    await in_thread(submit, "127.0.0.3", app.lab.ports.submission)
+    """A deferred message, an authenticated submission (in plaintext: the cleartext warning is
+    shown too) and its journey, over real sockets."""
+    await in_thread(submit, "127.0.0.3", app.lab.ports.submission, tls=False)
     await until(pilot, lambda: app.journeys.deliveries)
     await app.lab.host_down("smtp1.syr.edu")
     await in_thread(course_session, app.lab.ports.smtp, "127.0.0.2")
@@ -140,7 +143,8 @@ async def _panel_views(app: MailLabApp, pilot):
 
 
 async def test_every_text_of_every_panel_reaches_aa_in_both_themes(tmp_path):
-    async with running_app(tmp_path, size=(160, 50)) as (app, pilot):
+    world = dataclasses.replace(load_world(), auth_over_plaintext=True)      # the eavesdropping lesson's
+    async with running_app(tmp_path, size=(160, 50), world=world) as (app, pilot):
         await _fill(app, pilot)
         failures: list[str] = []
         for theme in ("textual-dark", "textual-light"):

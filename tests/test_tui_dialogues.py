@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import smtplib
 import socket
 
 from textual.widgets import RichLog
 
+from maillab.lab.world import load_world
 from maillab.smtp.transcript import HEAD_LINES, TAIL_LINES
 from maillab.tui.rowlist import RowList
 
@@ -77,11 +79,12 @@ async def test_explain_annotates_codes_and_commands(tmp_path):
 
 
 async def test_auth_plain_and_login_are_decoded_with_a_cleartext_warning(tmp_path):
-    async with running_app(tmp_path) as (app, pilot):
+    world = dataclasses.replace(load_world(), auth_over_plaintext=True)     # the eavesdropping lesson's
+    async with running_app(tmp_path, world=world) as (app, pilot):
         await pilot.press("e")
         transcript = app.query_one("#transcript", RichLog)
         await in_thread(submit, "127.0.0.3", app.lab.ports.submission,     # smtplib: AUTH PLAIN
-                        rcpt="santa@northpole.org")                        # local: no relay session
+                        rcpt="santa@northpole.org", tls=False)             # local: no relay session
         await until(pilot, lambda: "235" in richlog_text(transcript) and "221" in richlog_text(transcript))
         text = richlog_text(transcript)
         assert "user 'santa@northpole.org', password 'maillab'" in text

@@ -29,7 +29,7 @@ async def test_a_relayed_message_shows_two_hops_and_what_the_lab_saw(tmp_path):
         first, second = text.split("\n2. ")
         assert "1. " in first and "mail.northpole.org" in first.splitlines()[1]
         assert "from smtp1.syr.edu [127.0.0.1] HELO workshop.northpole.org" in first     # PTR of 127.0.0.1
-        assert "ESMTPA · no TLS" in first and "logged in (AUTH)" in first
+        assert "ESMTPSA · TLS" in first and "logged in (AUTH)" in first     # submitted with STARTTLS
         assert re.search(r"^\d\d:\d\d:\d\d smtp1\.syr\.edu  \+\d+s$", second.splitlines()[0])
         assert "from mail.northpole.org [127.0.0.3] HELO mail.northpole.org" in second
         assert f"ESMTP · no TLS: readable on the wire · id {final.queue_id}" in second

@@ -78,6 +78,10 @@ def test_received_headers_become_hops_oldest_first_with_delays():
     postfix = parse_received("from mail.example.org (mail.example.org [IPv6:2001:db8::1]) by mx.example.com "
                              "(Postfix) with ESMTPSA id 4F3A; " + formatdate(1_700_000_000))
     assert postfix.client_ip == "2001:db8::1" and postfix.tls and postfix.authenticated
+    with_cipher = parse_received("from x (y [127.0.0.3])\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 "
+                                 "(256/256 bits))\r\n\tby smtp1.syr.edu (maillab) with ESMTPS id Q1; "
+                                 + formatdate(1_700_000_000))          # the TLS comment's "with" is no protocol
+    assert (with_cipher.protocol, with_cipher.by, with_cipher.queue_id) == ("ESMTPS", "smtp1.syr.edu", "Q1")
     assert hops(b"Subject: no trace\r\n\r\n") == []
 
 

@@ -19,7 +19,7 @@ from textual.widgets import Log, RichLog
 from maillab.base.clock import Clock
 from maillab.lab.state import StateDir
 from maillab.lab.supervisor import Lab
-from maillab.lab.world import load_world
+from maillab.lab.world import World, load_world
 from maillab.net.ports import Ports
 from maillab.tui.app import MailLabApp
 from maillab.tui.rowlist import RowList
@@ -75,11 +75,12 @@ def _described(predicate: Callable[[], object]) -> str:
 
 @asynccontextmanager
 async def running_app(tmp_path: Path, size: tuple[int, int] = (120, 40), allow_errors: bool = False,
-                      presenter: bool = False, **lab_options: object) -> AsyncIterator[tuple[MailLabApp, Pilot]]:
-    """The TUI with a lab of the default world on free ports, started and ready.
+                      presenter: bool = False, world: World | None = None,
+                      **lab_options: object) -> AsyncIterator[tuple[MailLabApp, Pilot]]:
+    """The TUI with a lab of `world` (the default world) on free ports, started and ready.
     At the end, and once it has closed, no panel may have hit an error, unless `allow_errors`."""
     for _ in range(5):
-        lab = Lab(world=load_world(), state=StateDir(tmp_path / "state"), ports=Ports(free_offset()),
+        lab = Lab(world=world or load_world(), state=StateDir(tmp_path / "state"), ports=Ports(free_offset()),
                   clock=Clock(), session_timeout=30, smtp_timeout=5, **lab_options)  # type: ignore[arg-type]
         app = MailLabApp(lab, presenter=presenter)
         async with app.run_test(size=size, notifications=True) as pilot:
@@ -121,10 +122,14 @@ def course_session(port: int, host: str = "127.0.0.1", rcpt: str = "mafudge@syr.
 
 
 def submit(address: str, port: int, user: str = "santa@northpole.org", rcpt: str = "mafudge@syr.edu",
-           subject: str = "Ho ho ho") -> None:
-    """Send through submission with AUTH PLAIN (smtplib), as a mail client does."""
+           subject: str = "Ho ho ho", tls: bool = True) -> None:
+    """Send through submission with STARTTLS (unless not `tls`: a world with auth_over_plaintext)
+    and AUTH PLAIN (smtplib), as a mail client does."""
     with smtplib.SMTP(address, port, timeout=10) as smtp:
         smtp.ehlo("workshop.northpole.org")
+        if tls:
+            smtp.starttls()             # the TUI is under test here, not the certificate
+            smtp.ehlo("workshop.northpole.org")
         smtp.login(user, "maillab")
         smtp.sendmail(user, [rcpt], f"From: <{user}>\r\nTo: <{rcpt}>\r\nSubject: {subject}\r\n\r\nHi.\r\n")
 

@@ -147,6 +147,17 @@ class CheckVerdict(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class TlsEstablished(Event):
+    """A server session's TLS handshake finished (STARTTLS, or TLS on connect): what it is."""
+    session: str
+    host: str
+    protocol: str         # "TLSv1.3"
+    cipher: str           # "TLS_AES_256_GCM_SHA384"
+    bits: int             # the cipher's secret bits, 256
+    implicit: bool        # TLS on connect (2465, 1993, 1995), not STARTTLS/STLS
+
+
+@dataclass(frozen=True, slots=True)
 class QueueMoved(Event):
     """A message changed queue: incoming, active, deferred or hold."""
     host: str

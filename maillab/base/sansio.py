@@ -39,6 +39,10 @@ class StartTls:
     then call `tls_started()`."""
 
 
+# An IMAP NO / POP3 -ERR to a login before TLS when the policy wants TLS first (Dovecot's words)
+PLAINTEXT_REFUSED = "Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
+
+
 @dataclass(frozen=True, slots=True)
 class Closed:
     """The session is over: send what `data_to_send()` holds, then close the connection."""

@@ -6,7 +6,9 @@ transcript.  It never touches a socket or the directory; the mail store it
 reaches only inside `execute()`, which the adapter may run in a worker thread
 (h11's shape, with h2's outgoing buffer):
 
-    conn = ImapConnection("smtp1.syr.edu")
+    conn = ImapConnection("smtp1.syr.edu", tls_available=True, plaintext_auth=False)
+                                              # plaintext_auth=False: LOGINDISABLED, and LOGIN and
+                                              # AUTHENTICATE get NO [PRIVACYREQUIRED], until TLS
     conn.greet()
     conn.receive_data(chunk)                  # b"" = the client closed
     ev = conn.next_event()                    # NEED_DATA, PAUSED or an event:
@@ -14,7 +16,7 @@ reaches only inside `execute()`, which the adapter may run in a worker thread
       ScramLookup(login)                   -> conn.scram_credentials(the directory's keys)
       Execute(command, blocking)           -> while conn.execute(): send data_to_send()
                                               (blocking: run it in a worker thread)
-      StartTls()                           -> conn.tls_started()   (the seam; not offered yet)
+      StartTls()                           -> conn.tls_started()   (with tls_available: the handshake is done)
       Closed(reason)                       -> send data_to_send() and close
     conn.idle_poll()                          # in IDLE, when the store says something changed
     conn.data_to_send(); conn.transcript()    # response bytes; (direction, text) lines for the TUI
@@ -49,7 +51,7 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Generator, Iterator, Literal
 
-from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, Sentinel, StartTls
+from ..base.sansio import NEED_DATA, PAUSED, PLAINTEXT_REFUSED, Authenticate, Closed, Sentinel, StartTls
 from ..base.sasl import MECHANISMS, Challenge, SaslExchange, SaslFailure, ScramCredentials, ScramLookup, Step
 from ..store import StoreError, UserStore
 from ..store.errors import FlagError, NoSuchMailbox
@@ -122,12 +124,14 @@ def _decode_b64(line: bytes) -> bytes:
 
 
 class ImapConnection:
-    def __init__(self, hostname: str, *, tls_available: bool = False, max_bad_commands: int = 20,
+    def __init__(self, hostname: str, *, tls_available: bool = False, plaintext_auth: bool = True,
+                 max_bad_commands: int = 20,
                  max_auth_failures: int = 3, max_append: int = MAX_APPEND,
                  max_literal: int = MAX_LITERAL) -> None:
         self.hostname = hostname
         self.tls_available = tls_available
         self.tls_active = False
+        self.plaintext_auth = plaintext_auth    # False: LOGINDISABLED until STARTTLS (RFC 3501 §6.2.3)
         self.max_bad_commands = max_bad_commands
         self.max_auth_failures = max_auth_failures
         self.max_append = max_append
@@ -224,6 +228,9 @@ class ImapConnection:
         except ParseError as e:
             return self._bad_command(tag, e.text)
         self._bad = 0
+        if name in ("LOGIN", "AUTHENTICATE") and not self.login_allowed:
+            self._fail(cmd, no(PLAINTEXT_REFUSED, "PRIVACYREQUIRED"))      # RFC 5530 §3
+            return self._closed
         if spec.store:
             self._job_cmd, self._job = cmd, None
             self._waiting = Execute
@@ -391,12 +398,17 @@ class ImapConnection:
         """The session's lines since the last call: client lines, server lines, notes."""
         return self.out.transcript()
 
+    @property
+    def login_allowed(self) -> bool:
+        """LOGIN and AUTHENTICATE may be used now: TLS is up, or the policy allows plaintext."""
+        return self.plaintext_auth or self.tls_active
+
     def capabilities(self) -> str:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
         if self.state is State.NOT_AUTHENTICATED:
             if self.tls_available and not self.tls_active:
                 caps.append("STARTTLS")
-            caps += [f"AUTH={m}" for m in MECHANISMS]
+            caps += [f"AUTH={m}" for m in MECHANISMS] if self.login_allowed else ["LOGINDISABLED"]
         else:
             caps += ["NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE",
                      f"APPENDLIMIT={self.max_append}"]
@@ -546,7 +558,7 @@ class ImapConnection:
 
     def _cmd_starttls(self, cmd: Command) -> Result | Event:
         if not self.tls_available:
-            raise bad("STARTTLS is not available on this server (yet)")
+            raise bad("STARTTLS is not available on this server")
         if self.tls_active:
             raise bad("TLS is already active")
         self._tagged(cmd.tag, "OK", "Begin TLS negotiation now")

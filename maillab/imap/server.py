@@ -1,7 +1,8 @@
 """The IMAP server of a mailbox host: `ImapConnection` on asyncio streams, the directory and the store.
 
 `ImapServer` listens on the host's own address, port `ctx.ports.imap` (1143
-by default), and runs one task per connection.  The adapter owns only I/O
+by default, STARTTLS) and `ctx.ports.imaps` (1993, TLS on connect), and runs
+one task per connection.  The adapter owns only I/O
 and time: reading (one 64 KiB chunk at a time, and only when the protocol
 says NEED_DATA, so memory stays bounded), writing with back-pressure, the
 timers, and answering the protocol's events:
@@ -14,7 +15,7 @@ timers, and answering the protocol's events:
                     when the command is cheap (inline.py) and the user's store
                     lock is free at once (held for that call, so the loop never
                     waits on it), else in a worker thread
-    StartTls     -> the seam: STARTTLS is not offered until TLS exists
+    StartTls     -> the handshake (`SessionServer.start_tls`), then conn.tls_started()
 
 IDLE (RFC 2177): one bus subscription per server takes the store's change
 events and wakes the idling sessions of that user, which then ask the
@@ -54,7 +55,9 @@ class _Session(Session):
     conn: ImapConnection
 
     def __init__(self, server: "ImapServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        super().__init__(server, reader, writer, ImapConnection(server.host.name))
+        super().__init__(server, reader, writer, ImapConnection(server.host.name,
+                                                                tls_available=server.tls_context is not None,
+                                                                plaintext_auth=server.plaintext_auth))
         self.wake = asyncio.Event()                 # the store changed something of this user
         self.read_task: asyncio.Future[bytes] | None = None
         self.waiting_input = False                  # between commands: safe to say BYE
@@ -72,6 +75,7 @@ class ImapServer(SessionServer[_Session]):
     """IMAP4rev1 for the mailboxes of `domains`, kept on `host` (RFC 3501)."""
 
     service = "imap"
+    tls_service = "imaps"
     REASONS = {"closed": "Connection closed", "send timeout": "Timeout while sending",
                "lost": "Connection lost: {error}",
                "stopped": "Server shutting down", "stopped line": "Server shutting down",
@@ -88,6 +92,9 @@ class ImapServer(SessionServer[_Session]):
 
     def port(self) -> int:
         return self.ctx.ports.imap
+
+    def tls_port(self) -> int:
+        return self.ctx.ports.imaps
 
     def new_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Session:
         return _Session(self, reader, writer)

@@ -89,6 +89,10 @@ class World:
     preauth_timeout: int = PREAUTH_TIMEOUT         # seconds an IMAP/POP3 client may idle before login
     smtp_line_endings: str = "lenient"             # lenient, strict or pedantic (maillab/smtp/protocol.py)
     sender_login_match: bool = False               # MAIL FROM must be the logged-in user's own address
+    # true: logins (SMTP AUTH, IMAP LOGIN/AUTHENTICATE, POP3 USER/PASS/AUTH) work before TLS too,
+    # for the eavesdropping lesson; false (the default): only after STARTTLS/STLS or on a TLS port
+    # (RFC 8314, Postfix's smtpd_tls_auth_only, Dovecot's disable_plaintext_auth)
+    auth_over_plaintext: bool = False
     retry: RetryPolicy = RetryPolicy()
     _by_address: dict[str, Host] = field(default_factory=dict, repr=False)
 
@@ -345,5 +349,6 @@ def load_world(path: Path | str | None = None) -> World:
         preauth_timeout=_positive_int(lab, "preauth_timeout", PREAUTH_TIMEOUT, fail, "seconds"),
         smtp_line_endings=_choice(lab, "smtp_line_endings", ("lenient", "strict", "pedantic"), fail),
         sender_login_match=_flag(lab, "sender_login_match", fail),
+        auth_over_plaintext=_flag(lab, "auth_over_plaintext", fail),
         retry=retry,
     )

@@ -12,40 +12,53 @@ allowed before login: the session timeout, but at most the limits'
 `preauth_timeout`.
 
 `run` is the session loop both protocols share: greet, then answer the sans-IO
-connection's events — NEED_DATA by flushing and `receive`, StartTls with a
-refusal (the seam: TLS is not offered yet), a SASL exchange's ScramLookup with
+connection's events — NEED_DATA by flushing and `receive`, StartTls by flushing
+the go-ahead and handshaking (`start_tls`), a SASL exchange's ScramLookup with
 the directory's keys (`conn.scram_credentials`), Closed with a last flush, the
 protocol's own events through `handle` — and end however it ends (timeout,
 lost connection, `stop()`, a bug of ours) with the transcript published, the
 `ended` clean-up, and one `SessionClosed`.  A session is a `Session` (its
-id, peer, streams, end reason and sans-IO `conn`, which offers `greet()`,
-`next_event()`, `receive_data()`, `abort()`, `transcript()` and
-`data_to_send()`), with the protocol's own state added by a subclass.
-Subclasses of `SessionServer` set `service` (the endpoint's and the
-protocol's name), `tls_command` and `REASONS`, and fill in `port`,
-`new_session`, `receive`, `handle`, `idle`, `writable`, `closing` and `ended`;
+id, peer, streams, end reason, TLS and sans-IO `conn`, which offers `greet()`,
+`next_event()`, `receive_data()`, `abort()`, `transcript()`, `data_to_send()`,
+`tls_started()` and `tls_active`), with the protocol's own state added by a
+subclass.  Subclasses of `SessionServer` set `service` (the endpoint's and the
+protocol's name), `tls_service` (the name of its TLS-on-connect endpoint, if
+it has one) and `REASONS`, and fill in `port`, `tls_port`, `new_session`,
+`receive`, `handle`, `idle`, `writable`, `closing` and `ended`;
 `started`/`stopping` are hooks too.
+
+TLS (`net/tls.py`, with the host's context from `ctx.server_tls`): STARTTLS
+(or STLS) hands the handshake a new reader, so neither the protocol's buffer
+(its `tls_started()` empties it) nor the stream's keeps a byte the client sent
+in plaintext (RFC 3207 §4.2, CVE-2011-0411); TLS on connect (RFC 8314: 2465,
+1993, 1995) handshakes before the greeting.  A handshake that fails (garbage
+instead of a ClientHello, a TLS 1.1 client, silence past HANDSHAKE_TIMEOUT)
+closes the connection with a maillog line; one that succeeds is a note in the
+transcript, a `TlsEstablished` event and a maillog line in Postfix's words.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import socket
+import ssl
 from collections import defaultdict
 from typing import Any, Generic, Iterator, Protocol, TypeVar
 
 from ..base.clock import Clock
-from ..base.events import EventBus, Notice, SessionClosed, SessionLine, SessionOpened
+from ..base.events import EventBus, Notice, SessionClosed, SessionLine, SessionOpened, TlsEstablished
 from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, StartTls
 from ..base.sasl import ScramLookup
 from ..lab.directory import Account, Directory
-from ..lab.world import Host
+from ..lab.world import Host, World
 from ..smtp.transcript import printable
 from .admission import Admission
 from .authguard import AuthGuard, penalise
 from .ports import Endpoint
+from .tls import TlsInfo, TlsListener, handshake_error, start_tls
 
 READ_CHUNK = 64 * 1024         # read at most this past what the protocol has taken: memory stays bounded
 _numbers: defaultdict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))   # per service
@@ -69,7 +82,9 @@ def quick_ack(writer: asyncio.StreamWriter) -> None:
 class ServerContext(Protocol):
     """What every server of the lab needs of it (the supervisor's LabContext is one): the event
     bus and clock, the admission gate and limits, failed-login penalties, the directory of
-    users, and the session timeout."""
+    users, the session timeout, the world's settings and each host's TLS context."""
+    world: World
+    server_tls: dict[str, ssl.SSLContext]
     bus: EventBus
     clock: Clock
     admission: Admission
@@ -93,6 +108,9 @@ class Session:
         self.conn = conn
         self.accepted = server.ctx.clock.now()
         self.reason = server.REASONS["closed"]
+        self.client_name: str | None = None         # the peer's PTR name, where the server looks it up
+        self.implicit_tls = False                   # came in on the TLS-on-connect port
+        self.tls: TlsInfo | None = None             # once the handshake is done
 
 
 S = TypeVar("S", bound=Session)
@@ -102,7 +120,7 @@ class SessionServer(Generic[S]):
     service = ""
     busy_reply = b""            # past the service's limit (or the descriptor reserve)
     client_busy_reply = b""     # past the per-client limit (ConnectionLimits.per_client)
-    tls_command = "STARTTLS"
+    tls_service = ""            # the TLS-on-connect endpoint's name ("imaps"), if tls_port() has one
     program = ""                # the maillog's program for the server's notices ("" = service)
     # How a session's end is told (SessionClosed, maillog) and the last line stop() sends:
     # keys "closed" (a clean end), "send timeout", "lost" (with {error}), "stopped",
@@ -116,6 +134,7 @@ class SessionServer(Generic[S]):
         self.max_sessions = max_sessions
         self.endpoints: list[Endpoint] = []
         self._server: asyncio.Server | None = None
+        self._tls_server: TlsListener | None = None         # TLS on connect
         self._sessions: dict[asyncio.Task[None], S] = {}
 
     @property
@@ -124,6 +143,20 @@ class SessionServer(Generic[S]):
 
     def port(self) -> int:
         raise NotImplementedError
+
+    def tls_port(self) -> int | None:
+        """The port of the service with TLS on connect (RFC 8314), if it has one."""
+        return None
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        """This host's server TLS context (None: no TLS: STARTTLS not offered, no TLS port)."""
+        return self.ctx.server_tls.get(self.host.name)
+
+    @property
+    def plaintext_auth(self) -> bool:
+        """Whether a client may log in before TLS (the world's auth_over_plaintext)."""
+        return self.ctx.world.auth_over_plaintext
 
     def login_timeout(self) -> float:
         """How long a client that has not logged in may stay idle."""
@@ -173,6 +206,9 @@ class SessionServer(Generic[S]):
         self.ctx.bus.publish(self.opened(s))
         conn = s.conn
         try:
+            if s.implicit_tls:
+                conn.tls_active = True
+                self._tls_up(s)
             conn.greet()
             partial = False             # the last bytes read made no event: a command in pieces?
             while True:
@@ -186,8 +222,12 @@ class SessionServer(Generic[S]):
                         partial = bool(data)
                     continue
                 partial = False
-                if isinstance(event, StartTls):     # the seam: not offered until TLS exists
-                    conn.abort(f"{self.tls_command} without TLS support", "TLS is not available")
+                if isinstance(event, StartTls):     # the go-ahead goes out in plaintext, then the handshake
+                    s.writer.transport.pause_reading()      # what comes next is for the handshake alone
+                    await self.flush(s)
+                    if not await self.start_tls(s):
+                        return
+                    conn.tls_started()
                 elif isinstance(event, ScramLookup):
                     conn.scram_credentials(self.ctx.directory.scram_credentials(event.login, self.domains))
                 elif isinstance(event, Closed):
@@ -227,6 +267,36 @@ class SessionServer(Generic[S]):
             s.conn.abort(reason, line)
             s.writer.write(s.conn.data_to_send())
 
+    async def start_tls(self, s: Any) -> bool:
+        """The TLS handshake on `s`'s connection: True once it is up (the session's streams are
+        the TLS ones); False, with the session's end reason and a maillog line, if it failed."""
+        assert self.tls_context is not None
+        try:
+            s.reader, s.writer = await start_tls(s.writer, self.tls_context)
+        except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as e:
+            s.reason = f"TLS handshake failed: {handshake_error(e)}"
+            self._tls_failed(self.client_label(s), handshake_error(e), f" ({s.id})")
+            return False
+        self._tls_up(s)
+        return True
+
+    def _tls_failed(self, client: str, why: str, where: str = "") -> None:
+        self.notice(self.program or self.service, f"SSL_accept error from {client}: {why}{where}")
+
+    def _tls_up(self, s: Any) -> None:
+        """Say what the session's TLS is: a transcript note, TlsEstablished, the maillog."""
+        s.tls = info = TlsInfo.of(s.writer.get_extra_info("ssl_object"))
+        now, bus = self.ctx.clock.now(), self.ctx.bus
+        bus.publish(SessionLine(now, s.id, self.host.name, "note", f"({info.note})"))
+        bus.publish(TlsEstablished(now, s.id, self.host.name, info.protocol, info.cipher, info.bits,
+                                   s.implicit_tls))
+        self.notice(self.program or self.service,
+                    f"Anonymous TLS connection established from {self.client_label(s)}: {info.summary} ({s.id})")
+
+    def client_label(self, s: Any) -> str:
+        """The client as the maillog names it: "name[ip]" (Postfix's words)."""
+        return f"{s.client_name or 'unknown'}[{s.peer_ip}]"
+
     async def started(self) -> None:
         """After the listener is up."""
 
@@ -238,22 +308,30 @@ class SessionServer(Generic[S]):
         self._server = await asyncio.start_server(self._accept, self.host.address, port,
                                                   reuse_address=True, backlog=1024)
         self.endpoints = [Endpoint(self.service, self.host.name, self.host.address, port)]
+        tls_port = self.tls_port()
+        if tls_port is not None and self.tls_context is not None:
+            self._tls_server = TlsListener(self.tls_context, functools.partial(self._accept, implicit_tls=True),
+                                           lambda ip, why: self._tls_failed(f"unknown[{ip}]", why))
+            await self._tls_server.start(self.host.address, tls_port)
+            self.endpoints.append(Endpoint(self.tls_service, self.host.name, self.host.address, tls_port))
         await self.started()
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        listeners = [server for server in (self._server, self._tls_server) if server is not None]
+        for server in listeners:
+            server.close()
         tasks = list(self._sessions)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.stopping()
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        for server in listeners:
+            await server.wait_closed()
+        self._server = self._tls_server = None
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      implicit_tls: bool = False) -> None:
         limits, host = self.ctx.admission.limits, self.host.name
         ip = str((writer.get_extra_info("peername") or ("?",))[0])
         refusal = limits.admit(host, self.service, ip, self.max_sessions)
@@ -266,6 +344,7 @@ class SessionServer(Generic[S]):
         task = asyncio.current_task()
         assert task is not None
         session = self._sessions[task] = self.new_session(reader, writer)
+        session.implicit_tls = implicit_tls
         try:
             await self.run(session)
         except asyncio.CancelledError:

@@ -6,7 +6,9 @@ UIDLs, the DELE marks) and the replies.  It never touches a socket, the
 directory or the store: whatever needs them becomes an event the adapter
 answers (h11's shape, with h2's outgoing buffer):
 
-    conn = Pop3Connection("smtp1.syr.edu")
+    conn = Pop3Connection("smtp1.syr.edu", tls_available=True, plaintext_auth=False)
+                                               # plaintext_auth=False: USER, PASS, AUTH get -ERR [AUTH]
+                                               # until STLS, and CAPA lists neither USER nor SASL
     conn.greet()
     conn.receive_data(chunk)                   # b"" = the client closed
     ev = conn.next_event()                     # NEED_DATA, PAUSED or an event:
@@ -14,7 +16,7 @@ answers (h11's shape, with h2's outgoing buffer):
       ScramLookup(login)                    -> conn.scram_credentials(the directory's keys)
       Retrieve(number, uid, lines)          -> conn.message(data)      | conn.message_failed(code, text)
       Update(delete, seen)                  -> conn.update_done(error=None)
-      StartTls()                            -> conn.tls_started()      (the seam; not offered yet)
+      StartTls()                            -> conn.tls_started()      (with tls_available: after the handshake)
       Closed(reason)                        -> flush data_to_send() and close
     conn.data_to_send(); conn.transcript()     # reply bytes; (direction, text) lines for the TUI
 
@@ -53,7 +55,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
-from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, LineBuffers, Sentinel, StartTls
+from ..base.sansio import (NEED_DATA, PAUSED, PLAINTEXT_REFUSED, Authenticate, Closed, LineBuffers, Sentinel,
+                           StartTls)
 from ..base.sasl import MECHANISMS, Challenge, SaslExchange, SaslFailure, ScramCredentials, ScramLookup, Step
 from ..net.authguard import HARD_ERROR_LIMIT
 from ..smtp.transcript import printable
@@ -183,12 +186,14 @@ class _Command:
 class Pop3Connection(LineBuffers):
     UsageError = Pop3UsageError
 
-    def __init__(self, hostname: str, *, tls_available: bool = False, max_bad_commands: int = 10,
+    def __init__(self, hostname: str, *, tls_available: bool = False, plaintext_auth: bool = True,
+                 max_bad_commands: int = 10,
                  max_auth_failures: int = 3, max_errors: int = HARD_ERROR_LIMIT,
                  implementation: str = "maillab") -> None:
         self.hostname = hostname
         self.tls_available = tls_available
         self.tls_active = False
+        self.plaintext_auth = plaintext_auth    # False: USER, PASS and AUTH only after STLS
         self.max_bad_commands = max_bad_commands
         self.max_auth_failures = max_auth_failures
         self.max_errors = max_errors
@@ -291,14 +296,21 @@ class Pop3Connection(LineBuffers):
         if not keyword.strip():
             raise _PeerError("empty command")
         if keyword == "STLS" and not self.tls_available:
-            raise _PeerError("STLS is not offered by this server (yet)", bad=False)
+            raise _PeerError("STLS is not offered by this server", bad=False)
         command = COMMANDS.get(keyword)
         if command is None:
             shown = printable(keyword.encode(), 40)
             raise _PeerError(f"unknown command {shown}")
         if self.state not in command.states:
             raise _PeerError(f"{keyword} is not valid in the {self.state.value} state (RFC 1939 §3)")
+        if keyword in ("USER", "PASS", "AUTH") and not self.login_allowed:
+            raise _PeerError(PLAINTEXT_REFUSED, "AUTH", bad=False)
         return command.handler(self, arg)
+
+    @property
+    def login_allowed(self) -> bool:
+        """USER, PASS and AUTH may be used now: TLS is up, or the policy allows plaintext."""
+        return self.plaintext_auth or self.tls_active
 
     def _error(self, e: _PeerError) -> Event | None:
         text = e.text
@@ -528,7 +540,8 @@ class Pop3Connection(LineBuffers):
     def _cmd_capa(self, arg: str) -> Event | None:
         caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER", "LOGIN-DELAY 0"]
         if self.state is State.AUTHORIZATION:
-            caps[:0] = ["USER", "SASL " + " ".join(MECHANISMS)]
+            if self.login_allowed:
+                caps[:0] = ["USER", "SASL " + " ".join(MECHANISMS)]
             if self.tls_available and not self.tls_active:
                 caps.append("STLS")
         caps.append(f"IMPLEMENTATION {self.implementation}")

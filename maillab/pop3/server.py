@@ -1,7 +1,8 @@
 """The POP3 server of a mailbox host: `Pop3Connection` on asyncio streams, the directory and the store.
 
 `Pop3Server` listens on the host's own address, port `ctx.ports.pop3` (1110
-by default), and runs one task per connection.  The adapter owns only I/O:
+by default, STLS) and `ctx.ports.pop3s` (1995, TLS on connect), and runs one
+task per connection.  The adapter owns only I/O:
 reading (at most one 64 KiB chunk past what the protocol has taken, so
 memory stays bounded), writing, the autologout timer, and answering the
 protocol's events with the directory and the store:
@@ -41,7 +42,9 @@ class _Session(Session):
     conn: Pop3Connection
 
     def __init__(self, server: "Pop3Server", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        super().__init__(server, reader, writer, Pop3Connection(server.host.name))
+        super().__init__(server, reader, writer, Pop3Connection(server.host.name,
+                                                                tls_available=server.tls_context is not None,
+                                                                plaintext_auth=server.plaintext_auth))
         self.idle = False                   # waiting for the client's next command
         self.lock: MaildropLock | None = None
         self.folder: Folder | None = None
@@ -58,7 +61,7 @@ class Pop3Server(SessionServer[_Session]):
     """POP3 for the mailboxes of `domains`, kept on `host` (RFC 1939)."""
 
     service = "pop3"
-    tls_command = "STLS"
+    tls_service = "pop3s"
     REASONS = {"closed": "closed", "send timeout": "timeout while sending", "lost": "lost: {error}",
                "stopped": "server stopped",
                "stopped line": "server shutting down", "bug line": "internal error, closing the connection"}
@@ -70,6 +73,9 @@ class Pop3Server(SessionServer[_Session]):
 
     def port(self) -> int:
         return self.ctx.ports.pop3
+
+    def tls_port(self) -> int:
+        return self.ctx.ports.pop3s
 
     def new_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Session:
         return _Session(self, reader, writer)

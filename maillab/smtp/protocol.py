@@ -24,7 +24,9 @@ Extensions (in the EHLO reply, all implemented here): PIPELINING (RFC 2920),
 SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), ENHANCEDSTATUSCODES
 (RFC 2034, every reply but the greeting, HELO/EHLO's and 3xx: `codes.enhance`),
 CHUNKING (RFC 3030, BDAT), DSN (RFC 3461, `dsnparams`), AUTH PLAIN LOGIN
-SCRAM-SHA-256 (RFC 4954; the exchange is base/sasl.py's) when the adapter offers it.
+SCRAM-SHA-256 (RFC 4954; the exchange is base/sasl.py's) when the adapter offers it
+(with `plaintext_auth=False`, only after STARTTLS: before, EHLO does not list it and
+AUTH gets 530 5.7.0, RFC 3207 §4), STARTTLS (RFC 3207) with `tls_available`.
 
 Invariants:
 - replies go out in command order; while an event waits for its answer,
@@ -177,7 +179,7 @@ class SmtpConnection(LineBuffers):
 
     def __init__(self, hostname: str, *, client_ip: str = "", max_size: int = 10 * 1024 * 1024,
                  auth: bool = False, auth_required: bool = False, tls_available: bool = False,
-                 line_endings: str = "lenient", spill_folder: Path | None = None,
+                 plaintext_auth: bool = True, line_endings: str = "lenient", spill_folder: Path | None = None,
                  budget: MemoryBudget | None = None, errors: ErrorLimit | None = None,
                  banner: str = "ESMTP maillab") -> None:
         if line_endings not in LINE_ENDINGS:
@@ -188,6 +190,7 @@ class SmtpConnection(LineBuffers):
         self.auth = auth
         self.auth_required = auth_required
         self.tls_available = tls_available
+        self.plaintext_auth = plaintext_auth    # False: AUTH only after STARTTLS (smtpd_tls_auth_only)
         self.line_endings = line_endings
         self.spill_folder = spill_folder
         self.budget = budget
@@ -311,6 +314,8 @@ class SmtpConnection(LineBuffers):
             if keyword == "BDAT":
                 return self._refuse_chunk(arg, "503 5.5.1 Error: send EHLO first (BDAT is an extension)")
             raise _PeerError(f"503 5.5.1 Error: send EHLO first ({keyword} is an extension)")
+        if keyword == "AUTH" and self.auth and not self.auth_offered:
+            raise _PeerError("530 5.7.0 Must issue a STARTTLS command first")     # RFC 3207 §4
         return handler(self, arg, bare_lf)
 
     def _error(self, e: _PeerError) -> Event | None:
@@ -476,12 +481,17 @@ class SmtpConnection(LineBuffers):
             self._send([f"421 4.3.0 {self.hostname} {text}"])
         self._close(reason)
 
+    @property
+    def auth_offered(self) -> bool:
+        """AUTH may be used now: TLS is up, or the policy allows it in plaintext."""
+        return self.plaintext_auth or self.tls_active
+
     def extensions(self) -> list[str]:
         """The EHLO keywords, in Postfix's order."""
         offered = ["PIPELINING", f"SIZE {self.max_size}"]
         if self.tls_available and not self.tls_active:
             offered.append("STARTTLS")
-        if self.auth:
+        if self.auth and self.auth_offered:
             offered.append("AUTH " + " ".join(MECHANISMS))
         offered += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"]
         return offered

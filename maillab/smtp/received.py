@@ -7,7 +7,9 @@
 `for` appears only with a single recipient, as in Postfix, so one copy of a
 message sent to many does not reveal the others; an authenticated sender's
 login is shown as Postfix shows it (`(Authenticated sender: santa@northpole.org)`,
-smtpd_sasl_authenticated_header).  `missing_headers` gives the `Date:` and
+smtpd_sasl_authenticated_header), and a TLS session's protocol and cipher before it, as
+Postfix's smtpd_tls_received_header writes them (`(using TLSv1.3 with cipher
+TLS_AES_256_GCM_SHA384 (256/256 bits))`; `tls` is `net.tls.TlsInfo.summary`).  `missing_headers` gives the `Date:` and
 `Message-ID:` a hand-typed message lacks, as Postfix's cleanup adds them.
 """
 
@@ -43,12 +45,14 @@ def _clean(text: str) -> str:
 
 def received_header(*, helo: str, client_name: str | None, client_ip: str, by: str,
                     protocol: str, queue_id: str, recipients: list[str], when: float,
-                    auth: str = "") -> bytes:
+                    auth: str = "", tls: str = "") -> bytes:
     name = client_name or "unknown"
-    lines = [f"Received: from {_clean(helo) or 'unknown'} ({name} [{client_ip}])",
-             f"\tby {by} (maillab) with {protocol} id {queue_id}"]
+    lines = [f"Received: from {_clean(helo) or 'unknown'} ({name} [{client_ip}])"]
+    if tls:
+        lines.append(f"\t(using {tls})")
     if auth:
-        lines.insert(1, f"\t(Authenticated sender: {_clean(auth)})")
+        lines.append(f"\t(Authenticated sender: {_clean(auth)})")
+    lines.append(f"\tby {by} (maillab) with {protocol} id {queue_id}")
     date = _date(when)
     if len(recipients) == 1:
         lines.append(f"\tfor <{recipients[0]}>; {date}")

@@ -39,7 +39,7 @@ from typing import BinaryIO, Protocol
 
 from ..base.events import CheckVerdict, Notice, SessionClosed, SessionOpened
 from ..base.sansio import Authenticate
-from ..lab.world import Host, World
+from ..lab.world import Host
 from ..net.ports import Ports
 from ..net.session_server import READ_CHUNK, ServerContext, Session, SessionServer
 from ..queue.manager import QueueManager
@@ -50,9 +50,8 @@ from .received import missing_headers, protocol_name, received_header
 
 
 class SmtpContext(ServerContext, Protocol):
-    """What the SMTP server needs of the lab beyond every server's: its ports and the world's settings."""
+    """What the SMTP server needs of the lab beyond every server's: its ports."""
     ports: Ports
-    world: World
 
 
 class SmtpHost(Protocol):
@@ -90,9 +89,10 @@ class _Session(Session):
         world, mta = server.ctx.world, server.mta
         self.conn = SmtpConnection(server.host.name, client_ip=self.peer_ip, max_size=world.message_size_limit,
                                    auth=bool(mta.mailbox_domains), auth_required=server.service == "submission",
+                                   tls_available=server.tls_context is not None,
+                                   plaintext_auth=server.plaintext_auth,
                                    line_endings=world.smtp_line_endings, spill_folder=mta.queue.spool.folder,
                                    budget=IN_FLIGHT)
-        self.client_name: str | None = None
         self.reading = False                # waiting for the client's next bytes
         self.mechanism = ""                 # of the AUTH that logged in
         self.early = b""                    # what the client sent while it waited at the gate
@@ -108,6 +108,7 @@ class SmtpServer(SessionServer[_Session]):
                "stopped": "server stopped", "stopped line": "Service shutting down, closing transmission channel",
                "bug line": "Error: internal error, closing connection"}
     client_busy_reply = b"421 4.7.0 Too many connections from IP\r\n"
+    tls_service = "smtps"
 
     def __init__(self, mta: SmtpHost, service: str) -> None:
         super().__init__(mta.ctx, mta.host, mta.mailbox_domains, MAX_SESSIONS)
@@ -118,6 +119,10 @@ class SmtpServer(SessionServer[_Session]):
 
     def port(self) -> int:
         return self.ctx.ports.smtp if self.service == "smtp" else self.ctx.ports.submission
+
+    def tls_port(self) -> int | None:
+        """Submission with TLS on connect (RFC 8314 §3.3); port 25's stand-in has none."""
+        return self.ctx.ports.smtps if self.service == "submission" else None
 
     def new_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Session:
         return _Session(self, reader, writer)
@@ -190,20 +195,17 @@ class SmtpServer(SessionServer[_Session]):
         for refusal in s.conn.refusals():
             self.notice(self.program, self._reject_line(s, refusal))
 
-    def _client(self, s: _Session) -> str:
-        return f"{s.client_name or 'unknown'}[{s.peer_ip}]"
-
     def _reject_line(self, s: _Session, r: Refusal) -> str:
         """Postfix's smtpd: NOQUEUE: reject: RCPT from name[ip]: <reply>; from=<> to=<> proto= helo=<>."""
         fields = f"from=<{r.sender}> " if r.sender is not None else ""
         if r.recipient:
             fields += f"to=<{r.recipient}> "
         proto = "ESMTP" if s.conn.extended else "SMTP"
-        return (f"NOQUEUE: reject: {r.stage} from {self._client(s)}: {r.reply}; {fields}proto={proto} "
+        return (f"NOQUEUE: reject: {r.stage} from {self.client_label(s)}: {r.reply}; {fields}proto={proto} "
                 f"helo=<{s.conn.helo_name}>")
 
     def login_failed_text(self, s: _Session, ev: Authenticate) -> str:
-        return (f"warning: {self._client(s)}: SASL {ev.mechanism} authentication failed: "
+        return (f"warning: {self.client_label(s)}: SASL {ev.mechanism} authentication failed: "
                 f"authentication failure ({s.id})")
 
     # ---- the checkpoints ------------------------------------------------------------------
@@ -222,10 +224,10 @@ class SmtpServer(SessionServer[_Session]):
         decision = await self.mta.checkpoints.ask(facts)
         for name, verdict in decision.said:
             text = f"check {name}: {verdict.action} at {facts.stage}: {verdict.reason or verdict.reply}"
-            self.notice(self.program, f"{text}; client={self._client(s)}")
+            self.notice(self.program, f"{text}; client={self.client_label(s)}")
             s.conn.note(f"({text})")
             self.ctx.bus.publish(CheckVerdict(self.ctx.clock.now(), self.host.name, s.id, facts.stage, name,
-                                              verdict.action, verdict.reason, verdict.reply, self._client(s)))
+                                              verdict.action, verdict.reason, verdict.reply, self.client_label(s)))
         verdict = decision.verdict
         marks = s.session_marks if facts.stage in ("connect", "helo") else s.transaction_marks
         if verdict.action == "tag":
@@ -276,13 +278,14 @@ class SmtpServer(SessionServer[_Session]):
         marks = s.session_marks.joined(s.transaction_marks)
         stamp = received_header(helo=conn.helo_name or "unknown", client_name=s.client_name,
                                 client_ip=s.peer_ip, by=self.host.name, protocol=proto, queue_id=qid,
-                                recipients=recipients, when=now, auth=conn.login or "")
+                                recipients=recipients, when=now, auth=conn.login or "",
+                                tls=s.tls.summary if s.tls else "")
         stamp += "".join(f"{h}\r\n" for h in marks.headers).encode("utf-8", "surrogateescape")
         stamp += missing_headers(head, by=self.host.name, queue_id=qid, when=now)
         extra = {"auth": conn.login or "", "protocol": proto, "helo": conn.helo_name} | _dsn_extra(ev, recipients)
         try:
             qid = await queue.accept(qid, ev.envelope.sender, tuple(recipients), stamp + ev.content,
-                                     client=self._client(s), extra=extra | ({"quarantine": marks.quarantine}
+                                     client=self.client_label(s), extra=extra | ({"quarantine": marks.quarantine}
                                                                           if marks.quarantine else {}),
                                      body=ev.spilled, start=not marks.quarantine,
                                      upstream=self.mta.upstream_id(s.peer_ip, ev.content, ev.spilled),
@@ -293,7 +296,7 @@ class SmtpServer(SessionServer[_Session]):
             conn.reject(f"451 4.3.0 Error: queue file write error ({e.strerror})")
             return
         if conn.login is not None:
-            self.notice(self.program, f"{qid}: client={self._client(s)}, sasl_method={s.mechanism}, "
+            self.notice(self.program, f"{qid}: client={self.client_label(s)}, sasl_method={s.mechanism}, "
                                       f"sasl_username={conn.login}")
         conn.accept(f"Ok: queued as {qid}")
 

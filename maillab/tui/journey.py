@@ -43,6 +43,7 @@ _WITH = re.compile(r"\bwith\s+(\S+)", re.I)
 _ID = re.compile(r"\bid\s+([^\s;]+)", re.I)
 _FOR = re.compile(r"\bfor\s+<?([^\s>;]+)>?", re.I)
 _IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f.:]+)\]")
+_COMMENT = re.compile(r"\([^()]*\)")   # innermost first: "(using TLSv1.3 with cipher X (256/256 bits))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ def parse_received(value: str) -> Hop:
         ipm = _IP.search(comment)
         ip = ipm.group(1) if ipm else ""
         name = comment[:ipm.start()].strip() if ipm else comment.strip()
+    clauses = _uncommented(clauses[m.end():] if m else clauses)     # "with cipher" of a TLS comment is no protocol
     by = _BY.search(clauses)
     proto = _WITH.search(clauses)
     qid = _ID.search(clauses)
@@ -94,6 +96,12 @@ def parse_received(value: str) -> Hop:
     return Hop(by=by.group(1) if by else "", helo=helo, client_name=name, client_ip=ip,
                protocol=proto.group(1) if proto else "", queue_id=qid.group(1) if qid else "",
                recipient=rcpt.group(1) if rcpt else "", date=date)
+
+
+def _uncommented(text: str) -> str:
+    while (bare := _COMMENT.sub(" ", text)) != text:
+        text = bare
+    return text
 
 
 def hops(header: bytes) -> list[Hop]:
