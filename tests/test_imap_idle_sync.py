@@ -12,7 +12,11 @@ import asyncio
 import os
 import threading
 
+import pytest
+
 from test_imap_server import client, deliver, idle_until
+
+pytestmark = pytest.mark.world(auth_over_plaintext=True)     # imapclient logs in over plaintext
 
 
 async def test_idle_wakeups_do_not_fsync_on_the_loop(lab, monkeypatch):

@@ -8,8 +8,8 @@ CA, and what a session's TLS turned out to be (files come from `lab/ca.py`).
     TlsListener(ctx, accept, failed)  a listener for TLS on connect (2465, 1993, 1995): each
                                 connection's handshake first, then `accept(reader, writer)`;
                                 a failed one is told to `failed(ip, why)`
-    await start_tls(writer, ctx)  the server side of a handshake on an accepted connection
-                                (STARTTLS, or TLS on connect): a new (reader, writer) pair;
+    await start_tls(writer, ctx)  the server side of a STARTTLS handshake on an accepted
+                                connection: a new (reader, writer) pair;
                                 the old reader, and any plaintext still buffered in it, is
                                 dropped (RFC 3207 §4.2: nothing sent before TLS counts after)
     TlsInfo.of(ssl_object)      protocol, cipher and bits of an established session;
