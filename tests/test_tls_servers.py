@@ -12,15 +12,18 @@ import base64
 import imaplib
 import logging
 import poplib
+import re
 import smtplib
 import socket
 import ssl
 import stat
 import subprocess
+import time
 
 import pytest
 
 from maillab.base.events import SessionLine, TlsEstablished
+from maillab.net import tls
 from conftest import async_wait_for, maildir_messages
 from netutil import require_tool
 
@@ -342,6 +345,26 @@ async def test_garbage_instead_of_a_client_hello_is_closed_and_logged(lab, caplo
     assert errors == [] and not [r for r in caplog.records if r.levelno >= logging.WARNING]
     imap = await asyncio.to_thread(lambda: ssl_ok(lab, lab.ports.imaps))
     assert imap                                            # the listener lives on
+
+
+async def test_a_silent_client_is_dropped_at_the_handshake_timeout(lab, monkeypatch):
+    monkeypatch.setattr(tls, "HANDSHAKE_TIMEOUT", 0.5)
+
+    def silent() -> tuple[bytes, float]:
+        began = time.monotonic()
+        c = Line(lab.ports.pop3s)
+        c.sock.settimeout(10)
+        try:
+            said = c.sock.recv(100)            # nothing, then the server's close
+        except ConnectionError:
+            said = b""
+        c.close()
+        return said, time.monotonic() - began
+
+    said, waited = await asyncio.to_thread(silent)
+    assert said == b"" and waited < 5
+    await async_wait_for(lambda: re.search(r"pop3\[\d+\]: SSL_accept error from unknown\[127.0.0.1\]: .*0\.5 sec",
+                                           maillog(lab)))          # uvloop: "taking longer than 0.5 seconds"
 
 
 def ssl_ok(lab, port: int) -> bool:
