@@ -96,3 +96,13 @@ def test_toml_syntax_error_and_missing_folder(world, tmp_path):
         load_world(world)
     with pytest.raises(WorldError, match="no such file"):
         load_world(tmp_path / "nowhere")
+
+
+def test_auth_over_plaintext_is_off_by_default_and_a_world_may_allow_it(world):
+    assert load_world().auth_over_plaintext is False          # the contract: logins only after TLS
+    edit(world / "lab.toml", "auth_over_plaintext = false", "auth_over_plaintext = true")
+    assert load_world(world).auth_over_plaintext is True
+    edit(world / "lab.toml", "auth_over_plaintext = true", 'auth_over_plaintext = "yes"')
+    with pytest.raises(WorldError) as e:
+        load_world(world)
+    assert "[lab] auth_over_plaintext = 'yes': expected true or false" in str(e.value)
