@@ -95,12 +95,16 @@ async def test_chaos_from_the_panel(tmp_path):
 
 
 async def test_the_smtp_receive_settings_are_shown(tmp_path):
-    """The world's line-ending strictness and sender_login_match, as the SMTP servers apply them."""
+    """The world's line-ending strictness, sender_login_match and auth_over_plaintext, as the
+    servers apply them."""
     async with running_app(tmp_path) as (app, pilot):
         await pilot.press("3")
         text = " ".join(screen_text(app).split())
         assert "SMTP line endings: lenient (bare LF taken as typed in nc, the end of data strict)" in text
         assert "sender_login_match: off (a login may send as anyone)" in text
-    strict = dataclasses.replace(load_world(), smtp_line_endings="pedantic", sender_login_match=True)
+        assert "auth_over_plaintext: off (logins only after TLS)" in text
+    strict = dataclasses.replace(load_world(), smtp_line_endings="pedantic", sender_login_match=True,
+                                 auth_over_plaintext=True)
     rules = smtp_rules(strict)
     assert "pedantic (a bare LF refused with 550 5.5.2)" in rules and "sender_login_match: on (MAIL FROM must" in rules
+    assert "auth_over_plaintext: on (passwords may cross the wire in the clear)" in rules

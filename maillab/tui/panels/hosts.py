@@ -38,18 +38,23 @@ LINE_ENDINGS = {
 
 
 def smtp_rules(world: World) -> str:
-    """The world's SMTP receive settings (lab.toml [lab]), as the Hosts panel says them."""
+    """The world's receive settings (lab.toml [lab]), as the Hosts panel says them."""
     login = "MAIL FROM must be the login's" if world.sender_login_match else "a login may send as anyone"
+    plaintext = ("on (passwords may cross the wire in the clear)" if world.auth_over_plaintext
+                 else "off (logins only after TLS)")
     return (f"SMTP line endings: {world.smtp_line_endings} ({LINE_ENDINGS[world.smtp_line_endings]}) · "
-            f"sender_login_match: {'on' if world.sender_login_match else 'off'} ({login})")
+            f"sender_login_match: {'on' if world.sender_login_match else 'off'} ({login}) · "
+            f"auth_over_plaintext: {plaintext}")
 
 
 class HostsPanel(Panel):
     TITLE = "Hosts"
     HELP = """\
 Every MTA host of the world: its loopback address, its state, what listens
-there (smtp {ports.smtp}, submission {ports.submission} and POP3 on a domain's mailbox host), the
-domains whose mailboxes it keeps, and how many messages wait in its queue.
+there (smtp {ports.smtp}; on a domain's mailbox host also submission
+{ports.submission}, smtps {ports.smtps}, IMAP {ports.imap}/{ports.imaps} and POP3
+{ports.pop3}/{ports.pop3s}), the domains whose mailboxes it keeps, and how many
+messages wait in its queue.
 
 - `d` takes the selected host down, in one of four ways: *refuse* (connection
   refused), *421* (service not available), *silent* (accepts and never speaks:
