@@ -22,8 +22,9 @@ import time
 
 import pytest
 
-from maillab.base.events import SessionLine, TlsEstablished
+from maillab.base.events import SessionLine, SessionOpened, TlsEstablished
 from maillab.net import tls
+from maillab.tui.explain import Explainer
 from conftest import async_wait_for, maildir_messages
 from netutil import require_tool
 
@@ -252,6 +253,18 @@ async def test_the_transcript_event_maillog_and_received_say_tls(lab):
     assert f"(TLS 1.3 {tls[0].cipher} established)" in notes
     await async_wait_for(lambda: "Anonymous TLS connection established from smtp1.syr.edu[127.0.0.1]: TLSv1.3 "
                                  "with cipher" in maillog(lab))
+
+
+async def test_a_tls_on_connect_session_says_so_from_its_start(lab):
+    sub = lab.bus.subscribe(kinds=(SessionOpened, TlsEstablished))
+    await asyncio.to_thread(ssl_ok, lab, lab.ports.imaps)
+    events: list = []
+    await async_wait_for(lambda: events.extend(sub.drain()) or len(events) >= 2)
+    opened = next(e for e in events if isinstance(e, SessionOpened))
+    up = next(e for e in events if isinstance(e, TlsEstablished))
+    assert opened.protocol == "imaps"                  # the explain mode: the wire carried ciphertext
+    assert up.implicit and up.session == opened.session
+    assert Explainer(opened.protocol).tls
 
 
 # ---- STARTTLS command injection (RFC 3207 §4.2, CVE-2011-0411) --------------------------

@@ -192,9 +192,14 @@ class SessionServer(Generic[S]):
         """No worker thread is using `s.conn` right now."""
         return True
 
+    def protocol(self, s: Any) -> str:
+        """What the session speaks, as its SessionOpened says: the service, or the name of its
+        TLS-on-connect endpoint ("imaps": the explain mode knows the wire carried ciphertext)."""
+        return self.tls_service if s.implicit_tls else self.service
+
     def opened(self, s: Any) -> SessionOpened:
         """The event that opens the session's transcript."""
-        return SessionOpened(s.accepted, s.id, self.service, self.host.name, f"{s.peer_ip}:{s.peer_port}")
+        return SessionOpened(s.accepted, s.id, self.protocol(s), self.host.name, f"{s.peer_ip}:{s.peer_port}")
 
     def closing(self, s: Any) -> None:
         """The protocol said Closed: what to do before its last reply goes out."""

@@ -165,8 +165,7 @@ class SmtpServer(SessionServer[_Session]):
 
     async def _silent(self, s: _Session) -> None:
         """The "silent" fault: accept, say nothing, and close at the session timeout or the client's EOF."""
-        self.ctx.bus.publish(SessionOpened(s.accepted, s.id, self.service, self.host.name,
-                                           f"{s.peer_ip}:{s.peer_port}", s.client_name or "unknown"))
+        self.ctx.bus.publish(self.opened(s))
         with contextlib.suppress(TimeoutError, ConnectionError, OSError):
             async with asyncio.timeout(self.ctx.session_timeout):
                 while await s.reader.read(READ_CHUNK):
@@ -175,7 +174,7 @@ class SmtpServer(SessionServer[_Session]):
         self.ctx.bus.publish(SessionClosed(self.ctx.clock.now(), s.id, self.host.name, "silent"))
 
     def opened(self, s: _Session) -> SessionOpened:
-        return SessionOpened(s.accepted, s.id, self.service, self.host.name,
+        return SessionOpened(s.accepted, s.id, self.protocol(s), self.host.name,
                              f"{s.peer_ip}:{s.peer_port}", s.client_name or "unknown")
 
     async def receive(self, s: _Session) -> bytes | None:
