@@ -97,12 +97,16 @@ def build_parser(ports: Ports = Ports()) -> argparse.ArgumentParser:
     queue.add_argument("id", nargs="?", help="queue ID (for hold, release, delete, requeue)")
     _state_option(queue)
 
-    hosts = sub.add_parser("hosts", help="list hosts; take one down or up; set chaos",
+    hosts = sub.add_parser("hosts", help="list hosts; take one down or up; set chaos; strip STARTTLS",
                            description="Simulate outages of an MTA host: down --mode refuse (connection "
                                        "refused), 421 (service not available), silent (accepts, never "
                                        "speaks), greylist (450 at the first try); up ends it. chaos makes "
-                                       "MAIL, RCPT or DATA fail with a probability (seeded: runs replay).")
-    hosts.add_argument("action", nargs="?", choices=["list", "down", "up", "chaos"])
+                                       "MAIL, RCPT or DATA fail with a probability (seeded: runs replay). "
+                                       "strip makes the host's SMTP and submission stop offering STARTTLS "
+                                       "(as an attacker on the path would): a sender whose TLS is only "
+                                       "opportunistic (may) goes on in plaintext, one that requires it "
+                                       "(encrypt, verify) defers; unstrip offers it again.")
+    hosts.add_argument("action", nargs="?", choices=["list", "down", "up", "chaos", "strip", "unstrip"])
     hosts.add_argument("host", nargs="?", help="host name, like smtp1.syr.edu")
     hosts.add_argument("--mode", default="refuse", choices=["refuse", "421", "silent", "greylist"],
                        help="how the host is down (default: refuse)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import smtplib
 import socket
 
 from textual.widgets import Button, Input, Select
@@ -42,7 +43,7 @@ async def test_down_in_a_chosen_mode_then_up(tmp_path):
         table = app.query_one("#hosts-table", RowList)
         await until(pilot, lambda: table.row_count == len(app.lab.world.hosts))
         assert table_rows(table)[0][:3] == ["smtp1.syr.edu", "127.0.0.1", "up"]
-        assert "submission:" in table_rows(table)[0][3] and table_rows(table)[0][4] == "syr.edu"
+        assert "submission:" in table_rows(table)[0][4] and table_rows(table)[0][5] == "syr.edu"
         table.move_cursor(row=0)
         await pilot.press("d")
         await until(pilot, lambda: isinstance(app.screen, FormScreen))
@@ -78,11 +79,11 @@ async def test_chaos_from_the_panel(tmp_path):
         app.screen.query_one("#field-probability", Input).value = "1"
         app.screen.query_one("#field-code", Input).value = "550"
         app.screen.query_one("#ok", Button).press()
-        await until(pilot, lambda: table_rows(table)[0][6] == "100% 550 at RCPT (seed 0)")
+        await until(pilot, lambda: table_rows(table)[0][7] == "100% 550 at RCPT (seed 0)")
         assert (await in_thread(rcpt_reply, "127.0.0.1", app.lab.ports.smtp)).startswith(
             "550 5.3.0 chaos: simulated failure at RCPT")
         await pilot.press("C")
-        await until(pilot, lambda: table_rows(table)[0][6] == "-")
+        await until(pilot, lambda: table_rows(table)[0][7] == "-")
         assert (await in_thread(rcpt_reply, "127.0.0.1", app.lab.ports.smtp)).startswith("250")
         # a bad value is refused with a message, nothing changes
         await pilot.press("c")
@@ -108,3 +109,26 @@ async def test_the_smtp_receive_settings_are_shown(tmp_path):
     rules = smtp_rules(strict)
     assert "pedantic (a bare LF refused with 550 5.5.2)" in rules and "sender_login_match: on (MAIL FROM must" in rules
     assert "auth_over_plaintext: on (passwords may cross the wire in the clear)" in rules
+
+
+def ehlo_keywords(address: str, port: int) -> list[str]:
+    with smtplib.SMTP(address, port, timeout=5) as s:
+        s.ehlo("northpole.org")
+        return [line.split()[0].upper() for line in s.ehlo_resp.decode().splitlines()[1:]]
+
+
+async def test_strip_starttls_from_the_panel(tmp_path):
+    async with running_app(tmp_path) as (app, pilot):
+        port = app.lab.ports.smtp
+        await pilot.press("3")
+        table = app.query_one("#hosts-table", RowList)
+        await until(pilot, lambda: table.row_count > 0)
+        assert "starttls" in screen_text(app) and table_rows(table)[0][3] == "offered"
+        table.move_cursor(row=0)
+        await pilot.press("s")
+        await until(pilot, lambda: table_rows(table)[0][3] == "stripped")
+        assert "STARTTLS" not in await in_thread(ehlo_keywords, "127.0.0.1", port)
+        assert "STARTTLS" in await in_thread(ehlo_keywords, "127.0.0.2", port)
+        await pilot.press("s")
+        await until(pilot, lambda: table_rows(table)[0][3] == "offered")
+        assert "STARTTLS" in await in_thread(ehlo_keywords, "127.0.0.1", port)

@@ -71,11 +71,13 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     action = args.action or "list"
     if action == "list":
         hosts = call(sock, "hosts.list")
-        print(f"{'HOST':<21} {'ADDRESS':<11} {'STATE':<17} {'QUEUED':>6}  SERVICES / MAILBOXES / CHAOS")
+        print(f"{'HOST':<21} {'ADDRESS':<11} {'STATE':<17} {'QUEUED':>6}  SERVICES / MAILBOXES / STARTTLS / CHAOS")
         for h in hosts:
             extra = " ".join(h["services"])
             if h["domains"]:
                 extra += f"  mailboxes: {', '.join(h['domains'])}"
+            if h["starttls"] == "stripped":
+                extra += "  STARTTLS stripped"
             if h["chaos"]:
                 extra += f"  chaos: {h['chaos']}"
             print(f"{h['name']:<21} {h['address']:<11} {h['state']:<17} {h['queued']:>6}  {extra}")
@@ -86,6 +88,8 @@ def cmd_hosts(args: argparse.Namespace) -> int:
         print(f"{args.host}: {call(sock, 'hosts.down', host=args.host, mode=args.mode)}")
     elif action == "up":
         print(f"{args.host}: {call(sock, 'hosts.up', host=args.host)}")
+    elif action in ("strip", "unstrip"):
+        print(f"{args.host}: {call(sock, 'hosts.strip', host=args.host, on=action == 'strip')}")
     else:
         result = call(sock, "hosts.chaos", host=args.host, off=args.off, stage=args.stage,
                       probability=args.probability, code=args.code, seed=args.seed)

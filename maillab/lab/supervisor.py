@@ -254,6 +254,8 @@ class Lab:
     def hosts_listing(self) -> list[dict]:
         return [{"name": m.host.name, "address": m.host.address, "state": m.state,
                  "chaos": m.chaos.describe() if m.chaos else "",
+                 "starttls": ("-" if self.ctx.server_tls.get(m.host.name) is None
+                              else "stripped" if m.starttls_stripped else "offered"),
                  "services": [f"{e.service}:{e.port}" for e in self._endpoints_of(m.host.name)],
                  "domains": list(m.mailbox_domains), "queued": len(m.queue.entries)}
                 for m in self.mtas.values()]
@@ -273,6 +275,12 @@ class Lab:
         mta = self._host(name)
         await mta.up()
         return mta.state
+
+    def host_strip(self, name: str, on: bool = True) -> str:
+        """Make `name` stop offering STARTTLS (or, with `on` False, offer it again)."""
+        mta = self._host(name)
+        mta.strip_starttls(on)
+        return "STARTTLS stripped" if on else "STARTTLS offered"
 
     def host_chaos(self, name: str, stage: str = "RCPT", probability: float = 0.5, code: int = 451,
                    seed: int = 0, off: bool = False) -> str:
@@ -431,6 +439,9 @@ class Lab:
         async def hosts_up(args: dict[str, Any]) -> Any:
             return await self.host_up(str(args.get("host", "")))
 
+        async def hosts_strip(args: dict[str, Any]) -> Any:
+            return self.host_strip(str(args.get("host", "")), bool(args.get("on", True)))
+
         async def hosts_chaos(args: dict[str, Any]) -> Any:
             return self.host_chaos(str(args.get("host", "")), str(args.get("stage", "RCPT")),
                                    float(args.get("probability", 0.5)), int(args.get("code", 451)),
@@ -453,7 +464,7 @@ class Lab:
             "queue.list": queue_list, "queue.text": queue_text, "queue.flush": queue_flush,
             **{f"queue.{action}": per_message(action) for action in QUEUE_ACTIONS},
             "hosts.list": hosts_list, "hosts.down": hosts_down, "hosts.up": hosts_up,
-            "hosts.chaos": hosts_chaos, "clock.show": clock_show, "clock.advance": clock_advance,
+            "hosts.chaos": hosts_chaos, "hosts.strip": hosts_strip, "clock.show": clock_show, "clock.advance": clock_advance,
             "clock.speed": clock_speed, "dns.fault": dns_fault,
         }.items():
             control.register(name, handler)

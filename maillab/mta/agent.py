@@ -12,6 +12,10 @@ listening (connection refused), `down("421")` answers every connection with
 out), `down("greylist")` answers 450 to the first try of each (client, sender,
 recipient) triple.  `chaos` makes MAIL, RCPT or DATA fail with a given
 probability and code, from a seeded generator so a run replays exactly.
+`strip_starttls(True)` makes the host's SMTP and submission stop offering
+STARTTLS from the next session on (what an attacker on the path does by
+cutting it from EHLO): a sender whose TLS is only opportunistic goes on in
+plaintext, one that requires TLS defers.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
-from ..base.events import HostChanged
+from ..base.events import HostChanged, Notice
 from ..dns.client import LookupFailed
 from ..lab.world import Host
 from ..net.ports import Endpoint
@@ -37,6 +41,8 @@ from ..smtp.server import SmtpContext, SmtpServer
 from .routing import Outcome, RoutingContext, deliver_local, relay
 
 FAULT_MODES = ("refuse", "421", "silent", "greylist")
+STRIPPED_LINE = ("STARTTLS stripped: the EHLO reply no longer offers it and STARTTLS gets 502 5.5.1 "
+                 "(smtp_tls_security_level may: the sender goes on in plaintext; encrypt or verify: it defers)")
 CHAOS_STAGES = ("MAIL", "RCPT", "DATA")
 STOP_DRAIN = 3.0        # seconds a stop lets deliveries under way finish before abandoning them
 
@@ -76,6 +82,7 @@ class Mta:
         self.queue = QueueManager(host.name, ctx, Spool(ctx.state.spool(host.name)), self._deliver)
         self.endpoints: list[Endpoint] = []
         self.fault: str | None = None
+        self.starttls_stripped = False      # read by each new SMTP session (SmtpServer)
         self.chaos: Chaos | None = None
         self._greylist: dict[tuple[str, str, str], float] = {}
         self.servers: list[SmtpServer] = []
@@ -139,6 +146,16 @@ class Mta:
         if self.fault == "refuse":
             await self.start()
         self.fault = None
+        self._changed()
+
+    def strip_starttls(self, on: bool) -> None:
+        """Stop (or start again) offering STARTTLS on this host's SMTP ports; sessions already
+        open keep what their EHLO said."""
+        if on == self.starttls_stripped:
+            return
+        self.starttls_stripped = on
+        self.ctx.bus.publish(Notice(self.ctx.clock.now(), self.host.name, "smtpd", STRIPPED_LINE if on else
+                                    "STARTTLS offered again in the EHLO reply"))
         self._changed()
 
     def set_chaos(self, chaos: Chaos | None) -> None:

@@ -26,7 +26,8 @@ SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), ENHANCEDSTATUSCODES
 CHUNKING (RFC 3030, BDAT), DSN (RFC 3461, `dsnparams`), AUTH PLAIN LOGIN
 SCRAM-SHA-256 (RFC 4954; the exchange is base/sasl.py's) when the adapter offers it
 (with `plaintext_auth=False`, only after STARTTLS: before, EHLO does not list it and
-AUTH gets 530 5.7.0, RFC 3207 §4), STARTTLS (RFC 3207) with `tls_available`.
+AUTH gets 530 5.7.0, RFC 3207 §4), STARTTLS (RFC 3207) with `tls_available` (without it,
+EHLO does not list it and STARTTLS gets Postfix's 502 5.5.1: a stripped host's answer too).
 
 Invariants:
 - replies go out in command order; while an event waits for its answer,
@@ -302,9 +303,11 @@ class SmtpConnection(LineBuffers):
         if octets + bare_lf > limit:                      # a bare LF is one octet short of CRLF
             raise _PeerError(f"500 5.5.2 Error: line too long (RFC 5321 §4.5.3.1.4: {MAX_COMMAND} octets)")
         handler = _COMMANDS.get(keyword)
-        if handler is None or (keyword == "STARTTLS" and not self.tls_available):
+        if handler is None:
             raise _PeerError("500 5.5.2 Error: command not recognized" if keyword.strip()
                              else "500 5.5.2 Error: bad syntax")
+        if keyword == "STARTTLS" and not self.tls_available:       # Postfix's words: TLS off, or
+            raise _PeerError("502 5.5.1 Error: command not implemented")   # STARTTLS cut from EHLO
         why = refusal(keyword, self.state)
         if why is not None:
             if keyword == "BDAT":

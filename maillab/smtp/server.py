@@ -9,7 +9,9 @@ and the answers to the connection's events:
 
     before the banner  PTR look-up of the client (as Postfix), the host's faults:
                        "421" refuses at the greeting, "silent" never speaks; then
-                       the connect checkpoint (a reject: 554 instead of the 220)
+                       the connect checkpoint (a reject: 554 instead of the 220);
+                       a host with STARTTLS stripped (`mta.starttls_stripped`, read
+                       as each session begins) offers none, and says so in a note
     Helo, Mail, Rcpt   the host's checkpoints (`mta.checkpoints`, checkpoints.py):
                        today's policy (policy.standard_checks: addresses, chaos,
                        sender_login_match, greylisting, relay rules, the in-flow
@@ -47,6 +49,7 @@ from .budget import IN_FLIGHT
 from .checkpoints import Checkpoints, Facts, Verdict
 from .protocol import Helo, Mail, MessageEnd, Rcpt, Refusal, SmtpConnection
 from .received import missing_headers, protocol_name, received_header
+from .transcript import STRIPPED_NOTE
 
 
 class SmtpContext(ServerContext, Protocol):
@@ -56,13 +59,14 @@ class SmtpContext(ServerContext, Protocol):
 
 class SmtpHost(Protocol):
     """What the SMTP server needs of the MTA it serves (`mta.Mta`): the host, its mailbox
-    domains, its queue, its checkpoints, its fault, and two look-ups."""
+    domains, its queue, its checkpoints, its fault, whether STARTTLS is stripped, and two look-ups."""
     ctx: SmtpContext
     host: Host
     mailbox_domains: tuple[str, ...]
     queue: QueueManager
     checkpoints: Checkpoints
     fault: str | None
+    starttls_stripped: bool     # the lesson's attack: EHLO offers no STARTTLS (read per session)
 
     async def reverse_name(self, ip: str) -> str | None: ...
     def upstream_id(self, client_ip: str, content: bytes, body: BinaryIO | None = None) -> str: ...
@@ -89,7 +93,7 @@ class _Session(Session):
         world, mta = server.ctx.world, server.mta
         self.conn = SmtpConnection(server.host.name, client_ip=self.peer_ip, max_size=world.message_size_limit,
                                    auth=bool(mta.mailbox_domains), auth_required=server.service == "submission",
-                                   tls_available=server.tls_context is not None,
+                                   tls_available=server.tls_context is not None and not mta.starttls_stripped,
                                    plaintext_auth=server.plaintext_auth,
                                    line_endings=world.smtp_line_endings, spill_folder=mta.queue.spool.folder,
                                    budget=IN_FLIGHT)
@@ -136,6 +140,8 @@ class SmtpServer(SessionServer[_Session]):
         if self.mta.fault == "silent":
             await self._silent(s)
             return
+        if self.tls_context is not None and not s.conn.tls_available and not s.implicit_tls:
+            s.conn.note(STRIPPED_NOTE)
         if self.mta.fault == "421":
             s.conn.greeting_refusal = f"421 4.3.2 {self.host.name} Service not available, closing transmission channel"
         else:

@@ -32,6 +32,8 @@ from typing import Literal
 from .datareader import _end_line
 
 Kind = Literal["client", "note"]
+# the lab's remark opening a session of a host whose STARTTLS is stripped (`maillab hosts strip`)
+STRIPPED_NOTE = "(STARTTLS stripped on this host: EHLO does not offer it, as if cut by an attacker on the path)"
 DISPLAY_LIMIT = 512
 RETAIN = 16 * 1024          # octets of a body's last chunks kept, for what follows its end
 HEAD_LINES = 30             # a message's first lines, shown as they arrive

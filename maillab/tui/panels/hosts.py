@@ -1,8 +1,8 @@
-"""The Hosts panel: each host of the world with its services and state; outages and chaos.
+"""The Hosts panel: each host of the world with its services and state; outages, chaos, STARTTLS stripping.
 
 Rows come from `Lab.hosts_listing` (what `maillab hosts` prints); taking a
-host down or up and setting chaos go through the same `Lab` methods as the
-control socket, so the TUI and the CLI can not disagree.
+host down or up, setting chaos and stripping STARTTLS go through the same
+`Lab` methods as the control socket, so the TUI and the CLI can not disagree.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..panel import Batch, Panel, PanelContext, guarded
 from ..rowlist import RowList
 
 
-COLUMNS = ("host", "address", "state", "services", "mailboxes of", "queued", "chaos")
+COLUMNS = ("host", "address", "state", "starttls", "services", "mailboxes of", "queued", "chaos")
 OUTAGES = {
     "refuse": "connection refused: nothing listens (the sender tries the next MX)",
     "421": "answers 421 and closes: service not available",
@@ -63,13 +63,21 @@ messages wait in its queue.
   `smtp2.syr.edu`, which keeps it until smtp1 is back.
 - `c` sets chaos: MAIL, RCPT or DATA fail with a probability and a reply code
   (seeded, so a run replays); `C` turns it off.
+- `s` strips STARTTLS on the selected host, or offers it again (column
+  *starttls*): its EHLO stops listing STARTTLS, as when an attacker on the path
+  cuts it out, and a sender whose TLS is only opportunistic (`may`) sends in
+  plaintext while one that requires TLS (`encrypt`) defers. Nothing in SMTP
+  itself tells the sender it was cheated: that is why MTA-STS (RFC 8461) and
+  DANE (RFC 7672) exist, letting a domain say that its MX hosts must do TLS.
 """
     COMMANDS = [("Hosts: take the selected host down", "Simulate an outage", "down"),
                 ("Hosts: bring the selected host up", "End the outage", "up"),
                 ("Hosts: chaos on the selected host", "Random failures at MAIL, RCPT or DATA", "chaos"),
-                ("Hosts: chaos off", "End random failures on the selected host", "chaos_off")]
+                ("Hosts: chaos off", "End random failures on the selected host", "chaos_off"),
+                ("Hosts: strip STARTTLS on the selected host (or offer it again)",
+                 "The host stops offering STARTTLS: the downgrade attack", "strip")]
     BINDINGS = [Binding("d", "down", "Down"), Binding("u", "up", "Up"), Binding("c", "chaos", "Chaos"),
-                Binding("C", "chaos_off", "Chaos off")]
+                Binding("C", "chaos_off", "Chaos off"), Binding("s", "strip", "Strip")]
     DEFAULT_CSS = """
     HostsPanel #hosts-table { height: 1fr; }
     """
@@ -79,7 +87,8 @@ messages wait in its queue.
         self._dirty = True
 
     def compose_panel(self) -> ComposeResult:
-        yield Static("Select a host, then d (down), u (up), c (chaos).", classes="hint", markup=False)
+        yield Static("Select a host, then d (down), u (up), c (chaos), s (strip STARTTLS).", classes="hint",
+                     markup=False)
         yield Static(smtp_rules(self.lab.world), id="hosts-rules", classes="hint", markup=False)
         yield RowList(COLUMNS, id="hosts-table",
                       shrink=(("mailboxes of", 0), ("chaos", 0), ("services", 24), ("services", 12)))
@@ -104,7 +113,7 @@ messages wait in its queue.
     def reload(self) -> None:
         self._dirty = False
         self.query_one("#hosts-table", RowList).replace({
-            h["name"]: (h["name"], h["address"], h["state"], " ".join(h["services"]) or "-",
+            h["name"]: (h["name"], h["address"], h["state"], h["starttls"], " ".join(h["services"]) or "-",
                         ", ".join(h["domains"]) or "-", str(h["queued"]), h["chaos"] or "-")
             for h in self.lab.hosts_listing()})
 
@@ -136,6 +145,14 @@ messages wait in its queue.
         if host is not None:
             state = await self.lab.host_up(host)
             self.app.notify(f"{host}: {state}")
+            self.reload()
+
+    @guarded
+    def action_strip(self) -> None:
+        host = self._selected()
+        if host is not None:
+            stripped = next(h["starttls"] == "stripped" for h in self.lab.hosts_listing() if h["name"] == host)
+            self.app.notify(f"{host}: {self.lab.host_strip(host, not stripped)}")
             self.reload()
 
     @guarded
