@@ -34,7 +34,7 @@ async def test_submission_with_auth_relays_over_two_hops_with_two_received_heade
     assert len(received) == 2
     # newest first: smtp1.syr.edu took it from mail.northpole.org, which took it from the MUA
     assert received[0].startswith("from mail.northpole.org (mail.northpole.org [127.0.0.3])")
-    assert "by smtp1.syr.edu (maillab) with ESMTP id" in received[0]
+    assert "by smtp1.syr.edu (maillab) with ESMTPS id" in received[0]     # the hop went over STARTTLS
     assert "by mail.northpole.org (maillab) with ESMTPSA id" in received[1]
     events = sub.drain()
     # the relay looked up syr.edu's MX in the lab DNS, from northpole's own address

@@ -332,6 +332,28 @@ def test_starttls_refused():
     assert conn.result.kind(BOB) == "temporary" and conn.result.rcpt_stage[BOB] == "STARTTLS"
 
 
+def test_opportunistic_tls_upgrades_when_offered():
+    conn = connection(mode="may")
+    assert drive(conn, GREETING, ehlo("STARTTLS"), eof=False).endswith(b"STARTTLS\r\n")
+    conn.receive_data(b"220 2.0.0 Ready to start TLS\r\n")
+    assert conn.next_event() == StartTls()
+    conn.tls_started()
+    sent = drive(conn, EHLO_OK, OK, OK, GO_AHEAD, QUEUED, BYE)
+    assert commands(sent)[0] == "EHLO smtp1.syr.edu" and conn.result.tls and conn.result.accepted == [BOB]
+
+
+@pytest.mark.parametrize("offer, refusal", [((), b""), (("STARTTLS",), b"454 4.7.0 TLS not available\r\n")])
+def test_opportunistic_tls_goes_on_in_plaintext_when_not_offered_or_refused(offer, refusal):
+    """Postfix's `may`: no STARTTLS in EHLO (a stripping attacker's doing, say), or a refusal of
+    it, and the mail still goes, in plaintext, with a note saying so."""
+    conn = connection(mode="may")
+    sent = drive(conn, GREETING, ehlo(*offer) if offer else EHLO_OK, *([refusal] if refusal else []),
+                 OK, OK, GO_AHEAD, QUEUED, BYE)
+    assert any(c.startswith("MAIL FROM:<mafudge@syr.edu>") for c in commands(sent)) and "DATA" in commands(sent)
+    assert conn.result.accepted == [BOB] and not conn.result.tls
+    assert any("plaintext" in t for d, t in conn.transcript() if d == "note")
+
+
 def test_implicit_tls_sends_no_starttls():
     conn = connection(mode="tls")
     sent = drive(conn, GREETING, ehlo("STARTTLS"), OK, OK, GO_AHEAD, QUEUED, BYE)

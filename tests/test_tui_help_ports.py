@@ -19,6 +19,8 @@ async def test_panel_help_uses_the_offset_ports(tmp_path):
         assert f"port 25's stand-in {ports.smtp}, submission {ports.submission}" in dialogues
         assert f"`telnet 127.0.0.1 {ports.smtp}`" in dialogues
         assert f"(127.0.0.1 port {ports.dns})" in dns and f"`dig @127.0.0.1 -p {ports.dns} syr.edu MX`" in dns
-        assert f"(smtp {ports.smtp}, submission {ports.submission} and" in hosts
+        said = " ".join(hosts.split())
+        assert (f"(smtp {ports.smtp}; on a domain's mailbox host also submission {ports.submission}, "
+                f"smtps {ports.smtps}, IMAP {ports.imap}/{ports.imaps} and POP3 {ports.pop3}/{ports.pop3s})") in said
         for default in ("2525", "2587", "1053"):
             assert default not in app.screen.markdown

@@ -130,6 +130,7 @@ class MxTried(Event):
     reason: str
     session: str = ""     # the smtp-out session of the try, "" when there was none (no address)
     peer_queue_id: str = ""   # the next host's queue ID ("250 2.0.0 Ok: queued as ..."), "" if none
+    tls: str = ""         # "Verified TLS, TLSv1.3 with cipher ... (256/256 bits)"; "" in plaintext
 
 
 @dataclass(frozen=True, slots=True)

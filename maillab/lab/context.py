@@ -16,6 +16,7 @@ from ..mta.mda import Mda
 from ..net.admission import Admission
 from ..net.authguard import AuthGuard
 from ..net.ports import Ports
+from ..smtp.outbound_tls import OutboundTls
 from ..queue.records import RetryPolicy
 from ..store import MailStore
 from .directory import Directory
@@ -41,7 +42,7 @@ class LabContext:
     greylist_delay: float = 60.0         # lab seconds before a greylisted triple is let through
     admission: Admission = field(default_factory=Admission)   # new SMTP sessions pass it first
     auth_guard: AuthGuard = field(default_factory=AuthGuard)  # failed logins per client address
-    # TLS (net/tls.py, certificates by lab/ca.py): each host's server side, by host name, and a
-    # client that trusts the lab CA (outbound SMTP between the lab's MTAs)
+    # TLS (net/tls.py, certificates by lab/ca.py): each host's server side, by host name, and
+    # the client side of outbound SMTP between the lab's MTAs (smtp/outbound_tls.py)
     server_tls: dict[str, ssl.SSLContext] = field(default_factory=dict)
-    client_tls: ssl.SSLContext | None = None
+    outbound_tls: OutboundTls | None = None

@@ -31,7 +31,8 @@ from ..mta.agent import CHAOS_STAGES, STOP_DRAIN, Chaos, Mta
 from ..mta.mda import Mda
 from ..net.admission import ConnectionLimits
 from ..net.ports import Endpoint, Ports, listen_failure
-from ..net.tls import client_context, server_context
+from ..net.tls import server_context
+from ..smtp.outbound_tls import OutboundTls
 from ..queue.listing import queue_chunks
 from ..queue.manager import QueueError
 from ..queue.records import RetryPolicy
@@ -99,7 +100,7 @@ class Lab:
                               session_timeout=self.session_timeout, smtp_timeout=self.smtp_timeout,
                               retry=self.retry or self.world.retry)
         self.ctx.admission.limits = ConnectionLimits.of(self.world)
-        self.ctx.server_tls, self.ctx.client_tls = await asyncio.to_thread(self._tls)
+        self.ctx.server_tls, self.ctx.outbound_tls = await asyncio.to_thread(self._tls)
         self._authority = Authority(self.world.zones)
         self._dns = DnsServer(self._authority, self.bus, self.clock, DNS_ADDRESS, self.ports.dns)
         try:
@@ -139,15 +140,15 @@ class Lab:
                                 f"{len(self.endpoints)} endpoints, {replayed} queued message"
                                 f"{'s' if replayed != 1 else ''} replayed, pid {os.getpid()}"))
 
-    def _tls(self) -> tuple[dict[str, ssl.SSLContext], ssl.SSLContext]:
-        """Each host's server TLS context and the lab CA's client context (blocking: files,
+    def _tls(self) -> tuple[dict[str, ssl.SSLContext], OutboundTls]:
+        """Each host's server TLS context and the MTAs' client side (blocking: files,
         keys made on the first run, certificates renewed when due)."""
         ca = LabCA(self.state.tls_dir)
         servers = {}
         for host in self.world.hosts.values():
             files = ca.host_files(host.name, host.address)
             servers[host.name] = server_context(files.cert, files.key)
-        return servers, client_context(ca.cert_path)
+        return servers, OutboundTls(ca.cert_path)
 
     def maillog_tail(self, since: int = 0) -> tuple[int, list[str]]:
         """Lines written to the maillog so far (a count), and those after the first `since`

@@ -67,6 +67,9 @@ class Domain:
     mx: tuple[tuple[int, str], ...]       # (preference, host name), best first
     users: tuple[User, ...] = ()
     aliases: tuple[tuple[str, str], ...] = ()   # (local part, target local part)
+    # how other MTAs send to this domain (smtp/outbound_tls.py), "" for the world's level:
+    # Postfix's smtp_tls_policy_maps entry for it
+    smtp_tls_security_level: str = ""
 
     @property
     def mailbox_host(self) -> str:
@@ -93,6 +96,9 @@ class World:
     # for the eavesdropping lesson; false (the default): only after STARTTLS/STLS or on a TLS port
     # (RFC 8314, Postfix's smtpd_tls_auth_only, Dovecot's disable_plaintext_auth)
     auth_over_plaintext: bool = False
+    # how MTAs send to each other (none, may, encrypt, verify: smtp/outbound_tls.py), unless the
+    # destination domain says otherwise; "may" trusts the lab CA: opportunistic TLS, as Postfix's
+    smtp_tls_security_level: str = "may"
     retry: RetryPolicy = RetryPolicy()
     _by_address: dict[str, Host] = field(default_factory=dict, repr=False)
 
@@ -105,6 +111,11 @@ class World:
     def mailbox_domains(self, host: str) -> list[Domain]:
         """Domains whose mailboxes (and submission, IMAP, POP3) live on `host`."""
         return [d for d in self.domains.values() if d.mailbox_host == host]
+
+    def tls_level_for(self, domain: str) -> str:
+        """The TLS security level for mail to `domain`: its own, else the world's."""
+        d = self.domains.get(domain.lower())
+        return (d.smtp_tls_security_level if d is not None else "") or self.smtp_tls_security_level
 
     def mx_preference(self, domain: str, host: str) -> int | None:
         d = self.domains.get(domain)
@@ -187,6 +198,9 @@ def _flag(table: dict, key: str, fail: Callable[[str, str], WorldError]) -> bool
     if not isinstance(value, bool):
         raise fail(key, f"[lab] {key} = {value!r}: expected true or false")
     return value
+
+
+TLS_LEVELS = ("may", "none", "encrypt", "verify")    # Postfix's smtp_tls_security_level values, default first
 
 
 def _choice(table: dict, key: str, choices: tuple[str, ...], fail: Callable[[str, str], WorldError]) -> str:
@@ -299,7 +313,11 @@ def load_world(path: Path | str | None = None) -> World:
             if target not in seen_users:
                 raise fail(alias, f"alias {alias}@{dname} points at {target}, not a user of {dname}")
             aliases.append((alias, target))
-        domains[dname] = Domain(dname, tuple(mx), tuple(users), tuple(aliases))
+        level = str(entry.get("smtp_tls_security_level", ""))
+        if level and level not in TLS_LEVELS:
+            raise fail("smtp_tls_security_level", f"domain {dname}: smtp_tls_security_level = {level!r}: "
+                                                  f"expected one of {', '.join(TLS_LEVELS)}")
+        domains[dname] = Domain(dname, tuple(mx), tuple(users), tuple(aliases), level)
 
     for entry in data.get("zone", []):
         zname = str(entry.get("name", "")).lower()
@@ -350,5 +368,6 @@ def load_world(path: Path | str | None = None) -> World:
         smtp_line_endings=_choice(lab, "smtp_line_endings", ("lenient", "strict", "pedantic"), fail),
         sender_login_match=_flag(lab, "sender_login_match", fail),
         auth_over_plaintext=_flag(lab, "auth_over_plaintext", fail),
+        smtp_tls_security_level=_choice(lab, "smtp_tls_security_level", TLS_LEVELS, fail),
         retry=retry,
     )

@@ -22,22 +22,26 @@ from ..base.clock import Clock
 from ..base.events import EventBus
 from ..base.syncer import Syncer
 from ..dns.client import LabResolver, LookupFailed
-from ..lab.world import Host
+from ..lab.world import Host, World
 from ..net.ports import Ports
 from ..queue.records import Attempt, Entry
 from ..smtp.client import Unresolved, relay_hop
 from ..smtp.client_protocol import Rcpt
+from ..smtp.outbound_tls import OutboundTls
 from .mda import LocalResult, Mda
 
 
 class RoutingContext(Protocol):
     """What delivery needs of the lab: the MDA and the group-commit thread for local copies;
-    the resolver, the ports and the hop timeout for relays; the bus and clock."""
+    the resolver, the ports, the hop timeout, the world's TLS levels and the client's TLS
+    contexts for relays; the bus and clock."""
     mda: Mda
     syncer: Syncer
     resolver: LabResolver
     ports: Ports
     smtp_timeout: float
+    world: World
+    outbound_tls: OutboundTls | None          # None before the lab CA is loaded: plaintext
     bus: EventBus
     clock: Clock
 
@@ -119,7 +123,8 @@ async def relay(ctx: RoutingContext, host: Host, entry: Entry, message: bytes, d
     walk = await relay_hop([name for _pref, name in mx], addresses, port=ctx.ports.smtp, helo=host.name,
                            source_ip=me, sender=entry.sender, recipients=hop_rcpts, message=message,
                            bus=ctx.bus, clock=ctx.clock, host=host.name, queue_id=entry.id,
-                           timeout=ctx.smtp_timeout, ret=asked.get("ret", ""), envid=asked.get("envid", ""))
+                           timeout=ctx.smtp_timeout, ret=asked.get("ret", ""), envid=asked.get("envid", ""),
+                           tls=ctx.outbound_tls, level=ctx.world.tls_level_for(domain))  # type: ignore[arg-type]
     for t in walk.tries:
         entry.add_attempt(Attempt(t.time, t.mx, t.address, t.result, t.reason))
     outcomes: list[Outcome] = []

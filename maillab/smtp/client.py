@@ -5,7 +5,10 @@
 address with a time-out, bounds every read and write by `timeout` (in the
 spirit of RFC 5321 §4.5.3.2; the 221 to QUIT gets `QUIT_TIMEOUT`, the outcome
 being decided by then), does the TLS the dialogue asks for (mode "tls": from
-the first octet; "starttls": when the protocol's `StartTls` comes), and puts
+the first octet; "starttls" and "may": when the protocol's `StartTls` comes;
+once established, what it is and what the certificate was worth (`judge`,
+outbound_tls.OutboundTls.trust) go in the result, a transcript note and
+Postfix's maillog line "Verified TLS connection established to …"), and puts
 the session on the bus: opened, each line, closed with its reason — a refused
 or timed-out connect too, so each try shows.  It never raises for anything
 the network or the peer does: that is a `HopResult` with `error` set.
@@ -33,7 +36,9 @@ from typing import Awaitable, Callable, Sequence
 from ..base.clock import Clock
 from ..base.events import EventBus, MxTried, Notice, SessionClosed, SessionLine, SessionOpened
 from ..base.sansio import Closed, StartTls
+from ..net.tls import TlsInfo
 from .client_protocol import ClientConnection, Credentials, Envelope, HopResult, Mode, Rcpt
+from .outbound_tls import Level, OutboundTls
 from .replies import Reply
 
 QUIT_TIMEOUT = 2.0   # seconds to wait for the 221: the mail is already handed over
@@ -53,7 +58,8 @@ async def send_hop(*, helo: str, source_ip: str | None, dest_ip: str, dest_port:
                    timeout: float = 30.0, mode: Mode = "plain",
                    credentials: Credentials | None = None, ret: str = "", envid: str = "",
                    tls_context: ssl.SSLContext | None = None,
-                   server_hostname: str | None = None) -> HopResult:
+                   server_hostname: str | None = None,
+                   judge: Callable[[ssl.SSLObject | None], str] | None = None) -> HopResult:
     """Hand `message` to the MTA at dest_ip:dest_port for `recipients`."""
     rcpts = tuple(r if isinstance(r, Rcpt) else Rcpt(r) for r in recipients)
     conn = ClientConnection(helo, Envelope(sender, rcpts, ret, envid), message, mode=mode,
@@ -78,6 +84,22 @@ async def send_hop(*, helo: str, source_ip: str | None, dest_ip: str, dest_port:
         for direction, text in conn.transcript():
             bus.publish(SessionLine(clock.now(), session, host, direction, text))
 
+    def established() -> None:
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return
+        info = TlsInfo.of(ssl_object)
+        conn.result.tls_summary = info.summary
+        conn.result.tls_trust = judge(ssl_object) if judge is not None else "Untrusted"
+        publish()
+        bus.publish(SessionLine(clock.now(), session, host, "note", f"({info.note}, {conn.result.tls_trust})"))
+        relay = f"{server_hostname}[{dest_ip}]:{dest_port}" if server_hostname else peer
+        bus.publish(Notice(clock.now(), host, "smtp",
+                           f"{conn.result.tls_trust} TLS connection established to {relay}: {info.summary}"))
+
+    if implicit is not None:
+        established()
+
     while True:
         publish()
         out = conn.data_to_send()
@@ -98,8 +120,11 @@ async def send_hop(*, helo: str, source_ip: str | None, dest_ip: str, dest_port:
                 async with asyncio.timeout(timeout):
                     await writer.start_tls(tls_context, server_hostname=server_hostname)  # type: ignore[arg-type]
                 conn.tls_started()
+                established()
             except TimeoutError:
                 conn.timed_out()
+            except ssl.SSLCertVerificationError as exc:      # Postfix's words, then OpenSSL's
+                conn.connection_lost(f"TLS handshake: Server certificate not verified ({exc.verify_message})")
             except (OSError, ssl.SSLError) as exc:
                 conn.connection_lost(f"TLS handshake: {_reason(exc)}")
             continue
@@ -151,15 +176,18 @@ async def relay_hop(mx_hosts: Sequence[str], addresses: Callable[[str], Awaitabl
                     port: int, helo: str, source_ip: str | None, sender: str,
                     recipients: Sequence[str | Rcpt], message: bytes, bus: EventBus, clock: Clock,
                     host: str, queue_id: str, timeout: float = 30.0, ret: str = "",
-                    envid: str = "") -> RelayResult:
-    """Try `mx_hosts` in order (`addresses(name)` resolves one, raising `Unresolved`)."""
+                    envid: str = "", tls: OutboundTls | None = None, level: Level = "none") -> RelayResult:
+    """Try `mx_hosts` in order (`addresses(name)` resolves one, raising `Unresolved`), with
+    TLS at `level` (outbound_tls; `tls` gives its contexts and judges certificates)."""
     walk = RelayResult()
     rcpts = {r.address: r for r in (x if isinstance(x, Rcpt) else Rcpt(x) for x in recipients)}
     remaining = list(rcpts)
 
     def tried(mx: str, address: str, result: str, reason: str, session: str = "",
-              peer_queue_id: str = "") -> None:
-        event = MxTried(clock.now(), host, queue_id, mx, address, result, reason, session, peer_queue_id)
+              peer_queue_id: str = "", hop: HopResult | None = None) -> None:
+        secured = f"{hop.tls_trust} TLS, {hop.tls_summary}" if hop is not None and hop.tls_summary else ""
+        event = MxTried(clock.now(), host, queue_id, mx, address, result, reason, session, peer_queue_id,
+                        secured)
         walk.tries.append(event)
         bus.publish(event)
 
@@ -173,17 +201,21 @@ async def relay_hop(mx_hosts: Sequence[str], addresses: Callable[[str], Awaitabl
             continue
         for ip in ips:
             relay, session = f"{name}[{ip}]:{port}", f"{host}/smtp-out/{next(_out_sessions)}"
+            secure = tls is not None and level != "none"
             hop = await send_hop(helo=helo, source_ip=source_ip, dest_ip=ip, dest_port=port, sender=sender,
                                  recipients=[rcpts[r] for r in remaining], message=message, bus=bus,
                                  clock=clock, session=session, host=host, timeout=timeout, ret=ret,
-                                 envid=envid)
+                                 envid=envid, mode=OutboundTls.mode(level) if secure else "plain",
+                                 tls_context=tls.context(level) if secure else None,     # type: ignore[union-attr]
+                                 server_hostname=name if secure else None,
+                                 judge=(lambda o, name=name: tls.trust(o, name)) if secure else None)  # type: ignore[misc,union-attr]
             replies = [x for x in (hop.rcpt_replies.get(r) for r in remaining) if x is not None]
             if hop.error:
                 result = "refused" if not hop.connected and "refused" in hop.error.lower() else "deferred"
                 tried(name, f"{ip}:{port}", result,
-                      hop.error.partition(": ")[2] if not hop.connected else hop.error, session)
+                      hop.error.partition(": ")[2] if not hop.connected else hop.error, session, hop=hop)
             else:
-                tried(name, f"{ip}:{port}", *_hop_result(replies), session, hop.peer_queue_id)
+                tried(name, f"{ip}:{port}", *_hop_result(replies), session, hop.peer_queue_id, hop)
             still: list[str] = []
             for r in remaining:
                 reply = hop.rcpt_replies.get(r)

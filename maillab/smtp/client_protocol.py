@@ -15,8 +15,10 @@ touches a socket (h11's shape, with h2's outgoing buffer):
 
 The dialogue, in order (each step only if the one before it went well):
 greeting 220; EHLO, or HELO when EHLO gets 500/502 (RFC 5321 §3.2, §4.1.4);
-in mode "starttls" STARTTLS, then after `tls_started()` EHLO again with all
-knowledge of the server discarded (RFC 3207 §4.2), mode "tls" being TLS from
+in mode "starttls" STARTTLS (in mode "may" too when the server offers it: a
+refusal there goes on in plaintext, RFC 3207 §4.1 lets the client decide), then
+after `tls_started()` EHLO again with all knowledge of the server discarded
+(RFC 3207 §4.2), mode "tls" being TLS from
 the first octet (RFC 8314, the adapter's job); AUTH PLAIN or LOGIN when
 credentials are given (RFC 4954, RFC 4616); MAIL FROM with SIZE=
 (RFC 1870), BODY=8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), RET= and ENVID=
@@ -33,7 +35,8 @@ note in the transcript, then QUIT):
   convert the body to 7 bit or return it as undeliverable; maillab does not
   convert (a conversion would break DKIM signatures and is not implemented),
   so it returns it, naming the reason;
-- TLS required (mode "starttls") and not offered: 421 4.7.4, Postfix's words;
+- TLS required (mode "starttls") and not offered: 421 4.7.4, Postfix's words
+  (mode "may": plaintext, with a note);
 - credentials given and no AUTH mechanism the client has: 554 5.7.4.
 
 Invariants: whatever the server sends, split anywhere, the result is the same
@@ -65,7 +68,7 @@ from ..base.sansio import NEED_DATA, Closed, Sentinel, StartTls
 from ..pop3.protocol import stuff
 from .replies import ProtocolError, Reply, ReplyParser
 
-Mode = Literal["plain", "starttls", "tls"]
+Mode = Literal["plain", "may", "starttls", "tls"]
 Kind = Literal["accepted", "temporary", "permanent"]
 Event = StartTls | Closed
 
@@ -112,6 +115,8 @@ class HopResult:
     rcpt_stage: dict[str, str] = field(default_factory=dict)
     extensions: dict[str, str] = field(default_factory=dict)  # EHLO keyword -> params
     tls: bool = False            # the session ran under TLS (from the start or after STARTTLS)
+    tls_summary: str = ""        # the adapter's: "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)"
+    tls_trust: str = ""          # ... and what the certificate was worth: "Verified", "Trusted", "Untrusted"
     authenticated: bool = False
 
     @property
@@ -343,14 +348,21 @@ class ClientConnection:
             self._refused(reply)
 
     def _secure(self) -> None:
-        if self.mode != "starttls" or self.result.tls:
+        if self.mode not in ("starttls", "may") or self.result.tls:
             self._authenticate()
-        elif "STARTTLS" not in self.result.extensions:
-            self._refuse_locally(421, "4.7.4", "TLS is required, but was not offered by host", "STARTTLS")
-        else:
+        elif "STARTTLS" in self.result.extensions:
             self._send("STARTTLS", "STARTTLS", self._on_starttls)
+        elif self.mode == "may":
+            self._note("(STARTTLS not offered: going on in plaintext)")
+            self._authenticate()
+        else:
+            self._refuse_locally(421, "4.7.4", "TLS is required, but was not offered by host", "STARTTLS")
 
     def _on_starttls(self, reply: Reply) -> None:
+        if reply.code != 220 and self.mode == "may":
+            self._note(f"(STARTTLS refused: {reply}; going on in plaintext)")
+            self._authenticate()
+            return
         if reply.code != 220:
             self._refused(reply)
             return

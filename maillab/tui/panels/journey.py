@@ -39,7 +39,8 @@ from ..sessions import Line
 
 
 COLUMNS = ("delivered", "recipient", "queue id", "host")
-SESSION_LINES = 24
+SESSION_LINES = 24            # of a session's dialogue shown: the first SESSION_HEAD and the last ones
+SESSION_HEAD = 8
 TABLE_ROWS = 200             # deliveries listed, newest last
 NARROW = 120
 HINT = "Recent deliveries into Maildirs: Enter shows a message's journey."
@@ -256,12 +257,14 @@ list also starts with the maillog's last deliveries.
             return
         write(log, Text(f"   received in session {sid} ({s.protocol}, peer {s.client})", style="italic"))
         lines = _dialogue(s.lines)
-        for line in lines[:SESSION_LINES]:
+        hidden = len(lines) - SESSION_LINES
+        # a long dialogue (STARTTLS says EHLO twice): its start, and its end, where the
+        # transaction and the 250 with the queue ID are
+        for i, line in enumerate(lines[:SESSION_HEAD] + lines[SESSION_HEAD + hidden:] if hidden > 0 else lines):
+            if hidden > 0 and i == SESSION_HEAD:
+                write(log, Text(f"     ... {hidden} more lines in the Dialogues panel", style=colours.style("muted")))
             style = colours.style("client" if line.direction == "client" else "server")
             write(log, Text(f"     {'C' if line.direction == 'client' else 'S'}: {line.text}", style=style))
-        if len(lines) > SESSION_LINES:
-            write(log, Text(f"     ... {len(lines) - SESSION_LINES} more lines in the Dialogues panel",
-                           style=colours.style("muted")))
 
 
 def _dialogue(lines: Iterable[Line]) -> list[Line]:
