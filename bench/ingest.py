@@ -55,6 +55,7 @@ import resource  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
+import ssl  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -69,6 +70,7 @@ from maillab.lab.state import default_state_path  # noqa: E402
 SENDER = "santa@northpole.org"
 RECIPIENT = "mafudge@syr.edu"
 LAB_HOST = "127.0.0.1"          # smtp1.syr.edu
+LAB_NAME = "smtp1.syr.edu"      # what its certificate names
 SMTP_PORT = 2525                # + the port offset
 HOST_ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6",
                   "127.0.0.7", "127.0.0.66")
@@ -170,14 +172,28 @@ async def _reply(reader: asyncio.StreamReader, want: int) -> None:
         raise SmtpError(f"expected {want}, got {lines[-1].decode('utf-8', 'replace').strip()[:120]}")
 
 
-async def _transaction(host: str, port: int, message: bytes | tuple[bytes, ...]) -> None:
-    """One SMTP transaction and QUIT; raise SmtpError on an unexpected reply.  `message`
-    may come in parts, written one after the other (a big part is never copied)."""
+async def _starttls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: ssl.SSLContext) -> None:
+    """STARTTLS (verifying smtp1.syr.edu's certificate) and EHLO again, after the first EHLO."""
+    writer.write(b"STARTTLS\r\n")
+    await _reply(reader, 220)
+    await writer.start_tls(tls, server_hostname=LAB_NAME)
+    writer.write(b"EHLO bench.northpole.org\r\n")
+    await _reply(reader, 250)
+
+
+async def _transaction(host: str, port: int, message: bytes | tuple[bytes, ...],
+                       tls: ssl.SSLContext | None = None) -> None:
+    """One SMTP transaction and QUIT (after STARTTLS with `tls`); raise SmtpError on an
+    unexpected reply.  `message` may come in parts, written one after the other (a big part
+    is never copied)."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         await _reply(reader, 220)
-        for command, want in ((b"EHLO bench.northpole.org\r\n", 250),
-                              (f"MAIL FROM:<{SENDER}>\r\n".encode(), 250),
+        writer.write(b"EHLO bench.northpole.org\r\n")
+        await _reply(reader, 250)
+        if tls is not None:
+            await _starttls(reader, writer, tls)
+        for command, want in ((f"MAIL FROM:<{SENDER}>\r\n".encode(), 250),
                               (f"RCPT TO:<{RECIPIENT}>\r\n".encode(), 250),
                               (b"DATA\r\n", 354)):
             writer.write(command)
@@ -197,7 +213,13 @@ async def _transaction(host: str, port: int, message: bytes | tuple[bytes, ...])
             pass
 
 
-async def _generate(host: str, port: int, count: int, size: int, sessions: int) -> dict:
+def tls_client(ca: str | None) -> ssl.SSLContext | None:
+    """A client context trusting the lab CA at `ca` (None: plaintext)."""
+    return ssl.create_default_context(cafile=ca) if ca else None
+
+
+async def _generate(host: str, port: int, count: int, size: int, sessions: int, ca: str | None = None) -> dict:
+    tls = tls_client(ca)
     prefix, suffix = message_parts(size)   # messages differ only by their Message-ID
     next_index = iter(range(count))
     latencies: list[float] = []
@@ -211,7 +233,7 @@ async def _generate(host: str, port: int, count: int, size: int, sessions: int) 
             t = time.monotonic()
             try:
                 async with asyncio.timeout(MESSAGE_TIMEOUT):
-                    await _transaction(host, port, message)
+                    await _transaction(host, port, message, tls)
             except (OSError, ValueError, SmtpError, TimeoutError, asyncio.IncompleteReadError) as e:
                 errors.append(f"{type(e).__name__}: {e}")
                 continue
@@ -234,10 +256,12 @@ IDLE_BATCH = 25                 # idle sessions opened at a time
 IDLE_SOURCES = 250              # idle sessions per source address (the lab allows 500 per client)
 
 
-async def _hold_idle(port: int, n: int, measure: Callable[[], T]) -> T:
-    """Open `n` SMTP sessions, each past its EHLO reply, call `measure()` while all of them
-    are open and idle, then QUIT them.  They come from 127.0.1.x, IDLE_SOURCES per address."""
+async def _hold_idle(port: int, n: int, measure: Callable[[], T], ca: str | None = None) -> T:
+    """Open `n` SMTP sessions, each past its EHLO reply (with `ca`: past STARTTLS and the
+    EHLO after it), call `measure()` while all of them are open and idle, then QUIT them.
+    They come from 127.0.1.x, IDLE_SOURCES per address."""
     writers: list[asyncio.StreamWriter] = []
+    tls = tls_client(ca)
 
     async def one(i: int) -> None:
         source = f"127.0.1.{1 + i // IDLE_SOURCES}"
@@ -246,6 +270,8 @@ async def _hold_idle(port: int, n: int, measure: Callable[[], T]) -> T:
         await _reply(reader, 220)
         writer.write(b"EHLO bench.northpole.org\r\n")
         await _reply(reader, 250)
+        if tls is not None:
+            await _starttls(reader, writer, tls)
 
     try:
         async with asyncio.timeout(MESSAGE_TIMEOUT):
@@ -263,15 +289,16 @@ async def _hold_idle(port: int, n: int, measure: Callable[[], T]) -> T:
         await asyncio.sleep(0.2)
 
 
-def hold_idle(port: int, n: int, measure: Callable[[], T]) -> T:
-    return asyncio.run(_hold_idle(port, n, measure))
+def hold_idle(port: int, n: int, measure: Callable[[], T], ca: str | None = None) -> T:
+    return asyncio.run(_hold_idle(port, n, measure, ca))
 
 
-def generate(host: str, port: int, count: int, size: int, sessions: int, cpu: int | None) -> dict:
-    """Entry point in the generator process."""
+def generate(host: str, port: int, count: int, size: int, sessions: int, cpu: int | None,
+             ca: str | None = None) -> dict:
+    """Entry point in the generator process (`ca`: STARTTLS, trusting that CA file)."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    return asyncio.run(_generate(host, port, count, size, sessions))
+    return asyncio.run(_generate(host, port, count, size, sessions, ca))
 
 
 # --------------------------------------------------------------------------

@@ -49,6 +49,7 @@ virtual   unix  - n n - - virtual
 anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
+tlsmgr    unix  - - n 1000? 1 tlsmgr
 """
 
 
@@ -96,7 +97,10 @@ def _kb(pid: int, file: str, key: str) -> int:
 class PostfixInstance:
     """Postfix for one benchmark run: mail to `recipient` lands in `maildir / "new"`."""
 
-    def __init__(self, parent: Path, recipient: str, smtpd_limit: int = 100) -> None:
+    def __init__(self, parent: Path, recipient: str, smtpd_limit: int = 100,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """`tls`: a certificate chain and key for STARTTLS (smtpd_tls_security_level = may),
+        copied into the instance (Postfix reads them as root before it drops privileges)."""
         self.dir = Path(tempfile.mkdtemp(prefix="postfix-bench-", dir=parent))
         self.port = free_port()
         self.recipient = recipient
@@ -129,6 +133,13 @@ class PostfixInstance:
             "smtpd_peername_lookup": "no", "smtpd_client_restrictions": "",
             "max_use": "100000", "max_idle": "3600",
         }
+        if tls is not None:
+            cert, key = self.etc / "cert.pem", self.etc / "key.pem"
+            cert.write_bytes(tls[0].read_bytes())
+            key.touch(0o600)
+            key.write_bytes(tls[1].read_bytes())
+            settings |= {"smtpd_tls_security_level": "may", "smtpd_tls_cert_file": cert,
+                         "smtpd_tls_key_file": key, "smtpd_tls_loglevel": "0"}
         self._run("postconf", "-c", str(self.etc), "-e", *(f"{k}={v}" for k, v in settings.items()))
         self.started = False
 
