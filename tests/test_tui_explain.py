@@ -184,3 +184,36 @@ def test_after_lines_left_out_of_a_message_no_header_is_guessed():
     assert texts(e.feed("client", "..x"))[0].startswith("a doubled dot")
     e.feed("client", ".")
     assert texts(e.feed("client", "RSET"))[0].startswith("RSET: aborts")
+
+
+def test_tls_replies_say_what_to_do_and_where_it_is_defined():
+    go_ahead = texts(explain_reply("220 2.0.0 Ready to start TLS"))
+    assert go_ahead[-1].startswith("STARTTLS's go-ahead: the TLS handshake starts now") and \
+        go_ahead[-1].endswith("(RFC 3207 §4.2)")
+    first = texts(explain_reply("530 5.7.0 Must issue a STARTTLS command first"))
+    assert first[-1].startswith("no login before TLS here") and first[-1].endswith("then AUTH (RFC 3207 §4)")
+    assert not any("STARTTLS" in n for n in texts(explain_reply("530 5.7.0 Authentication required")))
+    encryption = texts(explain_reply("538 5.7.11 Encryption required for requested authentication mechanism"))
+    assert encryption[0] == "538: encryption required for this authentication mechanism (RFC 4954 §6)"
+    assert "5.7.11" in encryption[1] and "only inside TLS: STARTTLS first (RFC 4954 §6)" in encryption[2]
+    imap = texts(explain_reply("* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready", "imap"))
+    assert "STARTTLS: the connection can be upgraded to TLS (RFC 9051 §6.2.1)" in imap
+    assert any(n.startswith("LOGINDISABLED: LOGIN") and n.endswith("(RFC 9051 §6.2.3)") for n in imap)
+    refused = texts(explain_reply("a NO [PRIVACYREQUIRED] Login is not allowed before TLS", "imap"))
+    assert refused[-1].startswith("PRIVACYREQUIRED: ") and refused[-1].endswith("(RFC 5530 §3)")
+    assert texts(explain_reply("STLS", "pop3")) == ["STLS: the connection can be upgraded to TLS (RFC 2595 §4)"]
+    assert texts(explain_reply("-ERR STLS is not offered by this server", "pop3")) == [
+        "-ERR: the command failed (RFC 1939 §3)"]
+    assert texts(explain_reply("-ERR [AUTH] Plaintext login is not allowed", "pop3"))[-1].endswith("(RFC 3206 §4)")
+    assert texts([explain_command("STLS", "pop3")]) == ["STLS: upgrade this connection to TLS (RFC 2595 §4)"]
+
+
+def test_a_starttls_that_is_not_offered_says_why_mta_sts_and_dane_exist():
+    from maillab.smtp.transcript import STRIPPED_NOTE
+    e = Explainer("smtp")
+    stripped = texts(e.feed("note", STRIPPED_NOTE))
+    assert len(stripped) == 1 and "MTA-STS (RFC 8461) and DANE (RFC 7672)" in stripped[0]
+    assert e.feed("client", "STARTTLS")
+    notes = e.feed("server", "502 5.5.1 Error: command not implemented")
+    assert notes[-1].warning and "a sender whose TLS is only opportunistic (may) goes on in plaintext" in str(notes[-1])
+    assert not any(n.warning for n in Explainer("smtp").feed("server", "502 5.5.1 Error: EXPN is not implemented"))

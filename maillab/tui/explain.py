@@ -5,7 +5,11 @@ here: `explain_reply("250 2.1.5 Ok")` says what 250 and 2.1.5 mean and where
 they are defined, `explain_command("RCPT TO:<a@b>")` what the command asks,
 and an `Explainer` (one per session) follows AUTH PLAIN / AUTH LOGIN, POP3
 USER/PASS and IMAP LOGIN, decoding the base64 a student may think is secret,
-with a warning when the password crossed the wire in the clear.  Between a
+with a warning when the password crossed the wire in the clear.  TLS is
+explained where it shows: STARTTLS and its `220 2.0.0` go-ahead, the refusals
+of a login before TLS (`530 5.7.0 Must issue a STARTTLS command first`, `538
+5.7.11`, IMAP's LOGINDISABLED and PRIVACYREQUIRED, POP3's STLS and [AUTH]), and
+a STARTTLS that is not offered (a stripped host): why MTA-STS and DANE exist.  Between a
 354 and the "." line, the client's lines are the message itself: well-known
 header fields, the blank line that ends the header section and doubled dots
 are explained, and no message line is taken for a command.
@@ -20,6 +24,8 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+
+from ..smtp.transcript import STRIPPED_NOTE
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +231,39 @@ IMAP_COMMANDS: dict[str, tuple[str, str]] = {
     "UID": ("the next command uses UIDs instead of sequence numbers", "RFC 9051 §6.4.9"),
 }
 
+# SMTP replies about TLS, by code and enhanced code (and a word of the text, where one pair has
+# several meanings: 530 5.7.0 is also "Authentication required")
+TLS_REPLIES: dict[tuple[str, str], Note] = {
+    ("220", "2.0.0"): Note("STARTTLS's go-ahead: the TLS handshake starts now; both sides forget what was "
+                           "said before it, and the client says EHLO again inside TLS", "RFC 3207 §4.2"),
+    ("530", "5.7.0 Must issue a STARTTLS"): Note(
+        "no login before TLS here (RFC 8314 §3, Postfix's smtpd_tls_auth_only): send STARTTLS, then "
+        "EHLO again, then AUTH", "RFC 3207 §4"),
+    ("538", "5.7.11"): Note("this mechanism sends the password itself (PLAIN, LOGIN), so the server takes it "
+                            "only inside TLS: STARTTLS first", "RFC 4954 §6"),
+}
+DOWNGRADE = Note("no STARTTLS on this hop: a sender whose TLS is only opportunistic (may) goes on in "
+                 "plaintext, one that requires TLS (encrypt) defers. Anyone on the path can cut STARTTLS "
+                 "from EHLO like this, and SMTP alone can not tell: MTA-STS (RFC 8461) and DANE (RFC 7672) "
+                 "let a domain publish that its MX hosts must do TLS", "RFC 3207 §6", warning=True)
+# capabilities (in IMAP's CAPABILITY list, on a line of POP3's CAPA) and response codes of IMAP
+# and POP3 about TLS
+TLS_WORDS: dict[str, dict[str, Note]] = {
+    "imap": {
+        "STARTTLS": Note("STARTTLS: the connection can be upgraded to TLS", "RFC 9051 §6.2.1"),
+        "LOGINDISABLED": Note("LOGINDISABLED: LOGIN (and AUTHENTICATE here) are refused until TLS is up: "
+                              "STARTTLS first", "RFC 9051 §6.2.3"),
+        "[PRIVACYREQUIRED]": Note("PRIVACYREQUIRED: refused because the connection is not private yet "
+                                  "(no TLS)", "RFC 5530 §3"),
+    },
+    "pop3": {
+        "STLS": Note("STLS: the connection can be upgraded to TLS", "RFC 2595 §4"),
+        "[AUTH]": Note("[AUTH]: the login itself failed, not the server (wrong credentials, or here "
+                       "maybe: no login before TLS, STLS first)", "RFC 3206 §4"),
+    },
+}
+
+_TLS_WORD = re.compile(r"\[[A-Z-]+\]|[A-Z0-9=+-]+")      # a response code whole ("[AUTH]"), or a word
 _REPLY = re.compile(r"^(\d{3})([ -])(?:([245])\.(\d{1,3})\.(\d{1,3})\b)?")
 IMPLICIT_TLS = ("smtps", "imaps", "pop3s")
 _CLEAR = {   # what a password looked like on the wire without TLS, per way of sending it
@@ -261,13 +300,14 @@ def explain_reply(line: str, protocol: str = "smtp") -> list[Note]:
     """Notes for a server line: basic code, enhanced code, EHLO keyword, POP3/IMAP status."""
     family = _protocol_family(protocol)
     if family == "pop3":
+        notes = _tls_words("pop3", line)
         if line.startswith("+OK"):
-            return [Note("+OK: the command succeeded", "RFC 1939 §3")]
+            return [Note("+OK: the command succeeded", "RFC 1939 §3")] + notes
         if line.startswith("-ERR"):
-            return [Note("-ERR: the command failed", "RFC 1939 §3")]
-        return []
+            return [Note("-ERR: the command failed", "RFC 1939 §3")] + notes
+        return notes
     if family == "imap":
-        return _explain_imap_response(line)
+        return _explain_imap_response(line) + _tls_words("imap", line)
     m = _REPLY.match(line)
     if m is None:
         return []
@@ -290,9 +330,19 @@ def explain_reply(line: str, protocol: str = "smtp") -> list[Note]:
         if keyword in EHLO_KEYWORDS:
             text, ref = EHLO_KEYWORDS[keyword]
             notes = [Note(f"{keyword}: {text}", ref)]
+    notes += [note for (tls_code, words), note in TLS_REPLIES.items()
+              if tls_code == code and line[4:].startswith(words)]
     if sep == "-" and code != "250":
         notes.append(Note("a \"-\" after the code: more lines of this reply follow", "RFC 5321 §4.2.1"))
     return notes
+
+
+def _tls_words(family: str, line: str) -> list[Note]:
+    """IMAP's or POP3's capabilities and response codes about TLS that `line` names."""
+    words = _TLS_WORD.findall(line.upper())
+    listing = "CAPABILITY" in words if family == "imap" else len(words) == 1    # POP3: one per line
+    return [note for word, note in TLS_WORDS[family].items()
+            if word in words and (word.startswith("[") or listing)]
 
 
 def _explain_imap_response(line: str) -> list[Note]:
@@ -332,11 +382,19 @@ def explain_command(line: str, protocol: str = "smtp") -> Note | None:
     return Note(f"{verb}: {known[0]}", known[1]) if known else None
 
 
-def _b64(text: str) -> bytes | None:
+def b64(text: str) -> bytes | None:
+    """The octets a base64 text stands for; None if it is not base64."""
     try:
         return base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+def plain_credentials(text: str) -> tuple[bytes, bytes, bytes] | None:
+    """AUTH PLAIN's message, base64 of authzid\\0user\\0password (RFC 4616 §2): its three parts."""
+    raw = b64(text)
+    parts = raw.split(b"\0") if raw is not None else []
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
 
 
 def _show(raw: bytes) -> str:
@@ -370,6 +428,8 @@ class Explainer:
             return self._message_line(text) if self._message is not None else self._client(text)
         if direction == "server":
             return self._server(text)
+        if text == STRIPPED_NOTE:
+            return [DOWNGRADE]
         if self._message is not None:
             self._message = "cut"       # a remark amid the message (lines not shown): where are we?
         return []
@@ -431,11 +491,13 @@ class Explainer:
             if text.startswith(("220", "+OK")) or " OK" in text[:20]:
                 self.tls = True
                 notes.append(Note("from here on the connection is encrypted (TLS)", "RFC 3207 §4"))
+            elif self.family == "smtp" and text.startswith(("502", "500", "454")):
+                notes.append(DOWNGRADE)
         if self.family == "smtp" and not text.startswith("334"):
             self._expect = None                 # the exchange is over (235, 535, 5xx...)
         elif self.family == "smtp":
             challenge = text[4:].strip()
-            decoded = _b64(challenge) if challenge else b""
+            decoded = b64(challenge) if challenge else b""
             if decoded:
                 notes.append(Note(f"the challenge decodes to {_show(decoded)}", "RFC 4954 §4"))
             prompt = bytes(c for c in decoded.lower() if 97 <= c <= 122)   # "User Name\0" -> b"username"
@@ -453,15 +515,14 @@ class Explainer:
         return self._decoded("password", text) + [self._clear_warning()]
 
     def _decoded(self, what: str, text: str) -> list[Note]:
-        raw = _b64(text)
+        raw = b64(text)
         if raw is None:
             return [Note(f"the {what}, which should be base64 but is not", "RFC 4954 §4")]
         return [Note(f"base64 of the {what}: {_show(raw)}", "RFC 4954 §4")]
 
     def _plain(self, text: str) -> list[Note]:
-        raw = _b64(text)
-        parts = raw.split(b"\0") if raw is not None else []
-        if len(parts) != 3:
+        parts = plain_credentials(text)
+        if parts is None:
             return [Note("AUTH PLAIN data that is not base64 of authzid\\0user\\0password", "RFC 4616 §2")]
         authzid, user, password = parts
         who = f"user {_show(user)}" + (f" (acting as {_show(authzid)})" if authzid else "")
