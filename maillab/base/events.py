@@ -159,6 +159,28 @@ class TlsEstablished(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class WireData(Event):
+    """Octets of a server session that crossed the wire in plaintext (before TLS), as read or
+    written: what an eavesdropper reads, passwords and all (the first `net.wiretap.KEEP` of them)."""
+    session: str
+    host: str
+    direction: Literal["client", "server"]     # who sent them
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WireTotals(Event):
+    """A server session's octets, each way, at its end: in plaintext, and inside TLS (application
+    data after the handshake, as the session read and wrote it; the ciphertext is a little more)."""
+    session: str
+    host: str
+    plain_client: int
+    plain_server: int
+    tls_client: int
+    tls_server: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueueMoved(Event):
     """A message changed queue: incoming, active, deferred or hold."""
     host: str

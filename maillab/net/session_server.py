@@ -17,8 +17,11 @@ the go-ahead and handshaking (`start_tls`), a SASL exchange's ScramLookup with
 the directory's keys (`conn.scram_credentials`), Closed with a last flush, the
 protocol's own events through `handle` — and end however it ends (timeout,
 lost connection, `stop()`, a bug of ours) with the transcript published, the
-`ended` clean-up, and one `SessionClosed`.  A session is a `Session` (its
-id, peer, streams, end reason, TLS and sans-IO `conn`, which offers `greet()`,
+`ended` clean-up, a `WireTotals` and one `SessionClosed`.  What crosses the
+wire is counted (`net/wiretap.py`): the plaintext (its first `wiretap.KEEP`
+octets published as `WireData`, for the TUI's eavesdropper view), then the
+octets inside TLS.  A session is a `Session` (its
+id, peer, streams, end reason, TLS, wire tap and sans-IO `conn`, which offers `greet()`,
 `next_event()`, `receive_data()`, `abort()`, `transcript()`, `data_to_send()`,
 `tls_started()` and `tls_active`), with the protocol's own state added by a
 subclass.  Subclasses of `SessionServer` set `service` (the endpoint's and the
@@ -49,7 +52,8 @@ from collections import defaultdict
 from typing import Any, Generic, Iterator, Protocol, TypeVar
 
 from ..base.clock import Clock
-from ..base.events import EventBus, Notice, SessionClosed, SessionLine, SessionOpened, TlsEstablished
+from ..base.events import (EventBus, Notice, SessionClosed, SessionLine, SessionOpened, TlsEstablished, WireData,
+                           WireTotals)
 from ..base.sansio import NEED_DATA, PAUSED, Authenticate, Closed, StartTls
 from ..base.sasl import ScramLookup
 from ..lab.directory import Account, Directory
@@ -59,6 +63,7 @@ from .admission import Admission
 from .authguard import AuthGuard, penalise
 from .ports import Endpoint
 from .tls import TlsInfo, TlsListener, handshake_error, start_tls
+from .wiretap import Side, WireTap
 
 READ_CHUNK = 64 * 1024         # read at most this past what the protocol has taken: memory stays bounded
 _numbers: defaultdict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))   # per service
@@ -111,6 +116,7 @@ class Session:
         self.client_name: str | None = None         # the peer's PTR name, where the server looks it up
         self.implicit_tls = False                   # came in on the TLS-on-connect port
         self.tls: TlsInfo | None = None             # once the handshake is done
+        self.wire = WireTap()                       # what an eavesdropper sees of it
 
 
 S = TypeVar("S", bound=Session)
@@ -223,6 +229,7 @@ class SessionServer(Generic[S]):
                         quick_ack(s.writer)
                     data = await self.receive(s)
                     if data is not None:
+                        self._tapped(s, "client", data)
                         conn.receive_data(data)
                         partial = bool(data)
                     continue
@@ -264,7 +271,10 @@ class SessionServer(Generic[S]):
             self.ended(s)
             with contextlib.suppress(Exception):
                 s.writer.close()
-            self.ctx.bus.publish(SessionClosed(self.ctx.clock.now(), s.id, self.host.name, s.reason))
+            now, wire = self.ctx.clock.now(), s.wire
+            self.ctx.bus.publish(WireTotals(now, s.id, self.host.name, wire.plain["client"], wire.plain["server"],
+                                            wire.tls["client"], wire.tls["server"]))
+            self.ctx.bus.publish(SessionClosed(now, s.id, self.host.name, s.reason))
 
     @staticmethod
     def _last_words(s: Any, reason: str, line: str) -> None:
@@ -291,6 +301,7 @@ class SessionServer(Generic[S]):
     def _tls_up(self, s: Any) -> None:
         """Say what the session's TLS is: a transcript note, TlsEstablished, the maillog."""
         s.tls = info = TlsInfo.of(s.writer.get_extra_info("ssl_object"))
+        s.wire.tls_up()
         now, bus = self.ctx.clock.now(), self.ctx.bus
         bus.publish(SessionLine(now, s.id, self.host.name, "note", f"({info.note})"))
         bus.publish(TlsEstablished(now, s.id, self.host.name, info.protocol, info.cipher, info.bits,
@@ -364,6 +375,12 @@ class SessionServer(Generic[S]):
                 with contextlib.suppress(Exception):
                     await session.writer.wait_closed()
 
+    def _tapped(self, s: Any, side: Side, data: bytes) -> None:
+        """Count what crossed the wire; publish what an eavesdropper read of it (plaintext)."""
+        kept = s.wire.seen(side, data)
+        if kept:
+            self.ctx.bus.publish(WireData(self.ctx.clock.now(), s.id, self.host.name, side, kept))
+
     def publish_transcript(self, s: Any) -> None:
         now, bus, host = self.ctx.clock.now(), self.ctx.bus, self.host.name
         for direction, text in s.conn.transcript():
@@ -407,6 +424,7 @@ class SessionServer(Generic[S]):
             return False
         if s.writer.transport.is_closing():         # the client reset: uvloop's write would raise RuntimeError
             raise ConnectionResetError("reset by peer")
+        self._tapped(s, "server", data)
         s.writer.write(data)
         if s.writer.transport.get_write_buffer_size():         # the kernel took it all: nothing to wait for
             async with asyncio.timeout(self.ctx.session_timeout):

@@ -7,6 +7,10 @@ the panel redraws only that.  Lines are explained only when shown
 (AUTH exchanges need the order), so turning "explain" on annotates the past
 lines too, and a flood of sessions nobody looks at costs no explaining.
 
+The wire an eavesdropper saw is kept beside the transcript: the session's plaintext
+`WireData` (the server publishes at most `net.wiretap.KEEP` octets of it), its TLS version
+(`TlsEstablished`) and its `WireTotals`; `Session.wire_view()` makes the eavesdropper's lines.
+
 Bounds: at most `max_sessions` sessions (the oldest are forgotten, closed ones
 first) and `max_lines` lines per session (the oldest dropped and counted).
 A line of a session the book never saw open (the TUI started mid-session, or
@@ -19,7 +23,8 @@ import itertools
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from ..base.events import Event, SessionClosed, SessionLine, SessionOpened
+from ..base.events import Event, SessionClosed, SessionLine, SessionOpened, TlsEstablished, WireData, WireTotals
+from .eavesdrop import WireLine, wire_view
 from .explain import Explainer, Note
 
 Line = SessionLine            # a transcript line: .time, .direction ("client", "server", "note"), .text
@@ -41,10 +46,17 @@ class Session:
     dropped: int = 0
     explained: int = 0        # lines explained so far (of dropped + len(lines))
     explainer: Explainer | None = None
+    wire: list[tuple[str, bytes]] = field(default_factory=list)    # plaintext on the wire: (side, octets)
+    tls: str = ""             # "TLS 1.3", once its handshake is done
+    totals: WireTotals | None = None    # octets each way, once it has ended
 
     @property
     def open(self) -> bool:
         return self.state == "open"
+
+    def wire_view(self) -> list[WireLine]:
+        """What an eavesdropper on the wire read of this session (eavesdrop.py)."""
+        return wire_view(self.protocol, self.wire, self.tls, self.totals)
 
     def explain(self) -> None:
         """Explain the lines added since the last call, so `notes` lines up with `lines`."""
@@ -64,9 +76,10 @@ class Changes:
     updated: set[str] = field(default_factory=set)        # state changed (closed)
     lines: dict[str, list[Line]] = field(default_factory=dict)   # new lines per session
     forgotten: list[str] = field(default_factory=list)
+    wire: set[str] = field(default_factory=set)           # sessions whose wire view changed
 
     def __bool__(self) -> bool:
-        return bool(self.opened or self.updated or self.lines or self.forgotten)
+        return bool(self.opened or self.updated or self.lines or self.forgotten or self.wire)
 
 
 def _protocol_of(session_id: str) -> str:
@@ -121,6 +134,7 @@ class SessionBook:
             changes.opened.remove(victim)
         changes.updated.discard(victim)
         changes.lines.pop(victim, None)
+        changes.wire.discard(victim)
 
     def ingest(self, events: list[Event]) -> Changes:
         changes = Changes()
@@ -142,6 +156,17 @@ class SessionBook:
                 else:     # a line came first: complete the record
                     s.protocol, s.client = e.protocol, client
                     changes.updated.add(s.id)
+            elif isinstance(e, (WireData, WireTotals, TlsEstablished)):
+                s = self.sessions.get(e.session)
+                if s is None:
+                    continue
+                if isinstance(e, WireData):
+                    s.wire.append((e.direction, e.data))
+                elif isinstance(e, WireTotals):
+                    s.totals = e
+                else:
+                    s.tls = e.protocol.replace("TLSv", "TLS ")
+                changes.wire.add(s.id)
             elif isinstance(e, SessionClosed):
                 s = self.sessions.get(e.session)
                 if s is not None:

@@ -8,6 +8,9 @@ they type; Enter or a click on a row picks one and ends follow mode.
 Explain mode (`e`) annotates each line: what a reply code and its enhanced
 code mean and which RFC section defines them, what a command asks, and AUTH
 data decoded, with a warning when a password crossed the wire in the clear.
+Wire mode (`w`) shows, beside the transcript (what the endpoints saw), what an
+eavesdropper on the wire reads of the session (`eavesdrop.py`): the plaintext
+up to STARTTLS with any password decoded, then one line for the TLS part.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import RichLog
 
@@ -26,6 +31,7 @@ from ..palette import Palette, palette
 from ..panel import Batch, Hint, Panel, PanelContext, guarded, write
 from ..rowlist import RowList
 
+from ..eavesdrop import WireLine
 from ..explain import Note
 from ..sessions import Line, Session
 
@@ -51,23 +57,34 @@ they arrive, its last few once the "." ends it, a remark counting those between.
   `550 5.1.1`), enhanced status codes (RFC 3463), commands, EHLO keywords — with
   the RFC section that defines them. AUTH PLAIN / LOGIN are decoded: base64 is
   not encryption, and without TLS the password crossed the wire in the clear.
+- `w` wire: beside the transcript, what an eavesdropper on the wire reads:
+  every line until STARTTLS, passwords sent in the clear decoded and marked,
+  then one line for the TLS part (its bytes each way, none of them readable).
+  Set `auth_over_plaintext = true` in a world to try it with a real password.
 - `Enter` on a row: show that session (ends follow mode). `c` clears the list.
 """
     COMMANDS = [("Dialogues: follow the newest session", "Toggle follow mode", "toggle_follow"),
                 ("Dialogues: explain codes and commands", "Toggle annotations with RFC references",
                  "toggle_explain"),
+                ("Dialogues: the eavesdropper's view", "Beside the transcript, what the wire shows an observer",
+                 "toggle_wire"),
                 ("Dialogues: clear the session list", "Forget the sessions shown so far", "clear")]
     BINDINGS = [Binding("f", "toggle_follow", "Follow"), Binding("e", "toggle_explain", "Explain"),
-                Binding("c", "clear", "Clear")]
+                Binding("w", "toggle_wire", "Wire"), Binding("c", "clear", "Clear")]
     DEFAULT_CSS = """
     DialoguesPanel #sessions { height: auto; max-height: 40%; }
-    DialoguesPanel #transcript { height: 1fr; border-top: solid $accent; }
+    DialoguesPanel #panes { height: 1fr; }
+    DialoguesPanel #transcript { height: 1fr; width: 1fr; border-top: solid $accent; }
+    DialoguesPanel #wire { display: none; height: 1fr; width: 1fr; border-top: solid $accent;
+                           border-left: solid $accent; }
+    DialoguesPanel.-wire #wire { display: block; }
     DialoguesPanel.-presenter #sessions { display: none; }
     DialoguesPanel.-presenter #transcript { border-top: none; padding: 0 2; }
     """
 
     follow: reactive[bool] = reactive(True, init=False)
     explain: reactive[bool] = reactive(False, init=False)
+    wire: reactive[bool] = reactive(False, init=False)
 
     def __init__(self, ctx: PanelContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
@@ -79,11 +96,14 @@ they arrive, its last few once the "." ends it, a remark counting those between.
         self._new_lines: list[Line] = []      # of the selected session, not yet shown
         self._redraw = False
         self._ended = False                   # the selected session closed since its last draw
+        self._wire_stale = False              # the wire view of the selected session changed
 
     def compose_panel(self) -> ComposeResult:
         yield Hint(id="dialogues-hint")
         yield RowList(COLUMNS, id="sessions", shrink=(("state", 24), ("started", 0), ("state", 12), ("peer", 16)))
-        yield RichLog(id="transcript", max_lines=TRANSCRIPT_LINES, wrap=True, markup=False)
+        with Horizontal(id="panes"):
+            yield RichLog(id="transcript", max_lines=TRANSCRIPT_LINES, wrap=True, markup=False)
+            yield RichLog(id="wire", max_lines=TRANSCRIPT_LINES, wrap=True, markup=False)
 
     def on_mount(self) -> None:
         self._hint()
@@ -102,6 +122,7 @@ they arrive, its last few once the "." ends it, a remark counting those between.
         self._updated |= ch.updated
         self._forgotten += ch.forgotten
         self._ended |= self.selected in ch.updated
+        self._wire_stale |= self.selected in ch.wire
         if self.selected is not None and self.selected in ch.lines:
             self._new_lines += ch.lines[self.selected]
             if len(self._new_lines) > TRANSCRIPT_LINES:
@@ -128,9 +149,12 @@ they arrive, its last few once the "." ends it, a remark counting those between.
                 table.move_cursor(table.row_count - 1)
         elif self.selected is not None and self.book.get(self.selected) is None:
             self._select(None)
-        self._draw_transcript()
+        self._draw()
         if changed:
             self._hint()
+
+    def tick(self) -> None:
+        self._draw_wire()           # a view left undrawn before the layout gave it a width
 
     @staticmethod
     def _cells(s: Session) -> tuple[str, ...]:
@@ -138,10 +162,15 @@ they arrive, its last few once the "." ends it, a remark counting those between.
 
     def _select(self, sid: str | None) -> None:
         self.selected = sid
-        self._redraw = True
+        self._redraw = self._wire_stale = True
         self._new_lines.clear()
 
     # --- transcript -------------------------------------------------------------
+    def _draw(self) -> None:
+        """Bring the transcript and (in wire mode) the eavesdropper's view up to date."""
+        self._draw_transcript()
+        self._draw_wire()
+
     def _draw_transcript(self) -> None:
         log = self.query_one("#transcript", RichLog)
         ended, self._ended = self._ended, False
@@ -185,6 +214,38 @@ they arrive, its last few once the "." ends it, a remark counting those between.
         if rows:
             write(log, Text("\n").join(rows))
 
+    def _draw_wire(self) -> None:
+        """The eavesdropper's view of the selected session, drawn anew when it changed (it is
+        short: the server publishes a bounded part of the plaintext, the rest is one line)."""
+        log = self.query_one("#wire", RichLog)
+        if not (self.wire and self._wire_stale) or log.scrollable_content_region.width <= 0:
+            return              # (not laid out yet: it would wrap at the console's width)
+        self._wire_stale = False
+        log.clear()
+        colours = palette(log)
+        s = self.book.get(self.selected) if self.selected else None
+        rows = [Text("What an eavesdropper on the wire reads", style="bold")]
+        if s is None:
+            rows.append(Text("No session selected yet.", style=colours.style("note")))
+        elif "/smtp-out/" in s.id:
+            rows.append(Text("The lab's own outbound hop: its wire is the receiving host's session.",
+                             style=colours.style("note")))
+        else:
+            rows += [self._wire_row(line, colours) for line in s.wire_view()]
+        write(log, Text("\n").join(rows))
+
+    def _wire_row(self, line: WireLine, colours: Palette) -> Text:
+        if line.kind in ("client", "server"):
+            text = Text("C: " if line.kind == "client" else "S: ", style=colours.style(line.kind))
+            return text.append(line.text)
+        if line.kind == "secret":
+            return Text(f"   ⚠ {line.text}", style=colours.style("warning") + Style(reverse=True))
+        if line.kind == "lesson":
+            return Text(f"⚠ {line.text}", style=colours.style("warning"))
+        if line.kind == "tls":
+            return Text(f"🔒 {line.text}", style=colours.style("good"))
+        return Text(f"   {line.text}", style=colours.style("note"))
+
     @staticmethod
     def _heading(s: Session, colours: Palette) -> Text:
         text = Text()
@@ -225,7 +286,8 @@ they arrive, its last few once the "." ends it, a remark counting those between.
         shown = self.query_one("#sessions", RowList).row_count
         self.query_one("#dialogues-hint", Hint).show(
             f"telnet 127.0.0.1 {port} · f follow {'ON' if self.follow else 'off'} · "
-            f"e explain {'ON' if self.explain else 'off'} · {shown} of {self.book.total_opened} sessions")
+            f"e explain {'ON' if self.explain else 'off'} · w wire {'ON' if self.wire else 'off'} · "
+            f"{shown} of {self.book.total_opened} sessions")
 
     # --- reactions ---------------------------------------------------------------
     def watch_follow(self) -> None:
@@ -237,7 +299,13 @@ they arrive, its last few once the "." ends it, a remark counting those between.
     def watch_explain(self) -> None:
         self._redraw = True
         self._hint()
-        self._draw_transcript()
+        self._draw()
+
+    def watch_wire(self) -> None:
+        self.set_class(self.wire, "-wire")
+        self._wire_stale = self._redraw = True       # both panes change width
+        self._hint()
+        self.call_after_refresh(self._draw)         # once laid out: RichLog wraps at its width then
 
     def watch_presenter(self, presenter: bool) -> None:
         super().watch_presenter(presenter)
@@ -246,20 +314,20 @@ they arrive, its last few once the "." ends it, a remark counting those between.
         self.restyle()
 
     def restyle(self) -> None:
-        self._redraw = True
-        self._draw_transcript()
+        self._redraw = self._wire_stale = True
+        self._draw()
 
     @guarded
     def on_row_list_selected(self, event: RowList.Selected) -> None:
         self.follow = False
         self._select(event.key)
-        self._draw_transcript()
+        self._draw()
 
     @guarded
     def on_row_list_highlighted(self, event: RowList.Highlighted) -> None:
         if not self.follow and event.key != self.selected:     # in follow mode the cursor moves by itself
             self._select(event.key)
-            self._draw_transcript()
+            self._draw()
 
     @guarded
     def action_toggle_follow(self) -> None:
@@ -270,10 +338,14 @@ they arrive, its last few once the "." ends it, a remark counting those between.
         self.explain = not self.explain
 
     @guarded
+    def action_toggle_wire(self) -> None:
+        self.wire = not self.wire
+
+    @guarded
     def action_clear(self) -> None:
         self.book.clear()
         self.query_one("#sessions", RowList).clear()
         self._opened, self._updated, self._forgotten = [], set(), []
         self._select(None)
-        self._draw_transcript()
+        self._draw()
         self._hint()
