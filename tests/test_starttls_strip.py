@@ -1,13 +1,20 @@
 """STARTTLS stripping (`maillab hosts strip HOST`): the host stops offering STARTTLS, live, as a
-man in the middle who cuts it from EHLO makes it look; `unstrip` offers it again."""
+man in the middle who cuts it from EHLO makes it look; `unstrip` offers it again.  A hop to it
+under smtp_tls_security_level `may` goes in plaintext, under `encrypt` it waits."""
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
+import ssl
 import subprocess
 import sys
 
-from conftest import wait_for
+import pytest
+
+from maillab.base.events import MxTried
+
+from conftest import async_wait_for, maildir_messages, wait_for
 
 
 def cli(lab, *args: str) -> subprocess.CompletedProcess:
@@ -58,3 +65,44 @@ def test_strip_needs_a_known_host(served):
     assert r.returncode != 0 and r.stderr.strip().endswith("no host nowhere.example in this world (try: maillab hosts)")
     r = cli(lab, "hosts", "strip")
     assert r.returncode != 0 and "hosts strip needs a host name" in r.stderr
+
+
+def submit_from_santa(lab) -> None:
+    with smtplib.SMTP("127.0.0.3", lab.ports.submission, timeout=10) as s:
+        s.starttls(context=ssl.create_default_context(cafile=lab.state.tls_dir / "ca.pem"))
+        s.login("santa@northpole.org", "maillab")
+        s.sendmail("santa@northpole.org", ["mafudge@syr.edu"], b"Subject: list\r\n\r\nchecked twice\r\n")
+
+
+def hop_tries(sub):
+    """A function giving mail.northpole.org's tries so far (each call drains `sub` into them)."""
+    seen: list = []
+
+    def tries() -> list[MxTried]:
+        seen.extend(sub.drain())
+        return [e for e in seen if isinstance(e, MxTried) and e.host == "mail.northpole.org"]
+    return tries
+
+
+async def test_a_may_hop_to_a_stripped_host_goes_in_plaintext(lab):
+    lab.host_strip("smtp1.syr.edu")
+    tries = hop_tries(lab.bus.subscribe())
+    await asyncio.to_thread(submit_from_santa, lab)
+    [msg] = await async_wait_for(lambda: maildir_messages(lab.state.root, "mafudge@syr.edu"))
+    assert "by smtp1.syr.edu (maillab) with ESMTP id" in msg.get_all("Received")[0]     # not ESMTPS
+    [tried] = await async_wait_for(tries)
+    assert tried.result == "delivered" and tried.tls == ""
+
+
+@pytest.mark.world(smtp_tls_security_level="encrypt")
+async def test_an_encrypt_hop_to_a_stripped_host_defers_until_unstripped(lab):
+    lab.host_strip("smtp1.syr.edu")
+    tries = hop_tries(lab.bus.subscribe())
+    await asyncio.to_thread(submit_from_santa, lab)
+    [tried] = await async_wait_for(tries)
+    assert tried.result == "deferred" and "TLS is required, but was not offered by host" in tried.reason
+    assert maildir_messages(lab.state.root, "mafudge@syr.edu") == []
+    lab.host_strip("smtp1.syr.edu", on=False)
+    lab.queue_flush()
+    [msg] = await async_wait_for(lambda: maildir_messages(lab.state.root, "mafudge@syr.edu"))
+    assert "by smtp1.syr.edu (maillab) with ESMTPS id" in msg.get_all("Received")[0]
