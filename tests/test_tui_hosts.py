@@ -6,14 +6,14 @@ import dataclasses
 import smtplib
 import socket
 
-from textual.widgets import Button, Input, Select
+from textual.widgets import Button, Input, RichLog, Select
 
 from maillab.lab.world import load_world
 from maillab.tui.forms import FormScreen
 from maillab.tui.panels.hosts import smtp_rules
 from maillab.tui.rowlist import RowList
 
-from test_tui_support import in_thread, running_app, screen_text, table_rows, until
+from test_tui_support import in_thread, richlog_text, running_app, screen_text, table_rows, until
 
 
 def banner(address: str, port: int) -> str:
@@ -111,10 +111,12 @@ async def test_the_smtp_receive_settings_are_shown(tmp_path):
     assert "auth_over_plaintext: on (passwords may cross the wire in the clear)" in rules
 
 
-def ehlo_keywords(address: str, port: int) -> list[str]:
+def ehlo_keywords(address: str, port: int, starttls: bool = False) -> list[str]:
+    """The EHLO keywords of a new session (then, with `starttls`, the STARTTLS reply's code)."""
     with smtplib.SMTP(address, port, timeout=5) as s:
         s.ehlo("northpole.org")
-        return [line.split()[0].upper() for line in s.ehlo_resp.decode().splitlines()[1:]]
+        keywords = [line.split()[0].upper() for line in s.ehlo_resp.decode().splitlines()[1:]]
+        return keywords + ([str(s.docmd("STARTTLS")[0])] if starttls else [])
 
 
 async def test_strip_starttls_from_the_panel(tmp_path):
@@ -127,8 +129,16 @@ async def test_strip_starttls_from_the_panel(tmp_path):
         table.move_cursor(row=0)
         await pilot.press("s")
         await until(pilot, lambda: table_rows(table)[0][3] == "stripped")
-        assert "STARTTLS" not in await in_thread(ehlo_keywords, "127.0.0.1", port)
         assert "STARTTLS" in await in_thread(ehlo_keywords, "127.0.0.2", port)
+        keywords = await in_thread(ehlo_keywords, "127.0.0.1", port, starttls=True)
+        assert "STARTTLS" not in keywords and keywords[-1] == "502"
+        await pilot.press("1", "e")             # the session, explained: why MTA-STS and DANE exist
+        transcript = app.query_one("#transcript", RichLog)
+        await until(pilot, lambda: "S: 502 5.5.1 Error: command not implemented" in richlog_text(transcript))
+        text = " ".join(richlog_text(transcript).split())
+        assert "(STARTTLS stripped on this host: EHLO does not offer it" in text
+        assert "MTA-STS (RFC 8461) and DANE (RFC 7672)" in text
+        await pilot.press("3")
         await pilot.press("s")
         await until(pilot, lambda: table_rows(table)[0][3] == "offered")
         assert "STARTTLS" in await in_thread(ehlo_keywords, "127.0.0.1", port)
