@@ -93,7 +93,7 @@ list also starts with the maillog's last deliveries.
             yield RichLog(id="record", wrap=True, max_lines=2_000, auto_scroll=False)
 
     def on_mount(self) -> None:
-        self.run_worker(self._load_past(), group="journey-past", exit_on_error=False)
+        self.run_worker(self._load_past, group="journey-past", exit_on_error=False)
 
     @guarded
     async def _load_past(self) -> None:

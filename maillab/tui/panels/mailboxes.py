@@ -68,7 +68,7 @@ client that deletes what it downloads makes the count drop.
         if self._dirty and self.lab.ctx is not None and time.monotonic() >= self._next:
             self._dirty = False
             self._next = float("inf")          # until this count is done
-            self.run_worker(self.reload(), group="mailboxes", exclusive=True, exit_on_error=False)
+            self.run_worker(self.reload, group="mailboxes", exclusive=True, exit_on_error=False)
 
     @guarded
     async def reload(self) -> None:
