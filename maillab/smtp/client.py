@@ -6,8 +6,8 @@ address with a time-out, bounds every read and write by `timeout` (in the
 spirit of RFC 5321 §4.5.3.2; the 221 to QUIT gets `QUIT_TIMEOUT`, the outcome
 being decided by then), does the TLS the dialogue asks for (mode "tls": from
 the first octet; "starttls" and "may": when the protocol's `StartTls` comes;
-once established, what it is and what the certificate was worth (`judge`,
-outbound_tls.OutboundTls.trust) go in the result, a transcript note and
+once established, what it is and what the certificate was worth (`judge(ssl_object,
+name)`, outbound_tls.OutboundTls.trust) go in the result, a transcript note and
 Postfix's maillog line "Verified TLS connection established to …"), and puts
 the session on the bus: opened, each line, closed with its reason — a refused
 or timed-out connect too, so each try shows.  It never raises for anything
@@ -59,7 +59,7 @@ async def send_hop(*, helo: str, source_ip: str | None, dest_ip: str, dest_port:
                    credentials: Credentials | None = None, ret: str = "", envid: str = "",
                    tls_context: ssl.SSLContext | None = None,
                    server_hostname: str | None = None,
-                   judge: Callable[[ssl.SSLObject | None], str] | None = None) -> HopResult:
+                   judge: Callable[[ssl.SSLObject | None, str], str] | None = None) -> HopResult:
     """Hand `message` to the MTA at dest_ip:dest_port for `recipients`."""
     rcpts = tuple(r if isinstance(r, Rcpt) else Rcpt(r) for r in recipients)
     conn = ClientConnection(helo, Envelope(sender, rcpts, ret, envid), message, mode=mode,
@@ -90,7 +90,7 @@ async def send_hop(*, helo: str, source_ip: str | None, dest_ip: str, dest_port:
             return
         info = TlsInfo.of(ssl_object)
         conn.result.tls_summary = info.summary
-        conn.result.tls_trust = judge(ssl_object) if judge is not None else "Untrusted"
+        conn.result.tls_trust = judge(ssl_object, server_hostname or dest_ip) if judge is not None else "Untrusted"
         publish()
         bus.publish(SessionLine(clock.now(), session, host, "note", f"({info.note}, {conn.result.tls_trust})"))
         relay = f"{server_hostname}[{dest_ip}]:{dest_port}" if server_hostname else peer
@@ -201,14 +201,14 @@ async def relay_hop(mx_hosts: Sequence[str], addresses: Callable[[str], Awaitabl
             continue
         for ip in ips:
             relay, session = f"{name}[{ip}]:{port}", f"{host}/smtp-out/{next(_out_sessions)}"
-            secure = tls is not None and level != "none"
+            secure = tls if level != "none" else None
             hop = await send_hop(helo=helo, source_ip=source_ip, dest_ip=ip, dest_port=port, sender=sender,
                                  recipients=[rcpts[r] for r in remaining], message=message, bus=bus,
                                  clock=clock, session=session, host=host, timeout=timeout, ret=ret,
-                                 envid=envid, mode=OutboundTls.mode(level) if secure else "plain",
-                                 tls_context=tls.context(level) if secure else None,     # type: ignore[union-attr]
+                                 envid=envid, mode=secure.mode(level) if secure else "plain",
+                                 tls_context=secure.context(level) if secure else None,
                                  server_hostname=name if secure else None,
-                                 judge=(lambda o, name=name: tls.trust(o, name)) if secure else None)  # type: ignore[misc,union-attr]
+                                 judge=secure.trust if secure else None)
             replies = [x for x in (hop.rcpt_replies.get(r) for r in remaining) if x is not None]
             if hop.error:
                 result = "refused" if not hop.connected and "refused" in hop.error.lower() else "deferred"
