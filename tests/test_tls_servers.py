@@ -30,6 +30,7 @@ from conftest import async_wait_for, maildir_messages
 from netutil import require_tool
 
 HOST = "127.0.0.1"              # smtp1.syr.edu, which `localhost` reaches
+ELSEWHERE = "127.0.0.9"         # a client on another machine of the lab's loopback (no host of the world)
 NAME = "smtp1.syr.edu"
 PLAIN = base64.b64encode(b"\0mafudge@syr.edu\0maillab").decode()
 plaintext_world = pytest.mark.world(auth_over_plaintext=True)
@@ -60,8 +61,9 @@ def maillog(lab) -> str:
 class Line:
     """A blocking line client on a socket that may turn into TLS."""
 
-    def __init__(self, port: int, host: str = HOST) -> None:
-        self.sock = socket.create_connection((host, port), timeout=10)
+    def __init__(self, port: int, host: str = HOST, source: str | None = None) -> None:
+        self.sock = socket.create_connection((host, port), timeout=10,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
 
     def send(self, data: bytes) -> None:
@@ -195,11 +197,12 @@ def python_clients(ctx: ssl.SSLContext, ports) -> None:
         smtp.login("mafudge@syr.edu", "maillab")
     with smtplib.SMTP_SSL("localhost", ports.smtps, context=ctx, timeout=10) as smtp:
         smtp.login("mafudge@syr.edu", "maillab")
-    imap = imaplib.IMAP4("localhost", ports.imap, timeout=10)
+    # mail.northpole.org (127.0.0.3): this client (127.0.0.1) is on another machine of it
+    imap = imaplib.IMAP4("127.0.0.3", ports.imap, timeout=10)
     assert "LOGINDISABLED" in imap.capabilities
-    imap.starttls(ssl_context=ctx)
+    imap.starttls(ssl_context=ctx)                  # verifies the certificate's IP address
     assert "LOGINDISABLED" not in imap.capabilities
-    imap.login("mafudge@syr.edu", "maillab")
+    imap.login("santa@northpole.org", "maillab")
     imap.logout()
     imap = imaplib.IMAP4_SSL("localhost", ports.imaps, ssl_context=ctx, timeout=10)
     imap.login("mafudge", "maillab")
@@ -416,25 +419,25 @@ async def test_tls_1_1_is_refused(lab):
 
 # ---- logins before TLS (RFC 8314; the world's auth_over_plaintext) -------------------------
 
-def plaintext_logins(ports) -> dict[str, bytes]:
+def plaintext_logins(ports, source: str | None = ELSEWHERE) -> dict[str, bytes]:
     """What each protocol answers a login before TLS (and SMTP's EHLO, IMAP's and POP3's
-    capabilities)."""
+    capabilities), to a client at `source` (None: the server's own address, 127.0.0.1)."""
     out = {}
-    c = Line(ports.submission)
+    c = Line(ports.submission, source=source)
     c.line()
     c.send(b"EHLO x\r\n")
     out["ehlo"] = b"".join(c.reply())
     c.send(f"AUTH PLAIN {PLAIN}\r\n".encode())
     out["smtp"] = c.line()
     c.close()
-    c = Line(ports.imap)
+    c = Line(ports.imap, source=source)
     out["imap greeting"] = c.line()
     c.send(b"a LOGIN mafudge@syr.edu maillab\r\n")
     out["imap"] = c.line()
     c.send(f"b AUTHENTICATE PLAIN {PLAIN}\r\n".encode())
     out["imap authenticate"] = c.line()
     c.close()
-    c = Line(ports.pop3)
+    c = Line(ports.pop3, source=source)
     c.line()
     c.send(b"CAPA\r\n")
     capa = [c.line()]
@@ -459,6 +462,29 @@ async def test_logins_before_tls_are_refused_by_default(lab):
     assert b"USER" not in out["capa"] and b"SASL" not in out["capa"] and b"STLS" in out["capa"]
     refused = b"-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n"
     assert out["pop3"] == out["pop3 auth"] == refused
+
+
+async def test_imap_and_pop3_count_a_client_on_the_servers_own_address_as_secure(lab):
+    # Dovecot's disable_plaintext_auth: no wire between two machines carries such a session;
+    # submission has no such exemption (Postfix's smtpd_tls_auth_only)
+    out = await asyncio.to_thread(plaintext_logins, lab.ports, None)
+    assert out["smtp"] == b"530 5.7.0 Must issue a STARTTLS command first\r\n"
+    assert b"AUTH=PLAIN" in out["imap greeting"] and b"LOGINDISABLED" not in out["imap greeting"]
+    assert out["imap"].startswith(b"a OK")
+    assert b"USER" in out["capa"] and out["pop3"].startswith(b"+OK")
+    assert await asyncio.to_thread(library_logins, lab.ports) == ("OK", b"+OK maildrop has 0 messages (0 octets)")
+
+
+def library_logins(ports) -> tuple[str, bytes]:
+    """imaplib's and poplib's logins in plaintext to `localhost`, as a student's first script does."""
+    with imaplib.IMAP4("localhost", ports.imap, timeout=10) as imap:
+        imap.login("mafudge@syr.edu", "maillab")
+        selected = imap.select("INBOX")[0]
+    pop = poplib.POP3("localhost", ports.pop3, timeout=10)
+    pop.user("mafudge@syr.edu")
+    answer = pop.pass_("maillab")
+    pop.quit()
+    return selected, answer
 
 
 @plaintext_world

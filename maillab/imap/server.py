@@ -55,9 +55,9 @@ class _Session(Session):
     conn: ImapConnection
 
     def __init__(self, server: "ImapServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        super().__init__(server, reader, writer, ImapConnection(server.host.name,
-                                                                tls_available=server.tls_context is not None,
-                                                                plaintext_auth=server.plaintext_auth))
+        super().__init__(server, reader, writer, None)
+        self.conn = ImapConnection(server.host.name, tls_available=server.tls_context is not None,
+                                   plaintext_auth=server.plaintext_auth(self))
         self.wake = asyncio.Event()                 # the store changed something of this user
         self.read_task: asyncio.Future[bytes] | None = None
         self.waiting_input = False                  # between commands: safe to say BYE
@@ -76,6 +76,7 @@ class ImapServer(SessionServer[_Session]):
 
     service = "imap"
     tls_service = "imaps"
+    local_is_secure = True      # Dovecot: a client on the server's own address logs in before TLS
     REASONS = {"closed": "Connection closed", "send timeout": "Timeout while sending",
                "lost": "Connection lost: {error}",
                "stopped": "Server shutting down", "stopped line": "Server shutting down",

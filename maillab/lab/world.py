@@ -94,7 +94,8 @@ class World:
     sender_login_match: bool = False               # MAIL FROM must be the logged-in user's own address
     # true: logins (SMTP AUTH, IMAP LOGIN/AUTHENTICATE, POP3 USER/PASS/AUTH) work before TLS too,
     # for the eavesdropping lesson; false (the default): only after STARTTLS/STLS or on a TLS port
-    # (RFC 8314, Postfix's smtpd_tls_auth_only, Dovecot's disable_plaintext_auth)
+    # (RFC 8314, Postfix's smtpd_tls_auth_only, Dovecot's disable_plaintext_auth, which IMAP and
+    # POP3 follow in letting a client on the server's own address log in before TLS)
     auth_over_plaintext: bool = False
     # how MTAs send to each other (none, may, encrypt, verify: smtp/outbound_tls.py), unless the
     # destination domain says otherwise; "may" trusts the lab CA: opportunistic TLS, as Postfix's

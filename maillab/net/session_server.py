@@ -110,6 +110,7 @@ class Session:
         self.id = f"{server.host.name}/{server.service}/{next(_numbers[server.service])}"
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.peer_ip, self.peer_port = str(peer[0]), peer[1]
+        self.local_ip = str((writer.get_extra_info("sockname") or ("?", 0))[0])
         self.conn = conn
         self.accepted = server.ctx.clock.now()
         self.reason = server.REASONS["closed"]
@@ -127,6 +128,7 @@ class SessionServer(Generic[S]):
     busy_reply = b""            # past the service's limit (or the descriptor reserve)
     client_busy_reply = b""     # past the per-client limit (ConnectionLimits.per_client)
     tls_service = ""            # the TLS-on-connect endpoint's name ("imaps"), if tls_port() has one
+    local_is_secure = False     # a client on the server's own address may log in before TLS (Dovecot)
     program = ""                # the maillog's program for the server's notices ("" = service)
     # How a session's end is told (SessionClosed, maillog) and the last line stop() sends:
     # keys "closed" (a clean end), "send timeout", "lost" (with {error}), "stopped",
@@ -159,10 +161,13 @@ class SessionServer(Generic[S]):
         """This host's server TLS context (None: no TLS: STARTTLS not offered, no TLS port)."""
         return self.ctx.server_tls.get(self.host.name)
 
-    @property
-    def plaintext_auth(self) -> bool:
-        """Whether a client may log in before TLS (the world's auth_over_plaintext)."""
-        return self.ctx.world.auth_over_plaintext
+    def plaintext_auth(self, s: Session) -> bool:
+        """Whether the client of `s` may log in before TLS: the world's auth_over_plaintext says
+        so, or the server counts a client on its own address as secure (`local_is_secure`:
+        Dovecot's disable_plaintext_auth exempts a connection whose local and remote IP are
+        the same, as no wire between two machines carries it; Postfix's smtpd_tls_auth_only
+        has no such exemption)."""
+        return self.ctx.world.auth_over_plaintext or (self.local_is_secure and s.peer_ip == s.local_ip)
 
     def login_timeout(self) -> float:
         """How long a client that has not logged in may stay idle."""

@@ -42,9 +42,9 @@ class _Session(Session):
     conn: Pop3Connection
 
     def __init__(self, server: "Pop3Server", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        super().__init__(server, reader, writer, Pop3Connection(server.host.name,
-                                                                tls_available=server.tls_context is not None,
-                                                                plaintext_auth=server.plaintext_auth))
+        super().__init__(server, reader, writer, None)
+        self.conn = Pop3Connection(server.host.name, tls_available=server.tls_context is not None,
+                                   plaintext_auth=server.plaintext_auth(self))
         self.idle = False                   # waiting for the client's next command
         self.lock: MaildropLock | None = None
         self.folder: Folder | None = None
@@ -62,6 +62,7 @@ class Pop3Server(SessionServer[_Session]):
 
     service = "pop3"
     tls_service = "pop3s"
+    local_is_secure = True      # Dovecot: a client on the server's own address logs in before TLS
     REASONS = {"closed": "closed", "send timeout": "timeout while sending", "lost": "lost: {error}",
                "stopped": "server stopped",
                "stopped line": "server shutting down", "bug line": "internal error, closing the connection"}

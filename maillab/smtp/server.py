@@ -94,7 +94,7 @@ class _Session(Session):
         self.conn = SmtpConnection(server.host.name, client_ip=self.peer_ip, max_size=world.message_size_limit,
                                    auth=bool(mta.mailbox_domains), auth_required=server.service == "submission",
                                    tls_available=server.tls_context is not None and not mta.starttls_stripped,
-                                   plaintext_auth=server.plaintext_auth,
+                                   plaintext_auth=server.plaintext_auth(self),
                                    line_endings=world.smtp_line_endings, spill_folder=mta.queue.spool.folder,
                                    budget=IN_FLIGHT)
         self.reading = False                # waiting for the client's next bytes

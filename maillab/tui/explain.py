@@ -252,7 +252,8 @@ TLS_WORDS: dict[str, dict[str, Note]] = {
     "imap": {
         "STARTTLS": Note("STARTTLS: the connection can be upgraded to TLS", "RFC 9051 §6.2.1"),
         "LOGINDISABLED": Note("LOGINDISABLED: LOGIN (and AUTHENTICATE here) are refused until TLS is up: "
-                              "STARTTLS first", "RFC 9051 §6.2.3"),
+                              "STARTTLS first (a client on the server's own address is spared, as "
+                              "Dovecot spares it)", "RFC 9051 §6.2.3"),
         "[PRIVACYREQUIRED]": Note("PRIVACYREQUIRED: refused because the connection is not private yet "
                                   "(no TLS)", "RFC 5530 §3"),
     },
