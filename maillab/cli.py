@@ -21,6 +21,7 @@ from .base.errors import UserError
 from .base.fsutil import UnsafeFolder, private_dir
 from .lab.admin import cmd_clock, cmd_dns, cmd_hosts, cmd_queue
 from .lab.state import StateDir, default_state_path
+from .mua import sendcmd
 from .net.ports import Ports
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ def build_parser(ports: Ports = Ports()) -> argparse.ArgumentParser:
     dns.add_argument("zone", help="zone, like syr.edu")
     dns.add_argument("mode", choices=["servfail", "nxdomain", "timeout", "off"])
     _state_option(dns)
+    sendcmd.add_parser(sub, ports)
     return parser
 
 
@@ -239,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command
     try:
         return {"serve": cmd_serve, "tui": cmd_tui, "reset": cmd_reset, "ca": cmd_ca, "queue": cmd_queue,
-                "hosts": cmd_hosts, "clock": cmd_clock, "dns": cmd_dns}[command](args)
+                "hosts": cmd_hosts, "clock": cmd_clock, "dns": cmd_dns,
+                "send": sendcmd.cmd_send}[command](args)
     except UserError as e:
         return _fail(str(e))
     except KeyboardInterrupt:

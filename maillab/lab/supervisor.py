@@ -461,8 +461,11 @@ class Lab:
             mode = args.get("mode")
             return self.dns_fault(str(args.get("zone", "")), None if mode is None else str(mode))
 
+        async def lab_info(args: dict[str, Any]) -> Any:
+            return {"world": str(self.world.path), "port_offset": self.ports.offset}
+
         for name, handler in {
-            "queue.list": queue_list, "queue.text": queue_text, "queue.flush": queue_flush,
+            "lab.info": lab_info, "queue.list": queue_list, "queue.text": queue_text, "queue.flush": queue_flush,
             **{f"queue.{action}": per_message(action) for action in QUEUE_ACTIONS},
             "hosts.list": hosts_list, "hosts.down": hosts_down, "hosts.up": hosts_up,
             "hosts.chaos": hosts_chaos, "hosts.strip": hosts_strip, "clock.show": clock_show, "clock.advance": clock_advance,

@@ -119,8 +119,8 @@ async def send_hop(*, helo: str, source_ip: str | None, dest_ip: str, dest_port:
             try:
                 async with asyncio.timeout(timeout):
                     await writer.start_tls(tls_context, server_hostname=server_hostname)  # type: ignore[arg-type]
+                established()               # its note before the EHLO that tls_started() queues
                 conn.tls_started()
-                established()
             except TimeoutError:
                 conn.timed_out()
             except ssl.SSLCertVerificationError as exc:      # Postfix's words, then OpenSSL's
