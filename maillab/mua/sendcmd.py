@@ -28,6 +28,7 @@ from ..net.ports import Ports
 from ..net.tls import client_context
 from ..smtp.client_protocol import Credentials
 from .compose import Attachment, Draft, build, envelope
+from .identity import find
 from .submit import EXIT_CODES, Server, TlsWay, submit, verdict
 
 MAX_FILE = 64 * 1024 * 1024      # --raw and --attach: bigger is surely a mistake
@@ -196,12 +197,10 @@ def _credentials(args: argparse.Namespace, sender: str, lab: dict[str, Any] | No
     if colon:
         return Credentials(user, password)
     if lab is not None:
-        world = load_world(lab["world"])
-        local, _, domain = user.lower().rpartition("@")
-        d = world.domains.get(domain) if local else None
-        found = [u.password for u in d.users if u.local == local] if d else []
-        if found:
-            return Credentials(user, found[0])
+        try:
+            return Credentials(user, find(load_world(lab["world"]), user).password)
+        except KeyError:
+            pass
     if not sys.stdin.isatty():
         raise UserError(f"--auth {user}: give the password as --auth {user}:PASSWORD")
     return Credentials(user, getpass.getpass(f"Password for {user}: "))

@@ -48,6 +48,7 @@ from .forms import Field, FormScreen, HelpScreen
 from .header import LabHeader
 from .journey import JourneyIndex
 from .keybar import KeyBar
+from .mail.screen import MailScreen
 from .metrics import Monitor, disk_usage
 from .palette import MUTED
 from .panel import Batch, Panel, PanelContext
@@ -81,6 +82,7 @@ Everything you do from another terminal — `telnet 127.0.0.1 {smtp}`, `swaks`,
 | `t` | dark / light theme |
 | `p` | presenter mode: bigger, simpler, explained — for a projector |
 | `>` `<` `a` | lab clock faster, slower, jump ahead (days of retries in minutes); on the DNS panel `a` adds a record |
+| `m` | the Mail screen: the lab's own mail client (IMAP, submission), its protocol X-rayed |
 | `q` | quit: the servers stop, queued mail stays in the spool |
 """
 
@@ -113,6 +115,7 @@ class MailLabApp(App[None]):
         Binding("greater_than_sign", "clock_faster", "Clock faster", show=False),
         Binding("less_than_sign", "clock_slower", "Clock slower", show=False),
         Binding("a", "clock_advance", "Clock ahead", show=False),
+        Binding("m", "mail", "Mail"),
     ]
 
     def __init__(self, lab: Lab, presenter: bool = False, freeze_gc: bool = False) -> None:
@@ -317,6 +320,10 @@ class MailLabApp(App[None]):
         """The header's title, with the sub-title (the lab clock) readable: Textual dims it."""
         return Content.assemble(title, (" — ", MUTED), (sub_title, MUTED)) if sub_title else Content(title)
 
+    def action_mail(self) -> None:
+        if self.lab_running and not isinstance(self.screen, MailScreen):
+            self.push_screen(MailScreen(self.lab))
+
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
@@ -396,4 +403,6 @@ class MailLabApp(App[None]):
                             self.action_toggle_theme)
         yield SystemCommand("Presenter mode", "Bigger, simpler panels with every line explained",
                             self.action_toggle_presenter)
+        yield SystemCommand("Mail", "The lab's own mail client: read and send as any user, X-rayed (key m)",
+                            self.action_mail)
         yield SystemCommand("Help", "What each panel shows, and its keys", self.action_help)

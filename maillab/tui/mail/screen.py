@@ -1,0 +1,528 @@
+"""The Mail screen (key m): the lab's own mail client, over the lab's own protocols, X-rayed.
+
+It is a real IMAP client of the identity's mailbox host (STARTTLS, verified
+against the lab CA, then LOGIN): folders with unread counts (LIST, STATUS),
+the message list fetched in pages (UID SEARCH, UID FETCH of the header
+fields a list shows), IDLE between commands so new mail appears at once; a
+reading pane with badges (TLS on every hop? an authenticated sender?), the
+short or full header, the Received chain hop by hop, the MIME tree, the text
+(HTML as text) or the raw source; flags, move, delete and expunge;
+compose, reply, reply-all and forward, reviewed before sending (envelope
+beside header, the dialogue to come, the MX by DNS), submitted over
+submission with STARTTLS and AUTH, then APPENDed to Sent; drafts to Drafts.
+
+Every line the client says or hears goes to the X-ray pane as it happens,
+explained, under the user action that caused it.  The server side of each
+session shows in the Dialogues panel like any other client's.
+
+One IMAP connection does it all: a user action stops the IDLE (DONE), runs
+its commands, and the IDLE resumes once no action is in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Static
+
+from ...lab.ca import LabCA
+from ...mua.compose import Draft, build, envelope, forward, reply
+from ...mua.identity import Identity, identities
+from ...mua.imap_client import ImapClient, ImapError, Summary
+from ...mua.reading import headers, mime_tree, save_attachment, text
+from ...mua.review import review, route
+from ...mua.submit import Server, submit, verdict
+from ...net.tls import client_context
+from ...smtp.client_protocol import Credentials
+from ..fmt import size
+from ..forms import Field, FormScreen
+from ..journey import hops
+from ..keybar import KeyBar
+from ..rowlist import RowList
+from .dialogs import ComposeScreen, IdentityScreen, ReviewScreen
+from .xray import XRay
+
+if TYPE_CHECKING:
+    from ...lab.supervisor import Lab
+
+PAGE = 200                       # messages fetched in one UID FETCH
+FIRST_PAGE = 60                  # the newest ones, fetched first: the first screen comes before the rest
+FOLDER_COLUMNS = ("folder", "unread", "all")
+LIST_COLUMNS = ("", "badges", "from", "subject", "date", "size")
+
+
+def badges(header: bytes) -> tuple[str, str]:
+    """(short, long) badges of a message from its Received chain: over TLS on every hop, and
+    whether the first hop took it from an authenticated sender (RFC 3848's ESMTPS / ESMTPSA)."""
+    chain = hops(header)
+    if not chain:
+        return "", "no Received header: never crossed SMTP"
+    tls = all(h.tls for h in chain)
+    auth = chain[0].authenticated
+    short = ("TLS" if tls else "plain") + (" auth" if auth else "")
+    long = (f"{'over TLS on every hop' if tls else 'NOT over TLS on every hop'} ({len(chain)} hops) · "
+            + ("sender authenticated at submission (ESMTPSA)" if auth else "sender not authenticated"))
+    return short, long
+
+
+class MailScreen(Screen[None]):
+    DEFAULT_CSS = """
+    MailScreen #mail-who { height: 1; background: $boost; padding: 0 1; }
+    MailScreen #mail-main { height: 2fr; }
+    MailScreen #mail-folders { width: 26; border-right: solid $accent; }
+    MailScreen #mail-right { width: 1fr; }
+    MailScreen #mail-list { height: 1fr; min-height: 4; }
+    MailScreen #mail-reader-box { height: 1fr; border-top: solid $accent; }
+    MailScreen #mail-xray { height: 1fr; min-height: 4; }
+    """
+    BINDINGS = [
+        Binding("escape", "close", "Back"),
+        Binding("c", "compose", "Compose"),
+        Binding("r", "reply(False)", "Reply"),
+        Binding("R", "reply(True)", "Reply all"),
+        Binding("f", "forward", "Forward"),
+        Binding("u", "toggle_seen", "Unread"),
+        Binding("s", "toggle_flag", "Flag"),
+        Binding("d", "delete", "Delete"),
+        Binding("x", "expunge", "Expunge", show=False),
+        Binding("M", "move", "Move", show=False),
+        Binding("h", "toggle_headers", "Headers"),
+        Binding("v", "toggle_source", "Source", show=False),
+        Binding("a", "save_attachments", "Save att.", show=False),
+        Binding("i", "identity", "Identity"),
+        Binding("tab", "focus_next_pane", "Next pane", show=False),
+    ]
+
+    def __init__(self, lab: "Lab", identity: Identity | None = None) -> None:
+        super().__init__()
+        self.lab = lab
+        self.identity = identity
+        self.client: ImapClient | None = None
+        self.folder = ""
+        self.summaries: dict[int, Summary] = {}
+        self.current: tuple[int, bytes] | None = None      # the message open in the reader
+        self.full_headers = False
+        self.source = False
+        self.recent: list[str] = []                        # correspondents, for completion
+        self._idle_ok = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._busy = 0
+        self._idler: asyncio.Task[None] | None = None
+        self.status = ""
+        self._closing = False
+
+    # --- layout --------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static("", id="mail-who", markup=False)
+        with Horizontal(id="mail-main"):
+            yield RowList(FOLDER_COLUMNS, id="mail-folders")
+            with Vertical(id="mail-right"):
+                yield RowList(LIST_COLUMNS, id="mail-list",
+                              shrink=(("badges", 0), ("size", 0), ("date", 0), ("from", 14)))
+                with VerticalScroll(id="mail-reader-box"):
+                    yield Static("", id="mail-reader", markup=False)
+        yield XRay(id="mail-xray")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self._say("choose who you are (i)" if self.identity is None else f"connecting as {self.identity.address}…")
+        if self.identity is None:
+            self.action_identity()
+        else:
+            self.run_worker(self.switch(self.identity), group="mail", exit_on_error=False)
+
+    async def on_unmount(self) -> None:
+        self._closing = True
+        await self._disconnect()
+
+    @property
+    def xray(self) -> XRay:
+        return self.query_one("#mail-xray", XRay)
+
+    def _say(self, status: str) -> None:
+        self.status = status
+        if self._closing:
+            return
+        who = f"{self.identity.from_header} on {self.identity.host}" if self.identity else "(nobody yet)"
+        where = f" · {self.folder}" if self.folder else ""
+        self.query_one("#mail-who", Static).update(f"✉ {who} · IMAP{where} · {status}")
+
+    def _line(self, protocol: str) -> Callable[[str, str], None]:
+        def line(direction: str, text_: str) -> None:
+            if not self._closing:           # a LOGOUT as the screen closes: no X-ray to show it
+                self.xray.line(protocol, direction, text_)
+        return line
+
+    def _tls_context(self) -> ssl.SSLContext:
+        return client_context(LabCA(self.lab.state.tls_dir).cert_path)
+
+    # --- the connection -------------------------------------------------------------------
+    async def switch(self, identity: Identity) -> None:
+        """Log out of the old identity's server, in to the new one's, and open its INBOX."""
+        await self._disconnect()
+        self.identity, self.folder, self.summaries, self.current = identity, "", {}, None
+        self.query_one("#mail-list", RowList).clear()
+        self.query_one("#mail-reader", Static).update("")
+        self.xray.action(f"log in as {identity.address} at {identity.host} (IMAP, STARTTLS)")
+        self.xray.session("imap")
+        try:
+            self.client = await ImapClient.connect(
+                identity.host_address, self.lab.ports.imap, tls="starttls", context=self._tls_context(),
+                server_hostname=identity.host, on_line=self._line("imap"))
+            await self.client.login(identity.address, identity.password)
+        except ImapError as e:
+            self.client = None
+            self._say(f"not connected: {e}")
+            return
+        await self.load_folders()
+        await self.open_folder("INBOX")
+        self._idle_ok.set()
+        self._idler = asyncio.ensure_future(self._idle_loop())
+
+    async def _disconnect(self) -> None:
+        client, self.client = self.client, None
+        idler, self._idler = self._idler, None
+        if idler is not None:               # DONE, so the server hears LOGOUT as a command
+            self._stop.set()
+            self._idle_ok.set()
+            try:
+                await asyncio.wait_for(idler, 5)
+            except (TimeoutError, ImapError):
+                pass
+        if client is not None:
+            await client.logout()
+
+    async def _idle_loop(self) -> None:
+        """IDLE whenever no action runs; apply the server's news as it comes."""
+        while self.client is not None:
+            await self._idle_ok.wait()
+            client = self.client
+            if client is None:
+                return
+            self._stop = asyncio.Event()
+            try:
+                news = await client.idle(self._stop)
+            except ImapError as e:
+                self._say(f"connection lost: {e} (i: log in again)")
+                self.client = None
+                return
+            if any(r.number() and r.number()[1] in ("EXISTS", "EXPUNGE") for r in news):   # type: ignore[index]
+                await self._do("new mail: the server said so during IDLE", self._refresh)
+
+    async def _do(self, what: str, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one user action's commands: the IDLE stopped first, resumed after."""
+        if self._closing:
+            return None
+        if self.client is None:
+            self._say("not connected (i: choose who you are)")
+            return None
+        self.xray.action(what)
+        self._busy += 1
+        self._idle_ok.clear()
+        self._stop.set()
+        try:
+            return await work()
+        except ImapError as e:
+            self._say(str(e))
+            self.notify(str(e), severity="error")
+            return None
+        finally:
+            self._busy -= 1
+            if self._busy == 0 and self.client is not None:
+                self._idle_ok.set()
+
+    # --- folders and the list ---------------------------------------------------------------
+    async def load_folders(self) -> None:
+        assert self.client is not None
+        rows = {}
+        for f in await self.client.folders():
+            if not f.selectable:
+                continue
+            counts = await self.client.status(f.name)
+            rows[f.name] = (f.name, str(counts.get("UNSEEN", 0) or ""), str(counts.get("MESSAGES", 0)))
+        self.query_one("#mail-folders", RowList).replace(rows)
+
+    async def open_folder(self, name: str) -> None:
+        """SELECT, then the newest page of the list at once and the rest page by page."""
+        assert self.client is not None
+        selected = await self.client.select(name)
+        self.folder, self.summaries, self.current = name, {}, None
+        listing = self.query_one("#mail-list", RowList)
+        listing.clear()
+        uids = await self.client.uids()
+        newest, older = uids[-FIRST_PAGE:], uids[:-FIRST_PAGE]
+        self._add(await self.client.summaries(newest))
+        self._say(f"{selected.exists} messages")
+        for end in range(len(older), 0, -PAGE):
+            self._add(await self.client.summaries(older[max(0, end - PAGE):end]))
+
+    async def _refresh(self) -> None:
+        """The selected folder again: new UIDs fetched, gone ones dropped, counts updated."""
+        assert self.client is not None
+        uids = await self.client.uids()
+        gone = set(self.summaries) - set(uids)
+        listing = self.query_one("#mail-list", RowList)
+        for uid in gone:
+            del self.summaries[uid]
+            listing.remove(str(uid))
+        self._add(await self.client.summaries([u for u in uids if u not in self.summaries]))
+        await self.load_folders()
+        self._say(f"{len(uids)} messages")
+
+    def _add(self, found: list[Summary]) -> None:
+        listing = self.query_one("#mail-list", RowList)
+        with listing.batch():
+            for s in found:
+                self.summaries[s.uid] = s
+            rows = {str(uid): self._row(s) for uid, s in sorted(self.summaries.items(), reverse=True)}
+            listing.replace(rows)
+
+    def _row(self, s: Summary) -> tuple[str, ...]:
+        marks = ("N" if not s.seen else " ") + ("!" if "\\Flagged" in s.flags else " ") + \
+                ("D" if "\\Deleted" in s.flags else " ")
+        return (marks, badges(s.header)[0], s.field("From")[:40], s.field("Subject") or "(no subject)",
+                s.field("Date")[:22], size(s.size))
+
+    # --- events from the lists ---------------------------------------------------------------
+    def on_row_list_selected(self, event: RowList.Selected) -> None:
+        event.stop()
+        if event.control.id == "mail-folders":
+            self.run_worker(self._do(f"open folder {event.key}", lambda: self.open_folder(event.key)),
+                            group="mail", exit_on_error=False)
+        elif event.control.id == "mail-list":
+            uid = int(event.key)
+            self.run_worker(self._do(f"open message UID {uid}", lambda: self.open_message(uid)),
+                            group="mail", exit_on_error=False)
+
+    async def open_message(self, uid: int) -> None:
+        assert self.client is not None
+        raw = await self.client.message(uid)
+        s = self.summaries.get(uid)
+        if s is not None and not s.seen:
+            await self.client.store(uid, ["\\Seen"])
+            self.summaries[uid] = Summary(uid, (*s.flags, "\\Seen"), s.size, s.header)
+            self.query_one("#mail-list", RowList).upsert(str(uid), self._row(self.summaries[uid]))
+        self.current = (uid, raw)
+        for _name, value in headers(raw):
+            if _name == "From" and value not in self.recent:
+                self.recent.insert(0, value)
+        self.render_message()
+
+    def render_message(self) -> None:
+        reader = self.query_one("#mail-reader", Static)
+        if self.current is None:
+            reader.update("")
+            return
+        uid, raw = self.current
+        if self.source:
+            reader.update(Text(raw.decode("utf-8", "replace").replace("\r\n", "\n")))
+            return
+        _short, long = badges(raw.split(b"\r\n\r\n", 1)[0])
+        out = Text()
+        out.append(f"{long}\n", style="bold")
+        for name, value in headers(raw, full=self.full_headers):
+            out.append(f"{name}: ", style="bold")
+            out.append(f"{value}\n")
+        chain = hops(raw.split(b"\r\n\r\n", 1)[0])
+        if chain:
+            out.append("\nReceived, hop by hop:\n", style="bold")
+            for n, hop in enumerate(chain, 1):
+                out.append(f"  {n}. {hop.helo or '?'} [{hop.client_ip or '?'}] → {hop.by} with {hop.protocol}"
+                           + (f" id {hop.queue_id}" if hop.queue_id else "") + "\n")
+        tree = mime_tree(raw)
+        if len(tree) > 1:
+            out.append("\nMIME structure:\n", style="bold")
+            for part in tree:
+                name = f' "{part.filename}"' if part.filename else ""
+                out.append(f"  {'  ' * part.depth}{part.path or '·'} {part.content_type}{name} {size(part.size)}\n")
+        out.append("\n" + text(raw))
+        reader.update(out)
+
+    # --- actions --------------------------------------------------------------------------------
+    def action_close(self) -> None:
+        self.app.pop_screen()               # unmounted: on_unmount logs out
+
+    def action_identity(self) -> None:
+        def chosen(identity: Identity | None) -> None:
+            if identity is not None:
+                self.run_worker(self.switch(identity), group="mail", exit_on_error=False)
+        self.app.push_screen(IdentityScreen(identities(self.lab.world)), chosen)
+
+    def _known_addresses(self) -> list[str]:
+        return [*self.recent, *(i.from_header for i in identities(self.lab.world))]
+
+    def action_compose(self) -> None:
+        if self.identity is not None:
+            self._edit(Draft(self.identity.from_header), "New message")
+
+    def action_reply(self, to_all: bool) -> None:
+        if self.identity is not None and self.current is not None:
+            self._edit(reply(self.current[1], self.identity.from_header, to_all=to_all),
+                       "Reply to all" if to_all else "Reply")
+
+    def action_forward(self) -> None:
+        if self.identity is not None and self.current is not None:
+            self._edit(forward(self.current[1], self.identity.from_header), "Forward")
+
+    def _edit(self, draft: Draft, title: str) -> None:
+        def done(result: tuple[str, Draft] | None) -> None:
+            if result is None:
+                return
+            how, edited = result
+            if how == "draft":
+                self.run_worker(self._do("save the draft in Drafts", lambda: self._append("Drafts", edited,
+                                ["\\Draft", "\\Seen"])), group="mail", exit_on_error=False)
+            else:
+                self.run_worker(self._review(edited), group="mail", exit_on_error=False)
+        self.app.push_screen(ComposeScreen(draft, self._known_addresses(), title), done)
+
+    async def _append(self, folder: str, draft: Draft, flags: list[str], message: bytes | None = None) -> None:
+        assert self.client is not None
+        await self.client.append(folder, message if message is not None else build(draft), flags)
+        await self.load_folders()
+        if self.folder == folder:
+            await self._refresh()
+
+    async def _review(self, draft: Draft) -> None:
+        assert self.identity is not None and self.lab.ctx is not None
+        try:
+            message = build(draft)
+        except ValueError as e:
+            self.notify(str(e), severity="error")
+            return
+        identity = self.identity
+        server = f"{identity.host} [{identity.host_address}]:{self.lab.ports.submission}"
+        shown = review(draft, message, server=server, tls="starttls", login=identity.address)
+        routes = await route(self.lab.ctx.resolver, shown.rcpt_to, identity.host_address)
+
+        def answered(send: bool | None) -> None:
+            if send:
+                self.run_worker(self._send(draft, message), group="mail", exit_on_error=False)
+        self.app.push_screen(ReviewScreen(shown, routes), answered)
+
+    async def _send(self, draft: Draft, message: bytes) -> None:
+        assert self.identity is not None
+        identity = self.identity
+        sender, rcpts = envelope(draft)
+        self.xray.action(f"send to {', '.join(rcpts)} (SMTP submission, STARTTLS, AUTH)")
+        self.xray.session("submission")
+        result = await submit(Server(identity.host_address, self.lab.ports.submission, identity.host),
+                              sender, rcpts, message, tls="starttls", context=self._tls_context(),
+                              helo=identity.host, credentials=Credentials(identity.address, identity.password),
+                              on_line=lambda marker, line: self.xray.line(
+                                  "submission", "client" if ">" in marker else "server" if "<" in marker
+                                  else "note", line))
+        outcome = verdict(result, rcpts)
+        if outcome.status:
+            self._say(outcome.line)
+            self.notify(outcome.line, severity="error", title="not sent")
+            return
+        for r in rcpts:
+            if r not in self.recent:
+                self.recent.insert(0, r)
+        self.notify(outcome.line, title="sent")
+        await self._do("keep a copy in Sent (APPEND)", lambda: self._append("Sent", draft, ["\\Seen"], message))
+        self._say(outcome.line)
+
+    def _selected_uid(self) -> int | None:
+        row = self.query_one("#mail-list", RowList)
+        keys = row.keys()
+        return int(keys[row.cursor_row]) if keys else None
+
+    def _flag(self, what: str, flag: str) -> None:
+        uid = self._selected_uid()
+        if uid is None or uid not in self.summaries:
+            return
+        s = self.summaries[uid]
+        add = flag not in s.flags
+
+        async def work() -> None:
+            assert self.client is not None
+            await self.client.store(uid, [flag], add=add)
+            flags = (*s.flags, flag) if add else tuple(f for f in s.flags if f != flag)
+            self.summaries[uid] = Summary(uid, flags, s.size, s.header)
+            self.query_one("#mail-list", RowList).upsert(str(uid), self._row(self.summaries[uid]))
+            await self.load_folders()
+        self.run_worker(self._do(f"{what} UID {uid}", work), group="mail", exit_on_error=False)
+
+    def action_toggle_seen(self) -> None:
+        self._flag("mark read/unread:", "\\Seen")
+
+    def action_toggle_flag(self) -> None:
+        self._flag("flag/unflag:", "\\Flagged")
+
+    def action_delete(self) -> None:
+        self._flag("mark deleted (x expunges):", "\\Deleted")
+
+    def action_expunge(self) -> None:
+        async def work() -> None:
+            assert self.client is not None
+            await self.client.expunge()
+            await self._refresh()
+        self.run_worker(self._do("expunge: remove the messages marked deleted", work), group="mail",
+                        exit_on_error=False)
+
+    def action_move(self) -> None:
+        uid = self._selected_uid()
+        folders = tuple(k for k in self.query_one("#mail-folders", RowList).keys() if k != self.folder)
+        if uid is None or not folders:
+            return
+
+        def chosen(values: dict[str, str] | None) -> None:
+            if not values:
+                return
+
+            async def work() -> None:
+                assert self.client is not None
+                await self.client.move(uid, values["folder"])
+                await self._refresh()
+            self.run_worker(self._do(f"move UID {uid} to {values['folder']}", work), group="mail",
+                            exit_on_error=False)
+        self.app.push_screen(FormScreen("Move the message to", [Field("folder", "Folder:", folders[0], folders)],
+                                        ok="Move"), chosen)
+
+    def action_toggle_headers(self) -> None:
+        self.full_headers = not self.full_headers
+        self.render_message()
+
+    def action_toggle_source(self) -> None:
+        self.source = not self.source
+        self.render_message()
+
+    def action_save_attachments(self) -> None:
+        if self.current is None:
+            return
+        raw = self.current[1]
+        parts = [p for p in mime_tree(raw) if p.disposition == "attachment" or p.filename]
+        if not parts:
+            self.notify("This message has no attachment.")
+            return
+        default = str(self.lab.state.root / "downloads")
+
+        def chosen(values: dict[str, str] | None) -> None:
+            if not values:
+                return
+            folder = Path(values["folder"]).expanduser()
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                saved = [save_attachment(raw, p.path, folder) for p in parts]
+            except OSError as e:
+                self.notify(f"{folder}: {e.strerror}", severity="error")
+                return
+            self.notify("saved " + ", ".join(str(p) for p in saved))
+        self.app.push_screen(FormScreen("Save the attachments", [Field("folder", "Into the folder:", default)],
+                                        ok="Save"), chosen)
+
+    def action_focus_next_pane(self) -> None:
+        order = [self.query_one("#mail-folders"), self.query_one("#mail-list"), self.query_one("#mail-reader-box")]
+        focused = self.focused
+        index = next((n for n, w in enumerate(order) if focused is not None and w in focused.ancestors_with_self), -1)
+        order[(index + 1) % len(order)].focus()
