@@ -139,3 +139,44 @@ async def test_new_mail_appears_by_idle_while_the_screen_is_open(tmp_path):
         listing = mail.query_one("#mail-list", RowList)
         await until(pilot, lambda: listing.row_count == 1, 20)
         assert any(line.startswith("S: * 1 EXISTS") for line in mail.query_one(XRay).lines_seen)
+
+
+async def test_pop3_mode_downloads_and_deletes_on_the_server_only_when_told(tmp_path):
+    from test_tui_support import in_thread, submit
+    async with running_app(tmp_path) as (app, pilot):
+        for subject in ("first", "second"):
+            await in_thread(submit, "127.0.0.3", app.lab.ports.submission, subject=subject)
+        await until(pilot, lambda: len(maildir_messages(app.lab.state.root, "mafudge@syr.edu")) == 2, 20)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, IdentityScreen))
+        app.screen.dismiss(find(app.lab.world, "mafudge@syr.edu"))
+        await until(pilot, lambda: isinstance(app.screen, MailScreen) and app.screen.folder == "INBOX", 15)
+        mail = app.screen
+        listing = mail.query_one("#mail-list", RowList)
+        await until(pilot, lambda: listing.row_count == 2)
+        await pilot.press("p")
+        await until(pilot, lambda: mail.pop is not None and "messages on the server" in mail.status, 15)
+        assert listing.row_count == 2
+        xray = mail.query_one(XRay)
+        assert "C: STLS" in xray.lines_seen and "C: PASS ***" in xray.lines_seen
+        assert any(line.startswith("C: TOP 1 0") for line in xray.lines_seen)
+        listing.focus()
+        row = [r[3] for r in table_rows(listing)].index("first")
+        number = listing.keys()[row]            # the server's message number (its maildrop's order)
+        listing.move_cursor(row=row)
+        await pilot.press("enter")
+        reader = mail.query_one("#mail-reader", Static)
+        await until(pilot, lambda: "Subject: first" in static_text(reader) and "Hi." in static_text(reader), 15)
+        assert f"C: RETR {number}" in xray.lines_seen
+        # reading deleted nothing; DELE marks, and only QUIT deletes
+        assert len(maildir_messages(app.lab.state.root, "mafudge@syr.edu")) == 2
+        await pilot.press("d")
+        await until(pilot, lambda: f"C: DELE {number}" in xray.lines_seen)
+        assert len(maildir_messages(app.lab.state.root, "mafudge@syr.edu")) == 2
+        await pilot.press("s")          # flags are IMAP's
+        await until(pilot, lambda: any("POP3 has no such thing" in str(n.message) for n in app._notifications))
+        await pilot.press("x")
+        await until(pilot, lambda: "C: QUIT" in xray.lines_seen and listing.row_count == 1, 15)
+        assert [m["Subject"] for m in maildir_messages(app.lab.state.root, "mafudge@syr.edu")] == ["second"]
+        await pilot.press("p")          # back to IMAP: the server kept what POP3 did not delete
+        await until(pilot, lambda: mail.client is not None and mail.pop is None and listing.row_count == 1, 15)

@@ -7,3 +7,11 @@ prints them and exits 1.  Anything else is a bug and keeps its traceback.
 
 class UserError(Exception):
     """An error whose str() is one clear line for the user."""
+
+
+def network_reason(exc: BaseException) -> str:
+    """Why a connection failed, in a few words: "timed out", the OS's text ("Connection
+    refused"), or the TLS library's."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

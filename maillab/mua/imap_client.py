@@ -25,6 +25,7 @@ from email.parser import BytesHeaderParser
 from email.policy import default
 from typing import Callable, Literal as Kind, Sequence
 
+from ..base.errors import network_reason
 from ..imap.messages import uid_set
 from ..store.names import decode_mutf7, encode_mutf7
 from .imap_wire import ImapWireError, Literal, Response, ResponseReader, Secret, command, fetch_items, quote
@@ -101,7 +102,7 @@ class ImapClient:
                     address, port, ssl=context if tls == "tls" else None,
                     server_hostname=server_hostname if tls == "tls" else None)
         except (OSError, ssl.SSLError, TimeoutError) as e:
-            raise ImapError(f"cannot connect to {server_hostname}:{port}: {_reason(e)}") from None
+            raise ImapError(f"cannot connect to {server_hostname}:{port}: {network_reason(e)}") from None
         client = cls(reader, writer, timeout=timeout, on_line=on_line)
         greeting = await client._response()
         if greeting.status not in ("OK", "PREAUTH"):
@@ -118,7 +119,7 @@ class ImapClient:
             async with asyncio.timeout(self.timeout):
                 await self.writer.start_tls(context, server_hostname=server_hostname)  # type: ignore[arg-type]
         except (OSError, ssl.SSLError, TimeoutError) as e:
-            raise ImapError(f"TLS handshake with {server_hostname}: {_reason(e)}") from None
+            raise ImapError(f"TLS handshake with {server_hostname}: {network_reason(e)}") from None
         self._wire = ResponseReader()              # nothing read before the handshake counts
         self._ready.clear()
         self._note("TLS established: what follows is ciphertext on the wire")
@@ -300,7 +301,7 @@ class ImapClient:
                     await self.writer.drain()
                     data = await self.reader.read(READ)
             except (OSError, ssl.SSLError, TimeoutError) as e:
-                raise ImapError(f"connection lost: {_reason(e)}") from None
+                raise ImapError(f"connection lost: {network_reason(e)}") from None
             if not data:
                 raise ImapError("the server closed the connection")
             try:
@@ -327,8 +328,3 @@ class ImapClient:
         elif r.tag == "*" and r.values and str(r.values[0]).upper() == "CAPABILITY":
             self.capabilities = {str(w).upper() for w in r.values[1:]}
 
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

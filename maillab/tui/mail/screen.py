@@ -30,6 +30,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Static
 
@@ -37,6 +38,7 @@ from ...lab.ca import LabCA
 from ...mua.compose import Draft, build, envelope, forward, reply
 from ...mua.identity import Identity, identities
 from ...mua.imap_client import ImapClient, ImapError, Summary
+from ...mua.pop3_client import Pop3Client, Pop3Error
 from ...mua.reading import headers, mime_tree, save_attachment, text
 from ...mua.review import review, route
 from ...mua.submit import Server, submit, verdict
@@ -98,6 +100,7 @@ class MailScreen(Screen[None]):
         Binding("v", "toggle_source", "Source", show=False),
         Binding("a", "save_attachments", "Save att.", show=False),
         Binding("i", "identity", "Identity"),
+        Binding("p", "toggle_protocol", "IMAP/POP3"),
         Binding("tab", "focus_next_pane", "Next pane", show=False),
     ]
 
@@ -106,6 +109,9 @@ class MailScreen(Screen[None]):
         self.lab = lab
         self.identity = identity
         self.client: ImapClient | None = None
+        self.protocol = "IMAP"
+        self.pop: Pop3Client | None = None
+        self.pop_marked: set[int] = set()                  # DELE said: gone at QUIT
         self.folder = ""
         self.summaries: dict[int, Summary] = {}
         self.current: tuple[int, bytes] | None = None      # the message open in the reader
@@ -153,7 +159,7 @@ class MailScreen(Screen[None]):
             return
         who = f"{self.identity.from_header} on {self.identity.host}" if self.identity else "(nobody yet)"
         where = f" · {self.folder}" if self.folder else ""
-        self.query_one("#mail-who", Static).update(f"✉ {who} · IMAP{where} · {status}")
+        self.query_one("#mail-who", Static).update(f"✉ {who} · {self.protocol}{where} · {status}")
 
     def _line(self, protocol: str) -> Callable[[str, str], None]:
         def line(direction: str, text_: str) -> None:
@@ -188,6 +194,9 @@ class MailScreen(Screen[None]):
         self._idler = asyncio.ensure_future(self._idle_loop())
 
     async def _disconnect(self) -> None:
+        pop, self.pop = self.pop, None
+        if pop is not None:
+            await self._pop_quit(pop)
         client, self.client = self.client, None
         idler, self._idler = self._idler, None
         if idler is not None:               # DONE, so the server hears LOGOUT as a command
@@ -221,7 +230,7 @@ class MailScreen(Screen[None]):
         """Run one user action's commands: the IDLE stopped first, resumed after."""
         if self._closing:
             return None
-        if self.client is None:
+        if self.client is None and self.pop is None:
             self._say("not connected (i: choose who you are)")
             return None
         self.xray.action(what)
@@ -230,10 +239,14 @@ class MailScreen(Screen[None]):
         self._stop.set()
         try:
             return await work()
-        except ImapError as e:
+        except (ImapError, Pop3Error) as e:
             self._say(str(e))
             self.notify(str(e), severity="error")
             return None
+        except NoMatches:
+            if self._closing:               # the screen went while the server answered
+                return None
+            raise
         finally:
             self._busy -= 1
             if self._busy == 0 and self.client is not None:
@@ -241,12 +254,14 @@ class MailScreen(Screen[None]):
 
     # --- folders and the list ---------------------------------------------------------------
     async def load_folders(self) -> None:
-        assert self.client is not None
+        client = self.client
+        if client is None:                  # logged out meanwhile (another identity, POP3, closing)
+            return
         rows = {}
-        for f in await self.client.folders():
+        for f in await client.folders():
             if not f.selectable:
                 continue
-            counts = await self.client.status(f.name)
+            counts = await client.status(f.name)
             rows[f.name] = (f.name, str(counts.get("UNSEEN", 0) or ""), str(counts.get("MESSAGES", 0)))
         self.query_one("#mail-folders", RowList).replace(rows)
 
@@ -266,14 +281,16 @@ class MailScreen(Screen[None]):
 
     async def _refresh(self) -> None:
         """The selected folder again: new UIDs fetched, gone ones dropped, counts updated."""
-        assert self.client is not None
-        uids = await self.client.uids()
+        client = self.client
+        if client is None:
+            return
+        uids = await client.uids()
         gone = set(self.summaries) - set(uids)
         listing = self.query_one("#mail-list", RowList)
         for uid in gone:
             del self.summaries[uid]
             listing.remove(str(uid))
-        self._add(await self.client.summaries([u for u in uids if u not in self.summaries]))
+        self._add(await client.summaries([u for u in uids if u not in self.summaries]))
         await self.load_folders()
         self._say(f"{len(uids)} messages")
 
@@ -296,6 +313,10 @@ class MailScreen(Screen[None]):
         event.stop()
         if event.control.id == "mail-folders":
             self.run_worker(self._do(f"open folder {event.key}", lambda: self.open_folder(event.key)),
+                            group="mail", exit_on_error=False)
+        elif event.control.id == "mail-list" and self.pop is not None:
+            number = int(event.key)
+            self.run_worker(self._do(f"download message {number} (RETR)", lambda: self._pop_retr(number)),
                             group="mail", exit_on_error=False)
         elif event.control.id == "mail-list":
             uid = int(event.key)
@@ -345,6 +366,68 @@ class MailScreen(Screen[None]):
                 out.append(f"  {'  ' * part.depth}{part.path or '·'} {part.content_type}{name} {size(part.size)}\n")
         out.append("\n" + text(raw))
         reader.update(out)
+
+    # --- POP3 mode -------------------------------------------------------------------------------
+    async def _pop_open(self) -> None:
+        """POP3: log in over STLS, list the maildrop (LIST, UIDL), the headers by TOP n 0."""
+        assert self.identity is not None
+        identity = self.identity
+        self.xray.action(f"POP3: log in as {identity.address} at {identity.host} (STLS), list the maildrop")
+        self.xray.session("pop3")
+        self.pop_marked = set()
+        pop = await Pop3Client.connect(identity.host_address, self.lab.ports.pop3, tls="starttls",
+                                       context=self._tls_context(), server_hostname=identity.host,
+                                       on_line=self._line("pop3"))
+        await pop.login(identity.address, identity.password)
+        self.pop = pop
+        entries = await pop.listing()
+        self.folder, self.summaries, self.current = "INBOX", {}, None
+        self.query_one("#mail-folders", RowList).replace({"INBOX": ("INBOX (the maildrop)", "", str(len(entries)))})
+        self.query_one("#mail-list", RowList).clear()
+        found = [Summary(e.number, ("\\Seen",), e.size, await pop.top(e.number)) for e in entries[-FIRST_PAGE:]]
+        self._add(found)
+        self._say(f"{len(entries)} messages on the server; POP3 has no folders and no flags, and "
+                  "deletes only what DELE marked, at QUIT")
+
+    async def _pop_retr(self, number: int) -> None:
+        assert self.pop is not None
+        self.current = (number, await self.pop.retr(number))
+        self.render_message()
+
+    async def _pop_quit(self, pop: Pop3Client) -> None:
+        if self.pop_marked and not self._closing:
+            self.xray.action(f"QUIT: the server now deletes the {len(self.pop_marked)} message(s) DELE marked")
+        try:
+            await pop.quit()
+        except Pop3Error:
+            await pop.close()
+        self.pop_marked = set()
+
+    def action_toggle_protocol(self) -> None:
+        if self.identity is None:
+            return
+        identity = self.identity
+
+        async def work() -> None:
+            try:
+                if self.protocol == "IMAP":
+                    await self._disconnect()
+                    self.protocol = "POP3"
+                    await self._pop_open()
+                else:
+                    self.protocol = "IMAP"
+                    await self.switch(identity)
+            except Pop3Error as e:
+                self._say(f"POP3: {e}")
+        self.run_worker(work(), group="mail", exit_on_error=False)
+
+    def _imap_only(self, what: str) -> bool:
+        """In POP3 mode, say that `what` is IMAP's; True if so."""
+        if self.pop is None:
+            return False
+        self.notify(f"{what}: POP3 has no such thing — the server keeps one maildrop, no folders, no "
+                    "flags. That is what IMAP adds (p: back to IMAP).")
+        return True
 
     # --- actions --------------------------------------------------------------------------------
     def action_close(self) -> None:
@@ -429,7 +512,10 @@ class MailScreen(Screen[None]):
             if r not in self.recent:
                 self.recent.insert(0, r)
         self.notify(outcome.line, title="sent")
-        await self._do("keep a copy in Sent (APPEND)", lambda: self._append("Sent", draft, ["\\Seen"], message))
+        if self.client is not None:
+            await self._do("keep a copy in Sent (APPEND)", lambda: self._append("Sent", draft, ["\\Seen"], message))
+        else:
+            self.xray.action("no copy in Sent: POP3 has no folders on the server (IMAP's APPEND keeps one)")
         self._say(outcome.line)
 
     def _selected_uid(self) -> int | None:
@@ -438,6 +524,8 @@ class MailScreen(Screen[None]):
         return int(keys[row.cursor_row]) if keys else None
 
     def _flag(self, what: str, flag: str) -> None:
+        if self._imap_only(what.rstrip(":")):
+            return
         uid = self._selected_uid()
         if uid is None or uid not in self.summaries:
             return
@@ -460,9 +548,35 @@ class MailScreen(Screen[None]):
         self._flag("flag/unflag:", "\\Flagged")
 
     def action_delete(self) -> None:
-        self._flag("mark deleted (x expunges):", "\\Deleted")
+        if self.pop is None:
+            self._flag("mark deleted (x expunges):", "\\Deleted")
+            return
+        number = self._selected_uid()
+        if number is None or number in self.pop_marked:
+            return
+
+        async def work() -> None:
+            assert self.pop is not None
+            await self.pop.dele(number)
+            self.pop_marked.add(number)
+            s = self.summaries[number]
+            self.summaries[number] = Summary(number, (*s.flags, "\\Deleted"), s.size, s.header)
+            self.query_one("#mail-list", RowList).upsert(str(number), self._row(self.summaries[number]))
+            self._say(f"{len(self.pop_marked)} marked by DELE: the server deletes them at QUIT (x)")
+        self.run_worker(self._do(f"DELE {number}: mark it; nothing is deleted before QUIT", work), group="mail",
+                        exit_on_error=False)
 
     def action_expunge(self) -> None:
+        if self.pop is not None:
+            async def quit_and_list() -> None:
+                pop, self.pop = self.pop, None
+                assert pop is not None
+                await self._pop_quit(pop)
+                await self._pop_open()
+            self.run_worker(self._do("QUIT (the UPDATE state: DELE takes effect), then log in again",
+                                     quit_and_list), group="mail", exit_on_error=False)
+            return
+
         async def work() -> None:
             assert self.client is not None
             await self.client.expunge()
@@ -471,6 +585,8 @@ class MailScreen(Screen[None]):
                         exit_on_error=False)
 
     def action_move(self) -> None:
+        if self._imap_only("move"):
+            return
         uid = self._selected_uid()
         folders = tuple(k for k in self.query_one("#mail-folders", RowList).keys() if k != self.folder)
         if uid is None or not folders:
