@@ -180,3 +180,19 @@ async def test_pop3_mode_downloads_and_deletes_on_the_server_only_when_told(tmp_
         assert [m["Subject"] for m in maildir_messages(app.lab.state.root, "mafudge@syr.edu")] == ["second"]
         await pilot.press("p")          # back to IMAP: the server kept what POP3 did not delete
         await until(pilot, lambda: mail.client is not None and mail.pop is None and listing.row_count == 1, 15)
+
+
+async def test_golden_mail_screen_at_80x24_and_120x40(tmp_path):
+    from test_tui_golden import check, settled_grid
+    for width, height in ((80, 24), (120, 40)):
+        async with running_app(tmp_path / f"{width}", size=(width, height)) as (app, pilot):
+            await pilot.press("m")
+            await until(pilot, lambda: isinstance(app.screen, IdentityScreen))
+            app.screen.dismiss(find(app.lab.world, "santa@northpole.org"))
+            await until(pilot, lambda: isinstance(app.screen, MailScreen) and app.screen.folder == "INBOX", 15)
+            mail = app.screen
+            await until(pilot, lambda: any(line.endswith(" IDLE") for line in mail.query_one(XRay).lines_seen))
+            check(f"mail-{width}x{height}", await settled_grid(pilot))
+            await pilot.press("question_mark")
+            await until(pilot, lambda: "The Mail screen" in str(app.screen.query_one("Markdown").source)
+                        if app.screen is not mail else False)

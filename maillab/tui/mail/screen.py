@@ -45,7 +45,7 @@ from ...mua.submit import Server, submit, verdict
 from ...net.tls import client_context
 from ...smtp.client_protocol import Credentials
 from ..fmt import size
-from ..forms import Field, FormScreen
+from ..forms import Field, FormScreen, HelpScreen
 from ..journey import hops
 from ..keybar import KeyBar
 from ..rowlist import RowList
@@ -75,6 +75,33 @@ def badges(header: bytes) -> tuple[str, str]:
     return short, long
 
 
+HELP = """\
+# The Mail screen — the lab's own mail client
+
+A real client of the identity's mail host: IMAP with STARTTLS (the certificate
+verified against the lab CA), then LOGIN; mail is sent by SMTP submission
+(port {submission}) with STARTTLS and AUTH, and a copy is APPENDed to Sent.
+The X-ray at the bottom shows, live, every command the client sends for what
+you just did, explained; the server's side of each session is in Dialogues.
+
+| key | does |
+|---|---|
+| `i` | who you are: any user of the world (the lab knows the passwords) |
+| Enter | open the folder or message under the cursor (`Tab` moves between panes) |
+| `c` / `r` / `R` / `f` | compose, reply, reply to all, forward (`Ctrl+E` in the body: `$EDITOR`; `Ctrl+R` review; `Ctrl+D` save the draft) |
+| `u` / `s` | mark read or unread; flag |
+| `d` / `x` | mark deleted (IMAP `\\Deleted`, POP3 `DELE`); expunge (POP3: QUIT, when DELE takes effect) |
+| `M` | move the message to another folder |
+| `h` / `v` | the full header; the raw source |
+| `a` | save the attachments |
+| `p` | IMAP or POP3 for the same account: POP3 has one maildrop, no folders, no flags |
+| Esc | back to the panels |
+
+Badges: `TLS` when every hop's Received says ESMTPS (RFC 3848), `auth` when the
+first hop took it from a logged-in sender (ESMTPSA).
+"""
+
+
 class MailScreen(Screen[None]):
     DEFAULT_CSS = """
     MailScreen #mail-who { height: 1; background: $boost; padding: 0 1; }
@@ -102,6 +129,7 @@ class MailScreen(Screen[None]):
         Binding("i", "identity", "Identity"),
         Binding("p", "toggle_protocol", "IMAP/POP3"),
         Binding("tab", "focus_next_pane", "Next pane", show=False),
+        Binding("question_mark,f1", "help", "Help"),
     ]
 
     def __init__(self, lab: "Lab", identity: Identity | None = None) -> None:
@@ -636,6 +664,9 @@ class MailScreen(Screen[None]):
             self.notify("saved " + ", ".join(str(p) for p in saved))
         self.app.push_screen(FormScreen("Save the attachments", [Field("folder", "Into the folder:", default)],
                                         ok="Save"), chosen)
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(HELP.format(submission=self.lab.ports.submission)))
 
     def action_focus_next_pane(self) -> None:
         order = [self.query_one("#mail-folders"), self.query_one("#mail-list"), self.query_one("#mail-reader-box")]
