@@ -45,7 +45,7 @@ async def test_the_send_and_read_exercise_inside_the_tui(tmp_path):
         await until(pilot, lambda: isinstance(app.screen, MailScreen) and app.screen.folder == "INBOX", 15)
         mail: MailScreen = app.screen
         xray = mail.query_one(XRay)
-        assert any(line.startswith("C: M1 STARTTLS") for line in xray.lines_seen)
+        assert any(line.startswith("C: M0001 STARTTLS") for line in xray.lines_seen)
         assert any('LOGIN "santa@northpole.org" ***' in line for line in xray.lines_seen)
         assert not any('"maillab"' in line for line in xray.lines_seen)       # the password never shows
         assert any(line.startswith("C: ") and " SELECT \"INBOX\"" in line for line in xray.lines_seen)

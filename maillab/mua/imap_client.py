@@ -1,24 +1,25 @@
-"""The MUA's IMAP client on asyncio: one connection, commands one at a time, IDLE between them.
+"""The MUA's IMAP client on asyncio: `imap_protocol.ImapClientConnection` over a socket.
 
 `ImapClient.connect` opens the connection in the TLS way asked (`plain`,
 `starttls`: STARTTLS before anything else, `tls`: TLS from the first octet),
 verifying the server against the context given; then `login`, `folders`,
-`status`, `select`, `summaries` (a page of the message list: UID, FLAGS,
-size, the header fields a list shows), `message` (BODY.PEEK[]: reading does
-not set \\Seen until the client says so), `store`, `move`, `expunge`,
-`append` (APPENDUID's UID back) and `idle`, which waits for the server's
-news (EXISTS, EXPUNGE, FETCH) until told to stop.  Every line both ways goes
-to `on_line(direction, text)` as it happens (the X-ray), secrets masked.
+`status`, `select`, `uids`, `summaries` (a page of the message list: UID,
+FLAGS, size, the header fields a list shows), `message` (BODY.PEEK[]: reading
+does not set \\Seen until the client says so), `store`, `move`, `expunge`,
+`append` (APPENDUID's UID back) and `idle`, which waits for the server's news
+(EXISTS, EXPUNGE, FETCH) until told to stop.  Commands run one at a time (a
+lock).  Every line both ways goes to `on_line(direction, text)` as it happens
+("out", "in", "note": the X-ray), secrets masked by the protocol.
 
-Every read and write has a time-out; a NO or BAD, a lost connection or a
-time-out is an `ImapError` with the server's words or the reason.
+What the commands mean, and what the server's answers mean, is the sans-IO
+connection's; this module only moves its octets and waits.  Every read and
+write has a time-out; a NO or BAD, a lost connection or a time-out is an
+`ImapError` with the server's words or the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import ssl
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
@@ -26,14 +27,20 @@ from email.policy import default
 from typing import Callable, Literal as Kind, Sequence
 
 from ..base.errors import network_reason
+from ..base.events import Direction
+from ..base.sansio import NEED_DATA, Closed, StartTls
 from ..imap.messages import uid_set
-from ..store.names import decode_mutf7, encode_mutf7
-from .imap_wire import ImapWireError, Literal, Response, ResponseReader, Secret, command, fetch_items, quote
+from .imap_protocol import (
+    Completed, Continuation, Event, Exists, Expunge, Fetch, ImapClientConnection, ListItem, Search, StatusItems,
+    Untagged)
 
 LineSink = Callable[[str, str], None]
 TlsWay = Kind["plain", "starttls", "tls"]
+News = Exists | Expunge | Fetch
 LIST_FIELDS = "FROM TO SUBJECT DATE MESSAGE-ID IN-REPLY-TO REFERENCES RECEIVED"
 READ = 65536
+IDLE_RENEW = 25 * 60.0            # RFC 2177 §3: re-issue IDLE at least every 29 minutes
+_SHOWN: dict[Direction, str] = {"client": "out", "server": "in", "note": "note"}
 
 
 class ImapError(Exception):
@@ -76,17 +83,20 @@ class Summary:
 
 
 class ImapClient:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, where: str,
                  timeout: float, on_line: LineSink | None) -> None:
         self.reader, self.writer = reader, writer
+        self.where = where
         self.timeout = timeout
         self.on_line = on_line
-        self._wire = ResponseReader()
-        self._ready: list[Response] = []
-        self._tags = (f"M{n}" for n in itertools.count(1))
-        self.capabilities: set[str] = set()
-        self.news: list[Response] = []           # untagged EXISTS/EXPUNGE/FETCH not yet looked at
+        self.conn = ImapClientConnection(tag_prefix="M")
+        self.news: list[News] = []               # EXISTS/EXPUNGE (and FETCH while idling) not yet looked at
+        self._tls: tuple[ssl.SSLContext | None, str] = (None, "")
         self._lock = asyncio.Lock()
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self.conn.capabilities
 
     # --- opening and closing -------------------------------------------------------------
     @classmethod
@@ -103,30 +113,22 @@ class ImapClient:
                     server_hostname=server_hostname if tls == "tls" else None)
         except (OSError, ssl.SSLError, TimeoutError) as e:
             raise ImapError(f"cannot connect to {server_hostname}:{port}: {network_reason(e)}") from None
-        client = cls(reader, writer, timeout=timeout, on_line=on_line)
-        greeting = await client._response()
-        if greeting.status not in ("OK", "PREAUTH"):
+        client = cls(reader, writer, where=server_hostname, timeout=timeout, on_line=on_line)
+        client._tls = (context, server_hostname)
+        try:
+            greeting = await client._event()
+            if getattr(greeting, "status", "") not in ("OK", "PREAUTH"):
+                raise ImapError(f"{server_hostname} refused the connection: {getattr(greeting, 'text', '')}")
+            if tls == "starttls":
+                await client.run(client.conn.starttls)
+                await client.run(client.conn.capability)
+        except BaseException:
             await client.close()
-            raise ImapError(f"{server_hostname} refused the connection: {greeting.text}")
-        client._learn(greeting)
-        if tls == "starttls":
-            await client.starttls(context, server_hostname)
+            raise
         return client
 
-    async def starttls(self, context: ssl.SSLContext | None, server_hostname: str) -> None:
-        await self.run("STARTTLS")
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self.writer.start_tls(context, server_hostname=server_hostname)  # type: ignore[arg-type]
-        except (OSError, ssl.SSLError, TimeoutError) as e:
-            raise ImapError(f"TLS handshake with {server_hostname}: {network_reason(e)}") from None
-        self._wire = ResponseReader()              # nothing read before the handshake counts
-        self._ready.clear()
-        self._note("TLS established: what follows is ciphertext on the wire")
-        self.capabilities = set()
-        await self.run("CAPABILITY")
-
     async def close(self) -> None:
+        self._publish()
         self.writer.close()
         try:
             async with asyncio.timeout(2):
@@ -136,195 +138,208 @@ class ImapClient:
 
     async def logout(self) -> None:
         try:
-            await self.run("LOGOUT")
+            if not self.conn.closed:
+                await self.run(self.conn.logout)
         except ImapError:
             pass
         await self.close()
 
     # --- commands ---------------------------------------------------------------------------
     async def login(self, user: str, password: str) -> None:
-        await self.run("LOGIN", quote(user), Secret(password))
-        if not self.capabilities or "IMAP4REV1" not in self.capabilities:
-            await self.run("CAPABILITY")
+        await self.run(lambda: self.conn.login(user, password))
+        if "IMAP4REV1" not in self.capabilities:
+            await self.run(self.conn.capability)
 
     async def folders(self) -> list[Folder]:
-        out = []
-        for r in await self.run("LIST", '""', '"*"'):
-            if r.tag == "*" and r.values and str(r.values[0]).upper() == "LIST" and len(r.values) >= 4:
-                flags = r.values[1] if isinstance(r.values[1], list) else []
-                name = r.values[3]
-                name = name.decode() if isinstance(name, bytes) else str(name)
-                out.append(Folder(decode_mutf7(name), tuple(str(f) for f in flags)))
-        return out
+        return [Folder(e.name, e.flags) for e in await self.run(self.conn.list_) if isinstance(e, ListItem)]
 
     async def status(self, folder: str) -> dict[str, int]:
-        for r in await self.run("STATUS", quote(encode_mutf7(folder)), "(MESSAGES UNSEEN UIDNEXT)"):
-            if r.tag == "*" and r.values and str(r.values[0]).upper() == "STATUS":
-                items = r.values[2] if len(r.values) > 2 and isinstance(r.values[2], list) else []
-                return {str(k).upper(): int(str(v)) for k, v in zip(items[::2], items[1::2])}
-        return {}
+        got = await self.run(lambda: self.conn.status(folder))
+        return next((e.items for e in got if isinstance(e, StatusItems)), {})
 
     async def select(self, folder: str) -> Selected:
-        exists = uidvalidity = uidnext = 0
-        for r in await self.run("SELECT", quote(encode_mutf7(folder))):
-            n = r.number()
-            if n and n[1] == "EXISTS":
-                exists = n[0]
-            code = r.code.split()
-            if len(code) == 2 and code[0].upper() == "UIDVALIDITY":
-                uidvalidity = int(code[1])
-            if len(code) == 2 and code[0].upper() == "UIDNEXT":
-                uidnext = int(code[1])
+        exists, codes = 0, {"UIDVALIDITY": 0, "UIDNEXT": 0}
+        for e in await self.run(lambda: self.conn.select(folder)):
+            if isinstance(e, Exists):
+                exists = e.count
+            elif isinstance(e, Untagged) and e.code is not None and e.code.name in codes:
+                codes[e.code.name] = int(e.code.value)         # type: ignore[call-overload]
         self.news.clear()
-        return Selected(folder, exists, uidvalidity, uidnext)
+        return Selected(folder, exists, codes["UIDVALIDITY"], codes["UIDNEXT"])
 
     async def uids(self) -> list[int]:
         """Every UID of the selected folder, in order."""
-        for r in await self.run("UID SEARCH", "ALL"):
-            if r.tag == "*" and r.values and str(r.values[0]).upper() == "SEARCH":
-                return sorted(int(str(v)) for v in r.values[1:])
-        return []
+        got = await self.run(self.conn.uid_search)
+        return sorted(n for e in got if isinstance(e, Search) for n in e.numbers)
 
     async def summaries(self, uids: Sequence[int]) -> list[Summary]:
         """The list rows of `uids` (one FETCH: give a page at a time)."""
         if not uids:
             return []
-        out = []
-        for r in await self.run("UID FETCH", uid_set(sorted(set(uids))),
-                                f"(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({LIST_FIELDS})])"):
-            if r.number() and r.number()[1] == "FETCH":     # type: ignore[index]
-                items = fetch_items(r)
-                header = next((v for k, v in items.items() if k.startswith("BODY[")), b"")
-                flags = items.get("FLAGS")
-                out.append(Summary(int(str(items.get("UID", 0))), tuple(str(f) for f in flags or []),
-                                   int(str(items.get("RFC822.SIZE", 0))),
-                                   header if isinstance(header, bytes) else (header or "").encode()))
+        items = f"(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({LIST_FIELDS})])"
+        got = await self.run(lambda: self.conn.uid_fetch(uid_set(sorted(set(uids))), items))
+        out = [Summary(e.uid, e.flags or (), e.size or 0, next(iter(e.sections.values()), b""))
+               for e in got if isinstance(e, Fetch) and e.uid is not None]
         return sorted(out, key=lambda s: s.uid)
 
     async def message(self, uid: int) -> bytes:
-        for r in await self.run("UID FETCH", str(uid), "(UID BODY.PEEK[])"):
-            if r.number() and r.number()[1] == "FETCH":     # type: ignore[index]
-                body = fetch_items(r).get("BODY[]")
-                if isinstance(body, bytes):
-                    return body
+        for e in await self.run(lambda: self.conn.uid_fetch(str(uid), "(UID BODY.PEEK[])")):
+            if isinstance(e, Fetch) and e.uid == uid and "BODY[]" in e.sections:
+                return e.sections["BODY[]"]
         raise ImapError(f"message UID {uid} is gone")
 
     async def store(self, uid: int, flags: Sequence[str], add: bool = True) -> None:
-        await self.run("UID STORE", str(uid), "+FLAGS.SILENT" if add else "-FLAGS.SILENT", f"({' '.join(flags)})")
+        await self.run(lambda: self.conn.uid_store(str(uid), "+FLAGS" if add else "-FLAGS", flags, silent=True))
 
     async def move(self, uid: int, folder: str) -> None:
-        target = quote(encode_mutf7(folder))
-        if "MOVE" in self.capabilities:
-            await self.run("UID MOVE", str(uid), target)
-        else:
-            await self.run("UID COPY", str(uid), target)
-            await self.store(uid, ["\\Deleted"])
-            await self.run("UID EXPUNGE", str(uid))
+        await self.run(lambda: self.conn.uid_move(str(uid), folder))
 
     async def expunge(self) -> None:
-        await self.run("EXPUNGE")
+        await self.run(self.conn.expunge)
 
     async def append(self, folder: str, message: bytes, flags: Sequence[str] = ()) -> int | None:
         """Put `message` into `folder`; its UID when the server says (UIDPLUS's APPENDUID)."""
-        done = await self.run("APPEND", quote(encode_mutf7(folder)), f"({' '.join(flags)})",
-                              Literal(message))
-        code = done[-1].code.split()
-        return int(code[2]) if len(code) == 3 and code[0].upper() == "APPENDUID" else None
+        code = (await self._exchange(lambda: self.conn.append(folder, message, flags)))[0].code
+        if code is not None and code.name == "APPENDUID":
+            uids = code.value[1]                              # type: ignore[index]
+            return int(uids) if uids.isdigit() else None
+        return None
 
-    async def idle(self, stop: asyncio.Event, wake_every: float = 25 * 60) -> list[Response]:
-        """IDLE (RFC 2177) until the server has news or `stop` is set; the news."""
+    async def idle(self, stop: asyncio.Event) -> list[News]:
+        """IDLE (RFC 2177) until the server has news or `stop` is set; the news (with any
+        that came during earlier commands)."""
         async with self._lock:
-            tag = next(self._tags)
-            self._send(*command(tag, "IDLE"))
-            first = await self._response()
-            if first.tag != "+":
-                raise ImapError(f"IDLE refused: {first.text}")
-            stopper = asyncio.ensure_future(stop.wait())
-            try:
-                while not self.news and not stop.is_set():
-                    reading = asyncio.ensure_future(self._response(timeout=None))
-                    done, _ = await asyncio.wait({reading, stopper}, timeout=wake_every,
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                    if reading in done:
-                        self._untagged(reading.result(), idling=True)
-                    else:
-                        reading.cancel()            # only ever waiting for data: nothing read is lost
-                        with contextlib.suppress(asyncio.CancelledError, ImapError):
-                            await reading
+            tag = self.conn.idle()
+            await self._flush()
+            while not isinstance(first := await self._event(), Continuation):
+                if isinstance(first, Completed) and first.tag == tag:
+                    raise ImapError(f"IDLE refused: {first.status} {first.text}".rstrip())
+                self._keep(first, idling=True)
+            renew_at = asyncio.get_running_loop().time() + IDLE_RENEW
+            while not self.news and not stop.is_set():
+                event = self.conn.next_event()
+                if event is NEED_DATA:
+                    left = renew_at - asyncio.get_running_loop().time()
+                    data = await self._read_unless(stop, left) if left > 0 else None
+                    if data is None:
                         break
-            finally:
-                stopper.cancel()
-            self._send(b"DONE\r\n", "DONE")
-            while True:
-                r = await self._response()
-                if r.tag == tag:
-                    break
-                self._untagged(r, idling=True)
+                    self._receive(data)
+                elif isinstance(event, Closed):
+                    raise self._lost(event.reason)
+                else:
+                    self._keep(event, idling=True)           # type: ignore[arg-type]
+            self.conn.done()
+            await self._flush()
+            while not (isinstance(event := await self._event(), Completed) and event.tag == tag):
+                self._keep(event, idling=True)
             news, self.news = self.news, []
             return news
 
-    async def run(self, verb: str, *args: str | Secret | Literal) -> list[Response]:
-        """One command: its untagged responses and, last, its tagged completion (OK)."""
-        async with self._lock:
-            tag = next(self._tags)
-            self._send(*command(tag, verb, *args))
-            got: list[Response] = []
-            while True:
-                r = await self._response()
-                if r.tag == "+":
-                    continue                       # a literal's go-ahead (we send LITERAL+ ones anyway)
-                if r.tag != tag:
-                    self._untagged(r)
-                    got.append(r)
-                    continue
-                got.append(r)
-                if r.status != "OK":
-                    raise ImapError(f"{verb.split()[-1]} refused: {r.status} {r.text}".rstrip())
-                self._learn(r)
-                return got
+    async def run(self, queue: Callable[[], str]) -> list[Event]:
+        """One command, queued on the connection by `queue`: the untagged events it brought."""
+        return (await self._exchange(queue))[1]
 
     # --- the wire ---------------------------------------------------------------------------
-    def _send(self, data: bytes, shown: str) -> None:
-        if self.on_line is not None:
-            self.on_line("out", shown)
-        self.writer.write(data)
+    async def _exchange(self, queue: Callable[[], str]) -> tuple[Completed, list[Event]]:
+        async with self._lock:
+            if self.conn.closed:
+                raise ImapError(f"the connection to {self.where} is closed")
+            tag = queue()
+            await self._flush()
+            got: list[Event] = []
+            done: Completed | None = None
+            while True:
+                event = await self._event()
+                if isinstance(event, StartTls) and done is not None:
+                    await self._start_tls()
+                    return done, got
+                if isinstance(event, Completed) and event.tag == tag:
+                    if event.status != "OK":
+                        raise ImapError(f"{event.command.split()[-1]} refused: {event.status} {event.text}".rstrip())
+                    if event.command != "STARTTLS":
+                        return event, got
+                    done = event                      # its StartTls event comes next
+                    continue
+                self._keep(event)
+                got.append(event)
 
-    def _note(self, text: str) -> None:
-        if self.on_line is not None:
-            self.on_line("note", text)
+    async def _event(self) -> Event:
+        """The connection's next event, reading as needed."""
+        while True:
+            event = self.conn.next_event()
+            if event is NEED_DATA:
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        data = await self.reader.read(READ)
+                except (OSError, ssl.SSLError, TimeoutError) as e:
+                    raise self._lost(f"connection lost: {network_reason(e)}") from None
+                self._receive(data)
+                await self._flush()                   # a "+" may have released a literal
+            elif isinstance(event, Closed):
+                raise self._lost(event.reason)
+            else:
+                return event                          # type: ignore[return-value]
 
-    async def _response(self, timeout: float | None = -1) -> Response:
-        limit = self.timeout if timeout == -1 else timeout
-        while not self._ready:
-            try:
-                async with asyncio.timeout(limit):
-                    await self.writer.drain()
-                    data = await self.reader.read(READ)
-            except (OSError, ssl.SSLError, TimeoutError) as e:
-                raise ImapError(f"connection lost: {network_reason(e)}") from None
-            if not data:
-                raise ImapError("the server closed the connection")
-            try:
-                self._ready += self._wire.feed(data)
-            except ImapWireError as e:
-                raise ImapError(f"bad response from the server: {e}") from None
-        r = self._ready.pop(0)
-        if self.on_line is not None:
-            self.on_line("in", r.shown)
-        return r
+    async def _read_unless(self, stop: asyncio.Event, timeout: float) -> bytes | None:
+        """What the server sends within `timeout`, or None if `stop` is set (or time runs out) first."""
+        reading = asyncio.ensure_future(self.reader.read(READ))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({reading, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not reading.done():
+                reading.cancel()                      # only ever waiting for data: nothing read is lost
+        try:
+            return await reading
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():   # type: ignore[union-attr]
+                raise
+            return None
+        except (OSError, ssl.SSLError) as e:
+            raise self._lost(f"connection lost: {network_reason(e)}") from None
 
-    def _untagged(self, r: Response, idling: bool = False) -> None:
+    def _receive(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self._publish()
+
+    async def _flush(self) -> None:
+        self._publish()
+        out = self.conn.data_to_send()
+        if not out:
+            return
+        try:
+            self.writer.write(out)
+            async with asyncio.timeout(self.timeout):
+                await self.writer.drain()
+        except (OSError, ssl.SSLError, TimeoutError) as e:
+            raise self._lost(f"connection lost: {network_reason(e)}") from None
+
+    async def _start_tls(self) -> None:
+        context, hostname = self._tls
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.writer.start_tls(context, server_hostname=hostname)  # type: ignore[arg-type]
+        except (OSError, ssl.SSLError, TimeoutError) as e:
+            raise self._lost(f"TLS handshake with {hostname}: {network_reason(e)}") from None
+        self.conn.tls_started()
+        if self.on_line is not None:
+            self.on_line("note", "TLS established: what follows is ciphertext on the wire")
+
+    def _keep(self, event: Event, idling: bool = False) -> None:
         """Keep the mailbox's news: messages come and go (EXISTS, EXPUNGE), and while idling
         flags change (FETCH; otherwise a FETCH is the answer to our own command)."""
-        n = r.number()
-        if n and (n[1] in ("EXISTS", "EXPUNGE") or idling and n[1] == "FETCH"):
-            self.news.append(r)
-        self._learn(r)
+        if isinstance(event, (Exists, Expunge)) or idling and isinstance(event, Fetch):
+            self.news.append(event)
 
-    def _learn(self, r: Response) -> None:
-        words = r.code.split() if r.code else []
-        if words and words[0].upper() == "CAPABILITY":
-            self.capabilities = {w.upper() for w in words[1:]}
-        elif r.tag == "*" and r.values and str(r.values[0]).upper() == "CAPABILITY":
-            self.capabilities = {str(w).upper() for w in r.values[1:]}
+    def _lost(self, reason: str) -> ImapError:
+        self.conn.connection_lost(reason)
+        self._publish()
+        self.writer.close()
+        return ImapError(reason)
 
+    def _publish(self) -> None:
+        lines = self.conn.transcript()
+        if self.on_line is not None:
+            for direction, text in lines:
+                self.on_line(_SHOWN[direction], text)

@@ -38,6 +38,7 @@ from ...lab.ca import LabCA
 from ...mua.compose import Draft, build, envelope, forward, reply
 from ...mua.identity import Identity, identities
 from ...mua.imap_client import ImapClient, ImapError, Summary
+from ...mua.imap_protocol import Exists, Expunge
 from ...mua.pop3_client import Pop3Client, Pop3Error
 from ...mua.reading import headers, mime_tree, save_attachment, text
 from ...mua.review import review, route
@@ -251,7 +252,7 @@ class MailScreen(Screen[None]):
                 self._say(f"connection lost: {e} (i: log in again)")
                 self.client = None
                 return
-            if any(r.number() and r.number()[1] in ("EXISTS", "EXPUNGE") for r in news):   # type: ignore[index]
+            if any(isinstance(e, (Exists, Expunge)) for e in news):
                 await self._do("new mail: the server said so during IDLE", self._refresh)
 
     async def _do(self, what: str, work: Callable[[], Awaitable[Any]]) -> Any:
