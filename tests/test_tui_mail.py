@@ -196,3 +196,84 @@ async def test_golden_mail_screen_at_80x24_and_120x40(tmp_path):
             await pilot.press("question_mark")
             await until(pilot, lambda: "The Mail screen" in str(app.screen.query_one("Markdown").source)
                         if app.screen is not mail else False)
+
+
+def _deliver(port: int, subject: str, message_id: str, references: str = "") -> None:
+    import smtplib
+    import ssl
+    extra = f"References: {references}\r\nIn-Reply-To: {references.split()[-1]}\r\n" if references else ""
+    with smtplib.SMTP("127.0.0.3", port, timeout=10) as smtp:
+        smtp.starttls(context=ssl._create_unverified_context())   # the TUI is under test, not the certificate
+        smtp.login("santa@northpole.org", "maillab")
+        smtp.sendmail("santa@northpole.org", ["mafudge@syr.edu"],
+                      f"From: <santa@northpole.org>\r\nTo: <mafudge@syr.edu>\r\nSubject: {subject}\r\n"
+                      f"Message-ID: {message_id}\r\n{extra}\r\nHi.\r\n")
+
+
+async def open_as(app, pilot, address: str) -> MailScreen:
+    await pilot.press("m")
+    await until(pilot, lambda: isinstance(app.screen, IdentityScreen))
+    app.screen.dismiss(find(app.lab.world, address))
+    await until(pilot, lambda: isinstance(app.screen, MailScreen) and app.screen.folder == "INBOX", 15)
+    return app.screen
+
+
+async def test_the_list_shows_threads_by_references_and_t_makes_it_flat(tmp_path):
+    from test_tui_support import in_thread
+    async with running_app(tmp_path) as (app, pilot):
+        port = app.lab.ports.submission
+        await in_thread(_deliver, port, "sleigh plans", "<plans@northpole.org>")
+        await until(pilot, lambda: len(maildir_messages(app.lab.state.root, "mafudge@syr.edu")) == 1, 20)
+        await in_thread(_deliver, port, "cookies", "<cookies@northpole.org>")
+        await until(pilot, lambda: len(maildir_messages(app.lab.state.root, "mafudge@syr.edu")) == 2, 20)
+        await in_thread(_deliver, port, "Re: sleigh plans", "<re1@northpole.org>", "<plans@northpole.org>")
+        await until(pilot, lambda: len(maildir_messages(app.lab.state.root, "mafudge@syr.edu")) == 3, 20)
+        await in_thread(_deliver, port, "Re: Re: sleigh plans", "<re2@northpole.org>",
+                        "<plans@northpole.org> <re1@northpole.org>")
+        await until(pilot, lambda: len(maildir_messages(app.lab.state.root, "mafudge@syr.edu")) == 4, 20)
+        mail = await open_as(app, pilot, "mafudge@syr.edu")
+        listing = mail.query_one("#mail-list", RowList)
+        await until(pilot, lambda: listing.row_count == 4, 15)
+        assert [r[3] for r in table_rows(listing)] == [
+            "sleigh plans", "└ Re: sleigh plans", "  └ Re: Re: sleigh plans", "cookies"]
+        await pilot.press("t")
+        await until(pilot, lambda: [r[3] for r in table_rows(listing)][0] == "Re: Re: sleigh plans")
+        assert [r[3] for r in table_rows(listing)] == [
+            "Re: Re: sleigh plans", "Re: sleigh plans", "cookies", "sleigh plans"]
+        assert "flat" in mail.status
+
+
+async def test_a_draft_is_saved_in_drafts_with_the_draft_flag_and_format_flowed_when_asked(tmp_path):
+    from textual.widgets import Checkbox
+    async with running_app(tmp_path) as (app, pilot):
+        mail = await open_as(app, pilot, "santa@northpole.org")
+        await until(pilot, lambda: mail.client is not None)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ComposeScreen))
+        compose = app.screen
+        compose.query_one("#compose-to", Input).value = "mafudge@syr.edu"
+        compose.query_one("#compose-subject", Input).value = "Entwurf: Route über Grönland"
+        long_line = "Ho " * 40 + "ho."
+        compose.query_one("#compose-body", TextArea).text = long_line + "\n"
+        compose.query_one("#compose-flowed", Checkbox).value = True
+        await pilot.press("ctrl+d")
+        await until(pilot, lambda: isinstance(app.screen, MailScreen)
+                    and any('APPEND "Drafts"' in line for line in mail.query_one(XRay).lines_seen), 15)
+        assert any("(\\Draft \\Seen)" in line for line in mail.query_one(XRay).lines_seen)
+        folders = mail.query_one("#mail-folders", RowList)
+        await until(pilot, lambda: any(r[0] == "Drafts" and r[2] == "1" for r in table_rows(folders)), 15)
+        folders.focus()
+        folders.move_cursor(row=[r[0] for r in table_rows(folders)].index("Drafts"))
+        await pilot.press("enter")
+        listing = mail.query_one("#mail-list", RowList)
+        await until(pilot, lambda: mail.folder == "Drafts" and listing.row_count == 1, 15)
+        assert table_rows(listing)[0][3] == "Entwurf: Route über Grönland"
+        assert "\\Draft" in next(iter(mail.summaries.values())).flags
+        listing.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: mail.current is not None, 15)
+        parsed = email.message_from_bytes(mail.current[1], policy=email.policy.default)
+        assert parsed.get_content_type() == "text/plain" and parsed.get_param("format") == "flowed"
+        assert max(len(line) for line in mail.current[1].split(b"\r\n")) <= 78     # soft breaks on the wire
+        assert parsed["Subject"] == "Entwurf: Route über Grönland" and "Bcc" not in parsed
+        assert not maildir_messages(app.lab.state.root, "mafudge@syr.edu")        # a draft is not sent

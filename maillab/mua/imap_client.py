@@ -77,9 +77,13 @@ class Summary:
     def seen(self) -> bool:
         return "\\Seen" in self.flags
 
-    def field(self, name: str) -> str:
-        value = BytesHeaderParser(policy=default).parsebytes(self.header)[name]
-        return " ".join(str(value).split()) if value is not None else ""
+    def fields(self) -> dict[str, str]:
+        """The header fields, decoded (RFC 2047), each on one line; the first of a name counts."""
+        parsed = BytesHeaderParser(policy=default).parsebytes(self.header)
+        out: dict[str, str] = {}
+        for name, value in parsed.items():
+            out.setdefault(name.lower(), " ".join(str(value).split()))
+        return out
 
 
 class ImapClient:

@@ -2,7 +2,7 @@
 
 `IdentityScreen` returns the chosen `Identity`.  `ComposeScreen` edits a
 `Draft` — To/Cc/Bcc with address completion (the world's users and recent
-correspondents), Subject, attachments by path, the body in a text area or in
+correspondents), Subject, attachments by path, format=flowed or not, the body in a text area or in
 `$EDITOR` (Ctrl+E) — and returns ("review", draft) or ("draft", draft) to
 save it in Drafts, None when cancelled.  `ReviewScreen` shows what is about
 to happen (`mua.review`): the envelope beside the header block, the dialogue
@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
-from textual.widgets import Button, Input, Label, OptionList, Static, TextArea
+from textual.widgets import Button, Checkbox, Input, Label, OptionList, Static, TextArea
 
 from ...mua.compose import Attachment, Draft
 from ...mua.identity import Identity
@@ -99,8 +99,10 @@ def _split(value: str) -> tuple[str, ...]:
 
 class ComposeScreen(ModalScreen[tuple[str, Draft] | None]):
     DEFAULT_CSS = _CSS
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+e", "editor", "$EDITOR"),
-                Binding("ctrl+r", "review", "Review & send"), Binding("ctrl+d", "save_draft", "Save draft")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"),      # priority: Input and TextArea bind ctrl+e/ctrl+d too
+                Binding("ctrl+e", "editor", "$EDITOR", priority=True),
+                Binding("ctrl+r", "review", "Review & send", priority=True),
+                Binding("ctrl+d", "save_draft", "Save draft", priority=True)]
 
     def __init__(self, draft: Draft, known: list[str], title: str = "New message") -> None:
         super().__init__()
@@ -128,6 +130,8 @@ class ComposeScreen(ModalScreen[tuple[str, Draft] | None]):
             yield TextArea(d.body, id="compose-body", soft_wrap=True)
             yield Static("", id="compose-error", classes="error")
             with Horizontal(classes="buttons"):
+                yield Checkbox("format=flowed", d.flowed, id="compose-flowed",
+                               tooltip="RFC 3676: long lines go as soft breaks a reader may re-wrap")
                 yield Button("Cancel", id="cancel")
                 yield Button("Save draft", id="draft")
                 yield Button("Review & send", id="review", variant="primary")
@@ -152,7 +156,8 @@ class ComposeScreen(ModalScreen[tuple[str, Draft] | None]):
                 raise ValueError(f"attachment {path}: {e.strerror}") from None
         return Draft(self.draft.sender, _split(value("to")), _split(value("cc")), _split(value("bcc")),
                      value("subject"), self.query_one("#compose-body", TextArea).text, tuple(attachments),
-                     self.draft.headers, self.draft.in_reply_to, self.draft.references, self.draft.flowed)
+                     self.draft.headers, self.draft.in_reply_to, self.draft.references,
+                     self.query_one("#compose-flowed", Checkbox).value)
 
     def _finish(self, how: str) -> None:
         try:

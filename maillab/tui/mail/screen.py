@@ -42,6 +42,7 @@ from ...mua.imap_protocol import Exists, Expunge
 from ...mua.pop3_client import Pop3Client, Pop3Error
 from ...mua.reading import headers, mime_tree, save_attachment, text
 from ...mua.review import review, route
+from ...mua.threads import Links, thread
 from ...mua.submit import Server, submit, verdict
 from ...net.tls import client_context
 from ...smtp.client_protocol import Credentials
@@ -93,6 +94,7 @@ you just did, explained; the server's side of each session is in Dialogues.
 | `u` / `s` | mark read or unread; flag |
 | `d` / `x` | mark deleted (IMAP `\\Deleted`, POP3 `DELE`); expunge (POP3: QUIT, when DELE takes effect) |
 | `M` | move the message to another folder |
+| `t` | threads by References (replies indented under what they answer, the newest thread first) or flat, newest first |
 | `h` / `v` | the full header; the raw source |
 | `a` | save the attachments |
 | `p` | IMAP or POP3 for the same account: POP3 has one maildrop, no folders, no flags |
@@ -127,6 +129,7 @@ class MailScreen(Screen[None]):
         Binding("h", "toggle_headers", "Headers"),
         Binding("v", "toggle_source", "Source", show=False),
         Binding("a", "save_attachments", "Save att.", show=False),
+        Binding("t", "toggle_threads", "Threads", show=False),
         Binding("i", "identity", "Identity"),
         Binding("p", "toggle_protocol", "IMAP/POP3"),
         Binding("tab", "focus_next_pane", "Next pane", show=False),
@@ -143,6 +146,10 @@ class MailScreen(Screen[None]):
         self.pop_marked: set[int] = set()                  # DELE said: gone at QUIT
         self.folder = ""
         self.summaries: dict[int, Summary] = {}
+        self._links: dict[int, Links] = {}                 # what each message answers (threads)
+        self._cells: dict[int, tuple[str, ...]] = {}       # its row, before the thread's indent
+        self._depth: dict[int, int] = {}                   # its depth in its thread
+        self.threaded = True
         self.current: tuple[int, bytes] | None = None      # the message open in the reader
         self.full_headers = False
         self.source = False
@@ -203,8 +210,8 @@ class MailScreen(Screen[None]):
     async def switch(self, identity: Identity) -> None:
         """Log out of the old identity's server, in to the new one's, and open its INBOX."""
         await self._disconnect()
-        self.identity, self.folder, self.summaries, self.current = identity, "", {}, None
-        self.query_one("#mail-list", RowList).clear()
+        self.identity = identity
+        self._empty_list("")
         self.query_one("#mail-reader", Static).update("")
         self.xray.action(f"log in as {identity.address} at {identity.host} (IMAP, STARTTLS)")
         self.xray.session("imap")
@@ -298,15 +305,15 @@ class MailScreen(Screen[None]):
         """SELECT, then the newest page of the list at once and the rest page by page."""
         assert self.client is not None
         selected = await self.client.select(name)
-        self.folder, self.summaries, self.current = name, {}, None
-        listing = self.query_one("#mail-list", RowList)
-        listing.clear()
+        self._empty_list(name)
         uids = await self.client.uids()
         newest, older = uids[-FIRST_PAGE:], uids[:-FIRST_PAGE]
         self._add(await self.client.summaries(newest))
         self._say(f"{selected.exists} messages")
         for end in range(len(older), 0, -PAGE):
-            self._add(await self.client.summaries(older[max(0, end - PAGE):end]))
+            self._add(await self.client.summaries(older[max(0, end - PAGE):end]), lay_out=False)
+        if older:
+            self._layout()
 
     async def _refresh(self) -> None:
         """The selected folder again: new UIDs fetched, gone ones dropped, counts updated."""
@@ -317,25 +324,76 @@ class MailScreen(Screen[None]):
         gone = set(self.summaries) - set(uids)
         listing = self.query_one("#mail-list", RowList)
         for uid in gone:
-            del self.summaries[uid]
+            self._forget(uid)
             listing.remove(str(uid))
         self._add(await client.summaries([u for u in uids if u not in self.summaries]))
         await self.load_folders()
         self._say(f"{len(uids)} messages")
 
-    def _add(self, found: list[Summary]) -> None:
+    def _add(self, found: list[Summary], lay_out: bool = True) -> None:
+        """Rows for `found`; laid out again (threads) unless `lay_out` is False, when they go at
+        the end (older pages while a folder loads: the threads are made once it has loaded)."""
+        for s in found:
+            self._keep(s)
+        if lay_out:
+            self._layout()
+            return
         listing = self.query_one("#mail-list", RowList)
         with listing.batch():
-            for s in found:
-                self.summaries[s.uid] = s
-            rows = {str(uid): self._row(s) for uid, s in sorted(self.summaries.items(), reverse=True)}
-            listing.replace(rows)
+            for s in sorted(found, key=lambda s: s.uid, reverse=True):
+                listing.upsert(str(s.uid), self._shown(s.uid))
 
-    def _row(self, s: Summary) -> tuple[str, ...]:
+    def _empty_list(self, folder: str) -> None:
+        """A new folder (or maildrop) opens: nothing listed, nothing open."""
+        self.folder, self.current = folder, None
+        for held in self._per_message:
+            held.clear()
+        self.query_one("#mail-list", RowList).clear()
+
+    def _keep(self, s: Summary) -> None:
+        fields = s.fields()
+        self.summaries[s.uid] = s
+        self._links[s.uid] = Links.of(fields.get("message-id", ""), fields.get("references", ""),
+                                      fields.get("in-reply-to", ""))
         marks = ("N" if not s.seen else " ") + ("!" if "\\Flagged" in s.flags else " ") + \
                 ("D" if "\\Deleted" in s.flags else " ")
-        return (marks, badges(s.header)[0], s.field("From")[:40], s.field("Subject") or "(no subject)",
-                s.field("Date")[:22], size(s.size))
+        self._cells[s.uid] = (marks, badges(s.header)[0], fields.get("from", "")[:40],
+                              fields.get("subject") or "(no subject)", fields.get("date", "")[:22], size(s.size))
+
+    @property
+    def _per_message(self) -> tuple[dict[int, Any], ...]:
+        return self.summaries, self._links, self._cells, self._depth
+
+    def _forget(self, uid: int) -> None:
+        for held in self._per_message:
+            held.pop(uid, None)
+
+    def _shown(self, uid: int) -> tuple[str, ...]:
+        """A row's cells, its subject indented under the message it answers."""
+        cells, depth = self._cells[uid], self._depth.get(uid, 0)
+        if not depth:
+            return cells
+        return (*cells[:3], "  " * min(depth - 1, 8) + "└ " + cells[3], *cells[4:])
+
+    def _layout(self) -> None:
+        """The list in its order: threads by References, newest thread first (t: flat, newest first)."""
+        if self.threaded:
+            order = thread((uid, self._links[uid]) for uid in sorted(self.summaries))
+        else:
+            order = [(uid, 0) for uid in sorted(self.summaries, reverse=True)]
+        self._depth = dict(order)
+        self.query_one("#mail-list", RowList).replace({str(uid): self._shown(uid) for uid, _ in order})
+
+    def _flags_now(self, uid: int, flags: tuple[str, ...]) -> None:
+        """A message's flags changed (by us): its summary and row follow."""
+        s = self.summaries[uid]
+        self._keep(Summary(uid, flags, s.size, s.header))
+        self.query_one("#mail-list", RowList).upsert(str(uid), self._shown(uid))
+
+    def action_toggle_threads(self) -> None:
+        self.threaded = not self.threaded
+        self._layout()
+        self._say("threads by References" if self.threaded else "flat: newest first")
 
     # --- events from the lists ---------------------------------------------------------------
     def on_row_list_selected(self, event: RowList.Selected) -> None:
@@ -358,8 +416,7 @@ class MailScreen(Screen[None]):
         s = self.summaries.get(uid)
         if s is not None and not s.seen:
             await self.client.store(uid, ["\\Seen"])
-            self.summaries[uid] = Summary(uid, (*s.flags, "\\Seen"), s.size, s.header)
-            self.query_one("#mail-list", RowList).upsert(str(uid), self._row(self.summaries[uid]))
+            self._flags_now(uid, (*s.flags, "\\Seen"))
         self.current = (uid, raw)
         for _name, value in headers(raw):
             if _name == "From" and value not in self.recent:
@@ -410,9 +467,8 @@ class MailScreen(Screen[None]):
         await pop.login(identity.address, identity.password)
         self.pop = pop
         entries = await pop.listing()
-        self.folder, self.summaries, self.current = "INBOX", {}, None
+        self._empty_list("INBOX")
         self.query_one("#mail-folders", RowList).replace({"INBOX": ("INBOX (the maildrop)", "", str(len(entries)))})
-        self.query_one("#mail-list", RowList).clear()
         found = [Summary(e.number, ("\\Seen",), e.size, await pop.top(e.number)) for e in entries[-FIRST_PAGE:]]
         self._add(found)
         self._say(f"{len(entries)} messages on the server; POP3 has no folders and no flags, and "
@@ -564,9 +620,7 @@ class MailScreen(Screen[None]):
         async def work() -> None:
             assert self.client is not None
             await self.client.store(uid, [flag], add=add)
-            flags = (*s.flags, flag) if add else tuple(f for f in s.flags if f != flag)
-            self.summaries[uid] = Summary(uid, flags, s.size, s.header)
-            self.query_one("#mail-list", RowList).upsert(str(uid), self._row(self.summaries[uid]))
+            self._flags_now(uid, (*s.flags, flag) if add else tuple(f for f in s.flags if f != flag))
             await self.load_folders()
         self.run_worker(self._do(f"{what} UID {uid}", work), group="mail", exit_on_error=False)
 
@@ -588,9 +642,7 @@ class MailScreen(Screen[None]):
             assert self.pop is not None
             await self.pop.dele(number)
             self.pop_marked.add(number)
-            s = self.summaries[number]
-            self.summaries[number] = Summary(number, (*s.flags, "\\Deleted"), s.size, s.header)
-            self.query_one("#mail-list", RowList).upsert(str(number), self._row(self.summaries[number]))
+            self._flags_now(number, (*self.summaries[number].flags, "\\Deleted"))
             self._say(f"{len(self.pop_marked)} marked by DELE: the server deletes them at QUIT (x)")
         self.run_worker(self._do(f"DELE {number}: mark it; nothing is deleted before QUIT", work), group="mail",
                         exit_on_error=False)
