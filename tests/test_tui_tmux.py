@@ -51,15 +51,17 @@ def tmux(tmp_path):
     t.run("kill-server")
 
 
-def start_lab(tmux: Tmux, state: Path) -> int:
-    """`maillab --state DIR --port-offset N` in an 80x24 pane; returns the SMTP port once it listens."""
+def start_lab(tmux: Tmux, state: Path, env: dict[str, str] | None = None) -> int:
+    """`maillab --state DIR --port-offset N` in an 80x24 pane (with `env` added to its environment);
+    returns the SMTP port once it listens."""
     for attempt in range(3):
         offset = free_offset()
         command = " ".join(shlex.quote(x) for x in (sys.executable, "-m", "maillab", "--state", str(state),
                                                      "--port-offset", str(offset)))
         window = f"{tmux.name}-{attempt}"
+        extra = [x for k, v in (env or {}).items() for x in ("-e", f"{k}={v}")]
         tmux.run("new-session", "-d", "-s", window, "-x", "80", "-y", "24", "-c", str(ROOT),
-                 "-e", "TERM=xterm-256color", f"{command}; echo EXITED; sleep 30")
+                 "-e", "TERM=xterm-256color", *extra, f"{command}; echo EXITED; sleep 30")
         tmux.name = window
         port = 2525 + offset
         wait_for(lambda: accepts(port) or "EXITED" in tmux.screen(), 30)
@@ -93,3 +95,25 @@ def test_maillab_in_tmux_shows_a_typed_session_at_80x24(tmux, tmp_path):
     assert wait_for(lambda: "EXITED" in tmux.screen(), 20, what=lambda: f"EXITED in:\n{tmux.screen()}")
     assert not StateDir(state).in_use() and not accepts(port)
     assert subjects() == ["You are on the naughty list"]
+
+
+def test_compose_hands_the_body_to_editor_and_takes_back_what_it_wrote(tmux, tmp_path):
+    editor = tmp_path / "editor.sh"         # an $EDITOR that appends a line to the file it is given
+    editor.write_text("#!/bin/sh\nprintf 'Written in the editor, line two.\\n' >> \"$1\"\n")
+    editor.chmod(0o755)
+    start_lab(tmux, tmp_path / "state", env={"EDITOR": str(editor), "VISUAL": ""})
+    keys = lambda *k: tmux.run("send-keys", "-t", tmux.name, *k)          # noqa: E731
+    assert wait_for(lambda: "maillab · world default" in tmux.screen(), 15, what=tmux.screen)
+    keys("m")
+    assert wait_for(lambda: "Who are you?" in tmux.screen(), 15, what=tmux.screen)
+    keys("Enter")                           # the first user of the world
+    assert wait_for(lambda: "IMAP · INBOX" in tmux.screen(), 20, what=tmux.screen)
+    keys("c")
+    assert wait_for(lambda: "New message" in tmux.screen(), 15, what=tmux.screen)
+    keys("Tab", "Tab", "Tab", "Tab", "Tab")   # To, Cc, Bcc, Subject, Attach: the body
+    keys("-l", "Dear Santa,")
+    keys("C-e")
+    assert wait_for(lambda: "Written in the editor, line two." in tmux.screen(), 15, what=tmux.screen)
+    assert "Dear Santa," in tmux.screen()
+    keys("Escape")
+    assert wait_for(lambda: "New message" not in tmux.screen(), 10, what=tmux.screen)
