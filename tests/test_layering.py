@@ -125,4 +125,4 @@ def test_the_base_imports_nothing_else_of_maillab():
 def test_the_top_level_holds_packages_by_role_and_the_command_line():
     assert sorted(p.name for p in ROOT.glob("*.py")) == ["__init__.py", "__main__.py", "cli.py"]
     assert sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()) == [
-        "base", "dns", "imap", "lab", "mta", "mua", "net", "pop3", "queue", "smtp", "store", "tui", "worlds"]
+        "auth", "base", "dns", "imap", "lab", "mta", "mua", "net", "pop3", "queue", "smtp", "store", "tui", "worlds"]

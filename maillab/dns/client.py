@@ -200,6 +200,15 @@ class LabResolver:
             return None                                  # NXDOMAIN, or not a lab address
         return _host(records[0].target.to_text()) if records else None
 
+    async def records(self, name: str, rdtype: str, source: str | None = None) -> dns.rrset.RRset | None:
+        """The `rdtype` records of `name` ("TXT", "AAAA", ...), CNAMEs followed; None for NODATA;
+        NXDOMAIN and the rest raise `LookupFailed` (sender authentication reads them raw)."""
+        try:
+            kind = dns.rdatatype.from_text(rdtype)
+        except dns.exception.DNSException:
+            raise LookupFailed(f"{rdtype!r} is not a DNS record type", temporary=False) from None
+        return await self._records(name, kind, source)
+
     async def _records(self, name: str | dns.name.Name, rdtype: dns.rdatatype.RdataType,
                        source: str | None) -> dns.rrset.RRset | None:
         """The records of `name` (CNAMEs followed), None for NODATA; raises on errors."""

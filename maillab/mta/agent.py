@@ -35,6 +35,7 @@ from ..queue.manager import QueueContext, QueueManager
 from ..queue.records import Entry
 from ..queue.redelivery import RedeliveryContext, already_delivered
 from ..queue.spool import Spool
+from ..auth.receiver import spf_check
 from ..smtp.checkpoints import Checkpoints
 from ..smtp.policy import HostPolicy, standard_checks
 from ..smtp.server import SmtpContext, SmtpServer
@@ -90,6 +91,7 @@ class Mta:
         self.checkpoints = Checkpoints(standard_checks(HostPolicy(
             host.name, world=lambda: ctx.world, chaos=self.chaos_reply, greylisted=self.greylisted,
             mailbox_exists=lambda a: ctx.mda.account_for(a) is not None, in_flow=self.queue.in_flow)))
+        self.checkpoints.register(spf_check(host.name, host.address, lambda: ctx.resolver))
 
     # --- life cycle ----------------------------------------------------------
     async def load(self) -> int:
