@@ -7,6 +7,7 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
+import dns.tsig
 import dns.zone
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -229,6 +230,46 @@ def test_other_opcodes_are_not_implemented(authority):
     query.set_opcode(dns.opcode.NOTIFY)
     wire, _ = authority.respond(query.to_wire(), 512)
     assert dns.message.from_wire(wire).rcode() == dns.rcode.NOTIMP
+
+
+@pytest.mark.parametrize("opcode", [3, 15])
+def test_unknown_opcode_is_notimp_even_without_a_question(authority, opcode):
+    # raw header: ID 0xbeef, opcode in bits 11-14, RD; QDCOUNT 0 (genreport's opcode test)
+    bare = b"\xbe\xef" + ((opcode << 11) | 0x0100).to_bytes(2, "big") + bytes(8)
+    wire, info = authority.respond(bare, 512)
+    assert wire == b"\xbe\xef" + (0x8000 | (opcode << 11) | 0x0100 | 4).to_bytes(2, "big") + bytes(8)
+    assert info == QueryInfo("", "", "NOTIMP", 0)
+    # with a question: echoed
+    query = dns.message.make_query("syr.edu", "MX")
+    query.set_opcode(opcode)
+    wire, info = authority.respond(query.to_wire(), 512)
+    reply = dns.message.from_wire(wire)
+    assert reply.id == query.id and reply.flags & dns.flags.QR and reply.opcode() == opcode
+    assert reply.rcode() == dns.rcode.NOTIMP and reply.question == query.question
+    assert info == QueryInfo("syr.edu", "MX", "NOTIMP", 0)
+    # and whatever follows the header, it is the opcode that is judged, not the body
+    wire, info = authority.respond(query.to_wire()[:15] + b"junk", 512)
+    assert wire[2:4] == (0x8000 | (opcode << 11) | 0x0100 | 4).to_bytes(2, "big") and wire[4:] == bytes(8)
+    assert info.rcode == "NOTIMP"
+
+
+def test_tsig_with_an_unknown_key_is_notauth_badkey(authority):
+    query = dns.message.make_query("syr.edu", "SOA", use_edns=0)
+    query.use_tsig(dns.tsig.Key("nokey.", "c2VjcmV0IG9mIG5vIGtleSB0aGUgbGFiIGtub3dz"))
+    sent = query.to_wire()
+    signed = dns.message.from_wire(sent, keyring=False).tsig[0]
+    wire, info = authority.respond(sent, 512)
+    reply = dns.message.from_wire(wire, keyring=False)       # unsigned: read it without verifying
+    assert reply.id == query.id and reply.rcode() == dns.rcode.NOTAUTH
+    assert reply.question == query.question and reply.answer == [] and reply.edns == 0
+    tsig = reply.tsig[0]
+    assert reply.tsig.name == dns.name.from_text("nokey.") and reply.additional == []   # TSIG comes last
+    assert (tsig.error, tsig.mac, tsig.other) == (dns.rcode.BADKEY, b"", b"")
+    assert (tsig.algorithm, tsig.time_signed, tsig.fudge, tsig.original_id) == (
+        signed.algorithm, signed.time_signed, signed.fudge, signed.original_id)
+    assert info == QueryInfo("syr.edu", "SOA", "NOTAUTH", 0)
+    with pytest.raises(dns.tsig.PeerBadKey):              # what a client holding the key makes of it
+        dns.message.from_wire(wire, keyring=query.keyring, request_mac=query.mac)
 
 
 def test_zone_transfer_is_refused(authority):

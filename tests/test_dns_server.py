@@ -4,8 +4,11 @@ import asyncio
 import socket
 from unittest import mock
 
+import dns.flags
 import dns.message
+import dns.query
 import dns.rcode
+import dns.tsig
 import dns.zone
 import pytest
 
@@ -178,6 +181,37 @@ async def test_udp_garbage_is_survived(dns_lab):
             s.sendto(junk, ("127.0.0.1", dns_lab.port))
     # the junk is queued on the server's socket ahead of this query, so it is read first
     assert await dns_lab.resolver.a("smtp1.syr.edu") == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize("opcode", [3, 15])
+async def test_udp_unknown_opcode_is_notimp(dns_lab, opcode):
+    bare = dns.message.Message()                     # no question, as genreport sends it
+    bare.set_opcode(opcode)
+    asked = dns.message.make_query("syr.edu", "MX")
+    asked.set_opcode(opcode)
+    for query in (bare, asked):
+        reply = await asyncio.to_thread(dns.query.udp, query, "127.0.0.1", 2, dns_lab.port)
+        assert reply.id == query.id and reply.flags & dns.flags.QR and reply.opcode() == opcode
+        assert reply.rcode() == dns.rcode.NOTIMP and reply.question == query.question
+    assert [(e.name, e.rcode) for e in dns_lab.queries()] == [("", "NOTIMP"), ("syr.edu", "NOTIMP")]
+
+
+async def test_udp_tsig_with_an_unknown_key_is_notauth_badkey(dns_lab):
+    query = dns.message.make_query("syr.edu", "SOA")
+    query.use_tsig(dns.tsig.Key("nokey.", "c2VjcmV0IG9mIG5vIGtleSB0aGUgbGFiIGtub3dz"))
+    with pytest.raises(dns.tsig.PeerBadKey):             # dnspython verifies the reply and reads BADKEY
+        await asyncio.to_thread(dns.query.udp, query, "127.0.0.1", 2, dns_lab.port)
+    signed = dns.message.from_wire(query.to_wire(), keyring=False).tsig[0]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(query.to_wire(), ("127.0.0.1", dns_lab.port))
+        wire = await asyncio.to_thread(s.recv, 65535)
+    reply = dns.message.from_wire(wire, keyring=False)       # unsigned: read without verifying
+    assert reply.id == query.id and reply.rcode() == dns.rcode.NOTAUTH and reply.question == query.question
+    tsig = reply.tsig[0]
+    assert reply.tsig.name == query.keyname and (tsig.error, tsig.mac) == (dns.rcode.BADKEY, b"")
+    assert (tsig.algorithm, tsig.time_signed) == (signed.algorithm, signed.time_signed)
+    assert [(e.name, e.rcode) for e in dns_lab.queries()] == [("syr.edu", "NOTAUTH")] * 2
 
 
 async def test_tcp_several_queries_per_connection(dns_lab):

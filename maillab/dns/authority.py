@@ -13,8 +13,13 @@ NS targets in the additional section; QTYPE ANY gives every rdataset at the
 node; EDNS0 echoed when the query had it (RFC 6891 §7).
 
 Invariants: `respond` never raises.  Input shorter than a header, or a
-response, gives (None, None); an unparseable query whose header is readable a
-header-only FORMERR (RFC 1035 §4.1.1); our own bug a SERVFAIL.  Replies fit the
+response, gives (None, None).  The opcode is judged first, from the header
+alone: any but QUERY gets NOTIMP with the ID, opcode and RD echoed, and the
+question if exactly one was sent and could be read (RFC 1035 §4.1.1, RFC 6895
+§2.2; what NSD and BIND answer).  Then an unparseable query whose header is
+readable gets a header-only FORMERR (RFC 1035 §4.1.1), and a TSIG-signed one
+NOTAUTH with an unsigned TSIG whose error is BADKEY, for the lab knows no keys
+(RFC 8945 §5.2.1, §5.3.2); our own bug a SERVFAIL.  Replies fit the
 transport: over UDP 512 octets without EDNS, else the client's payload (capped
 by `max_udp`, never below 512), truncated with TC set when an answer or
 authority record does not fit (RFC 2181 §9); over TCP up to 65535.  Rendered
@@ -315,20 +320,20 @@ class Authority:
     # -- internals -----------------------------------------------------------
 
     def _respond(self, wire: bytes, max_udp: int | None) -> tuple[bytes, QueryInfo, bool]:
+        if dns.opcode.from_flags(int.from_bytes(wire[2:4], "big")) != dns.opcode.QUERY:
+            return *_not_implemented(wire), False
         try:
-            query = dns.message.from_wire(wire)
-        except dns.message.UnknownTSIGKey:
-            return _header_only(wire, dns.rcode.REFUSED), QueryInfo("", "", "REFUSED", 0), False
+            query = dns.message.from_wire(wire, keyring=False)     # a TSIG is read, not verified
         except Exception:
             return _header_only(wire, dns.rcode.FORMERR), QueryInfo("", "", "FORMERR", 0), False
+        if query.had_tsig:
+            return _bad_key(query, _limit(query, max_udp)), _info(query, "NOTAUTH"), False
         if len(query.question) != 1:
             return _header_only(wire, dns.rcode.FORMERR), QueryInfo("", "", "FORMERR", 0), False
         question = query.question[0]
         qname, qtype = question.name, question.rdtype
         response = dns.message.make_response(query, our_payload=OUR_PAYLOAD)
-        if query.opcode() != dns.opcode.QUERY:
-            response.set_rcode(dns.rcode.NOTIMP)
-        elif query.edns > 0:
+        if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)                 # RFC 6891 §6.1.3
         elif question.rdclass not in (dns.rdataclass.IN, dns.rdataclass.ANY):
             response.set_rcode(dns.rcode.REFUSED)
@@ -345,13 +350,7 @@ class Authority:
         else:
             self._answer(response, qname, qtype)
 
-        if max_udp is None:
-            limit = _TCP_MAX
-        elif query.edns >= 0:
-            limit = min(max(query.payload, 512), max_udp)         # RFC 6891 §6.2.5
-        else:
-            limit = min(512, max_udp)                             # RFC 1035 §4.2.1
-        reply = response.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
+        reply = response.to_wire(max_size=_limit(query, max_udp), prefer_truncation=True, want_shuffle=False)
         name = qname.to_text(omit_final_dot=True) or "."
         info = QueryInfo(name, dns.rdatatype.to_text(qtype), dns.rcode.to_text(response.rcode()),
                          int.from_bytes(reply[6:8], "big"))           # ANCOUNT as sent
@@ -536,6 +535,52 @@ def _negative_ttl(soa: dns.rdataset.Rdataset) -> int:
 def _rrset(name: dns.name.Name, rds: dns.rdataset.Rdataset) -> dns.rrset.RRset:
     """The rdataset under `name`, in canonical order (MX by preference, A by address)."""
     return dns.rrset.from_rdata_list(name, rds.ttl, sorted(rds))
+
+
+def _limit(query: dns.message.Message, max_udp: int | None) -> int:
+    """The largest reply the query's transport takes (`max_udp` None: TCP)."""
+    if max_udp is None:
+        return _TCP_MAX
+    if query.edns >= 0:
+        return min(max(query.payload, 512), max_udp)              # RFC 6891 §6.2.5
+    return min(512, max_udp)                                      # RFC 1035 §4.2.1
+
+
+def _info(query: dns.message.Message, rcode: str) -> QueryInfo:
+    """The log line of a query refused before it was looked up: its question, if it had one."""
+    if len(query.question) != 1:
+        return QueryInfo("", "", rcode, 0)
+    question = query.question[0]
+    return QueryInfo(question.name.to_text(omit_final_dot=True) or ".",
+                     dns.rdatatype.to_text(question.rdtype), rcode, 0)
+
+
+def _not_implemented(wire: bytes) -> tuple[bytes, QueryInfo]:
+    """NOTIMP for an opcode other than QUERY, whatever follows the header (RFC 1035 §4.1.1,
+    RFC 6895 §2.2): ID, opcode and RD echoed, QR set, and the question if exactly one was
+    sent and could be read."""
+    try:
+        query = dns.message.from_wire(wire, question_only=True)
+    except Exception:
+        query = None
+    if query is None or len(query.question) != 1:
+        return _header_only(wire, dns.rcode.NOTIMP), QueryInfo("", "", "NOTIMP", 0)
+    response = dns.message.make_response(query)
+    response.set_rcode(dns.rcode.NOTIMP)
+    return response.to_wire(), _info(query, "NOTIMP")
+
+
+def _bad_key(query: dns.message.Message, limit: int) -> bytes:
+    """NOTAUTH for a TSIG-signed query, the lab knowing no keys (RFC 8945 §5.2.1): an unsigned
+    TSIG (empty MAC, RFC 8945 §5.3.2) with error BADKEY, the query's key name, algorithm,
+    time signed, fudge and original ID."""
+    assert query.tsig is not None
+    response = dns.message.make_response(query, our_payload=OUR_PAYLOAD)
+    response.set_rcode(dns.rcode.NOTAUTH)
+    signed = query.tsig[0]
+    response.tsig = dns.rrset.from_rdata(query.tsig.name, 0,
+                                         signed.replace(mac=b"", error=dns.rcode.BADKEY, other=b""))
+    return response.to_wire(max_size=limit, prefer_truncation=True)
 
 
 def _header_only(wire: bytes, rcode: int) -> bytes:
