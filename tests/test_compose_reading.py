@@ -120,3 +120,14 @@ def test_a_saved_attachment_stays_in_its_folder_whatever_its_name(tmp_path):
     assert first == tmp_path / "passwd" and second == tmp_path / "passwd (2)"
     assert first.read_bytes() == b"%PDF-"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["passwd", "passwd (2)"]
+
+
+def test_verdicts_are_read_from_the_topmost_authentication_results_field():
+    from maillab.mua.reading import verdicts
+    header = (b"Received: from a by smtp1.syr.edu\r\n"
+              b"Authentication-Results: smtp1.syr.edu; spf=fail (-all matched)\r\n"
+              b"\tsmtp.mailfrom=northpole.org; dkim=none\r\n"
+              b"Authentication-Results: forged.example; spf=pass smtp.mailfrom=northpole.org\r\n"
+              b"Subject: x\r\n\r\n")
+    assert verdicts(header) == ("smtp1.syr.edu", {"spf": "fail", "dkim": "none"})
+    assert verdicts(b"Subject: none\r\n\r\n") == ("", {})

@@ -87,7 +87,7 @@ async def test_the_send_and_read_exercise_inside_the_tui(tmp_path):
         listing = mail.query_one("#mail-list", RowList)
         await until(pilot, lambda: any("Wunschzettel" in row[3] for row in table_rows(listing)), 20)
         row = next(r for r in table_rows(listing) if "Wunschzettel" in r[3])
-        assert row[0].startswith("N") and row[1] == "TLS auth"
+        assert row[0].startswith("N") and row[1] == "TLS auth spf=pass"
         listing.focus()
         listing.move_cursor(row=[r[3] for r in table_rows(listing)].index(row[3]))
         await pilot.press("enter")
@@ -95,6 +95,7 @@ async def test_the_send_and_read_exercise_inside_the_tui(tmp_path):
         await until(pilot, lambda: "Ho ho ho!" in static_text(reader), 15)
         shown = static_text(reader)
         assert "over TLS on every hop" in shown and "sender authenticated at submission (ESMTPSA)" in shown
+        assert "SPF pass (said smtp1.syr.edu)" in shown
         assert "Received, hop by hop:" in shown and "→ mail.northpole.org with ESMTPSA" in shown
         assert "→ smtp1.syr.edu with ESMTPS" in shown
         assert '"sled.png"' in shown and "Subject: Wunschzettel ❄" in shown

@@ -37,7 +37,7 @@ from .imap_protocol import (
 LineSink = Callable[[str, str], None]
 TlsWay = Kind["plain", "starttls", "tls"]
 News = Exists | Expunge | Fetch
-LIST_FIELDS = "FROM TO SUBJECT DATE MESSAGE-ID IN-REPLY-TO REFERENCES RECEIVED"
+LIST_FIELDS = "FROM TO SUBJECT DATE MESSAGE-ID IN-REPLY-TO REFERENCES RECEIVED AUTHENTICATION-RESULTS"
 READ = 65536
 IDLE_RENEW = 25 * 60.0            # RFC 2177 §3: re-issue IDLE at least every 29 minutes
 _SHOWN: dict[Direction, str] = {"client": "out", "server": "in", "note": "note"}

@@ -7,6 +7,8 @@ decoded from RFC 2047; `text` the readable text — the first text/plain part
 plain text; `mime_tree` the parts with IMAP's part numbers (RFC 3501 §6.4.5);
 `attachment` one part's name and octets, `save_attachment` writes it into a
 folder under a name made safe (no path tricks), by temp file then rename.
+`verdicts` reads what the receiving host concluded about the sender from the
+topmost Authentication-Results field (RFC 8601).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -203,3 +205,22 @@ def save_attachment(msg: bytes, path: str, folder: Path) -> Path:
         n += 1
     write_durable(target, data)
     return target
+
+
+_METHOD_RESULT = re.compile(r"^\s*(spf|dkim|dmarc)\s*=\s*([a-z]+)", re.I)
+
+
+def verdicts(header: bytes) -> tuple[str, dict[str, str]]:
+    """(authserv-id, {"spf": "fail", "dkim": "pass", ...}) from the first Authentication-Results
+    field — the one the last receiving host wrote, on top of what came before (RFC 8601 §2.2, §5);
+    ("", {}) when there is none.  A method given twice keeps its first result."""
+    field = BytesHeaderParser(policy=policy.compat32).parsebytes(header).get("Authentication-Results")
+    if field is None:
+        return "", {}
+    authserv, _, rest = " ".join(str(field).split()).partition(";")
+    found: dict[str, str] = {}
+    for clause in rest.split(";"):
+        m = _METHOD_RESULT.match(clause)
+        if m:
+            found.setdefault(m.group(1).lower(), m.group(2).lower())
+    return authserv.strip(), found

@@ -40,7 +40,7 @@ from ...mua.identity import Identity, identities
 from ...mua.imap_client import ImapClient, ImapError, Summary
 from ...mua.imap_protocol import Exists, Expunge
 from ...mua.pop3_client import Pop3Client, Pop3Error
-from ...mua.reading import headers, mime_tree, save_attachment, text
+from ...mua.reading import headers, mime_tree, save_attachment, text, verdicts
 from ...mua.review import review, route
 from ...mua.threads import Links, thread
 from ...mua.submit import Server, submit, verdict
@@ -64,16 +64,21 @@ LIST_COLUMNS = ("", "badges", "from", "subject", "date", "size")
 
 
 def badges(header: bytes) -> tuple[str, str]:
-    """(short, long) badges of a message from its Received chain: over TLS on every hop, and
-    whether the first hop took it from an authenticated sender (RFC 3848's ESMTPS / ESMTPSA)."""
+    """(short, long) badges of a message from its Received chain — over TLS on every hop, and
+    whether the first hop took it from an authenticated sender (RFC 3848's ESMTPS / ESMTPSA) —
+    and what the receiving host concluded of its sender (Authentication-Results: SPF, ...)."""
     chain = hops(header)
     if not chain:
         return "", "no Received header: never crossed SMTP"
     tls = all(h.tls for h in chain)
     auth = chain[0].authenticated
-    short = ("TLS" if tls else "plain") + (" auth" if auth else "")
+    checked_by, results = verdicts(header)
+    short = " ".join(["TLS" if tls else "plain", *(["auth"] if auth else []),
+                      *(f"{method}={result}" for method, result in results.items())])
     long = (f"{'over TLS on every hop' if tls else 'NOT over TLS on every hop'} ({len(chain)} hops) · "
-            + ("sender authenticated at submission (ESMTPSA)" if auth else "sender not authenticated"))
+            + ("sender authenticated at submission (ESMTPSA)" if auth else "sender not authenticated")
+            + (" · " + ", ".join(f"{m.upper()} {r}" for m, r in results.items()) + f" (said {checked_by})"
+               if results else ""))
     return short, long
 
 
@@ -101,7 +106,9 @@ you just did, explained; the server's side of each session is in Dialogues.
 | Esc | back to the panels |
 
 Badges: `TLS` when every hop's Received says ESMTPS (RFC 3848), `auth` when the
-first hop took it from a logged-in sender (ESMTPSA).
+first hop took it from a logged-in sender (ESMTPSA), `spf=pass`/`spf=fail`/...
+as the receiving host wrote in Authentication-Results (RFC 8601): may the
+client's address send mail for the envelope sender's domain (RFC 7208)?
 """
 
 
