@@ -179,6 +179,8 @@ HEADER_FIELDS: dict[str, tuple[str, str]] = {
                                   "RFC 2045 §6"),
     "dkim-signature": ("a DKIM signature over chosen headers and the body", "RFC 6376 §3.5"),
     "authentication-results": ("what a receiving server found: SPF, DKIM, DMARC", "RFC 8601 §2"),
+    "received-spf": ("the SPF verdict: may the client's IP send mail for the MAIL FROM domain?",
+                     "RFC 7208 §9.1"),
 }
 _HEADER_END = Note("a blank line: the header section ends here, the body follows", "RFC 5322 §2.1")
 _FOLDED = Note("starts with white space: it continues the header field above (folding)", "RFC 5322 §2.2.3")
