@@ -58,7 +58,7 @@ def test_registering_in_order_and_bad_checks():
 
 def test_todays_policy_is_the_first_checks(lab):
     assert lab.mta("smtp1.syr.edu").checkpoints.names == ["address", "chaos", "sender_login_match", "greylist",
-                                                          "relay", "in_flow", "spf"]
+                                                          "relay", "in_flow", "dkim_sign", "sender_auth"]
 
 
 # ---- over a real session ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ..base.clock import Clock
 from ..base.events import EventBus
 from ..base.syncer import Syncer
+from ..auth.dkim_keys import DomainKeys
 from ..dns.client import LabResolver
 from ..mta.mda import Mda
 from ..net.admission import Admission
@@ -46,3 +47,5 @@ class LabContext:
     # the client side of outbound SMTP between the lab's MTAs (smtp/outbound_tls.py)
     server_tls: dict[str, ssl.SSLContext] = field(default_factory=dict)
     outbound_tls: OutboundTls | None = None
+    # DKIM (auth/dkim_keys.py): each mail domain's signing keys, their public halves in the lab DNS
+    dkim_keys: dict[str, DomainKeys] = field(default_factory=dict)

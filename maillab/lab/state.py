@@ -50,6 +50,10 @@ class StateDir:
         return self.root / "tls"
 
     @property
+    def dkim_dir(self) -> Path:
+        return self.root / "dkim"
+
+    @property
     def log_dir(self) -> Path:
         return self.root / "log"
 

@@ -24,6 +24,7 @@ from ..base.clock import Clock
 from ..base.errors import UserError
 from ..base.events import Delivered, EventBus, Notice
 from ..base.syncer import Syncer
+from ..auth.dkim_keys import DomainKeys
 from ..dns.authority import Authority, Record
 from ..dns.client import LabResolver
 from ..dns.server import DnsServer
@@ -102,6 +103,7 @@ class Lab:
         self.ctx.admission.limits = ConnectionLimits.of(self.world)
         self.ctx.server_tls, self.ctx.outbound_tls = await asyncio.to_thread(self._tls)
         self._authority = Authority(self.world.zones)
+        self.ctx.dkim_keys = await asyncio.to_thread(self._dkim_keys)
         self._dns = DnsServer(self._authority, self.bus, self.clock, DNS_ADDRESS, self.ports.dns)
         try:
             await self._dns.start()
@@ -139,6 +141,20 @@ class Lab:
                                 f"daemon started -- world {self.world.name}, {len(self.world.hosts)} hosts, "
                                 f"{len(self.endpoints)} endpoints, {replayed} queued message"
                                 f"{'s' if replayed != 1 else ''} replayed, pid {os.getpid()}"))
+
+    def _dkim_keys(self) -> dict[str, DomainKeys]:
+        """Each mail domain's DKIM keys (made on first run), published in its zone."""
+        keys = {}
+        for domain in self.world.domains.values():
+            if not domain.mx or not domain.users:
+                continue                      # no mailboxes here: nobody to sign for
+            keys[domain.name] = found = DomainKeys.load_or_make(self.state.dkim_dir, domain.name)
+            for owner, data in found.records():
+                try:
+                    self._authority.add_record(domain.name, owner, "TXT", data)
+                except UserError:
+                    pass                      # the zone publishes a record of its own there
+        return keys
 
     def _tls(self) -> tuple[dict[str, ssl.SSLContext], OutboundTls]:
         """Each host's server TLS context and the MTAs' client side (blocking: files,

@@ -35,7 +35,8 @@ from ..queue.manager import QueueContext, QueueManager
 from ..queue.records import Entry
 from ..queue.redelivery import RedeliveryContext, already_delivered
 from ..queue.spool import Spool
-from ..auth.receiver import spf_check
+from ..auth.dkim_keys import DomainKeys
+from ..auth.receiver import sender_checks
 from ..smtp.checkpoints import Checkpoints
 from ..smtp.policy import HostPolicy, standard_checks
 from ..smtp.server import SmtpContext, SmtpServer
@@ -91,7 +92,12 @@ class Mta:
         self.checkpoints = Checkpoints(standard_checks(HostPolicy(
             host.name, world=lambda: ctx.world, chaos=self.chaos_reply, greylisted=self.greylisted,
             mailbox_exists=lambda a: ctx.mda.account_for(a) is not None, in_flow=self.queue.in_flow)))
-        self.checkpoints.register(spf_check(host.name, host.address, lambda: ctx.resolver))
+        for check in sender_checks(host.name, host.address, lambda: ctx.resolver, self.signing_keys):
+            self.checkpoints.register(check)
+
+    def signing_keys(self, domain: str) -> DomainKeys | None:
+        """The DKIM keys this host signs `domain`'s mail with: it keeps that domain's mail."""
+        return self.ctx.dkim_keys.get(domain) if domain in self.mailbox_domains else None
 
     # --- life cycle ----------------------------------------------------------
     async def load(self) -> int:

@@ -70,6 +70,7 @@ class Facts:
     recipient: str = ""             # rcpt: the one asked about
     recipients: tuple[str, ...] = ()    # accepted so far (data: all of them)
     head: bytes = b""               # data: the start of the message (its header block)
+    message: Callable[[], bytes] | None = None   # data: the whole message, read when asked (may be on disk)
 
 
 CheckRun = Callable[[Facts], "Verdict | Awaitable[Verdict]"]

@@ -272,7 +272,9 @@ class SmtpServer(SessionServer[_Session]):
         conn, queue = s.conn, self.mta.queue
         recipients = [self._local_postmaster(r) for r in ev.envelope.recipients]
         head = ev.content[:HEAD_PEEK] if ev.spilled is None else os.pread(ev.spilled.fileno(), HEAD_PEEK, 0)
-        verdict = await self.checkpoint(s, self.facts(s, "data", recipients=tuple(recipients), head=head))
+        whole = (lambda: ev.content) if ev.spilled is None else (lambda: _read_all(ev.spilled))
+        verdict = await self.checkpoint(s, self.facts(s, "data", recipients=tuple(recipients), head=head,
+                                                      message=whole))
         if verdict.action == "reject":
             conn.reject(verdict.reply)
             return
@@ -310,6 +312,12 @@ class SmtpServer(SessionServer[_Session]):
         if address != "postmaster":
             return address
         return f"postmaster@{self.mta.mailbox_domains[0] if self.mta.mailbox_domains else self.host.name}"
+
+
+def _read_all(spilled: BinaryIO) -> bytes:
+    """A spilled message's octets, from the start of its file (the file position is not moved)."""
+    size = os.fstat(spilled.fileno()).st_size
+    return os.pread(spilled.fileno(), size, 0)
 
 
 def _dsn_extra(ev: MessageEnd, recipients: list[str]) -> dict:
