@@ -81,3 +81,18 @@ async def test_a_signature_whose_key_is_not_published_is_a_permerror(lab, no_rea
     results = await lab_dkim.verify(lab.ctx.resolver, "127.0.0.1", forged)
     assert [r.result for r in results] == ["permerror", "permerror"]
     assert all("nowhere.lab" in r.reason for r in results)
+
+
+async def test_a_message_without_from_is_delivered_unsigned_and_the_maillog_says_why(lab, no_real_dns):
+    from maillab.base.events import Notice
+    log = lab.ctx.bus.subscribe(kinds=(Notice,))
+
+    def submit() -> None:
+        with smtplib.SMTP("127.0.0.3", lab.ports.submission, timeout=10) as smtp:
+            smtp.starttls(context=ssl._create_unverified_context())
+            smtp.login("santa@northpole.org", "maillab")
+            smtp.sendmail("santa@northpole.org", ["mafudge@syr.edu"], "Subject: no author\r\n\r\nHi.\r\n")
+    await asyncio.to_thread(submit)
+    inbox = await async_wait_for(lambda: maildir_messages(lab.state.root, "mafudge@syr.edu"), 20)
+    assert inbox[0]["DKIM-Signature"] is None and "dkim=none" in _results(inbox[0])
+    assert any("check dkim_sign: tag at data: not signed: no From header field" in e.text for e in log.drain())

@@ -36,21 +36,31 @@ class DkimResult:
     reason: str = ""             # why not pass
 
 
+class Unsignable(Exception):
+    """The message can not carry a DKIM signature (no From field, RFC 6376 §5.4); str() says why."""
+
+
 def _sign(keys: DomainKeys, message: bytes) -> list[str]:
     present = {name.lower() for name, _ in dkimpy.DKIM(message).headers}
+    if b"from" not in present:
+        raise Unsignable("no From header field to sign (RFC 6376 §5.4)")
     signed = [f for f in SIGNED_FIELDS if f in present]   # one absent now and added later would break it
     fields = []
     for key in keys.keys:
         field = dkimpy.sign(message, key.selector.encode(), keys.domain.encode(), key.private,
                             canonicalize=(b"relaxed", b"relaxed"), signature_algorithm=key.algorithm,
-                            include_headers=signed)
+                            include_headers=signed)   # raises DKIMException on a malformed header
         fields.append(field.decode("ascii").rstrip("\r\n"))
     return fields
 
 
 async def sign(keys: DomainKeys, message: bytes) -> list[str]:
-    """The DKIM-Signature header fields (folded, without the last CRLF) for `message`."""
-    return await asyncio.to_thread(_sign, keys, message)
+    """The DKIM-Signature header fields (folded, without the last CRLF) for `message`;
+    `Unsignable` when it can not be signed."""
+    try:
+        return await asyncio.to_thread(_sign, keys, message)
+    except dkimpy.DKIMException as e:
+        raise Unsignable(str(e)) from None
 
 
 class _Reasons(logging.Handler):

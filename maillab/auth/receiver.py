@@ -24,7 +24,7 @@ from typing import Callable
 
 from ..dns.client import LabResolver
 from ..smtp.checkpoints import ACCEPT, Check, Facts, Verdict, tag
-from .dkim import DkimResult, sign, verify
+from .dkim import DkimResult, Unsignable, sign, verify
 from .dkim_keys import DomainKeys
 from .spf import SpfResult, check
 
@@ -78,7 +78,10 @@ def sender_checks(host: str, address: str, resolver: Callable[[], LabResolver],
         keys = keys_for(_domain(f.sender)) if f.login is not None else None
         if keys is None or f.message is None:
             return ACCEPT
-        fields = await sign(keys, f.message())
+        try:
+            fields = await sign(keys, f.message())
+        except Unsignable as e:
+            return tag(reason=f"not signed: {e}")     # delivered unsigned, as OpenDKIM does; the maillog says why
         return tag(*fields, reason=f"DKIM-Signature added: d={keys.domain} s="
                                    + ",".join(k.selector for k in keys.keys))
 
