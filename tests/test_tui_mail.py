@@ -87,7 +87,7 @@ async def test_the_send_and_read_exercise_inside_the_tui(tmp_path):
         listing = mail.query_one("#mail-list", RowList)
         await until(pilot, lambda: any("Wunschzettel" in row[3] for row in table_rows(listing)), 20)
         row = next(r for r in table_rows(listing) if "Wunschzettel" in r[3])
-        assert row[0].startswith("N") and row[1] == "TLS auth spf=pass"
+        assert row[0].startswith("N") and row[1] == "TLS auth spf=pass dkim=pass"
         listing.focus()
         listing.move_cursor(row=[r[3] for r in table_rows(listing)].index(row[3]))
         await pilot.press("enter")
@@ -95,7 +95,7 @@ async def test_the_send_and_read_exercise_inside_the_tui(tmp_path):
         await until(pilot, lambda: "Ho ho ho!" in static_text(reader), 15)
         shown = static_text(reader)
         assert "over TLS on every hop" in shown and "sender authenticated at submission (ESMTPSA)" in shown
-        assert "SPF pass (said smtp1.syr.edu)" in shown
+        assert "SPF pass, DKIM pass (said smtp1.syr.edu)" in shown
         assert "Received, hop by hop:" in shown and "→ mail.northpole.org with ESMTPSA" in shown
         assert "→ smtp1.syr.edu with ESMTPS" in shown
         assert '"sled.png"' in shown and "Subject: Wunschzettel ❄" in shown
@@ -140,6 +140,11 @@ async def test_new_mail_appears_by_idle_while_the_screen_is_open(tmp_path):
         listing = mail.query_one("#mail-list", RowList)
         await until(pilot, lambda: listing.row_count == 1, 20)
         assert any(line.startswith("S: * 1 EXISTS") for line in mail.query_one(XRay).lines_seen)
+        await in_thread(submit, "127.0.0.3", app.lab.ports.submission, subject="second")
+        await until(pilot, lambda: listing.row_count == 2, 20)
+        assert table_rows(listing)[0][3] == "second"                  # on top, without a new layout
+        assert any(line.endswith(f"UID SEARCH UID {max(mail.summaries)}:*")        # only what is new
+                   for line in mail.query_one(XRay).lines_seen)
 
 
 async def test_pop3_mode_downloads_and_deletes_on_the_server_only_when_told(tmp_path):

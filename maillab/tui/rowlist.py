@@ -171,10 +171,15 @@ class RowList(ScrollView, can_focus=True):
         """The cells of the row under the cursor; None when there are no rows."""
         return self._cells[self._keys[self.cursor_row]] if self._keys else None
 
-    def upsert(self, key: str, cells: Sequence[str]) -> None:
-        """Add row `key` at the end, or change its cells in place."""
+    def upsert(self, key: str, cells: Sequence[str], first: bool = False) -> None:
+        """Add row `key` at the end (at the top if `first`: the cursor stays on its row), or
+        change its cells in place."""
         cells = tuple(cells)
-        if key not in self._cells:
+        if key not in self._cells and first:
+            self._keys.insert(0, key)
+            if len(self._keys) > 1:
+                self.cursor_row += 1
+        elif key not in self._cells:
             self._keys.append(key)
         elif self._cells[key] == cells:
             return

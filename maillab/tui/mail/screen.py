@@ -266,8 +266,10 @@ class MailScreen(Screen[None]):
                 self._say(f"connection lost: {e} (i: log in again)")
                 self.client = None
                 return
-            if any(isinstance(e, (Exists, Expunge)) for e in news):
-                await self._do("new mail: the server said so during IDLE", self._refresh)
+            if any(isinstance(e, Expunge) for e in news):
+                await self._do("messages went: the server said so during IDLE", self._refresh)
+            elif any(isinstance(e, Exists) for e in news):
+                await self._do("new mail: the server said so during IDLE", lambda: self._refresh(expunged=False))
 
     async def _do(self, what: str, work: Callable[[], Awaitable[Any]]) -> Any:
         """Run one user action's commands: the IDLE stopped first, resumed after."""
@@ -322,20 +324,44 @@ class MailScreen(Screen[None]):
         if older:
             self._layout()
 
-    async def _refresh(self) -> None:
-        """The selected folder again: new UIDs fetched, gone ones dropped, counts updated."""
+    async def _refresh(self, expunged: bool = True) -> None:
+        """The selected folder again: new UIDs fetched (only those above the newest held, when
+        nothing was expunged), gone ones dropped, counts updated."""
         client = self.client
         if client is None:
             return
-        uids = await client.uids()
-        gone = set(self.summaries) - set(uids)
         listing = self.query_one("#mail-list", RowList)
-        for uid in gone:
-            self._forget(uid)
-            listing.remove(str(uid))
-        self._add(await client.summaries([u for u in uids if u not in self.summaries]))
+        if expunged:
+            uids = await client.uids()
+            for uid in set(self.summaries) - set(uids):
+                self._forget(uid)
+                listing.remove(str(uid))
+            new = [u for u in uids if u not in self.summaries]
+        else:
+            new = await client.uids(after=max(self.summaries, default=0))
+        self._arrived(await client.summaries(new))
         await self.load_folders()
-        self._say(f"{len(uids)} messages")
+        self._say(f"{len(self.summaries)} messages")
+
+    def _arrived(self, found: list[Summary]) -> None:
+        """New mail on top of the list, without laying the rest out again — unless it joins a
+        thread the list shows (it answers one of them, or one of them answers it)."""
+        if not found:
+            return
+        ids = {links.message_id for links in self._links.values() if links.message_id}
+        answered = {ref for links in self._links.values() for ref in links.answers}
+        for s in found:
+            self._keep(s)
+        joins = self.threaded and any(set(self._links[s.uid].answers) & ids
+                                      or self._links[s.uid].message_id in answered for s in found)
+        if joins:
+            self._layout()
+            return
+        listing = self.query_one("#mail-list", RowList)
+        with listing.batch():
+            for s in sorted(found, key=lambda s: s.uid):
+                self._depth[s.uid] = 0
+                listing.upsert(str(s.uid), self._shown(s.uid), first=True)
 
     def _add(self, found: list[Summary], lay_out: bool = True) -> None:
         """Rows for `found`; laid out again (threads) unless `lay_out` is False, when they go at
